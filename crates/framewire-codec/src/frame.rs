@@ -1,0 +1,393 @@
+//! The plain-mode frame codec: a u32 length prefix, then the payload.
+//!
+//! See the [crate docs](crate) for the wire spec.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder, Framed, FramedRead, FramedWrite};
+
+use crate::FrameError;
+
+/// Length of the frame header: a `u32`.
+pub const HEADER_LEN: usize = 4;
+
+/// Default maximum payload length: 8 MiB.
+///
+/// The same default as tokio-util's `LengthDelimitedCodec`, so that switching between the two
+/// changes nothing for a peer. Large enough for any "message", small enough that a hostile
+/// header cannot make a connection hold much memory (and this decoder only grows its buffer as
+/// payload actually arrives anyway).
+pub const DEFAULT_MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
+
+/// Largest step by which the decoder grows its buffer on its own while a frame is incomplete.
+///
+/// The decoder never reserves the announced length up front (a peer could announce 8 MiB and
+/// send nothing); it asks for at most this much more room at a time. 16 KiB keeps a stalled
+/// header at well under 64 KiB of address space while a real large frame still grows its
+/// buffer geometrically (each read that fills the buffer doubles it).
+pub const GROWTH_STEP: usize = 16 * 1024;
+
+/// Byte order of the length prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ByteOrder {
+    /// Network byte order, the default: `5` is `00 00 00 05`.
+    #[default]
+    BigEndian,
+    /// Little-endian: `5` is `05 00 00 00`.
+    LittleEndian,
+}
+
+/// What the decoder does with an incoming frame longer than the maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OversizedFrame {
+    /// Return [`FrameError::IncomingTooLong`]. The stream cannot be resynchronised and should be
+    /// closed. The default: an oversized frame is usually a peer speaking another protocol.
+    #[default]
+    Error,
+    /// Skip the frame's bytes as they arrive (without buffering them), count it in
+    /// [`FrameCodec::discarded`], and carry on with the next frame, as Netty's
+    /// `LengthFieldBasedFrameDecoder` does. For peers that are trusted to frame correctly but
+    /// may occasionally send something too big.
+    Discard,
+}
+
+/// Frames the decoder has skipped under [`OversizedFrame::Discard`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Discarded {
+    /// How many oversized frames were skipped entirely.
+    pub frames: u64,
+    /// How many payload bytes were skipped (including a frame still being skipped).
+    pub bytes: u64,
+    /// The announced length of the most recent oversized frame.
+    pub last_len: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DecodeState {
+    /// Waiting for the 4 header bytes.
+    Header,
+    /// Header consumed; waiting for this many payload bytes.
+    Payload(usize),
+    /// Skipping an oversized frame; this many bytes are still to come.
+    Discarding(usize),
+}
+
+/// The u32 length-prefix frame codec.
+///
+/// Decodes `[u32 length][payload]` into `Bytes` payloads (zero-copy: each frame is split off
+/// the read buffer) and encodes anything that is `AsRef<[u8]>` (`Bytes`, `&[u8]`, `Vec<u8>`,
+/// `&str`, ...) into a frame. Defaults match tokio-util's `LengthDelimitedCodec`: big-endian,
+/// 8 MiB maximum.
+///
+/// Unlike `LengthDelimitedCodec`, the decoder does not reserve the announced length when it
+/// reads a header: the buffer grows with the bytes that actually arrive (in steps of at most
+/// [`GROWTH_STEP`] on the codec's own initiative). A peer that announces 8 MiB and then stalls
+/// costs a few KiB, not 8 MiB.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use framewire_codec::FrameCodec;
+/// use tokio_util::codec::{Decoder, Encoder};
+///
+/// let mut codec = FrameCodec::new();
+/// let mut buf = BytesMut::new();
+/// codec.encode("hello", &mut buf)?;
+/// assert_eq!(&buf[..], b"\x00\x00\x00\x05hello");
+///
+/// let frame = codec.decode(&mut buf)?.expect("a whole frame is buffered");
+/// assert_eq!(&frame[..], b"hello");
+/// # Ok::<(), framewire_codec::FrameError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct FrameCodec {
+    max_frame_len: usize,
+    byte_order: ByteOrder,
+    oversized: OversizedFrame,
+    state: DecodeState,
+    discarded: Discarded,
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FrameCodec {
+    /// A codec with the defaults: big-endian, [`DEFAULT_MAX_FRAME_LEN`], oversized frames are
+    /// errors.
+    pub fn new() -> Self {
+        FrameCodecBuilder::new().build()
+    }
+
+    /// A builder to configure the codec.
+    pub fn builder() -> FrameCodecBuilder {
+        FrameCodecBuilder::new()
+    }
+
+    /// The maximum payload length, in bytes.
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame_len
+    }
+
+    /// The byte order of the length prefix.
+    pub fn byte_order(&self) -> ByteOrder {
+        self.byte_order
+    }
+
+    /// Frames skipped under [`OversizedFrame::Discard`] so far.
+    pub fn discarded(&self) -> Discarded {
+        self.discarded
+    }
+
+    /// `true` if the decoder is between frames: no header or payload byte of an unfinished
+    /// frame has been consumed. (Bytes still sitting in the read buffer are the caller's to
+    /// check.) A server uses this with the buffer's length to tell an idle peer from a stalled
+    /// one.
+    pub fn is_between_frames(&self) -> bool {
+        self.state == DecodeState::Header
+    }
+
+    /// The 4 header bytes for a payload of `len` bytes, after checking `len` against the
+    /// maximum. For callers that write header and payload separately (vectored writes).
+    pub fn header(&self, len: usize) -> Result<[u8; HEADER_LEN], FrameError> {
+        let too_long = FrameError::OutgoingTooLong {
+            len,
+            max: self.max_frame_len,
+        };
+        if len > self.max_frame_len {
+            return Err(too_long);
+        }
+        let n = u32::try_from(len).map_err(|_| too_long)?;
+        Ok(match self.byte_order {
+            ByteOrder::BigEndian => n.to_be_bytes(),
+            ByteOrder::LittleEndian => n.to_le_bytes(),
+        })
+    }
+
+    /// Encodes one frame whose payload is the concatenation of `parts`.
+    ///
+    /// Lets a layer above (ack mode, typed messages) put its own few bytes in front of a
+    /// payload without first copying both into one buffer.
+    pub fn encode_parts(&mut self, parts: &[&[u8]], dst: &mut BytesMut) -> Result<(), FrameError> {
+        let len = parts
+            .iter()
+            .try_fold(0usize, |acc, p| acc.checked_add(p.len()))
+            .unwrap_or(usize::MAX);
+        let header = self.header(len)?;
+        dst.reserve(HEADER_LEN + len);
+        dst.put_slice(&header);
+        for part in parts {
+            dst.put_slice(part);
+        }
+        Ok(())
+    }
+
+    /// Wraps `io` in a [`Framed`] using this codec.
+    pub fn framed<T>(self, io: T) -> Framed<T, FrameCodec>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+    {
+        Framed::new(io, self)
+    }
+
+    fn read_len(&self, src: &BytesMut) -> u32 {
+        let raw = [src[0], src[1], src[2], src[3]];
+        match self.byte_order {
+            ByteOrder::BigEndian => u32::from_be_bytes(raw),
+            ByteOrder::LittleEndian => u32::from_le_bytes(raw),
+        }
+    }
+
+    fn skip(&mut self, remaining: usize, src: &mut BytesMut) -> usize {
+        let n = remaining.min(src.len());
+        src.advance(n);
+        self.discarded.bytes = self.discarded.bytes.saturating_add(n as u64);
+        remaining - n
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Bytes;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            match self.state {
+                DecodeState::Header => {
+                    if src.len() < HEADER_LEN {
+                        return Ok(None);
+                    }
+                    let announced = self.read_len(src);
+                    let len = match usize::try_from(announced) {
+                        Ok(len) if len <= self.max_frame_len => len,
+                        _ => match self.oversized {
+                            OversizedFrame::Error => {
+                                return Err(FrameError::IncomingTooLong {
+                                    len: u64::from(announced),
+                                    max: self.max_frame_len,
+                                })
+                            }
+                            OversizedFrame::Discard => {
+                                src.advance(HEADER_LEN);
+                                self.discarded.last_len = Some(announced);
+                                // u32 -> usize only fails on 16-bit targets; skip what fits.
+                                let len = usize::try_from(announced).unwrap_or(usize::MAX);
+                                self.state = DecodeState::Discarding(len);
+                                continue;
+                            }
+                        },
+                    };
+                    src.advance(HEADER_LEN);
+                    self.state = DecodeState::Payload(len);
+                }
+                DecodeState::Payload(len) => {
+                    if src.len() < len {
+                        // Memory follows bytes received: ask for a bounded step, never `len`.
+                        src.reserve((len - src.len()).min(GROWTH_STEP));
+                        return Ok(None);
+                    }
+                    self.state = DecodeState::Header;
+                    return Ok(Some(src.split_to(len).freeze()));
+                }
+                DecodeState::Discarding(remaining) => {
+                    let remaining = self.skip(remaining, src);
+                    if remaining > 0 {
+                        self.state = DecodeState::Discarding(remaining);
+                        return Ok(None);
+                    }
+                    self.discarded.frames += 1;
+                    self.state = DecodeState::Header;
+                }
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        if let Some(frame) = self.decode(src)? {
+            return Ok(Some(frame));
+        }
+        match self.state {
+            DecodeState::Header if src.is_empty() => Ok(None),
+            DecodeState::Header => Err(FrameError::TruncatedHeader {
+                received: src.len(),
+            }),
+            DecodeState::Payload(expected) => Err(FrameError::TruncatedFrame {
+                received: src.len(),
+                expected,
+            }),
+            DecodeState::Discarding(remaining) => {
+                let expected = self.discarded.last_len.map_or(0, |l| l as usize);
+                Err(FrameError::TruncatedFrame {
+                    received: expected.saturating_sub(remaining),
+                    expected,
+                })
+            }
+        }
+    }
+}
+
+impl<T: AsRef<[u8]>> Encoder<T> for FrameCodec {
+    type Error = FrameError;
+
+    fn encode(&mut self, item: T, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let payload = item.as_ref();
+        let header = self.header(payload.len())?;
+        dst.reserve(HEADER_LEN + payload.len());
+        dst.put_slice(&header);
+        dst.put_slice(payload);
+        Ok(())
+    }
+}
+
+/// Configures a [`FrameCodec`].
+///
+/// ```
+/// use framewire_codec::{ByteOrder, FrameCodec, OversizedFrame};
+///
+/// let codec = FrameCodec::builder()
+///     .max_frame_len(64 * 1024)
+///     .byte_order(ByteOrder::LittleEndian)
+///     .oversized_frame(OversizedFrame::Discard)
+///     .build();
+/// assert_eq!(codec.max_frame_len(), 64 * 1024);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct FrameCodecBuilder {
+    max_frame_len: usize,
+    byte_order: ByteOrder,
+    oversized: OversizedFrame,
+}
+
+impl Default for FrameCodecBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FrameCodecBuilder {
+    /// A builder holding the defaults.
+    pub fn new() -> Self {
+        FrameCodecBuilder {
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            byte_order: ByteOrder::BigEndian,
+            oversized: OversizedFrame::Error,
+        }
+    }
+
+    /// Maximum payload length in bytes, for both directions (default
+    /// [`DEFAULT_MAX_FRAME_LEN`]). Values above `u32::MAX` act as `u32::MAX`, the most the
+    /// length field can say.
+    pub fn max_frame_len(&mut self, max: usize) -> &mut Self {
+        self.max_frame_len = max;
+        self
+    }
+
+    /// Byte order of the length prefix (default big-endian).
+    pub fn byte_order(&mut self, order: ByteOrder) -> &mut Self {
+        self.byte_order = order;
+        self
+    }
+
+    /// Shorthand for `byte_order(ByteOrder::LittleEndian)`.
+    pub fn little_endian(&mut self) -> &mut Self {
+        self.byte_order(ByteOrder::LittleEndian)
+    }
+
+    /// What to do with an incoming frame over the maximum (default [`OversizedFrame::Error`]).
+    pub fn oversized_frame(&mut self, policy: OversizedFrame) -> &mut Self {
+        self.oversized = policy;
+        self
+    }
+
+    /// Builds the codec.
+    pub fn build(&self) -> FrameCodec {
+        let cap = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
+        FrameCodec {
+            max_frame_len: self.max_frame_len.min(cap),
+            byte_order: self.byte_order,
+            oversized: self.oversized,
+            state: DecodeState::Header,
+            discarded: Discarded::default(),
+        }
+    }
+
+    /// Builds a codec and wraps `io` in a [`Framed`] with it.
+    pub fn new_framed<T>(&self, io: T) -> Framed<T, FrameCodec>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+    {
+        Framed::new(io, self.build())
+    }
+
+    /// Builds a codec and wraps `io` in a [`FramedRead`] with it.
+    pub fn new_read<T: tokio::io::AsyncRead>(&self, io: T) -> FramedRead<T, FrameCodec> {
+        FramedRead::new(io, self.build())
+    }
+
+    /// Builds a codec and wraps `io` in a [`FramedWrite`] with it.
+    pub fn new_write<T: tokio::io::AsyncWrite>(&self, io: T) -> FramedWrite<T, FrameCodec> {
+        FramedWrite::new(io, self.build())
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for the framewire example programs (none yet).
