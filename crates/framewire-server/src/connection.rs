@@ -182,6 +182,43 @@ impl<S> Connection<S> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
+    /// Returns the next frame if it is already complete in the read buffer, without reading
+    /// from the socket or waiting. `Ok(None)` means "nothing complete buffered" (not end of
+    /// stream). Lets a handler answer a burst of pipelined frames with one flush:
+    ///
+    /// ```no_run
+    /// # async fn mirror(mut conn: framewire_server::Connection) -> Result<(), framewire_server::ServerError> {
+    /// while let Some(frame) = conn.recv().await? {
+    ///     conn.feed(&frame).await?;
+    ///     while let Some(more) = conn.try_recv()? {
+    ///         conn.feed(&more).await?;
+    ///     }
+    ///     conn.flush().await?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Frame`] if the buffered bytes are invalid framing; the receive side is
+    /// then closed, as with [`recv`](Connection::recv).
+    pub fn try_recv(&mut self) -> Result<Option<Bytes>, ServerError> {
+        if self.read_closed || self.rbuf.is_empty() {
+            return Ok(None);
+        }
+        match self.codec.decode(&mut self.rbuf) {
+            Ok(Some(frame)) => {
+                bump(&self.server.shared.counters.frames_in, 1);
+                self.idle_since = None;
+                self.frame_since = None;
+                Ok(Some(frame))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.read_failed(e.into())),
+        }
+    }
+
     /// Sends one frame and flushes it (and anything queued before it) to the socket.
     ///
     /// # Errors

@@ -58,6 +58,7 @@ mod connection;
 mod error;
 mod handle;
 mod server;
+mod signal;
 mod stats;
 
 pub use address::{Address, Transport};
@@ -70,4 +71,5 @@ pub use connection::Connection;
 pub use error::{ErrorKind, ServerError};
 pub use handle::{ServerHandle, ShutdownSignal};
 pub use server::{Handler, HandlerOutput, Server, ShutdownReport};
+pub use signal::termination_signal;
 pub use stats::{ErrorStats, Stats};
