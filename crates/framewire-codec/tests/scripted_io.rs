@@ -81,3 +81,33 @@ async fn io_error_is_reported_as_io() {
     let err = framed.next().await.unwrap().unwrap_err();
     assert!(matches!(&err, FrameError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset));
 }
+
+/// Polls `framed.next()` once: the mock delivers an 8 MiB header and then stalls.
+fn buffer_after_stalled_header<D: tokio_util::codec::Decoder>(codec: D) -> usize {
+    use futures::FutureExt;
+    let mock = Builder::new()
+        .read(&(8u32 * 1024 * 1024).to_be_bytes())
+        .wait(Duration::from_secs(3600))
+        .build();
+    let mut framed = FramedRead::new(mock, codec);
+    assert!(framed.next().now_or_never().is_none(), "no frame yet");
+    framed.read_buffer().capacity()
+}
+
+#[tokio::test(start_paused = true)]
+async fn stalled_8_mib_header_costs_kilobytes_not_megabytes() {
+    let ours = buffer_after_stalled_header(FrameCodec::new());
+    assert!(
+        ours < 64 * 1024,
+        "framewire buffer after header: {ours} bytes"
+    );
+    // tokio-util's codec reserves the announced length at once.
+    let theirs = buffer_after_stalled_header(tokio_util::codec::LengthDelimitedCodec::new());
+    assert!(
+        theirs >= 8 * 1024 * 1024,
+        "LengthDelimitedCodec buffer: {theirs} bytes"
+    );
+    eprintln!(
+        "read buffer after a stalled 8 MiB header: framewire {ours} B, tokio-util {theirs} B"
+    );
+}
