@@ -34,7 +34,9 @@ use crate::ServerError;
 /// [`ErrorStats::handler`](crate::ErrorStats::handler); a panic is caught, logged and counted
 /// in [`ErrorStats::panic`](crate::ErrorStats::panic). Neither affects other connections.
 ///
-/// Any `Fn(Connection<S>) -> impl Future` closure is a handler, so an async closure works:
+/// Any `Fn(Connection<S>) -> impl Future` closure is a handler, so an async closure works.
+/// Name the parameter's type (`Connection`, or `Connection<MyState>` with shared state): Rust
+/// cannot infer a closure's argument type through a trait bound other than `Fn`.
 ///
 /// ```no_run
 /// use framewire_server::{Connection, Server, ServerError};
