@@ -1,0 +1,3 @@
+//! Typed-message benchmark (placeholder, filled in next).
+
+fn main() {}
