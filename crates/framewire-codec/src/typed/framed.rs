@@ -24,7 +24,8 @@ use super::{Bincode, Format, TypedError};
 ///   frame. An error from the inner stream yields [`TypedError::Frame`] (check
 ///   [`TypedError::is_fatal`]); the stream then ends or not as the inner stream does (`Framed`
 ///   ends).
-/// * a `Sink<&Out>` and `Sink<Out>`: each value is encoded into one frame. An unencodable value
+/// * a `Sink<Out>` (and [`send_ref`](TypedFramed::send_ref) for sending by reference): each
+///   value is encoded into one frame. An unencodable value
 ///   is [`TypedError::Encode`] from `start_send` and nothing is sent; the sink stays usable.
 ///
 /// `In` and `Out` may differ (a request type one way, a response type the other). The format
@@ -158,28 +159,28 @@ where
             .start_send(frame)
             .map_err(TypedError::from)
     }
-}
 
-macro_rules! forward_sink_polls {
-    () => {
-        fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), TypedError>> {
-            Pin::new(&mut self.get_mut().inner)
-                .poll_ready(cx)
-                .map_err(TypedError::from)
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), TypedError>> {
-            Pin::new(&mut self.get_mut().inner)
-                .poll_flush(cx)
-                .map_err(TypedError::from)
-        }
-
-        fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), TypedError>> {
-            Pin::new(&mut self.get_mut().inner)
-                .poll_close(cx)
-                .map_err(TypedError::from)
-        }
-    };
+    /// Sends a value by reference and flushes: `SinkExt::send` without giving up the value.
+    ///
+    /// # Errors
+    ///
+    /// As for the `Sink`: [`TypedError::Encode`] (nothing sent, sink usable),
+    /// [`TypedError::Frame`] from the inner sink (check [`TypedError::is_fatal`]).
+    ///
+    /// # Cancellation safety
+    ///
+    /// If the future is dropped before the value was handed to the inner sink, nothing is
+    /// sent; after that the encoded frame stays in the inner sink's buffer and goes out with
+    /// the next send or flush. Either way no partial frame is written.
+    pub async fn send_ref(&mut self, item: &Out) -> Result<(), TypedError> {
+        std::future::poll_fn(|cx| Pin::new(&mut self.inner).poll_ready(cx))
+            .await
+            .map_err(TypedError::from)?;
+        self.start_send_ref(item)?;
+        std::future::poll_fn(|cx| Pin::new(&mut self.inner).poll_flush(cx))
+            .await
+            .map_err(TypedError::from)
+    }
 }
 
 impl<S, In, Out, F> Sink<Out> for TypedFramed<S, In, Out, F>
@@ -191,25 +192,25 @@ where
 {
     type Error = TypedError;
 
-    forward_sink_polls!();
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), TypedError>> {
+        Pin::new(&mut self.get_mut().inner)
+            .poll_ready(cx)
+            .map_err(TypedError::from)
+    }
 
     fn start_send(self: Pin<&mut Self>, item: Out) -> Result<(), TypedError> {
         self.get_mut().start_send_ref(&item)
     }
-}
 
-impl<'a, S, In, Out, F> Sink<&'a Out> for TypedFramed<S, In, Out, F>
-where
-    S: Sink<Bytes> + Unpin,
-    TypedError: From<S::Error>,
-    Out: Serialize,
-    F: Format,
-{
-    type Error = TypedError;
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), TypedError>> {
+        Pin::new(&mut self.get_mut().inner)
+            .poll_flush(cx)
+            .map_err(TypedError::from)
+    }
 
-    forward_sink_polls!();
-
-    fn start_send(self: Pin<&mut Self>, item: &'a Out) -> Result<(), TypedError> {
-        self.get_mut().start_send_ref(item)
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), TypedError>> {
+        Pin::new(&mut self.get_mut().inner)
+            .poll_close(cx)
+            .map_err(TypedError::from)
     }
 }

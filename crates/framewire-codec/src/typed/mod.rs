@@ -54,7 +54,7 @@
 //! let mut rx = TypedFramed::<_, Chat, Chat>::new(FrameCodec::new().framed(b));
 //!
 //! let msg = Chat { id: 1, user: "ana".into(), text: "hello".into() };
-//! tx.send(&msg).await?;
+//! tx.send_ref(&msg).await?;
 //! assert_eq!(rx.next().await.transpose()?, Some(msg));
 //! # Ok(())
 //! # }
