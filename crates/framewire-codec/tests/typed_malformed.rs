@@ -184,8 +184,50 @@ fn bincode_limit_error_names_the_numbers() {
     let payload = [&bincode_varint(1 << 60)[..], b"abc"].concat();
     let err = typed::decode::<Bincode, String>(&payload).expect_err("crafted length");
     let msg = err.to_string();
-    assert!(msg.contains("frame of 12 bytes"), "{msg}");
-    assert!(msg.contains("4096"), "{msg}");
+    assert_eq!(
+        msg,
+        "frame of 12 bytes does not decode as bincode: a length prefix announces \
+         1152921504606846976 bytes but only 3 are left in the frame"
+    );
+}
+
+/// A recursive type: one byte per nesting level in both formats.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum Expr {
+    Lit(u8),
+    Neg(Box<Expr>),
+}
+
+fn nested_expr(levels: usize) -> Vec<u8> {
+    // `levels - 1` Neg tags, then Lit(5): variant indices are one-byte varints in both formats.
+    let mut bytes = vec![1u8; levels - 1];
+    bytes.extend([0, 5]);
+    bytes
+}
+
+fn depth_is_bounded<F: Format>() {
+    use framewire_codec::typed::MAX_DEPTH;
+    // Exactly MAX_DEPTH levels decode ...
+    let ok: Expr = typed::decode::<F, _>(&nested_expr(MAX_DEPTH)).expect("at the limit");
+    let again = typed::encode::<F, _>(&ok).expect("encodes");
+    assert_eq!(&again[..], &nested_expr(MAX_DEPTH)[..]);
+    // ... one more is an error, and a million levels are an error rather than a stack overflow.
+    for levels in [MAX_DEPTH + 1, 1_000_000] {
+        let payload = nested_expr(levels);
+        assert_decode_error::<F, Expr>(&payload);
+        let err = typed::decode::<F, Expr>(&payload).expect_err("too deep");
+        assert!(err.to_string().contains("deeper than 128 levels"), "{err}");
+    }
+}
+
+#[test]
+fn bincode_nesting_depth_is_bounded() {
+    depth_is_bounded::<Bincode>();
+}
+
+#[test]
+fn postcard_nesting_depth_is_bounded() {
+    depth_is_bounded::<Postcard>();
 }
 
 #[test]

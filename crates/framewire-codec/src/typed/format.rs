@@ -1,8 +1,11 @@
 //! The [`Format`] trait and its implementations.
 
+use std::cell::Cell;
+
 use bytes::BytesMut;
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::guard::{Ctx, Guard};
 use super::TypedError;
 
 /// A serde data format that turns one value into one frame's payload and back.
@@ -49,22 +52,29 @@ pub trait Format {
 ///
 /// # Bounded decoding
 ///
-/// Decoding reads from the frame's slice, so it can never read past the frame. What bincode
-/// *allocates* before reading is bounded by its decode limit: a string or byte-buffer length
-/// prefix is checked against the limit before the buffer is allocated, and every decoded
-/// primitive counts its in-memory size against it. The limit is a const generic in bincode, so
-/// it is picked per frame from a ladder of powers of four: the smallest step that is at least
-/// `16 ×` the frame length (at least 4 KiB). Sixteen is the largest ratio of in-memory size to
-/// encoded size bincode can produce (a one-byte varint decoding into a `u128`), so a value that
-/// really fits in the frame is never refused, while a crafted length prefix can cause at most an
-/// allocation of about `64 ×` the frame length, never the announced size.
+/// Decoding reads from the frame's slice, so it can never read past the frame, and every
+/// value passes through a guard (shared with [`Postcard`]) that enforces, at every level of
+/// the value:
 ///
-/// Sequences and maps (`Vec<T>`, `HashMap`, ...) are deserialized by serde, which
-/// pre-allocates at most 1 MiB per collection whatever the announced length, then grows with
-/// the elements actually decoded; a crafted length therefore costs at most 1 MiB before the
-/// frame runs out. (A sequence of zero-sized elements such as `Vec<()>` reads no bytes per
-/// element, so a crafted length makes it loop; avoid zero-sized element types in messages from
-/// untrusted peers.)
+/// * **Strings and byte buffers**: the length prefix is checked against the bytes left in
+///   the frame *before* bincode allocates the buffer. A frame of 12 bytes that announces a
+///   2^60-byte string costs an error message, not an allocation.
+/// * **Sequences and maps**: the length hint serde's visitors pre-allocate from is capped at
+///   the bytes left in the frame, so a crafted `Vec<T>` length pre-allocates at most
+///   `bytes left × size_of::<T>()` (and never more than serde's own 1 MiB cap); after that the
+///   collection grows only with elements actually decoded.
+/// * **Nesting**: at most [`MAX_DEPTH`](super::MAX_DEPTH) levels, so a crafted deeply nested
+///   value of a recursive type cannot overflow the stack.
+///
+/// As a second line of defence bincode's own decode limit is set per frame: the limit is a
+/// const generic in bincode, so it is picked from a ladder of powers of four, the smallest
+/// step at least `16 ×` the frame length (at least 4 KiB; see [`bincode_decode_limit`]).
+/// Sixteen is the largest ratio of in-memory size to encoded size bincode produces (a one-byte
+/// varint decoding into a `u128`), so a value that really fits in its frame is never refused.
+///
+/// One case is not bounded: a sequence of zero-sized elements (`Vec<()>`) reads no bytes per
+/// element, so a crafted length makes it loop (without allocating). Avoid zero-sized element
+/// types in messages from untrusted peers.
 ///
 /// # Examples
 ///
@@ -117,16 +127,86 @@ const MAX_LADDER: usize = 1 << 36;
 #[cfg(not(target_pointer_width = "64"))]
 const MAX_LADDER: usize = 1 << 30;
 
+/// A bincode `Reader` over the frame that publishes how far it has read, so the
+/// [`Guard`](super::guard) can cap hints and check length prefixes against the bytes left.
+struct TrackingReader<'a> {
+    src: &'a [u8],
+    pos: &'a Cell<usize>,
+}
+
+impl TrackingReader<'_> {
+    fn rest(&self) -> &[u8] {
+        self.src.get(self.pos.get()..).unwrap_or(&[])
+    }
+}
+
+impl bincode::de::read::Reader for TrackingReader<'_> {
+    fn read(&mut self, bytes: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
+        let rest = self.rest();
+        match rest.get(..bytes.len()) {
+            Some(chunk) => {
+                bytes.copy_from_slice(chunk);
+                self.pos.set(self.pos.get() + bytes.len());
+                Ok(())
+            }
+            None => Err(bincode::error::DecodeError::UnexpectedEnd {
+                additional: bytes.len() - rest.len(),
+            }),
+        }
+    }
+
+    fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
+        self.src.get(self.pos.get()..)?.get(..n)
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.rest().len());
+        self.pos.set(self.pos.get() + n);
+    }
+}
+
+/// Reads a bincode 2 standard-config varint length (a `u64`) at the start of `src`:
+/// `(value, bytes used)`, or `None` if it is truncated or not a u64 varint.
+fn bincode_varint_len(src: &[u8]) -> Option<(u64, usize)> {
+    let (&first, rest) = src.split_first()?;
+    match first {
+        0..=250 => Some((u64::from(first), 1)),
+        251 => Some((
+            u64::from(u16::from_le_bytes(rest.get(..2)?.try_into().ok()?)),
+            3,
+        )),
+        252 => Some((
+            u64::from(u32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
+            5,
+        )),
+        253 => Some((u64::from_le_bytes(rest.get(..8)?.try_into().ok()?), 9)),
+        _ => None,
+    }
+}
+
 fn bincode_decode<T: DeserializeOwned>(
     src: &[u8],
 ) -> Result<(T, usize), bincode::error::DecodeError> {
     use bincode::config::standard;
-    use bincode::serde::decode_from_slice;
+    use bincode::serde::OwnedSerdeDecoder;
     let limit = bincode_decode_limit(src.len());
+    let pos = Cell::new(0);
+    let ctx = Ctx::tracking(src, &pos, bincode_varint_len);
+    macro_rules! run {
+        ($config:expr) => {{
+            let reader = TrackingReader { src, pos: &pos };
+            let mut decoder = OwnedSerdeDecoder::from_reader(reader, $config);
+            let value = T::deserialize(Guard {
+                inner: decoder.as_deserializer(),
+                ctx: &ctx,
+            })?;
+            return Ok((value, pos.get()));
+        }};
+    }
     macro_rules! ladder {
         ($($n:literal),*) => {
             $( if limit == 1usize << $n {
-                return decode_from_slice(src, standard().with_limit::<{ 1usize << $n }>());
+                run!(standard().with_limit::<{ 1usize << $n }>());
             } )*
         };
     }
@@ -136,7 +216,7 @@ fn bincode_decode<T: DeserializeOwned>(
         ladder!(32, 34, 36);
     }
     // Frames beyond the ladder (only with a max frame length over 4 GiB / 16).
-    decode_from_slice(src, standard().with_limit::<{ usize::MAX }>())
+    run!(standard().with_limit::<{ usize::MAX }>())
 }
 
 impl Format for Bincode {
@@ -166,6 +246,11 @@ impl Format for Bincode {
                     bincode_decode_limit(src.len())
                 ),
             }),
+            Err(bincode::error::DecodeError::OtherString(reason)) => Err(TypedError::Decode {
+                len: src.len(),
+                format: Self::NAME,
+                reason,
+            }),
             Err(e) => Err(TypedError::Decode {
                 len: src.len(),
                 format: Self::NAME,
@@ -181,8 +266,8 @@ impl Format for Bincode {
 ///
 /// Choose it when the peer is an embedded device or another postcard user; otherwise the
 /// default [`Bincode`] is as compact for typical messages. Postcard checks every string and
-/// byte-buffer length against the bytes left in the frame before allocating; sequences follow
-/// serde's 1 MiB pre-allocation cap, as for [`Bincode`].
+/// byte-buffer length against the bytes left in the frame before allocating; the same guard as
+/// for [`Bincode`] caps sequence pre-allocation (at the frame length here) and nesting depth.
 ///
 /// # Examples
 ///
@@ -235,7 +320,14 @@ impl Format for Postcard {
     }
 
     fn decode<T: DeserializeOwned>(src: &[u8]) -> Result<T, TypedError> {
-        match postcard::take_from_bytes::<T>(src) {
+        let ctx = Ctx::whole_frame(src);
+        let mut de = postcard::Deserializer::from_bytes(src);
+        let decoded = T::deserialize(Guard {
+            inner: &mut de,
+            ctx: &ctx,
+        })
+        .and_then(|value| Ok((value, de.finalize()?)));
+        match decoded {
             Ok((value, [])) => Ok(value),
             Ok((_, rest)) => Err(TypedError::TrailingBytes {
                 len: src.len(),
@@ -245,7 +337,7 @@ impl Format for Postcard {
             Err(e) => Err(TypedError::Decode {
                 len: src.len(),
                 format: Self::NAME,
-                reason: e.to_string(),
+                reason: ctx.take_refusal().unwrap_or_else(|| e.to_string()),
             }),
         }
     }

@@ -63,6 +63,7 @@
 mod error;
 mod format;
 mod framed;
+mod guard;
 
 use bytes::{Bytes, BytesMut};
 use serde::{de::DeserializeOwned, Serialize};
@@ -72,6 +73,7 @@ pub use error::TypedError;
 pub use format::Postcard;
 pub use format::{bincode_decode_limit, Bincode, Format};
 pub use framed::TypedFramed;
+pub use guard::MAX_DEPTH;
 
 /// Encodes `value` with format `F` into a new buffer: one frame's payload.
 ///
