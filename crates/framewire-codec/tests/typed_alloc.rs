@@ -22,6 +22,9 @@ use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
+/// (type name, decode that must fail returning bytes allocated, bound)
+type Case = (&'static str, fn(&[u8]) -> usize, usize);
+
 /// Bookkeeping allowance: the error value and its message.
 const SLACK: usize = 1024;
 
@@ -86,7 +89,7 @@ fn crafted_lengths_allocate_near_the_frame_not_the_announcement() {
         ] {
             let payload = [&prefix[..], b"abc"].concat();
             let left = 3;
-            let run: [(&str, fn(&[u8]) -> usize, usize); 6] = if name == "bincode" {
+            let run: [Case; 6] = if name == "bincode" {
                 [
                     (
                         "String",
