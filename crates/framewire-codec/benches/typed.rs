@@ -5,6 +5,8 @@
 //! * `raw`: a `Bytes` payload as long as the encoded chat message, `FrameCodec` encode + decode.
 //! * `typed/bincode`, `typed/postcard`: serialize the chat message into the frame,
 //!   `FrameCodec` encode + decode, deserialize it (two `String` allocations).
+//! * `unguarded/bincode`: as `typed/bincode` but decoding with bincode's slice decoder directly,
+//!   without the typed layer's guard: the cost of the guard.
 //!
 //! Run: `cargo bench -p framewire-codec --bench typed -- --warm-up-time 1 --measurement-time 2`
 
@@ -100,6 +102,24 @@ fn bench(c: &mut Criterion) {
                 &mut scratch,
                 black_box(&msg),
             ))
+        })
+    });
+
+    // For comparison only: bincode's own slice decoder without the typed layer's guard
+    // (not safe for untrusted input; shows what the guard costs).
+    group.bench_function("unguarded/bincode", |b| {
+        let mut codec = FrameCodec::new();
+        let mut buf = BytesMut::with_capacity(256);
+        let mut scratch = BytesMut::with_capacity(256);
+        b.iter(|| {
+            scratch.clear();
+            typed::encode_into::<Bincode, _>(black_box(&msg), &mut scratch).expect("encodes");
+            codec.encode(&scratch[..], &mut buf).expect("frame fits");
+            let frame = codec.decode(&mut buf).expect("valid").expect("whole frame");
+            let config = bincode::config::standard().with_limit::<4096>();
+            let (chat, _): (Chat, usize) =
+                bincode::serde::decode_from_slice(&frame, config).expect("decodes");
+            black_box(chat)
         })
     });
 
