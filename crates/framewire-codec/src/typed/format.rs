@@ -10,7 +10,7 @@ use super::TypedError;
 
 /// A serde data format that turns one value into one frame's payload and back.
 ///
-/// Implementations are zero-sized markers ([`Bincode`], and [`Postcard`] with the `postcard`
+/// Implementations are zero-sized markers ([`Bincode`], and `Postcard` with the `postcard`
 /// feature); the functions are associated functions so that a format is chosen by a type
 /// parameter (`TypedFramed<S, In, Out, Postcard>`), at no run-time cost.
 ///
@@ -53,7 +53,7 @@ pub trait Format {
 /// # Bounded decoding
 ///
 /// Decoding reads from the frame's slice, so it can never read past the frame, and every
-/// value passes through a guard (shared with [`Postcard`]) that enforces, at every level of
+/// value passes through a guard (shared with `Postcard`) that enforces, at every level of
 /// the value:
 ///
 /// * **Strings and byte buffers**: the length prefix is checked against the bytes left in

@@ -1,7 +1,7 @@
 //! Typed messages: one serde value per frame.
 //!
 //! A typed message is an ordinary frame whose payload is one value encoded with a serde
-//! [`Format`] ([`Bincode`], bincode 2, by default; [`Postcard`] with the `postcard` feature).
+//! [`Format`] ([`Bincode`], bincode 2, by default; `Postcard` with the `postcard` feature).
 //! Nothing is added to the wire: no type tag, no version byte. A peer in another language only
 //! needs to speak the same format.
 //!
