@@ -108,8 +108,10 @@ const MAX_EXPANSION: usize = 16;
 
 /// The decode limit bincode uses for a frame of `len` bytes (see [`Bincode`]).
 ///
-/// Exposed for tests and documentation: the most a crafted length prefix inside a frame of
-/// `len` bytes can make bincode allocate for one string or byte buffer.
+/// The second line of defence behind the guard's length checks: even if a length prefix got
+/// past them, bincode would refuse to allocate more than this for one value decoded from a
+/// frame of `len` bytes. Always at least `16 × len`, so no real value is refused. Exposed for
+/// tests and documentation.
 pub fn bincode_decode_limit(len: usize) -> usize {
     let need = len.saturating_mul(MAX_EXPANSION).max(MIN_DECODE_LIMIT);
     let mut limit = MIN_DECODE_LIMIT;
