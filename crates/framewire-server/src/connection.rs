@@ -8,8 +8,11 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use framewire_codec::typed::{self, Bincode, Format};
 use framewire_codec::FrameCodec;
 use futures::{Sink, Stream};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
 use tokio_util::codec::{Decoder, Encoder};
@@ -182,6 +185,45 @@ impl<S> Connection<S> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
+    /// Receives the next message and decodes it as a `T` with bincode (the default
+    /// [`Format`]); see [`recv_typed_with`](Connection::recv_typed_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_typed_with`](Connection::recv_typed_with).
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe, as [`recv`](Connection::recv).
+    pub async fn recv_typed<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ServerError> {
+        self.recv_typed_with::<Bincode, T>().await
+    }
+
+    /// Receives the next message and decodes it as a `T` with format `F`.
+    ///
+    /// # Errors
+    ///
+    /// Everything [`recv`](Connection::recv) returns, and [`ServerError::Typed`] for a message
+    /// that does not decode as a `T`. That error is for that message only (counted in
+    /// [`ErrorStats::decode`](crate::ErrorStats::decode)): the connection stays usable and the
+    /// next call receives the next message.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe, as [`recv`](Connection::recv).
+    pub async fn recv_typed_with<F: Format, T: DeserializeOwned>(
+        &mut self,
+    ) -> Result<Option<T>, ServerError> {
+        let Some(frame) = self.recv().await? else {
+            return Ok(None);
+        };
+        typed::decode::<F, T>(&frame).map(Some).map_err(|e| {
+            let err = ServerError::Typed(e);
+            self.count_and_log(&err, "decode");
+            err
+        })
+    }
+
     /// Returns the next frame if it is already complete in the read buffer, without reading
     /// from the socket or waiting. `Ok(None)` means "nothing complete buffered" (not end of
     /// stream). Lets a handler answer a burst of pipelined frames with one flush:
@@ -234,6 +276,41 @@ impl<S> Connection<S> {
     pub async fn send(&mut self, frame: impl AsRef<[u8]>) -> Result<(), ServerError> {
         self.feed(frame).await?;
         self.flush().await
+    }
+
+    /// Encodes `value` with bincode (the default [`Format`]) and sends it as one message.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_typed_with`](Connection::send_typed_with).
+    pub async fn send_typed<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), ServerError> {
+        self.send_typed_with::<Bincode, T>(value).await
+    }
+
+    /// Encodes `value` with format `F` and sends it as one message.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Typed`] if the value cannot be encoded (nothing is sent; counted in
+    /// [`ErrorStats::encode`](crate::ErrorStats::encode)), and everything
+    /// [`send`](Connection::send) returns.
+    ///
+    /// # Cancellation safety
+    ///
+    /// As [`send`](Connection::send).
+    pub async fn send_typed_with<F: Format, T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), ServerError> {
+        let payload = typed::encode::<F, T>(value).map_err(|e| {
+            let err = ServerError::Typed(e);
+            self.count_and_log(&err, "encode");
+            err
+        })?;
+        self.send(payload).await
     }
 
     /// Queues one frame without flushing. Writes first if

@@ -2,6 +2,7 @@
 
 use std::io;
 
+use framewire_codec::typed::TypedError;
 use framewire_codec::FrameError;
 
 /// Everything that can go wrong while binding, accepting, or serving a connection.
@@ -30,6 +31,10 @@ pub enum ServerError {
     /// a frame), or the handler tried to send an oversized frame.
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// A typed message could not be decoded (that message only; the connection stays usable)
+    /// or a value could not be encoded (nothing was sent).
+    #[error(transparent)]
+    Typed(TypedError),
     /// No frame arrived for the configured idle timeout while the handler waited in `recv`.
     #[error("idle timeout: no frame arrived for {idle_ms} ms")]
     IdleTimeout {
@@ -78,6 +83,10 @@ pub enum ErrorKind {
     Protocol,
     /// The handler tried to send a frame over the limit.
     OutgoingTooLong,
+    /// A typed message that did not decode.
+    Decode,
+    /// A value that could not be encoded as a typed message.
+    Encode,
     /// The idle timeout fired.
     IdleTimeout,
     /// The stall timeout fired.
@@ -97,6 +106,11 @@ impl ServerError {
             ServerError::Frame(e) if e.is_peer_error() => ErrorKind::Protocol,
             ServerError::Frame(FrameError::Io(_)) => ErrorKind::Io,
             ServerError::Frame(_) => ErrorKind::OutgoingTooLong,
+            ServerError::Typed(e) if e.is_decode() => ErrorKind::Decode,
+            ServerError::Typed(TypedError::Frame(FrameError::Io(_))) => ErrorKind::Io,
+            ServerError::Typed(TypedError::Frame(e)) if e.is_peer_error() => ErrorKind::Protocol,
+            ServerError::Typed(TypedError::Frame(_)) => ErrorKind::OutgoingTooLong,
+            ServerError::Typed(_) => ErrorKind::Encode,
             ServerError::IdleTimeout { .. } => ErrorKind::IdleTimeout,
             ServerError::StallTimeout { .. } => ErrorKind::StallTimeout,
             ServerError::WriteTimeout { .. } => ErrorKind::WriteTimeout,

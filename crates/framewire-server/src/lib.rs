@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `ThreadingTCPServer(addr, Handler)` | [`Server::bind`], [`ServerBuilder::bind`], [`ServerBuilder::listener`] (TCP or Unix) |
 //! | `BaseRequestHandler.handle()` | [`Handler::handle`], or any `Fn(Connection) -> impl Future` |
-//! | `self.request` | [`Connection`]: a `Stream` of frames and a `Sink` of frames, with [`Connection::recv`] / [`Connection::send`] |
+//! | `self.request` | [`Connection`]: a `Stream` of frames and a `Sink` of frames, with [`Connection::recv`] / [`Connection::send`] and the typed [`Connection::recv_typed`] / [`Connection::send_typed`] (serde, bincode by default) |
 //! | `self.client_address` | [`Connection::peer_addr`] |
 //! | `self.server` | [`Connection::server`]: a [`ServerHandle`] (shutdown, stats, local address, shared state) |
 //! | `serve_forever()` | [`Server::serve`] |

@@ -47,6 +47,10 @@ pub struct ErrorStats {
     pub protocol: u64,
     /// Handlers that tried to send a frame over the limit.
     pub outgoing_too_long: u64,
+    /// Typed messages that did not decode (per message; the connection stays open).
+    pub decode: u64,
+    /// Values handlers could not encode as typed messages (nothing was sent).
+    pub encode: u64,
     /// Idle timeouts.
     pub idle_timeout: u64,
     /// Stall timeouts.
@@ -79,6 +83,8 @@ pub(crate) struct Counters {
     pub(crate) err_io: AtomicU64,
     pub(crate) err_protocol: AtomicU64,
     pub(crate) err_outgoing: AtomicU64,
+    pub(crate) err_decode: AtomicU64,
+    pub(crate) err_encode: AtomicU64,
     pub(crate) err_idle: AtomicU64,
     pub(crate) err_stall: AtomicU64,
     pub(crate) err_write: AtomicU64,
@@ -98,6 +104,8 @@ impl Counters {
             ErrorKind::Io => &self.err_io,
             ErrorKind::Protocol => &self.err_protocol,
             ErrorKind::OutgoingTooLong => &self.err_outgoing,
+            ErrorKind::Decode => &self.err_decode,
+            ErrorKind::Encode => &self.err_encode,
             ErrorKind::IdleTimeout => &self.err_idle,
             ErrorKind::StallTimeout => &self.err_stall,
             ErrorKind::WriteTimeout => &self.err_write,
@@ -126,6 +134,8 @@ impl Counters {
                 io: get(&self.err_io),
                 protocol: get(&self.err_protocol),
                 outgoing_too_long: get(&self.err_outgoing),
+                decode: get(&self.err_decode),
+                encode: get(&self.err_encode),
                 idle_timeout: get(&self.err_idle),
                 stall_timeout: get(&self.err_stall),
                 write_timeout: get(&self.err_write),
