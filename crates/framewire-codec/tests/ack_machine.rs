@@ -1,6 +1,9 @@
 //! The ack-mode state machine without sockets: each protocol violation produces its error,
 //! plus the ack-coalescing and bookkeeping rules.
 
+// Helpers outside #[test] functions unwrap too: this is test code.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use bytes::Bytes;

@@ -7,6 +7,9 @@
 //! superset of what it has not taken). At the end, an abrupt close hands back everything
 //! not acknowledged; or, after draining, everything was delivered and acknowledged.
 
+// Helpers outside #[test] functions unwrap too: this is test code.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::VecDeque;

@@ -152,6 +152,9 @@ pub enum AckError {
         first: String,
     },
 
+    /// Local misuse: a send after `close`.
+    #[error("cannot send: this side already closed its sending half")]
+    SinkClosed,
     /// Local misuse: a send while the window has no room (or before the peer's HELLO).
     #[error("no room to send: {in_flight} of a window of {window} messages unacknowledged")]
     WindowFull {
@@ -204,6 +207,7 @@ impl AckError {
             AckError::ClosedBeforeHello
             | AckError::ClosedWithUnacked { .. }
             | AckError::Failed { .. }
+            | AckError::SinkClosed
             | AckError::WindowFull { .. }
             | AckError::PayloadTooLong { .. }
             | AckError::TakenNotReceived { .. } => false,

@@ -57,7 +57,11 @@ enum Side {
 /// * `poll_flush` completes only when every message sent so far has been acknowledged, i.e.
 ///   taken by the peer's application. So `sink.send(m).await` is stop-and-wait, and
 ///   `feed` many then `flush` confirms a pipelined batch.
-/// * `poll_close` flushes (waits for every ack) and shuts the transport's write half.
+/// * `poll_close` flushes (waits for every ack), writes the acks for everything taken so far
+///   and shuts the transport's write half; the peer's stream then ends. No ack can be written
+///   after that, so close when done receiving too: messages the stream yields after `close`
+///   stay unacknowledged (and come back to the peer as such). To confirm a batch and keep
+///   talking, use `flush`.
 ///
 /// For per-message confirmation use [`send_tracked`](Self::send_tracked) (returns the seq) and
 /// [`wait_acked`](Self::wait_acked) / [`poll_acked`](Self::poll_acked); for a redelivery after
@@ -75,8 +79,11 @@ enum Side {
 /// The stream ends (`None`) when the peer closes its write half; after an error it yields that
 /// error once and then ends.
 ///
-/// Acks are written from within polls of this adapter, so keep polling the stream (or the
-/// sink) while the peer waits for acks.
+/// Acks are written from within polls of this adapter. When the stream yields the last
+/// buffered message and the transport has nothing more ready, the ack goes out right away; while
+/// more messages are buffered, the ack for those already taken waits until half the window
+/// has been taken or the buffer runs dry, i.e. it lags by at most half the window as long as
+/// the application keeps polling the stream.
 ///
 /// # Connection loss
 ///
@@ -92,11 +99,12 @@ enum Side {
 /// # Cancellation safety
 ///
 /// `StreamExt::next` is cancel-safe: frames read while the future was pending stay buffered.
-/// [`send_tracked`](Self::send_tracked), [`send_redelivery`](Self::send_redelivery),
-/// [`wait_acked`](Self::wait_acked) and [`handshake`](Self::handshake) are cancel-safe: if
-/// cancelled before completing, `send_*` queued nothing. `SinkExt::send` / `flush` can be
-/// cancelled without loss, but a message already handed to `start_send` stays queued and is
-/// sent (and shows in [`unacked`](Self::unacked) until acknowledged).
+/// [`wait_acked`](Self::wait_acked) and [`handshake`](Self::handshake) are cancel-safe.
+/// [`send_tracked`](Self::send_tracked) / [`send_redelivery`](Self::send_redelivery) and
+/// `SinkExt::send` / `flush` never lose a message when cancelled: cancelled while waiting for
+/// room, nothing was queued; cancelled later, the message stays queued, is sent with the next
+/// poll and shows in [`unacked`](Self::unacked) until acknowledged (its seq is then only
+/// visible there).
 ///
 /// # Examples
 ///
@@ -124,6 +132,7 @@ pub struct AckFramed<T> {
     inbox: VecDeque<Delivery>,
     read_closed: bool,
     needs_flush: bool,
+    write_closed: bool,
     failed: Option<String>,
     error_reported: bool,
     high_water: usize,
@@ -191,6 +200,7 @@ impl AckFramedBuilder {
             inbox: VecDeque::new(),
             read_closed: false,
             needs_flush: false,
+            write_closed: false,
             failed: None,
             error_reported: false,
             high_water: self.high_water,
@@ -282,9 +292,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
         .await
     }
 
-    /// Waits for room in the window, queues `payload` and returns its sequence number. Does
-    /// not wait for the acknowledgement: use [`wait_acked`](Self::wait_acked) or
-    /// `flush` for that. Cancel-safe: if cancelled, nothing was queued.
+    /// Waits for room in the window, queues `payload`, writes it to the transport and returns
+    /// its sequence number. Does not wait for the acknowledgement: use
+    /// [`wait_acked`](Self::wait_acked), [`poll_acked`](Self::poll_acked) or `flush` for that.
+    ///
+    /// Cancellation: while waiting for room, nothing has been queued; once queued (while the
+    /// frame is being written) the message stays queued, goes out with the next poll and is
+    /// part of [`unacked`](Self::unacked) until acknowledged, so it is never silently lost.
     ///
     /// # Errors
     ///
@@ -307,7 +321,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
 
     async fn send_flagged(&mut self, payload: Bytes, redelivery: bool) -> Result<u64, AckError> {
         poll_fn(|cx| Pin::new(&mut *self).poll_ready(cx)).await?;
-        self.start_send_flagged(payload, redelivery)
+        let seq = self.start_send_flagged(payload, redelivery)?;
+        poll_fn(|cx| self.guard(Side::Sink, cx, |this, cx| this.poll_write(cx))).await?;
+        Ok(seq)
     }
 
     /// Waits until the peer acknowledged every message up to and including `seq` (drives the
@@ -432,6 +448,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
 
     /// Writes everything the machine has to send. Ready when all of it reached the transport.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        if self.write_closed {
+            // After `close`, nothing more can be written: acks for messages taken from now on
+            // are not sent (the peer gets those messages back as unacknowledged).
+            while self.state.poll_transmit().is_some() {}
+            return Poll::Ready(Ok(()));
+        }
         loop {
             self.encode_transmits()?;
             if !self.needs_flush {
@@ -506,6 +528,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
     }
 
     fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        if self.write_closed {
+            return Poll::Ready(Err(AckError::SinkClosed));
+        }
         self.encode_transmits()?;
         if self.state.has_room() && self.framed.write_buffer().len() < self.high_water {
             return Poll::Ready(Ok(()));
@@ -538,10 +563,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
         if let Err(e) = self.state.taken(d.seq) {
             return Some(Err(e));
         }
+        if self.inbox.is_empty() && !self.read_closed {
+            // The application has everything that was buffered: if the transport has nothing
+            // more either, the reader is idle and what was taken gets acknowledged now rather
+            // than at the next poll (the application may not poll again soon). An error here
+            // is recorded and reported by the next call; this message is still delivered.
+            match self.poll_read(cx, Side::Stream) {
+                Poll::Pending if self.inbox.is_empty() => self.state.reader_idle(),
+                Poll::Ready(Err(e)) => self.failed = Some(e.to_string()),
+                _ => {}
+            }
+        }
         if self.state.has_transmit() {
             // An ack became due: write it now if the transport takes it without waiting.
             if let Poll::Ready(Err(e)) = self.poll_write(cx) {
-                return Some(Err(e));
+                self.failed = Some(e.to_string());
             }
         }
         Some(Ok(d))
@@ -610,9 +646,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for AckFramed<T> {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
         let this = self.get_mut();
         this.guard(Side::Sink, cx, |this, cx| {
+            if this.write_closed {
+                return Poll::Ready(Ok(()));
+            }
             ready!(this.poll_flush_inner(cx))?;
-            <Framed<T, FrameCodec> as Sink<Bytes>>::poll_close(Pin::new(&mut this.framed), cx)
-                .map_err(AckError::from)
+            ready!(<Framed<T, FrameCodec> as Sink<Bytes>>::poll_close(
+                Pin::new(&mut this.framed),
+                cx
+            ))?;
+            this.write_closed = true;
+            Poll::Ready(Ok(()))
         })
     }
 }
