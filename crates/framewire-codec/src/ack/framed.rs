@@ -132,6 +132,7 @@ pub struct AckFramed<T> {
     inbox: VecDeque<Delivery>,
     read_closed: bool,
     needs_flush: bool,
+    flushed_through: u64,
     write_closed: bool,
     failed: Option<String>,
     error_reported: bool,
@@ -200,6 +201,7 @@ impl AckFramedBuilder {
             inbox: VecDeque::new(),
             read_closed: false,
             needs_flush: false,
+            flushed_through: 0,
             write_closed: false,
             failed: None,
             error_reported: false,
@@ -464,6 +466,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
                 cx
             ))?;
             self.needs_flush = false;
+            self.flushed_through = self.state.transmitted_through();
             if !self.state.has_transmit() {
                 return Poll::Ready(Ok(()));
             }
@@ -532,6 +535,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
             return Poll::Ready(Err(AckError::SinkClosed));
         }
         self.encode_transmits()?;
+        let batch = u64::from(self.state.peer_window() / 2).max(1);
+        if self.state.transmitted_through() - self.flushed_through >= batch {
+            // Half a window is encoded: write it now, so the peer takes (and acks) it while this
+            // side encodes the other half, and pick up acks that are already here (costs no
+            // syscall when none are). Without this the sender would stall on every full window.
+            self.progress(cx, Side::Sink)?;
+        }
         if self.state.has_room() && self.framed.write_buffer().len() < self.high_water {
             return Poll::Ready(Ok(()));
         }
