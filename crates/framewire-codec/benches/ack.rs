@@ -4,7 +4,9 @@
 //! established connection and ends when the server's application has taken all of them:
 //! plain mode feeds the batch, flushes and waits for a one-byte "done" frame the server sends
 //! after counting `BATCH` frames; ack mode feeds the batch and flushes, which completes only
-//! once every message is acknowledged. Windows 1 (stop-and-wait), 8, 64 and 256.
+//! once every message is acknowledged. Windows 1 (stop-and-wait), 8, 64, 256 and 1024 with
+//! the default ack threshold (an ACK per half window taken, or when the receiver runs dry),
+//! and windows 64 and 256 with `ack_threshold(window)` (ACK only when the receiver runs dry).
 //!
 //! Run (short):
 //!
@@ -91,10 +93,15 @@ async fn start_plain() -> mpsc::Sender<Job> {
 }
 
 /// Starts an ack-mode pair with `window`; returns the job queue of its client task.
-async fn start_ack(window: u32) -> mpsc::Sender<Job> {
+async fn start_ack(window: u32, ack_threshold: Option<u64>) -> mpsc::Sender<Job> {
     let (c, s) = tcp_pair().await;
     tokio::spawn(async move {
-        let mut server = AckFramed::builder().window(window).new_framed(s);
+        let mut builder = AckFramed::builder();
+        builder.window(window);
+        if let Some(t) = ack_threshold {
+            builder.ack_threshold(t);
+        }
+        let mut server = builder.new_framed(s);
         while let Some(d) = server.next().await {
             std::hint::black_box(d.unwrap());
         }
@@ -134,9 +141,16 @@ fn bench(c: &mut Criterion) {
 
     let plain = rt.block_on(start_plain());
     group.bench_function("plain", |b| b.iter_custom(|iters| run(&rt, &plain, iters)));
-    for window in [1u32, 8, 64, 256] {
-        let jobs = rt.block_on(start_ack(window));
+    for window in [1u32, 8, 64, 256, 1024] {
+        let jobs = rt.block_on(start_ack(window, None));
         group.bench_function(format!("ack_window_{window}"), |b| {
+            b.iter_custom(|iters| run(&rt, &jobs, iters))
+        });
+    }
+    // The receiver acks only when it runs dry (or the whole window was taken).
+    for window in [64u32, 256] {
+        let jobs = rt.block_on(start_ack(window, Some(u64::from(window))));
+        group.bench_function(format!("ack_window_{window}_ack_when_idle"), |b| {
             b.iter_custom(|iters| run(&rt, &jobs, iters))
         });
     }

@@ -18,10 +18,15 @@ const N: usize = 300;
 
 /// Client sends N messages (first 10 stop-and-wait, then pipelined batches of 25); server
 /// takes them in order; every flush returns only once the server took everything.
-async fn one_way(window: u32) {
+async fn one_way(window: u32, ack_threshold: Option<u64>) {
     let (c, s) = tcp_pair().await;
     let server = tokio::spawn(async move {
-        let mut conn = AckFramed::builder().window(window).new_framed(s);
+        let mut builder = AckFramed::builder();
+        builder.window(window);
+        if let Some(t) = ack_threshold {
+            builder.ack_threshold(t);
+        }
+        let mut conn = builder.new_framed(s);
         let mut got = Vec::new();
         while let Some(d) = conn.next().await {
             let d = d.unwrap();
@@ -62,17 +67,22 @@ async fn one_way(window: u32) {
 
 #[tokio::test]
 async fn one_way_window_1() {
-    timeout(NET_TIMEOUT, one_way(1)).await.unwrap();
+    timeout(NET_TIMEOUT, one_way(1, None)).await.unwrap();
 }
 
 #[tokio::test]
 async fn one_way_window_2() {
-    timeout(NET_TIMEOUT, one_way(2)).await.unwrap();
+    timeout(NET_TIMEOUT, one_way(2, None)).await.unwrap();
+}
+
+#[tokio::test]
+async fn one_way_window_64_ack_when_idle() {
+    timeout(NET_TIMEOUT, one_way(64, Some(64))).await.unwrap();
 }
 
 #[tokio::test]
 async fn one_way_window_64() {
-    timeout(NET_TIMEOUT, one_way(64)).await.unwrap();
+    timeout(NET_TIMEOUT, one_way(64, None)).await.unwrap();
 }
 
 /// Echo server (stop-and-wait replies); the client's sink and stream halves run in two

@@ -401,3 +401,35 @@ fn redelivery_flag_travels() {
     assert!(!got[1].redelivered);
     assert_eq!((got[0].seq, got[1].seq), (1, 2));
 }
+
+#[test]
+fn ack_threshold_of_a_whole_window_still_acks_without_idle_reports() {
+    let (mut a, mut b) = established(4, 4);
+    b.set_ack_threshold(100); // clamped to the window, 4
+    assert_eq!(b.ack_threshold(), 4);
+    for round in 0..3u64 {
+        for i in 0..4u8 {
+            a.send(Bytes::from(vec![i]), false).unwrap();
+        }
+        assert!(!a.has_room());
+        let got = pump(&mut a, &mut b);
+        assert_eq!(got.len(), 4);
+        b.taken(got[2].seq).unwrap();
+        assert_eq!(b.poll_transmit(), None, "3 of 4 taken: no ack yet");
+        // No reader_idle: taking the whole window is enough.
+        b.taken(got[3].seq).unwrap();
+        assert_eq!(
+            b.poll_transmit(),
+            Some(AckFrame::Ack {
+                through: 4 * (round + 1)
+            })
+        );
+        a.handle(AckFrame::Ack {
+            through: 4 * (round + 1),
+        })
+        .unwrap();
+        assert_eq!(a.room(), 4);
+    }
+    b.set_ack_threshold(0);
+    assert_eq!(b.ack_threshold(), 1);
+}

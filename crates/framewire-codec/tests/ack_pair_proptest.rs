@@ -157,11 +157,14 @@ proptest! {
     fn random_interleavings(
         wa in 1u32..=8,
         wb in 1u32..=8,
+        thresholds in (1u64..=8, 1u64..=8),
         ops in proptest::collection::vec(op(), 0..400),
         abrupt in any::<bool>(),
     ) {
         let mut a = Side::new(wa);
         let mut b = Side::new(wb);
+        a.state.set_ack_threshold(thresholds.0);
+        b.state.set_ack_threshold(thresholds.1);
         let mut counter = 0;
         for (a_acts, op) in ops {
             if a_acts {

@@ -132,7 +132,6 @@ pub struct AckFramed<T> {
     inbox: VecDeque<Delivery>,
     read_closed: bool,
     needs_flush: bool,
-    flushed_through: u64,
     write_closed: bool,
     failed: Option<String>,
     error_reported: bool,
@@ -154,6 +153,7 @@ pub struct AckFramed<T> {
 #[derive(Debug, Clone, Copy)]
 pub struct AckFramedBuilder {
     window: u32,
+    ack_threshold: Option<u64>,
     high_water: usize,
 }
 
@@ -161,6 +161,7 @@ impl Default for AckFramedBuilder {
     fn default() -> Self {
         AckFramedBuilder {
             window: DEFAULT_WINDOW,
+            ack_threshold: None,
             high_water: DEFAULT_WRITE_HIGH_WATER,
         }
     }
@@ -180,6 +181,15 @@ impl AckFramedBuilder {
         self
     }
 
+    /// After how many taken messages an ACK is sent even though more received messages are
+    /// still buffered (default: half the window). See [`AckState::set_ack_threshold`] for
+    /// the trade-off; `ack_threshold(window)` acks only when the reader runs dry or the whole
+    /// window has been taken, the fewest ACK writes.
+    pub fn ack_threshold(&mut self, threshold: u64) -> &mut Self {
+        self.ack_threshold = Some(threshold);
+        self
+    }
+
     /// The write buffer's high-water mark in bytes (default [`DEFAULT_WRITE_HIGH_WATER`]).
     pub fn write_high_water(&mut self, bytes: usize) -> &mut Self {
         self.high_water = bytes.max(1);
@@ -188,7 +198,11 @@ impl AckFramedBuilder {
 
     /// A state machine with this window, for a peer that accepts frames of `max_frame_len`.
     pub fn build_state(&self, max_frame_len: usize) -> AckState {
-        AckState::new(self.window, max_frame_len)
+        let mut state = AckState::new(self.window, max_frame_len);
+        if let Some(t) = self.ack_threshold {
+            state.set_ack_threshold(t);
+        }
+        state
     }
 
     /// Wraps an existing plain-mode transport. Its codec's maximum frame length goes into
@@ -201,7 +215,6 @@ impl AckFramedBuilder {
             inbox: VecDeque::new(),
             read_closed: false,
             needs_flush: false,
-            flushed_through: 0,
             write_closed: false,
             failed: None,
             error_reported: false,
@@ -466,7 +479,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
                 cx
             ))?;
             self.needs_flush = false;
-            self.flushed_through = self.state.transmitted_through();
             if !self.state.has_transmit() {
                 return Poll::Ready(Ok(()));
             }
@@ -535,13 +547,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
             return Poll::Ready(Err(AckError::SinkClosed));
         }
         self.encode_transmits()?;
-        let batch = u64::from(self.state.peer_window() / 2).max(1);
-        if self.state.transmitted_through() - self.flushed_through >= batch {
-            // Half a window is encoded: write it now, so the peer takes (and acks) it while this
-            // side encodes the other half, and pick up acks that are already here (costs no
-            // syscall when none are). Without this the sender would stall on every full window.
-            self.progress(cx, Side::Sink)?;
-        }
         if self.state.has_room() && self.framed.write_buffer().len() < self.high_water {
             return Poll::Ready(Ok(()));
         }
