@@ -125,6 +125,8 @@ async fn echo_split(window: u32) {
         conn.send(Bytes::new()).await,
         Err(AckError::SinkClosed)
     ));
+    // Refusing a send does not break the connection: the stream still ends cleanly.
+    assert!(conn.next().await.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

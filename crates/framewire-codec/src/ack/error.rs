@@ -214,6 +214,18 @@ impl AckError {
         }
     }
 
+    /// `true` for errors that refuse one local call (send after close, no room, payload too
+    /// long, taking what has not arrived) and leave the connection usable.
+    pub fn is_local_misuse(&self) -> bool {
+        matches!(
+            self,
+            AckError::SinkClosed
+                | AckError::WindowFull { .. }
+                | AckError::PayloadTooLong { .. }
+                | AckError::TakenNotReceived { .. }
+        )
+    }
+
     pub(crate) fn expected_hello(frame: &[u8]) -> AckError {
         AckError::ExpectedHello {
             len: frame.len(),

@@ -438,7 +438,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
             Poll::Ready(res) => {
                 *slot = None;
                 if let Err(e) = res {
-                    self.failed = Some(e.to_string());
+                    if !e.is_local_misuse() {
+                        self.failed = Some(e.to_string());
+                    }
                 }
             }
         }
