@@ -90,12 +90,20 @@
 //! unacknowledged (1 is stop-and-wait), and the messages still unacknowledged when a
 //! connection dies are handed back in order. It is a sans-IO state machine ([`ack::AckState`])
 //! plus a `Stream + Sink` adapter ([`ack::AckFramed`]); its module docs are the wire spec.
+//!
+//! # Typed messages
+//!
+//! The [`typed`] module sends one serde value per frame (bincode 2 by default, postcard with the
+//! `postcard` feature): [`typed::encode`] / [`typed::decode`] for single payloads and
+//! [`typed::TypedFramed`], a `Stream + Sink` of values over `Framed<T, FrameCodec>`. A frame that
+//! does not deserialize is an error for that message only; the stream goes on.
 
 #![forbid(unsafe_code)]
 
 pub mod ack;
 mod error;
 mod frame;
+pub mod typed;
 
 pub use error::FrameError;
 pub use frame::{

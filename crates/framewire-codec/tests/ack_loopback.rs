@@ -8,7 +8,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{message, tcp_pair, NET_TIMEOUT};
+use common::ack::{message, tcp_pair, NET_TIMEOUT};
 use framewire_codec::ack::{AckError, AckFramed};
 use framewire_codec::FrameCodec;
 use futures::{SinkExt, StreamExt};

@@ -7,7 +7,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{established, pump};
+use common::ack::{established, pump};
 use framewire_codec::ack::{
     ack_bytes, data_header, AckError, AckFrame, AckState, FrameKind, Hello, HELLO_LEN, VERSION,
 };

@@ -15,7 +15,7 @@ mod common;
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use common::message;
+use common::ack::message;
 use framewire_codec::ack::{AckState, Delivery};
 use proptest::prelude::*;
 

@@ -1,51 +1,51 @@
-//! Helpers shared by the integration tests.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+//! Helpers shared by the codec's integration tests.
+#![allow(dead_code, unreachable_pub)]
 
-use std::time::Duration;
+use bytes::{Bytes, BytesMut};
+use framewire_codec::{FrameCodec, FrameError};
+use tokio_util::codec::{Decoder, Encoder};
 
-use bytes::Bytes;
-use framewire_codec::ack::{AckState, Delivery};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Upper bound for any network test: generous, only there so that a bug cannot hang CI.
-pub const NET_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A connected loopback TCP pair (client, server) with `TCP_NODELAY` set on both.
-pub async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
-    let client = client.unwrap();
-    let (server, _) = accepted.unwrap();
-    client.set_nodelay(true).unwrap();
-    server.set_nodelay(true).unwrap();
-    (client, server)
+/// The wire bytes of `frames`, encoded with `codec`.
+pub fn encode_all(codec: &mut FrameCodec, frames: &[Vec<u8>]) -> BytesMut {
+    let mut wire = BytesMut::new();
+    for f in frames {
+        codec.encode(&f[..], &mut wire).expect("frame within limit");
+    }
+    wire
 }
 
-/// Moves every frame `from` wants to transmit into `to` (as bytes, the way a socket would),
-/// returning the messages `to` received. Panics on any protocol error.
-pub fn pump(from: &mut AckState, to: &mut AckState) -> Vec<Delivery> {
-    let mut got = Vec::new();
-    while let Some(frame) = from.poll_transmit() {
-        if let Some(d) = to.handle_frame(frame.to_bytes()).unwrap() {
-            got.push(d);
+/// Feeds `chunks` to a fresh decoder one after another, decoding after each, then signals EOF.
+/// Returns every frame decoded, or the first error.
+pub fn decode_chunks<'a>(
+    mut codec: FrameCodec,
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<Bytes>, FrameError> {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        while let Some(frame) = codec.decode(&mut buf)? {
+            out.push(frame);
         }
     }
-    got
+    while let Some(frame) = codec.decode_eof(&mut buf)? {
+        out.push(frame);
+    }
+    Ok(out)
 }
 
-/// Two machines that have exchanged HELLOs, with the given windows.
-pub fn established(window_a: u32, window_b: u32) -> (AckState, AckState) {
-    let mut a = AckState::new(window_a, 1 << 20);
-    let mut b = AckState::new(window_b, 1 << 20);
-    assert!(pump(&mut a, &mut b).is_empty());
-    assert!(pump(&mut b, &mut a).is_empty());
-    assert!(a.is_established() && b.is_established());
-    (a, b)
+/// A few frames covering the edge cases: empty, one byte, 0xff bytes, a few KiB.
+pub fn sample_frames() -> Vec<Vec<u8>> {
+    vec![
+        b"hello".to_vec(),
+        Vec::new(),
+        vec![0xff],
+        "你好欢迎你".as_bytes().to_vec(),
+        (0..3000u32).map(|i| (i % 251) as u8).collect(),
+        Vec::new(),
+        b"q".to_vec(),
+    ]
 }
 
-/// The `i`-th test message: distinct, of varying length (0..=40 bytes).
-pub fn message(i: usize) -> Bytes {
-    let len = i % 41;
-    Bytes::from(format!("{i:08}-{}", "x".repeat(len)).into_bytes())
-}
+/// Ack-mode helpers (loopback pairs, machine pumps, test messages).
+pub mod ack;
