@@ -230,6 +230,7 @@ pub fn ack_parse(data: &[u8]) {
         let owned = AckFrame::parse_bytes(bytes::Bytes::copy_from_slice(data))
             .expect("parse_bytes agrees with parse");
         assert_eq!(&owned.to_bytes()[..], data);
+        assert_eq!(&frame.to_bytes()[..], data);
     }
 }
 
