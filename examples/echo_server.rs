@@ -6,7 +6,13 @@
 //! ```text
 //! cargo run --release -p framewire-examples --example echo_server
 //! cargo run --release -p framewire-examples --example echo_server -- --addr 127.0.0.1:9999 --mirror --max-connections 1000
+//! cargo run --release -p framewire-examples --example echo_server -- --ack 1
 //! ```
+//!
+//! `--ack WINDOW` makes every connection speak ack mode (see `framewire_codec::ack`): each
+//! reply is acknowledged once the handler took the message, and the server never has more
+//! than the client's window of replies unacknowledged; `--ack 1` is the tutorial's
+//! stop-and-wait, done by the protocol instead of by hand.
 //!
 //! Flags: `--addr ADDR` (default 127.0.0.1:9999), `--mirror`, `--ack WINDOW`,
 //! `--max-frame-len BYTES`, `--max-connections N`. It prints its listening address; ctrl-c or
@@ -122,8 +128,7 @@ async fn main() -> ExitCode {
         builder = builder.max_connections(max);
     }
     if let Some(window) = args.ack {
-        eprintln!("echo_server: --ack {window}: ack mode is not available in this build yet");
-        return ExitCode::from(2);
+        builder = builder.ack_mode(window);
     }
     let server = match builder.bind(args.addr.as_str()).await {
         Ok(server) => server,
@@ -132,8 +137,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let ack = match args.ack {
+        Some(window) => format!(", ack mode with window {window}"),
+        None => String::new(),
+    };
     println!(
-        "echo_server listening on {} ({} mode)",
+        "echo_server listening on {} ({} mode{ack})",
         server.local_addr(),
         if args.mirror { "mirror" } else { "tutorial" }
     );

@@ -14,7 +14,8 @@
 //! open-files limit above N in both processes.
 //!
 //! Kinds: `framed` (the baseline), `framewire` (defaults), `framewire-idle-timeout`
-//! (an idle timeout armed on every connection).
+//! (an idle timeout armed on every connection), `framewire-ack` (ack mode, window 64; the
+//! client does the handshake and one acknowledged round trip).
 //!
 //! `throughput`: for `framed`, `framewire` and `framed-framecodec` (tokio-util `Framed` over
 //! framewire's `FrameCodec`, to separate the codec's buffer-growth policy from the
@@ -27,15 +28,21 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use framewire_codec::ack::AckFramed;
 use framewire_codec::FrameCodec;
 use framewire_server::{Connection, Server, ServerError};
-use futures::{StreamExt, TryStreamExt};
+use futures::{SinkExt, StreamExt, TryStreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-const KINDS: [&str; 3] = ["framed", "framewire", "framewire-idle-timeout"];
+const KINDS: [&str; 4] = [
+    "framed",
+    "framewire",
+    "framewire-idle-timeout",
+    "framewire-ack",
+];
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -89,14 +96,15 @@ async fn measure(kind: &str, n: usize) -> Result<f64, Box<dyn std::error::Error>
     let (mut child, pid, addr) = start_child(kind).await?;
 
     // Warm up: one connection, so runtime threads and the first allocations exist.
-    let mut warm = connect_and_ping(addr, 0).await?;
+    let ack = kind == "framewire-ack";
+    let mut warm = connect_and_ping(addr, 0, ack).await?;
     drop(warm.shutdown().await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = vm_rss_kib(pid)?;
 
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
-        conns.push(connect_and_ping(addr, i).await?);
+        conns.push(connect_and_ping(addr, i, ack).await?);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = vm_rss_kib(pid)?;
@@ -208,11 +216,26 @@ async fn run_load(addr: SocketAddr, size: usize, count: usize) -> std::io::Resul
     Ok(start.elapsed().as_secs_f64())
 }
 
-async fn connect_and_ping(addr: SocketAddr, i: usize) -> std::io::Result<TcpStream> {
+async fn connect_and_ping(addr: SocketAddr, i: usize, ack: bool) -> std::io::Result<TcpStream> {
     let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % 8) as u8));
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source, 0))?;
     let mut stream = socket.connect(addr).await?;
+    if ack {
+        // Ack mode: HELLO, one DATA (acknowledged by the server's handler taking it), its echo
+        // (acknowledged by us taking it); then keep only the socket.
+        stream.set_nodelay(true)?;
+        let mut conn = AckFramed::builder().window(8).new_framed(stream);
+        conn.send(Bytes::from_static(&[0u8; 16]))
+            .await
+            .map_err(std::io::Error::other)?;
+        match conn.next().await {
+            Some(Ok(_)) => {}
+            _ => return Err(std::io::Error::other("no echo")),
+        }
+        let (framed, _, _) = conn.into_parts();
+        return Ok(framed.into_inner());
+    }
     let mut frame = [0u8; 20];
     frame[3] = 16;
     stream.write_all(&frame).await?;
@@ -262,10 +285,13 @@ async fn serve(kind: &str) -> Result<(), Box<dyn std::error::Error>> {
                 });
             }
         }
-        "framewire" | "framewire-idle-timeout" => {
+        "framewire" | "framewire-idle-timeout" | "framewire-ack" => {
             let mut builder = Server::builder().max_connections(1_000_000);
             if kind == "framewire-idle-timeout" {
                 builder = builder.idle_timeout(Duration::from_secs(600));
+            }
+            if kind == "framewire-ack" {
+                builder = builder.ack_mode(64);
             }
             let server = builder.bind("127.0.0.1:0").await?;
             println!("{}", server.local_addr());

@@ -94,6 +94,7 @@ pub(crate) struct Config {
     pub(crate) read_buffer_size: usize,
     pub(crate) write_buffer_limit: usize,
     pub(crate) filter: Option<AcceptFilter>,
+    pub(crate) ack_window: Option<u32>,
 }
 
 impl fmt::Debug for Config {
@@ -110,6 +111,7 @@ impl fmt::Debug for Config {
             .field("read_buffer_size", &self.read_buffer_size)
             .field("write_buffer_limit", &self.write_buffer_limit)
             .field("filter", &self.filter.as_ref().map(|_| "<fn>"))
+            .field("ack_window", &self.ack_window)
             .finish()
     }
 }
@@ -173,6 +175,7 @@ impl ServerBuilder<()> {
                 read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
                 write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
                 filter: None,
+                ack_window: None,
             },
             backlog: DEFAULT_BACKLOG,
         }
@@ -294,6 +297,17 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
         F: Fn(&Address) -> bool + Send + Sync + 'static,
     {
         self.config.filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// Ack mode: every connection speaks framewire's ack mode (see
+    /// [`framewire_codec::ack`]), granting each peer a window of `window` unacknowledged
+    /// messages (0 acts as 1; [`framewire_codec::ack::DEFAULT_WINDOW`] is a good default).
+    /// Handlers use the same `recv`/`send` API: `recv` yields messages and acknowledges them
+    /// as taken, `send` waits for room in the peer's window. See
+    /// [`Connection`](crate::Connection#ack-mode).
+    pub fn ack_mode(mut self, window: u32) -> Self {
+        self.config.ack_window = Some(window.max(1));
         self
     }
 

@@ -2,6 +2,7 @@
 
 use std::io;
 
+use framewire_codec::ack::AckError;
 use framewire_codec::typed::TypedError;
 use framewire_codec::FrameError;
 
@@ -31,6 +32,11 @@ pub enum ServerError {
     /// a frame), or the handler tried to send an oversized frame.
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// Ack mode: the peer broke the ack-mode protocol (first frame not a HELLO, a DATA out of
+    /// sequence or beyond the window, an ACK for a message never sent, ...), or the handler
+    /// sent a payload too long for one DATA frame.
+    #[error(transparent)]
+    Ack(AckError),
     /// A typed message could not be decoded (that message only; the connection stays usable)
     /// or a value could not be encoded (nothing was sent).
     #[error(transparent)]
@@ -87,6 +93,9 @@ pub enum ErrorKind {
     Decode,
     /// A value that could not be encoded as a typed message.
     Encode,
+    /// Local misuse of the connection (for example `start_send` without `poll_ready` on a
+    /// full ack-mode window). Not counted.
+    Usage,
     /// The idle timeout fired.
     IdleTimeout,
     /// The stall timeout fired.
@@ -106,6 +115,13 @@ impl ServerError {
             ServerError::Frame(e) if e.is_peer_error() => ErrorKind::Protocol,
             ServerError::Frame(FrameError::Io(_)) => ErrorKind::Io,
             ServerError::Frame(_) => ErrorKind::OutgoingTooLong,
+            ServerError::Ack(AckError::Frame(e)) if e.is_peer_error() => ErrorKind::Protocol,
+            ServerError::Ack(AckError::Frame(FrameError::Io(_))) => ErrorKind::Io,
+            ServerError::Ack(e) if e.is_peer_error() => ErrorKind::Protocol,
+            ServerError::Ack(AckError::PayloadTooLong { .. } | AckError::Frame(_)) => {
+                ErrorKind::OutgoingTooLong
+            }
+            ServerError::Ack(_) => ErrorKind::Usage,
             ServerError::Typed(e) if e.is_decode() => ErrorKind::Decode,
             ServerError::Typed(TypedError::Frame(FrameError::Io(_))) => ErrorKind::Io,
             ServerError::Typed(TypedError::Frame(e)) if e.is_peer_error() => ErrorKind::Protocol,

@@ -19,6 +19,7 @@
 //! | `timeout`, `handle_timeout()` | [idle](ServerBuilder::idle_timeout), [stall](ServerBuilder::stall_timeout) and [write](ServerBuilder::write_timeout) timeouts |
 //! | `request_queue_size` | [`ServerBuilder::backlog`] |
 //! | none | [`ServerBuilder::max_connections`] with [`AtCapacity`], [`ServerBuilder::max_connections_per_ip`] |
+//! | none | ack mode: [`ServerBuilder::ack_mode`], every connection speaks ack mode with the configured window ([`Connection`#ack-mode](Connection#ack-mode)) |
 //! | none | [`ServerHandle::stats`] |
 //!
 //! # Example: the tutorial's echo server

@@ -358,11 +358,17 @@ where
                         match admit(&shared, &peer, permit, wait_at_cap) {
                             Admission::Admit(slot) => {
                                 let span = tracing::info_span!("connection", peer = %peer);
-                                let conn = Connection::new(
+                                let mut conn = Connection::new(
                                     Box::new(io),
                                     peer,
                                     ServerHandle { shared: Arc::clone(&shared) },
                                 );
+                                // Ack mode: the HELLO goes out before the handler runs. Done
+                                // here, not in the task: a connection borrowed inside the
+                                // task's future before being moved into the handler keeps a
+                                // second slot in that future (a few hundred bytes per idle
+                                // connection).
+                                conn.start();
                                 let fut = run_connection(Arc::clone(&handler), conn, slot);
                                 tasks.spawn(fut.instrument(span));
                             }

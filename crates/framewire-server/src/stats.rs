@@ -25,9 +25,10 @@ pub struct Stats {
     pub refused_at_capacity: u64,
     /// Refused because the peer's IP address already had `max_connections_per_ip`.
     pub refused_per_ip: u64,
-    /// Frames received and handed to handlers.
+    /// Frames received and handed to handlers (in ack mode: DATA messages; HELLO and ACK
+    /// frames are not counted here, but their bytes are in `bytes_in`).
     pub frames_in: u64,
-    /// Frames handlers sent (counted when queued for writing).
+    /// Frames handlers sent, counted when queued for writing (in ack mode: DATA messages).
     pub frames_out: u64,
     /// Bytes read from connections.
     pub bytes_in: u64,
@@ -43,7 +44,8 @@ pub struct Stats {
 pub struct ErrorStats {
     /// Transport errors on connections (reset, broken pipe, ...).
     pub io: u64,
-    /// Invalid framing from peers (oversized header, end of stream inside a frame).
+    /// Invalid framing from peers (oversized header, end of stream inside a frame), and
+    /// ack-mode protocol violations.
     pub protocol: u64,
     /// Handlers that tried to send a frame over the limit.
     pub outgoing_too_long: u64,
@@ -109,7 +111,7 @@ impl Counters {
             ErrorKind::IdleTimeout => &self.err_idle,
             ErrorKind::StallTimeout => &self.err_stall,
             ErrorKind::WriteTimeout => &self.err_write,
-            ErrorKind::Bind | ErrorKind::Closed => return,
+            ErrorKind::Bind | ErrorKind::Closed | ErrorKind::Usage => return,
         };
         bump(counter, 1);
     }

@@ -6,9 +6,10 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
+use framewire_codec::ack::AckFramed;
 use framewire_codec::typed::{self, Bincode};
 use framewire_server::{Connection, Server, ServerError};
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +85,35 @@ async fn typed_round_trip_and_a_bad_message_only_costs_that_message() {
             (stats.errors.decode, stats.frames_in, stats.frames_out),
             (1, 3, 3)
         );
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn typed_messages_in_ack_mode() {
+    within(async {
+        let server = spawn(Server::builder().ack_mode(4), shop).await;
+        let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut c = AckFramed::builder().window(4).new_framed(stream);
+        for id in 0..10 {
+            c.send(typed::encode::<Bincode, _>(&order(id)).unwrap())
+                .await
+                .unwrap();
+            let d = c.next().await.unwrap().unwrap();
+            let reply: Reply = typed::decode::<Bincode, _>(&d.payload).unwrap();
+            assert_eq!(
+                reply,
+                Reply::Accepted {
+                    id,
+                    total: (id + 1) * 3
+                }
+            );
+        }
+        c.close().await.unwrap();
+        let stats = wait_for(&server.handle, |s| s.active == 0).await;
+        assert_eq!((stats.frames_in, stats.frames_out), (10, 10));
         server.stop().await;
     })
     .await;
