@@ -143,7 +143,7 @@ const THROUGHPUT_KINDS: [&str; 3] = ["framed", "framewire", "framed-framecodec"]
 async fn throughput() -> Result<(), Box<dyn std::error::Error>> {
     // (frame size, frames per connection)
     let cases = [(64usize, 500_000usize), (64 * 1024, 4_000)];
-    println!("{CONNS} connections, pipelined echo, forward() on both servers; median of {ROUNDS} alternating rounds");
+    println!("{CONNS} connections, pipelined echo, forward() on every server; median of {ROUNDS} alternating rounds");
     for (size, count) in cases {
         let mut rates: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..ROUNDS {
