@@ -81,7 +81,8 @@ use crate::stats::bump;
 /// Once the server's shutdown is requested, `recv` still returns frames already buffered or
 /// in progress, then returns `Ok(None)` (end of stream) between frames, so a plain
 /// `while let Some(frame) = conn.recv().await?` loop ends by itself. Sending keeps working
-/// until the handler returns or is aborted at the end of the grace period.
+/// until the handler returns or is aborted at the end of the grace period (in ack mode the
+/// connection keeps reading the peer's ACKs for those sends).
 ///
 /// When the connection is dropped (the handler returned), the socket is closed; frames queued
 /// with [`feed`](Connection::feed) and not flushed are lost, as with `Framed`.
@@ -94,6 +95,9 @@ pub struct Connection<S = ()> {
     server: ServerHandle<S>,
     eof: bool,
     read_closed: bool,
+    /// `recv` ended because of a graceful shutdown; the transport is still read (ack mode:
+    /// ACKs for the handler's last sends).
+    recv_ended: bool,
     write_closed: bool,
     idle_since: Option<Instant>,
     frame_since: Option<Instant>,
@@ -223,6 +227,7 @@ impl<S> Connection<S> {
             server,
             eof: false,
             read_closed: false,
+            recv_ended: false,
             write_closed: false,
             idle_since: None,
             frame_since: None,
@@ -371,7 +376,7 @@ impl<S> Connection<S> {
     /// receive side is then closed, as with [`recv`](Connection::recv).
     pub fn try_recv(&mut self) -> Result<Option<Bytes>, ServerError> {
         loop {
-            if self.read_closed {
+            if self.read_closed || self.recv_ended {
                 return Ok(None);
             }
             if let Some(d) = self.ack.as_mut().and_then(|a| a.inbox.pop_front()) {
@@ -649,7 +654,7 @@ impl<S> Connection<S> {
         cx: &mut Context<'_>,
         end_on_shutdown: bool,
     ) -> Poll<Result<Option<Bytes>, ServerError>> {
-        if self.read_closed {
+        if self.read_closed || (end_on_shutdown && self.recv_ended) {
             return Poll::Ready(Ok(None));
         }
         loop {
@@ -677,8 +682,7 @@ impl<S> Connection<S> {
             }
             if end_on_shutdown && self.between_frames() && self.poll_shutdown_requested(cx) {
                 tracing::debug!("shutdown requested; ending the incoming stream");
-                self.read_closed = true;
-                self.rbuf = BytesMut::new();
+                self.recv_ended = true;
                 return Poll::Ready(Ok(None));
             }
             if self.rbuf.capacity() == 0 {

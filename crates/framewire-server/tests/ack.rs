@@ -330,3 +330,34 @@ async fn split_halves_in_two_tasks_in_ack_mode() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn at_shutdown_a_handler_can_still_send_and_wait_for_acks() {
+    within(async {
+        let server = spawn(
+            Server::builder().ack_mode(4),
+            |mut conn: Connection| async move {
+                while let Some(m) = conn.recv().await? {
+                    conn.send(&m).await?;
+                }
+                // recv ended: the server is shutting down. Say goodbye, reliably.
+                conn.send("bye 1").await?;
+                conn.send("bye 2").await?; // needs the peer's ACK for "bye 1" (window 1)
+                conn.wait_acked().await?;
+                Ok::<_, ServerError>(())
+            },
+        )
+        .await;
+        let mut c = ack_client(server.addr, 1).await;
+        c.send(Bytes::from_static(b"hi")).await.unwrap();
+        assert_eq!(next_payload(&mut c).await.as_deref(), Some(&b"hi"[..]));
+        server.handle.shutdown();
+        assert_eq!(next_payload(&mut c).await.as_deref(), Some(&b"bye 1"[..]));
+        assert_eq!(next_payload(&mut c).await.as_deref(), Some(&b"bye 2"[..]));
+        let report = server.task.await.unwrap();
+        assert_eq!((report.finished, report.aborted), (1, 0));
+        assert_eq!(report.stats.errors.handler, 0);
+        assert_eq!(report.stats.frames_out, 3);
+    })
+    .await;
+}
