@@ -197,7 +197,7 @@ pub struct RunOpts {
     pub duration: Duration,
     /// `stream` only: count echoed replies instead of frames sent into a sink.
     pub echo: bool,
-    /// Frames written per flush in `stream`; `None` picks about 64 KiB worth.
+    /// Frames written per flush in `stream`; `None` picks about 256 KiB worth.
     pub batch: Option<usize>,
     /// The server's pid, for memory figures from `/proc/PID/status`.
     pub pid: Option<u32>,

@@ -36,8 +36,9 @@ pub const CONNECT_CONCURRENCY: usize = 64;
 pub const PROGRESS_AFTER: Duration = Duration::from_secs(3);
 /// Pause after `conns` echoed on every connection, before reading the server's memory again.
 const ECHO_SETTLE: Duration = Duration::from_millis(300);
-/// About this many bytes of frames are written per flush in `stream` by default.
-const STREAM_BATCH_BYTES: usize = 64 * 1024;
+/// About this many bytes of frames are written per flush in `stream` by default: large writes,
+/// so the raw client is the physical limit and not a syscall-per-frame limit.
+const STREAM_BATCH_BYTES: usize = 256 * 1024;
 
 /// Runs one load-generating mode with the client implementation `opts.client`, bounded by
 /// `opts.duration` plus [`HARD_GRACE`].
@@ -86,7 +87,7 @@ pub fn payload(size: usize) -> Bytes {
         .into()
 }
 
-/// Frames per `stream` flush by default: about 64 KiB worth, at least one.
+/// Frames per `stream` flush by default: about 256 KiB worth, at least one.
 pub fn default_batch(size: usize) -> usize {
     (STREAM_BATCH_BYTES / (size + 4)).clamp(1, super::args::MAX_BATCH)
 }

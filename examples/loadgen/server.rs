@@ -13,8 +13,10 @@ use tokio_util::codec::{Decoder, Encoder, Framed, FramedRead, LengthDelimitedCod
 
 use super::args::{ServerKind, ServerMode};
 
-/// Read buffer of the raw server.
+/// Read buffer of the raw echo server.
 const RAW_BUF: usize = 64 * 1024;
+/// Read buffer of the raw sink server: large reads, few syscalls (the physical limit).
+const RAW_SINK_BUF: usize = 256 * 1024;
 /// Pause after a failed `accept` (for example too many open files) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -120,7 +122,7 @@ async fn raw_echo(mut stream: TcpStream) -> io::Result<()> {
 }
 
 async fn raw_sink(mut stream: TcpStream) -> io::Result<()> {
-    let mut buf = vec![0u8; RAW_BUF];
+    let mut buf = vec![0u8; RAW_SINK_BUF];
     while stream.read(&mut buf).await? != 0 {}
     Ok(())
 }
