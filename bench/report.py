@@ -29,6 +29,33 @@ def load(path):
         return list(csv.DictReader(f))
 
 
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def aggregate(rows):
+    """One row per cell (mode, label, client, size, conns, depth): the median of its rounds for
+    the timed columns, plus `runs` and `spread` ((max - min) / median of frames/s)."""
+    keys = ("mode", "label", "client", "frame_size", "conns", "depth")
+    cells = {}
+    for r in rows:
+        cells.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for group in cells.values():
+        row = dict(group[0])
+        for col in ("frames_per_s", "mib_per_s", "p50_us", "p99_us", "p999_us"):
+            vals = [num(r, col) for r in group if num(r, col) is not None]
+            row[col] = str(median(vals)) if vals else ""
+        fps = [num(r, "frames_per_s") for r in group if num(r, "frames_per_s") is not None]
+        row["runs"] = str(len(group))
+        mid = median(fps) if fps else 0
+        row["spread"] = f"{(max(fps) - min(fps)) / mid * 100:.0f}%" if fps and mid else "-"
+        out.append(row)
+    return out
+
+
 def num(row, key):
     value = row.get(key, "")
     return float(value) if value not in ("", None) else None
@@ -89,7 +116,8 @@ def stream_table(rows, baseline, physical):
     stream = [r for r in rows if r["mode"] == "stream"]
     if not stream:
         return ""
-    out = [["size", "impl (both ends)", "frames/s", "MiB/s", f"x {baseline}", f"x {physical}"]]
+    out = [["size", "impl (both ends)", "frames/s", "MiB/s", f"x {baseline}", f"x {physical}",
+            "runs", "spread"]]
     sizes = sorted({int(r["frame_size"]) for r in stream})
     for size in sizes:
         at = [r for r in stream if int(r["frame_size"]) == size]
@@ -102,8 +130,10 @@ def stream_table(rows, baseline, physical):
                 size_label(size), f"{label}", si(fps), f"{num(r, 'mib_per_s'):.0f}",
                 ratio(fps, base and num(base, "frames_per_s")),
                 ratio(fps, phys and num(phys, "frames_per_s")),
+                r.get("runs", "1"), r.get("spread", "-"),
             ])
-    return "One-way stream into a sink, one connection (frames/s)\n" + render(out)
+    return ("One-way stream into a sink, one connection (frames/s, median of runs; spread = "
+            "(max - min) / median)\n") + render(out)
 
 
 def pipeline_table(rows, baseline, physical):
@@ -112,7 +142,7 @@ def pipeline_table(rows, baseline, physical):
         return ""
     first = pipe[0]
     out = [["server", "client", "replies/s", "p50 us", "p99 us",
-            f"x {baseline} server", f"x {physical} server"]]
+            f"x {baseline} server", f"x {physical} server", "runs", "spread"]]
     for label in order([r["label"] for r in pipe], baseline, physical):
         for r in [r for r in pipe if r["label"] == label]:
             client = r["client"]
@@ -125,6 +155,7 @@ def pipeline_table(rows, baseline, physical):
                 label, client, si(fps), f"{num(r, 'p50_us'):.0f}", f"{num(r, 'p99_us'):.0f}",
                 ratio(fps, base and num(base, "frames_per_s")),
                 ratio(fps, phys and num(phys, "frames_per_s")),
+                r.get("runs", "1"), r.get("spread", "-"),
             ])
     title = (f"Pipelined echo, {first['conns']} connections x {first['depth']} in flight, "
              f"{size_label(first['frame_size'])} (replies/s; ratios against the same client's "
@@ -241,6 +272,8 @@ def main(argv):
         q.add_argument("--physical", default="raw")
     a = p.parse_args(argv)
     rows = load(a.csv)
+    if a.cmd in ("table", "svg"):
+        rows = aggregate(rows)
     if a.cmd == "table":
         parts = [stream_table(rows, a.baseline, a.physical), pipeline_table(rows, a.baseline, a.physical)]
         print("\n\n".join(x for x in parts if x))
