@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::{Bytes, BytesMut};
 use framewire_codec::FrameCodec;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
@@ -99,7 +99,8 @@ pub struct FramedTx<C> {
     payload: Bytes,
 }
 
-/// Receiving half of [`FramedClient`].
+/// Receiving half of [`FramedClient`]: one `recv` counts the first frame and every further
+/// frame that can be decoded without waiting.
 #[derive(Debug)]
 pub struct FramedRx<C> {
     read: FramedRead<OwnedReadHalf, C>,
@@ -129,12 +130,28 @@ where
 {
     async fn recv(&mut self) -> io::Result<usize> {
         match self.read.next().await {
-            Some(Ok(_frame)) => Ok(1),
-            Some(Err(e)) => Err(to_io(e)),
-            None => Ok(0),
+            Some(Ok(_frame)) => {}
+            Some(Err(e)) => return Err(to_io(e)),
+            None => return Ok(0),
         }
+        // Count the frames that are already here too, so a pipelined sender refills in batches
+        // (one flush per batch) rather than one flush per reply. `next` is cancellation safe, so
+        // polling it once without waiting loses nothing.
+        let mut frames = 1;
+        while frames < MAX_READY_FRAMES {
+            match self.read.next().now_or_never() {
+                Some(Some(Ok(_frame))) => frames += 1,
+                Some(Some(Err(e))) => return Err(to_io(e)),
+                // End of stream is reported by the next call.
+                Some(None) | None => break,
+            }
+        }
+        Ok(frames)
     }
 }
+
+/// Most frames one [`FrameRx::recv`] call of the framed receivers counts without waiting.
+const MAX_READY_FRAMES: usize = 1024;
 
 /// Builds a fresh codec for one connection.
 pub trait NewCodec: Encoder<Bytes> + Decoder + Send + Sync + Sized + 'static {

@@ -9,6 +9,15 @@
 //! * [`client::ClientImpl`] is the adapter a client implementation provides (`codec`,
 //!   `tokio-util`, `raw`).
 //! * [`server::serve`] runs an in-binary echo or sink server (`tokio-util`, `raw`, `codec`).
+//!
+//! # Adding an implementation (for example `framewire`)
+//!
+//! * Client: a type implementing [`client::ClientImpl`] (split a connected `TcpStream` into a
+//!   [`client::FrameTx`] that sends `n` frames and flushes, and a [`client::FrameRx`] that waits
+//!   for replies and counts them), a [`ClientKind`] variant with its name, and one arm in
+//!   [`modes::run`].
+//! * Server: a [`ServerKind`] variant with its name, and one arm per mode in [`server::handle`].
+//! * Benchmarks: add the name to `IMPLS` at the top of `bench/compare.sh` and `bench/memory.sh`.
 
 pub mod args;
 pub mod client;
