@@ -10,7 +10,8 @@ cargo build --release -q -p framewire-examples --example loadgen
 
 SERVER_PID=
 ADDR=
-LOGDIR=$(mktemp -d)
+mkdir -p "$TARGET_DIR"
+LOGDIR=$(mktemp -d "$TARGET_DIR/loadgen-logs.XXXXXX")
 cleanup() {
     if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; fi
     rm -rf "$LOGDIR"

@@ -11,6 +11,8 @@
 #     ("both ends"), for 16 B, 64 B, 1 KiB and 64 KiB payloads;
 #   * pipelined echo, 64 connections x 16 frames in flight, 64 B payloads, each echo server
 #     driven once by its own client and once by the raw client (so the server is what is measured).
+# Besides frames/s, every cell records the CPU seconds client and server used (/proc/PID/stat), so
+# report.py also gives frames per CPU-second, a figure that other load on the machine disturbs less.
 # Writes $OUT.csv (one loadgen CSV row per cell), $OUT.txt (machine, command, table of ratios)
 # and $OUT.svg (frames/s against frame size, log scales) via bench/report.py.
 
@@ -40,8 +42,8 @@ LOAD_BEFORE=$(machine_line)
 
 # client ARGS...: one pinned loadgen run appending a CSV row.
 client() {
-    taskset -c "$CLIENT_CPU" "$LOADGEN" "$@" --duration "$DURATION" --quiet --csv "$OUT.csv" \
-        >/dev/null
+    taskset -c "$CLIENT_CPU" "$LOADGEN" "$@" --duration "$DURATION" --pid "$SERVER_PID" --quiet \
+        --csv "$OUT.csv" >/dev/null
 }
 
 rm -f "$OUT.csv"

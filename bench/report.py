@@ -45,7 +45,11 @@ def aggregate(rows):
     out = []
     for group in cells.values():
         row = dict(group[0])
-        for col in ("frames_per_s", "mib_per_s", "p50_us", "p99_us", "p999_us"):
+        for r in group:
+            cpu = (num(r, "client_cpu_s") or 0) + (num(r, "server_cpu_s") or 0)
+            frames = num(r, "frames")
+            r["frames_per_cpu_s"] = str(frames / cpu) if cpu > 0 and frames is not None else ""
+        for col in ("frames_per_s", "mib_per_s", "p50_us", "p99_us", "p999_us", "frames_per_cpu_s"):
             vals = [num(r, col) for r in group if num(r, col) is not None]
             row[col] = str(median(vals)) if vals else ""
         fps = [num(r, "frames_per_s") for r in group if num(r, "frames_per_s") is not None]
@@ -112,12 +116,21 @@ def find(rows, **want):
     return None
 
 
+def cpu_cells(r, base, phys):
+    """frames per CPU-second (client + server) and its ratios, or dashes without CPU figures."""
+    eff = num(r, "frames_per_cpu_s")
+    if eff is None:
+        return ["-", "-", "-"]
+    return [si(eff), ratio(eff, base and num(base, "frames_per_cpu_s")),
+            ratio(eff, phys and num(phys, "frames_per_cpu_s"))]
+
+
 def stream_table(rows, baseline, physical):
     stream = [r for r in rows if r["mode"] == "stream"]
     if not stream:
         return ""
     out = [["size", "impl (both ends)", "frames/s", "MiB/s", f"x {baseline}", f"x {physical}",
-            "runs", "spread"]]
+            "runs", "spread", "frames/CPU-s", f"x {baseline}", f"x {physical}"]]
     sizes = sorted({int(r["frame_size"]) for r in stream})
     for size in sizes:
         at = [r for r in stream if int(r["frame_size"]) == size]
@@ -131,9 +144,11 @@ def stream_table(rows, baseline, physical):
                 ratio(fps, base and num(base, "frames_per_s")),
                 ratio(fps, phys and num(phys, "frames_per_s")),
                 r.get("runs", "1"), r.get("spread", "-"),
+                *cpu_cells(r, base, phys),
             ])
     return ("One-way stream into a sink, one connection (frames/s, median of runs; spread = "
-            "(max - min) / median)\n") + render(out)
+            "(max - min) / median of frames/s; frames/CPU-s = frames per CPU-second of client + "
+            "server)\n") + render(out)
 
 
 def pipeline_table(rows, baseline, physical):
@@ -142,7 +157,8 @@ def pipeline_table(rows, baseline, physical):
         return ""
     first = pipe[0]
     out = [["server", "client", "replies/s", "p50 us", "p99 us",
-            f"x {baseline} server", f"x {physical} server", "runs", "spread"]]
+            f"x {baseline} server", f"x {physical} server", "runs", "spread",
+            "frames/CPU-s", f"x {baseline}", f"x {physical}"]]
     for label in order([r["label"] for r in pipe], baseline, physical):
         for r in [r for r in pipe if r["label"] == label]:
             client = r["client"]
@@ -156,6 +172,7 @@ def pipeline_table(rows, baseline, physical):
                 ratio(fps, base and num(base, "frames_per_s")),
                 ratio(fps, phys and num(phys, "frames_per_s")),
                 r.get("runs", "1"), r.get("spread", "-"),
+                *cpu_cells(r, base, phys),
             ])
     title = (f"Pipelined echo, {first['conns']} connections x {first['depth']} in flight, "
              f"{size_label(first['frame_size'])} (replies/s; ratios against the same client's "

@@ -44,7 +44,7 @@ pub const USAGE: &str = "\
 loadgen: load generator for any u32 big-endian length-prefixed echo server
 
 USAGE:
-  loadgen ping     --addr HOST:PORT [--client C] [--size N] [--duration T]
+  loadgen ping     --addr HOST:PORT [--client C] [--size N] [--duration T] [--pid PID]
   loadgen pipeline --addr HOST:PORT [--client C] [--size N] [--conns N] [--depth D] [--duration T]
   loadgen stream   --addr HOST:PORT [--client C] [--size N] [--duration T] [--echo] [--batch N]
   loadgen conns    --addr HOST:PORT [--client C] [--conns N] [--pid PID] [--sources K]
@@ -60,7 +60,8 @@ COMMON:  --label TEXT   free text stored in the CSV/JSON row (e.g. the server's 
          --quiet        no progress lines
 SIZES accept k/KiB and m/MiB suffixes (64k = 65536); DURATIONS accept ms/s suffixes (500ms, 3s).
 stream without --echo expects a sink server (`serve --mode sink`); with --echo, an echo server.
-conns/flood: --pid is the server's pid, for memory growth read from /proc/PID/status.
+--pid PID is the server's pid: conns/flood report its memory growth (/proc/PID/status), the
+timed modes its CPU time (/proc/PID/stat) next to their own.
 ";
 
 /// Which client implementation drives the connections (`--client`).
@@ -199,7 +200,8 @@ pub struct RunOpts {
     pub echo: bool,
     /// Frames written per flush in `stream`; `None` picks about 256 KiB worth.
     pub batch: Option<usize>,
-    /// The server's pid, for memory figures from `/proc/PID/status`.
+    /// The server's pid, for memory figures from `/proc/PID/status` (`conns`, `flood`) and CPU
+    /// time from `/proc/PID/stat` (`ping`, `pipeline`, `stream`).
     pub pid: Option<u32>,
     /// How many 127.0.0.x source addresses to spread connections over (0: let the kernel pick;
     /// only used for IPv4 loopback targets).

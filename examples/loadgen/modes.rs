@@ -19,7 +19,7 @@ use super::client::{
     connect, source_addr, ClientImpl, CodecClient, FrameRx, FrameTx, RawClient, TokioUtilClient,
 };
 use super::error::LoadgenError;
-use super::report::{new_histogram, LatencySummary, MemoryGrowth, ProcMem, Record};
+use super::report::{new_histogram, CpuWindow, LatencySummary, MemoryGrowth, ProcMem, Record};
 
 /// Extra time a run may take beyond `--duration` (connection set-up, draining, memory
 /// settling) before it is abandoned as hung.
@@ -158,6 +158,7 @@ async fn ping<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     let mut hist = new_histogram()?;
     let counter = Arc::new(AtomicU64::new(0));
     let _progress = ProgressGuard(progress(o.progress, counter.clone(), "round trips"));
+    let cpu = CpuWindow::start(o.pid)?;
     let start = Instant::now();
     let end = start + o.duration;
     let mut frames = 0u64;
@@ -173,6 +174,7 @@ async fn ping<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
         counter.store(frames, Ordering::Relaxed);
     }
     let elapsed = start.elapsed();
+    let (client_cpu, server_cpu) = cpu.end()?;
     tx.finish().await?;
     Ok(Record {
         conns: 1,
@@ -180,6 +182,8 @@ async fn ping<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
         elapsed_s: elapsed.as_secs_f64(),
         frames,
         latency: LatencySummary::from_histogram(&hist),
+        client_cpu_s: Some(client_cpu),
+        server_cpu_s: server_cpu,
         ..Record::default()
     })
 }
@@ -192,6 +196,7 @@ async fn pipeline<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     }
     let counter = Arc::new(AtomicU64::new(0));
     let _progress = ProgressGuard(progress(o.progress, counter.clone(), "replies"));
+    let cpu = CpuWindow::start(o.pid)?;
     let start = Instant::now();
     let end = start + o.duration;
     let mut tasks = JoinSet::new();
@@ -208,12 +213,15 @@ async fn pipeline<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
             .map_err(|e| LoadgenError::args(format!("histogram merge: {e}")))?;
     }
     let elapsed = start.elapsed();
+    let (client_cpu, server_cpu) = cpu.end()?;
     Ok(Record {
         conns: o.conns as u64,
         depth: o.depth as u64,
         elapsed_s: elapsed.as_secs_f64(),
         frames,
         latency: LatencySummary::from_histogram(&hist),
+        client_cpu_s: Some(client_cpu),
+        server_cpu_s: server_cpu,
         ..Record::default()
     })
 }
@@ -287,6 +295,7 @@ async fn stream<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
             rc.fetch_add(n as u64, Ordering::Relaxed);
         }
     });
+    let cpu = CpuWindow::start(o.pid)?;
     let start = Instant::now();
     let end = start + o.duration;
     let mut sent = 0u64;
@@ -330,11 +339,14 @@ async fn stream<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
             sent_done - start
         }
     };
+    let (client_cpu, server_cpu) = cpu.end()?;
     Ok(Record {
         conns: 1,
         depth: batch as u64,
         elapsed_s: elapsed.as_secs_f64(),
         frames,
+        client_cpu_s: Some(client_cpu),
+        server_cpu_s: server_cpu,
         ..Record::default()
     })
 }

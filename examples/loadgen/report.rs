@@ -88,6 +88,70 @@ impl ProcMem {
     }
 }
 
+/// Clock ticks per second of `utime`/`stime` in `/proc/PID/stat` (`USER_HZ`, 100 on Linux).
+pub const CLOCK_TICKS_PER_S: f64 = 100.0;
+
+/// The CPU time (user + system, all threads) a process has used, in clock ticks, from the text
+/// of its `/proc/PID/stat`; `None` if the text does not have the expected fields.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) is in parentheses and may contain spaces: split after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    utime.checked_add(stime)
+}
+
+/// CPU seconds process `pid` has used so far (user + system, all threads).
+///
+/// # Errors
+/// [`LoadgenError::Proc`] if `/proc/PID/stat` cannot be read or parsed.
+pub fn cpu_seconds(pid: u32) -> Result<f64, LoadgenError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|source| LoadgenError::Proc { pid, source })?;
+    let ticks = parse_cpu_ticks(&text).ok_or_else(|| LoadgenError::Proc {
+        pid,
+        source: io::Error::new(io::ErrorKind::InvalidData, "no utime/stime fields"),
+    })?;
+    Ok(ticks as f64 / CLOCK_TICKS_PER_S)
+}
+
+/// CPU time used during a measured window, by this process and (given `--pid`) the server.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuWindow {
+    client_start: f64,
+    server: Option<(u32, f64)>,
+}
+
+impl CpuWindow {
+    /// Starts a window now.
+    ///
+    /// # Errors
+    /// [`LoadgenError::Proc`] if `/proc` cannot be read.
+    pub fn start(server_pid: Option<u32>) -> Result<Self, LoadgenError> {
+        Ok(CpuWindow {
+            client_start: cpu_seconds(std::process::id())?,
+            server: server_pid
+                .map(|pid| cpu_seconds(pid).map(|s| (pid, s)))
+                .transpose()?,
+        })
+    }
+
+    /// Ends the window: (client CPU seconds, server CPU seconds if known).
+    ///
+    /// # Errors
+    /// [`LoadgenError::Proc`] if `/proc` cannot be read.
+    pub fn end(&self) -> Result<(f64, Option<f64>), LoadgenError> {
+        let client = cpu_seconds(std::process::id())? - self.client_start;
+        let server = match self.server {
+            Some((pid, start)) => Some(cpu_seconds(pid)? - start),
+            None => None,
+        };
+        Ok((client, server))
+    }
+}
+
 /// Server memory before and after connections were opened (and, for `conns`, after each echoed
 /// once).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -158,6 +222,10 @@ pub struct Record {
     pub echo_ok: Option<u64>,
     /// Connections that failed to echo (`conns`, `flood`).
     pub echo_failed: Option<u64>,
+    /// CPU seconds this process used in the measured time (`ping`, `pipeline`, `stream`).
+    pub client_cpu_s: Option<f64>,
+    /// CPU seconds the server used in the measured time (given `--pid`).
+    pub server_cpu_s: Option<f64>,
 }
 
 /// One value of a [`Record`] column.
@@ -225,6 +293,8 @@ pub const COLUMNS: &[&str] = &[
     "vm_per_conn_kib",
     "echo_ok",
     "echo_failed",
+    "client_cpu_s",
+    "server_cpu_s",
 ];
 
 impl Record {
@@ -284,6 +354,8 @@ impl Record {
             mem(|m| Float(m.vm_per_conn_kib())),
             self.echo_ok.map_or(Empty, Int),
             self.echo_failed.map_or(Empty, Int),
+            self.client_cpu_s.map_or(Empty, Float),
+            self.server_cpu_s.map_or(Empty, Float),
         ]
     }
 

@@ -81,8 +81,14 @@ async fn all_modes() -> Result<(), LoadgenError> {
     ] {
         let mut o = opts(Mode::Stream, addr, client);
         o.size = size;
+        o.pid = Some(std::process::id());
         let r: Record = run(&o).await?;
         assert!(r.frames > 0 && r.frames_per_s() > 0.0, "{r:?}");
+        // Client and server are this process: both CPU figures are read and agree (up to a tick).
+        assert!(
+            matches!((r.client_cpu_s, r.server_cpu_s), (Some(c), Some(s)) if c >= 0.0 && (c - s).abs() <= 0.05),
+            "{r:?}"
+        );
     }
     for (client, addr) in [(ClientKind::Raw, tu_echo), (ClientKind::Codec, raw_echo)] {
         let mut o = opts(Mode::Stream, addr, client);

@@ -11,7 +11,8 @@ use framewire_examples::loadgen::args::{
 use framewire_examples::loadgen::client::source_addr;
 use framewire_examples::loadgen::modes::default_batch;
 use framewire_examples::loadgen::report::{
-    csv_escape, json_string, new_histogram, LatencySummary, MemoryGrowth, ProcMem, Record, COLUMNS,
+    cpu_seconds, csv_escape, json_string, new_histogram, parse_cpu_ticks, LatencySummary,
+    MemoryGrowth, ProcMem, Record, COLUMNS,
 };
 use framewire_examples::loadgen::LoadgenError;
 
@@ -286,6 +287,8 @@ fn sample_record() -> Record {
         memory: None,
         echo_ok: None,
         echo_failed: None,
+        client_cpu_s: Some(1.5),
+        server_cpu_s: None,
     }
 }
 
@@ -304,7 +307,7 @@ fn csv_rows_match_the_header() {
     );
     assert!(row.contains(",40.000,90.500,120.250,3000.0,"), "{row}");
     // Memory and echo columns are empty for ping.
-    assert!(row.ends_with(",,,,,,,,,,,"), "{row}");
+    assert!(row.ends_with(",,,,,,,,,,,1.500,"), "{row}");
     assert_eq!(csv_escape("plain"), "plain");
     assert_eq!(csv_escape("a,b"), "\"a,b\"");
     assert_eq!(csv_escape("line\nbreak"), "\"line\nbreak\"");
@@ -364,4 +367,15 @@ fn default_stream_batch_is_bounded() {
     assert_eq!(default_batch(8 * 1024 * 1024), 1);
     assert_eq!(default_batch(0), 65_536);
     assert_eq!(default_batch(16), 256 * 1024 / 20);
+}
+
+#[test]
+fn proc_stat_cpu_ticks_are_parsed() {
+    // Field 2 may contain spaces and parentheses; utime (14) = 250, stime (15) = 50.
+    let stat = "4242 (tokio (x) y) S 1 4242 4242 0 -1 4194304 10 0 0 0 250 50 0 0 20 0 3 0 100 0";
+    assert_eq!(parse_cpu_ticks(stat), Some(300));
+    assert_eq!(parse_cpu_ticks("4242 (short) S 1 2"), None);
+    assert_eq!(parse_cpu_ticks("no parenthesis"), None);
+    let me = cpu_seconds(std::process::id()).map_err(|e| e.to_string());
+    assert!(matches!(me, Ok(s) if s >= 0.0), "{me:?}");
 }
