@@ -215,8 +215,8 @@ def svg_chart(rows, title, baseline, physical):
     sizes = sorted({s for pts in series.values() for s, _ in pts})
     xs = [math.log2(s) for s in sizes]
     x_lo, x_hi = min(xs), max(xs)
-    if x_hi == x_lo:
-        x_lo, x_hi = x_lo - 1, x_hi + 1
+    # Half an octave of room either side, so end points do not sit on the frame.
+    x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
     ys = [v for pts in series.values() for _, v in pts]
     y_lo = math.floor(math.log10(min(ys)))
     y_hi = math.ceil(math.log10(max(ys)))
