@@ -3,7 +3,8 @@
 //! Every mode is written once against [`FrameTx`] (send `count` copies of the connection's
 //! payload, then flush) and [`FrameRx`] (wait for whole reply frames and say how many). Adding an
 //! implementation (for example the framewire client) is one type implementing [`ClientImpl`]
-//! plus one arm in [`ClientKind`](super::ClientKind) and `modes::dispatch`.
+//! (`open` a connection as a `FrameTx` + `FrameRx` pair) plus one arm in
+//! [`ClientKind`](super::ClientKind) and [`modes::run`](super::modes::run).
 
 use std::future::Future;
 use std::io;
@@ -39,7 +40,7 @@ pub trait FrameRx: Send + 'static {
     fn recv(&mut self) -> impl Future<Output = io::Result<usize>> + Send;
 }
 
-/// A client implementation: how a connected socket becomes a sending and a receiving half.
+/// A client implementation: how a connection is opened as a sending and a receiving half.
 pub trait ClientImpl: Send + Sync + 'static {
     /// The sending half.
     type Tx: FrameTx;
@@ -47,8 +48,15 @@ pub trait ClientImpl: Send + Sync + 'static {
     type Rx: FrameRx;
     /// Name shown in reports.
     const NAME: &'static str;
-    /// Wraps `stream`; every frame this connection sends carries `payload`.
-    fn split(stream: TcpStream, payload: Bytes) -> (Self::Tx, Self::Rx);
+    /// Opens a connection to `addr`, from `source` if given (implementations that cannot bind a
+    /// source address may ignore it); every frame it sends carries `payload`.
+    ///
+    /// Implementations that wrap a `TcpStream` call [`connect`] and split the stream.
+    fn open(
+        addr: SocketAddr,
+        source: Option<Ipv4Addr>,
+        payload: Bytes,
+    ) -> impl Future<Output = io::Result<(Self::Tx, Self::Rx)>> + Send;
 }
 
 /// Connects to `addr`, from `source` if given, with `TCP_NODELAY` set.
@@ -185,9 +193,13 @@ where
     type Rx = FramedRx<C>;
     const NAME: &'static str = C::NAME;
 
-    fn split(stream: TcpStream, payload: Bytes) -> (Self::Tx, Self::Rx) {
-        let (r, w) = stream.into_split();
-        (
+    async fn open(
+        addr: SocketAddr,
+        source: Option<Ipv4Addr>,
+        payload: Bytes,
+    ) -> io::Result<(Self::Tx, Self::Rx)> {
+        let (r, w) = connect(addr, source).await?.into_split();
+        Ok((
             FramedTx {
                 write: FramedWrite::new(w, C::new_codec()),
                 payload,
@@ -195,7 +207,7 @@ where
             FramedRx {
                 read: FramedRead::new(r, C::new_codec()),
             },
-        )
+        ))
     }
 }
 
@@ -268,8 +280,12 @@ impl ClientImpl for RawClient {
     type Rx = RawRx;
     const NAME: &'static str = "raw";
 
-    fn split(stream: TcpStream, payload: Bytes) -> (Self::Tx, Self::Rx) {
-        let (r, w) = stream.into_split();
+    async fn open(
+        addr: SocketAddr,
+        source: Option<Ipv4Addr>,
+        payload: Bytes,
+    ) -> io::Result<(Self::Tx, Self::Rx)> {
+        let (r, w) = connect(addr, source).await?.into_split();
         let mut frame = BytesMut::with_capacity(4 + payload.len());
         // Payloads are capped at 8 MiB by argument parsing, so the length always fits.
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
@@ -277,7 +293,7 @@ impl ClientImpl for RawClient {
         frame.extend_from_slice(&payload);
         let frame = frame.freeze();
         let frame_len = frame.len();
-        (
+        Ok((
             RawTx {
                 write: w,
                 frame,
@@ -289,6 +305,6 @@ impl ClientImpl for RawClient {
                 partial: 0,
                 buf: vec![0; RAW_READ_BUF],
             },
-        )
+        ))
     }
 }

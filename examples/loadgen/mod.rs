@@ -12,10 +12,11 @@
 //!
 //! # Adding an implementation (for example `framewire`)
 //!
-//! * Client: a type implementing [`client::ClientImpl`] (split a connected `TcpStream` into a
+//! * Client: a type implementing [`client::ClientImpl`] (`open` a connection as a
 //!   [`client::FrameTx`] that sends `n` frames and flushes, and a [`client::FrameRx`] that waits
 //!   for replies and counts them), a [`ClientKind`] variant with its name, and one arm in
-//!   [`modes::run`].
+//!   [`modes::run`]. For the framewire client: `Client::connect(addr)`, `split()`, `feed` `n`
+//!   times then `flush`, and `recv` counting `Some` frames.
 //! * Server: a [`ServerKind`] variant with its name, and one arm per mode in [`server::handle`].
 //! * Benchmarks: add the name to `IMPLS` at the top of `bench/compare.sh` and `bench/memory.sh`.
 

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::args::{ClientKind, Mode, RunOpts};
@@ -153,8 +152,8 @@ async fn expect_replies<R: FrameRx>(
 }
 
 async fn ping<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
-    let stream = connect(o.addr, source_addr(o.addr, 0, o.sources)).await?;
-    let (mut tx, mut rx) = C::split(stream, payload(o.size));
+    let (mut tx, mut rx) =
+        C::open(o.addr, source_addr(o.addr, 0, o.sources), payload(o.size)).await?;
     let mut hist = new_histogram()?;
     let counter = Arc::new(AtomicU64::new(0));
     let _progress = ProgressGuard(progress(o.progress, counter.clone(), "round trips"));
@@ -190,9 +189,9 @@ async fn ping<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
 
 async fn pipeline<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     let body = payload(o.size);
-    let mut streams = Vec::with_capacity(o.conns);
+    let mut conns = Vec::with_capacity(o.conns);
     for i in 0..o.conns {
-        streams.push(connect(o.addr, source_addr(o.addr, i, o.sources)).await?);
+        conns.push(C::open(o.addr, source_addr(o.addr, i, o.sources), body.clone()).await?);
     }
     let counter = Arc::new(AtomicU64::new(0));
     let _progress = ProgressGuard(progress(o.progress, counter.clone(), "replies"));
@@ -200,8 +199,7 @@ async fn pipeline<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     let start = Instant::now();
     let end = start + o.duration;
     let mut tasks = JoinSet::new();
-    for (i, stream) in streams.into_iter().enumerate() {
-        let (tx, rx) = C::split(stream, body.clone());
+    for (i, (tx, rx)) in conns.into_iter().enumerate() {
         tasks.spawn(pipeline_conn(i, tx, rx, o.depth, end, counter.clone()));
     }
     let mut frames = 0u64;
@@ -269,8 +267,8 @@ async fn pipeline_conn<T: FrameTx, R: FrameRx>(
 }
 
 async fn stream<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
-    let stream = connect(o.addr, source_addr(o.addr, 0, o.sources)).await?;
-    let (mut tx, mut rx) = C::split(stream, payload(o.size));
+    let (mut tx, mut rx) =
+        C::open(o.addr, source_addr(o.addr, 0, o.sources), payload(o.size)).await?;
     let batch = o.batch.unwrap_or_else(|| default_batch(o.size));
     let sent_counter = Arc::new(AtomicU64::new(0));
     let recv_counter = Arc::new(AtomicU64::new(0));
@@ -351,35 +349,33 @@ async fn stream<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     })
 }
 
-/// Opens `o.conns` connections spread over the source addresses, `CONNECT_CONCURRENCY` at a
-/// time, running `then` on each once connected.
-async fn open_many<F, Fut>(o: &RunOpts, then: F) -> Result<Vec<TcpStream>, LoadgenError>
+/// Opens `o.conns` connections with `open(index)`, `CONNECT_CONCURRENCY` at a time.
+async fn open_many<T, F, Fut>(o: &RunOpts, open: F) -> Result<Vec<T>, LoadgenError>
 where
-    F: Fn(TcpStream) -> Fut,
-    Fut: Future<Output = io::Result<TcpStream>>,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = io::Result<T>>,
 {
     let counter = Arc::new(AtomicU64::new(0));
     let _progress = ProgressGuard(progress(o.progress, counter.clone(), "connections open"));
-    let results: Vec<io::Result<TcpStream>> = futures::stream::iter(0..o.conns)
+    let results: Vec<io::Result<T>> = futures::stream::iter(0..o.conns)
         .map(|i| {
             let counter = counter.clone();
-            let then = &then;
+            let opening = open(i);
             async move {
-                let s = connect(o.addr, source_addr(o.addr, i, o.sources)).await?;
-                let s = then(s).await?;
+                let conn = opening.await?;
                 counter.fetch_add(1, Ordering::Relaxed);
-                Ok(s)
+                Ok(conn)
             }
         })
         .buffer_unordered(CONNECT_CONCURRENCY)
         .collect()
         .await;
-    let mut streams = Vec::with_capacity(results.len());
+    let mut conns = Vec::with_capacity(results.len());
     let mut first_err = None;
     let mut failed = 0usize;
     for r in results {
         match r {
-            Ok(s) => streams.push(s),
+            Ok(c) => conns.push(c),
             Err(e) => {
                 failed += 1;
                 first_err.get_or_insert(e);
@@ -387,7 +383,7 @@ where
         }
     }
     match first_err {
-        None => Ok(streams),
+        None => Ok(conns),
         Some(e) => Err(LoadgenError::Io(io::Error::new(
             e.kind(),
             format!(
@@ -402,12 +398,12 @@ fn read_mem(pid: Option<u32>) -> Result<Option<ProcMem>, LoadgenError> {
     pid.map(ProcMem::read).transpose()
 }
 
-/// Whether a connection echoed, and its halves (kept so the connection stays open).
-type Checked<C> = (bool, (<C as ClientImpl>::Tx, <C as ClientImpl>::Rx));
-
-/// Sends one frame on a connection and waits for it to come back.
-async fn echo_once<C: ClientImpl>(stream: TcpStream, body: Bytes, conn: usize) -> Checked<C> {
-    let (mut tx, mut rx) = C::split(stream, body);
+/// Sends one frame on a connection and waits for it to come back; returns whether it did, and
+/// the halves (kept so the connection stays open).
+async fn echo_once<T: FrameTx, R: FrameRx>(
+    (mut tx, mut rx): (T, R),
+    conn: usize,
+) -> (bool, (T, R)) {
     let ok = tokio::time::timeout(ECHO_TIMEOUT, async {
         tx.send(1).await?;
         expect_replies(&mut rx, 1, conn, 0).await?;
@@ -420,15 +416,18 @@ async fn echo_once<C: ClientImpl>(stream: TcpStream, body: Bytes, conn: usize) -
 async fn conns<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     let before = read_mem(o.pid)?;
     let start = Instant::now();
-    let streams = open_many(o, |s| async { Ok(s) }).await?;
+    let body = payload(o.size);
+    let idle = open_many(o, |i| {
+        C::open(o.addr, source_addr(o.addr, i, o.sources), body.clone())
+    })
+    .await?;
     let open_time = start.elapsed();
     // Let the server accept and set up every connection before reading its memory.
     tokio::time::sleep(o.duration).await;
     let opened = read_mem(o.pid)?;
-    let body = payload(o.size);
-    let checked: Vec<Checked<C>> = futures::stream::iter(streams)
+    let checked: Vec<(bool, _)> = futures::stream::iter(idle)
         .enumerate()
-        .map(|(i, s)| echo_once::<C>(s, body.clone(), i))
+        .map(|(i, halves)| echo_once(halves, i))
         .buffer_unordered(CONNECT_CONCURRENCY)
         .collect()
         .await;
@@ -462,7 +461,8 @@ async fn flood<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     let before = read_mem(o.pid)?;
     let header = o.announce.to_be_bytes();
     let start = Instant::now();
-    let streams = open_many(o, |mut s| async move {
+    let streams = open_many(o, |i| async move {
+        let mut s = connect(o.addr, source_addr(o.addr, i, o.sources)).await?;
         s.write_all(&header).await?;
         Ok(s)
     })
@@ -471,8 +471,17 @@ async fn flood<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     tokio::time::sleep(o.duration).await;
     let opened = read_mem(o.pid)?;
     // Does the server still serve a well-behaved client while flooded?
-    let fresh = connect(o.addr, source_addr(o.addr, o.conns, o.sources)).await?;
-    let (ok, _halves) = echo_once::<C>(fresh, payload(o.size), o.conns).await;
+    // A refused connection counts as "no", not as a failed run.
+    let ok = match C::open(
+        o.addr,
+        source_addr(o.addr, o.conns, o.sources),
+        payload(o.size),
+    )
+    .await
+    {
+        Ok(halves) => echo_once(halves, o.conns).await.0,
+        Err(_) => false,
+    };
     drop(streams);
     let memory = match (o.pid, before, opened) {
         (Some(pid), Some(before), Some(opened)) => Some(MemoryGrowth {
