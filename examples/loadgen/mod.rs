@@ -59,12 +59,22 @@ pub async fn run_server(opts: &ServeOpts) -> Result<(), LoadgenError> {
     Ok(())
 }
 
+/// A runtime with `threads` workers, by default as many as the CPUs this process may use (so
+/// `taskset -c 1` gives one). With one, a current-thread runtime: every task runs on the main
+/// thread, with no hand-offs between threads sharing the core.
 fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        b.worker_threads(n);
+    let n = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    if n <= 1 {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
     }
-    b.enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(n)
+        .enable_all()
+        .build()
 }
 
 fn run_command(cmd: Command) -> Result<(), LoadgenError> {
