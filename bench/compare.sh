@@ -26,12 +26,12 @@ BASELINE=tokio-util
 PHYSICAL=raw
 
 SIZES=(${SIZES:-16 64 1024 65536})
-DURATION=${DURATION:-2s}
+DURATION=${DURATION:-1s}
 PIPE_CONNS=${PIPE_CONNS:-64}
 PIPE_DEPTH=${PIPE_DEPTH:-16}
 PIPE_SIZE=${PIPE_SIZE:-64}
 # Every cell runs ROUNDS times, rounds interleaved; report.py takes the median.
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"

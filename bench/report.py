@@ -4,6 +4,7 @@
     python3 bench/report.py table bench/results/compare.csv [--baseline tokio-util] [--physical raw]
     python3 bench/report.py svg   bench/results/compare.csv bench/results/compare.svg [--title T]
     python3 bench/report.py memory bench/results/memory.csv
+    (table and memory take --markdown for README tables)
 
 Rows are loadgen CSV rows (`loadgen ... --csv FILE --label IMPL`); the label names the server
 implementation, the `client` column the client implementation.
@@ -98,7 +99,16 @@ def order(labels, baseline, physical):
     return head + [x for x in seen if x not in head]
 
 
+MARKDOWN = False
+
+
 def render(rows):
+    if MARKDOWN:
+        lines = ["| " + " | ".join(str(c) for c in rows[0]) + " |",
+                 "|" + "|".join("---" if i < 2 else "---:" for i in range(len(rows[0]))) + "|"]
+        lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows[1:]]
+        # A Markdown table cannot follow its title line directly.
+        return "\n" + "\n".join(lines)
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for k, r in enumerate(rows):
@@ -287,7 +297,11 @@ def main(argv):
     for q in (t, s):
         q.add_argument("--baseline", default="tokio-util")
         q.add_argument("--physical", default="raw")
+    for q in (t, m):
+        q.add_argument("--markdown", action="store_true", help="Markdown tables")
     a = p.parse_args(argv)
+    global MARKDOWN
+    MARKDOWN = getattr(a, "markdown", False)
     rows = load(a.csv)
     if a.cmd in ("table", "svg"):
         rows = aggregate(rows)
