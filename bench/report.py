@@ -78,7 +78,8 @@ def size_label(n):
 def si(x):
     """3 significant digits with k/M/G suffix: 1234567 -> '1.23M'."""
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
+        # 999,700 rounds to 3 digits as 1.00M, not "1e+03k".
+        if abs(x) >= div * 0.9995:
             return f"{x / div:.3g}{suffix}"
     return f"{x:.3g}"
 
