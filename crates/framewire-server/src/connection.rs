@@ -163,6 +163,8 @@ struct AckConn {
     /// Messages read by the sending half while it waited for window room; at most the window
     /// this side granted (nothing beyond it is acknowledged before it is taken).
     inbox: VecDeque<Delivery>,
+    /// Whether the message most recently handed to the handler was flagged as a redelivery.
+    last_redelivered: bool,
     wakers: Arc<SideWakers>,
     waker: Waker,
 }
@@ -214,6 +216,7 @@ impl<S> Connection<S> {
             Box::new(AckConn {
                 state: AckState::new(window, codec.max_frame_len()),
                 inbox: VecDeque::new(),
+                last_redelivered: false,
                 waker: Waker::from(Arc::clone(&wakers)),
                 wakers,
             })
@@ -282,6 +285,15 @@ impl<S> Connection<S> {
     /// The codec (for its limit and byte order).
     pub fn codec(&self) -> &FrameCodec {
         &self.codec
+    }
+
+    /// `true` if the message most recently returned by [`recv`](Connection::recv) (or
+    /// [`try_recv`](Connection::try_recv), or the typed and `Stream` forms) was flagged by the
+    /// peer as a redelivery: a message it sent on an earlier connection that was not
+    /// acknowledged before that connection dropped, so this handler (or an earlier one) may
+    /// already have seen it. Lets a handler deduplicate. Always `false` in plain mode.
+    pub fn last_was_redelivery(&self) -> bool {
+        self.ack.as_ref().is_some_and(|a| a.last_redelivered)
     }
 
     /// `true` if the server runs in ack mode (see [Ack mode](#ack-mode)).
@@ -613,6 +625,7 @@ impl<S> Connection<S> {
         if let Some(a) = self.ack.as_mut() {
             // `taken` only fails for a seq never received; `d` was received.
             let _ = a.state.taken(d.seq);
+            a.last_redelivered = d.redelivered;
             if a.inbox.is_empty() && rbuf_empty {
                 a.state.reader_idle();
             }

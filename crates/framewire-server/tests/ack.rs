@@ -361,3 +361,34 @@ async fn at_shutdown_a_handler_can_still_send_and_wait_for_acks() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_handler_sees_which_messages_are_redeliveries() {
+    within(async {
+        let server = spawn(
+            Server::builder().ack_mode(4),
+            |mut conn: Connection| async move {
+                assert!(!conn.last_was_redelivery());
+                while let Some(frame) = conn.recv().await? {
+                    let mark: &[u8] = if conn.last_was_redelivery() {
+                        b"R:"
+                    } else {
+                        b"N:"
+                    };
+                    conn.send([mark, &frame[..]].concat()).await?;
+                }
+                Ok::<_, ServerError>(())
+            },
+        )
+        .await;
+        let mut c = ack_client(server.addr, 4).await;
+        c.send_redelivery("old").await.unwrap();
+        assert_eq!(next_payload(&mut c).await.as_deref(), Some(&b"R:old"[..]));
+        c.send_tracked("new").await.unwrap();
+        assert_eq!(next_payload(&mut c).await.as_deref(), Some(&b"N:new"[..]));
+        c.send_redelivery("again").await.unwrap();
+        assert_eq!(next_payload(&mut c).await.as_deref(), Some(&b"R:again"[..]));
+        server.stop().await;
+    })
+    .await;
+}
