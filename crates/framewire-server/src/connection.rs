@@ -660,14 +660,15 @@ impl<S> Connection<S> {
         }
     }
 
-    /// The frame layer: decodes the next frame, reading as needed. With `end_on_shutdown`, a
-    /// requested shutdown ends the stream between frames.
+    /// The frame layer: decodes the next frame, reading as needed. With `for_recv` (the
+    /// handler waits in `recv`, not a sender reading ACKs), a requested shutdown ends the
+    /// stream between frames and the idle clock runs.
     fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,
-        end_on_shutdown: bool,
+        for_recv: bool,
     ) -> Poll<Result<Option<Bytes>, ServerError>> {
-        if self.read_closed || (end_on_shutdown && self.recv_ended) {
+        if self.read_closed || (for_recv && self.recv_ended) {
             return Poll::Ready(Ok(None));
         }
         loop {
@@ -693,7 +694,7 @@ impl<S> Connection<S> {
                     Err(e) => return Poll::Ready(Err(self.read_failed(e.into()))),
                 }
             }
-            if end_on_shutdown && self.between_frames() && self.poll_shutdown_requested(cx) {
+            if for_recv && self.between_frames() && self.poll_shutdown_requested(cx) {
                 tracing::debug!("shutdown requested; ending the incoming stream");
                 self.recv_ended = true;
                 return Poll::Ready(Ok(None));
@@ -701,7 +702,7 @@ impl<S> Connection<S> {
             if self.rbuf.capacity() == 0 {
                 // Idle: wait for bytes without holding a buffer.
                 match self.io.poll_read_ready(cx) {
-                    Poll::Pending => return self.poll_read_timeout(cx),
+                    Poll::Pending => return self.poll_read_timeout(cx, for_recv),
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(self.read_failed(e.into()))),
                     Poll::Ready(Ok(())) => {}
                 }
@@ -716,7 +717,7 @@ impl<S> Connection<S> {
                         // Nothing of a frame is buffered: give the memory back while we wait.
                         self.rbuf = BytesMut::new();
                     }
-                    return self.poll_read_timeout(cx);
+                    return self.poll_read_timeout(cx, for_recv);
                 }
                 Poll::Ready(Ok(0)) => self.eof = true,
                 Poll::Ready(Ok(n)) => bump(&self.server.shared.counters.bytes_in, n as u64),
@@ -740,13 +741,18 @@ impl<S> Connection<S> {
         signal.as_mut().poll(cx).is_ready()
     }
 
-    /// Called when a read returned `Pending`: checks the idle or stall deadline.
-    fn poll_read_timeout<T>(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, ServerError>> {
+    /// Called when a read returned `Pending`: checks the idle or stall deadline. The idle
+    /// clock runs only `for_recv` (a sender waiting for ACKs is bounded by the write timeout).
+    fn poll_read_timeout<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        for_recv: bool,
+    ) -> Poll<Result<T, ServerError>> {
         let config = &self.server.shared.config;
         let now = Instant::now();
         let (deadline, err) = if self.between_frames() {
             self.frame_since = None;
-            let Some(t) = config.idle_timeout else {
+            let Some(t) = config.idle_timeout.filter(|_| for_recv) else {
                 return Poll::Pending;
             };
             let since = *self.idle_since.get_or_insert(now);

@@ -113,3 +113,177 @@ pub async fn wait_for<S>(handle: &ServerHandle<S>, pred: impl Fn(&Stats) -> bool
         handle.stats()
     );
 }
+
+/// A well-behaved client that keeps sending frames and checking their echoes in a background
+/// task, so a test can show that an attack on other connections does not disturb it.
+///
+/// Each round sends one frame whose length and bytes depend on the round number (every 64th
+/// round, starting with the first, a 96 KiB frame, which spans several reads and writes; the
+/// first round grows the client's buffers to their steady size) and checks the echo byte for
+/// byte. A mismatch, an error or a closed connection ends the task with an error that
+/// [`Witness::finish`] reports.
+pub struct Witness {
+    rounds: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: JoinHandle<Result<u64, String>>,
+}
+
+/// The payload of witness round `i`: its number, then a pattern that depends on it.
+pub fn witness_payload(i: u64) -> Vec<u8> {
+    let len = if i % 64 == 0 {
+        96 * 1024
+    } else {
+        1 + (i as usize * 7919) % 2048
+    };
+    let mut payload = i.to_be_bytes().to_vec();
+    payload.extend((0..len).map(|j| (j as u64).wrapping_mul(31).wrapping_add(i) as u8));
+    payload
+}
+
+/// Upper bound on witness rounds, so that a witness nobody stops still ends.
+const WITNESS_MAX_ROUNDS: u64 = 1_000_000;
+
+/// The connection a [`Witness`] runs its rounds on.
+enum WitnessClient {
+    Plain(Client),
+    Ack(Box<framewire_codec::ack::AckFramed<TcpStream>>),
+}
+
+impl WitnessClient {
+    /// Sends `frame` and checks that its echo comes back unchanged.
+    async fn round(&mut self, frame: Bytes) -> Result<(), String> {
+        use futures::SinkExt;
+        let echo = match self {
+            WitnessClient::Plain(c) => {
+                c.send(frame.clone())
+                    .await
+                    .map_err(|e| format!("send: {e}"))?;
+                c.next().await.map(|r| r.map_err(|e| e.to_string()))
+            }
+            WitnessClient::Ack(c) => {
+                c.send(frame.clone())
+                    .await
+                    .map_err(|e| format!("send: {e}"))?;
+                c.next()
+                    .await
+                    .map(|r| r.map(|d| d.payload).map_err(|e| e.to_string()))
+            }
+        };
+        match echo {
+            Some(Ok(echo)) if echo == frame => Ok(()),
+            Some(Ok(echo)) => Err(format!(
+                "wrong echo: {} bytes instead of {}",
+                echo.len(),
+                frame.len()
+            )),
+            Some(Err(e)) => Err(format!("receive: {e}")),
+            None => Err("the server closed the connection".to_string()),
+        }
+    }
+}
+
+impl Witness {
+    /// Starts a plain-mode witness against an echo server at `addr`.
+    pub async fn plain(addr: SocketAddr) -> Witness {
+        Witness::start(WitnessClient::Plain(client(addr).await))
+    }
+
+    /// Starts an ack-mode witness (window `window`) against an ack-mode echo server.
+    pub async fn ack(addr: SocketAddr, window: u32) -> Witness {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let c = framewire_codec::ack::AckFramed::builder()
+            .window(window)
+            .new_framed(stream);
+        Witness::start(WitnessClient::Ack(Box::new(c)))
+    }
+
+    fn start(mut client: WitnessClient) -> Witness {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let rounds = Arc::new(AtomicU64::new(0));
+        let sent = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (rounds, sent, stop) = (rounds.clone(), sent.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) && i < WITNESS_MAX_ROUNDS {
+                    let payload = witness_payload(i);
+                    // Counted before sending: `sent` is never below what the server received.
+                    sent.fetch_add(4 + payload.len() as u64, Ordering::SeqCst);
+                    client
+                        .round(Bytes::from(payload))
+                        .await
+                        .map_err(|e| format!("witness round {i}: {e}"))?;
+                    i += 1;
+                    rounds.store(i, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Ok(i)
+            })
+        };
+        Witness {
+            rounds,
+            sent,
+            stop,
+            task,
+        }
+    }
+
+    /// Rounds completed so far.
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Plain mode: frame bytes (headers included) the witness has started sending, never less
+    /// than what the server has received from it. (In ack mode it leaves out the DATA headers,
+    /// the HELLO and the ACKs.)
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until `n` more rounds have completed (bounded: at most 2000 polls 5 ms apart).
+    /// Panics if the witness stopped or made no such progress.
+    pub async fn progress(&self, n: u64) {
+        let target = self.rounds() + n;
+        for _ in 0..2000 {
+            if self.rounds() >= target {
+                return;
+            }
+            assert!(!self.task.is_finished(), "the witness stopped early");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!(
+            "the witness made no progress: {} rounds, wanted {target}",
+            self.rounds()
+        );
+    }
+
+    /// Stops the witness and returns its round count; panics with the witness's error if it
+    /// saw one.
+    pub async fn finish(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        match self.task.await {
+            Ok(Ok(rounds)) => rounds,
+            Ok(Err(e)) => panic!("the well-behaved client saw an error: {e}"),
+            Err(e) => panic!("the witness task failed: {e}"),
+        }
+    }
+}
+
+/// `VmRSS` and `VmSize` of this process (the server runs in it), in bytes, from
+/// `/proc/self/status`; `(0, 0)` where that file does not exist.
+pub fn proc_memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmSize:"))
+}

@@ -1,0 +1,850 @@
+//! The hostile-input suite: attacks on a real server over loopback, each while a well-behaved
+//! client keeps getting correct echoes.
+//!
+//! Every test starts a server and a [`Witness`] (a well-behaved client in its own task that
+//! sends frames and checks each echo byte for byte), takes a memory baseline, runs the attack,
+//! requires the witness to make progress while the attack is in effect, waits until the
+//! server's stats count the attack, and checks that memory is back near the baseline. The
+//! witness must never see an error.
+//!
+//! Memory figures:
+//! * `heap`: live heap bytes from a counting global allocator (`stats_alloc`; no `unsafe`
+//!   here). Exact for this process; the server, the attackers' sockets and the witness all run
+//!   in it, so it is an upper bound on the server's share.
+//! * `rss`, `vm`: `VmRSS` and `VmSize` from `/proc/self/status`.
+//!
+//! The tests take a lock and run one at a time, so no other test's allocations are counted.
+//! Run `cargo test -p framewire-server --test hostile -- --nocapture` to see the figures.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::alloc::System;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use framewire_codec::ack::{AckFrame, Hello};
+use framewire_codec::DEFAULT_MAX_FRAME_LEN;
+use framewire_server::{
+    AtCapacity, Connection, ErrorKind, Server, ServerError, ServerHandle, Stats,
+    DEFAULT_WRITE_BUFFER_LIMIT,
+};
+use futures::SinkExt;
+use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// One test at a time: the memory figures are per process.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Runs `body` alone (see [`SERIAL`]) on a fresh two-worker runtime, within the test timeout.
+fn run<F: Future<Output = ()>>(body: F) {
+    let _alone = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(within(body));
+}
+
+const KIB: i64 = 1024;
+const MIB: i64 = 1024 * 1024;
+
+/// A memory snapshot: live heap, VmRSS, VmSize, in bytes.
+#[derive(Debug, Clone, Copy)]
+struct Mem {
+    heap: i64,
+    rss: i64,
+    vm: i64,
+}
+
+impl Mem {
+    fn now() -> Mem {
+        let s = GLOBAL.stats();
+        // stats_alloc already counts a realloc's growth in `bytes_allocated` and its shrinking
+        // in `bytes_deallocated` (`bytes_reallocated` is the same net change again).
+        let heap = s.bytes_allocated as i64 - s.bytes_deallocated as i64;
+        let (rss, vm) = proc_memory();
+        Mem {
+            heap,
+            rss: rss as i64,
+            vm: vm as i64,
+        }
+    }
+
+    fn since(self, base: Mem) -> Mem {
+        Mem {
+            heap: self.heap - base.heap,
+            rss: self.rss - base.rss,
+            vm: self.vm - base.vm,
+        }
+    }
+
+    fn max(self, other: Mem) -> Mem {
+        Mem {
+            heap: self.heap.max(other.heap),
+            rss: self.rss.max(other.rss),
+            vm: self.vm.max(other.vm),
+        }
+    }
+
+    fn per(self, n: usize) -> Mem {
+        let n = n as i64;
+        Mem {
+            heap: self.heap / n,
+            rss: self.rss / n,
+            vm: self.vm / n,
+        }
+    }
+}
+
+impl std::fmt::Display for Mem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let k = |b: i64| b as f64 / 1024.0;
+        write!(
+            f,
+            "heap {:+.1} KiB, rss {:+.1} KiB, vm {:+.1} KiB",
+            k(self.heap),
+            k(self.rss),
+            k(self.vm)
+        )
+    }
+}
+
+/// Samples [`Mem::now`] every 2 ms in a task and keeps the highest value of each field.
+struct Peak {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Mem>,
+}
+
+impl Peak {
+    fn start() -> Peak {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let mut peak = Mem::now();
+            // Bounded: 10,000 samples.
+            for _ in 0..10_000 {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                peak = peak.max(Mem::now());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            peak.max(Mem::now())
+        });
+        Peak { stop, task }
+    }
+
+    async fn stop(self) -> Mem {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+/// A raw TCP connection to the server.
+async fn raw(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Reads (and discards) until the server closes the connection: end of stream or reset.
+/// Bounded by the test timeout.
+async fn server_closes(s: &mut TcpStream) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// Waits until the server has read at least `n` bytes besides the witness's (bounded: 1000
+/// polls, 10 ms apart).
+async fn wait_attack_bytes<S>(handle: &ServerHandle<S>, witness: &Witness, n: u64) -> Stats {
+    for _ in 0..1000 {
+        // Stats first: the witness's count, read afterwards, is at least what the server had
+        // received from it when the stats were taken.
+        let stats = handle.stats();
+        if stats.bytes_in >= witness.bytes_sent() + n {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the server never read the attackers' {n} bytes");
+}
+
+/// Oversized length headers: rejected before any allocation, only that connection closes.
+#[test]
+fn oversized_length_headers_close_only_the_attacker() {
+    run(async {
+        let server = spawn(Server::builder(), echo).await;
+        let witness = Witness::plain(server.addr).await;
+        witness.progress(10).await;
+        let base = Mem::now();
+        let peak = Peak::start();
+        let max = DEFAULT_MAX_FRAME_LEN as u32;
+        let headers = [max + 1, 0x8000_0000, u32::MAX];
+        let mut attacks = 0u64;
+        let mut announced = 0u64;
+        for round in 0..10 {
+            for len in headers {
+                let mut s = raw(server.addr).await;
+                let _ = s.write_all(&len.to_be_bytes()).await;
+                if round % 2 == 1 {
+                    // Some follow the header with payload bytes, as if the frame were real.
+                    let _ = s.write_all(&[0xab; 64 * 1024]).await;
+                }
+                server_closes(&mut s).await;
+                attacks += 1;
+                announced += u64::from(len);
+            }
+            witness.progress(1).await;
+        }
+        let stats = wait_for(&server.handle, |s| {
+            s.errors.protocol == attacks && s.active == 1
+        })
+        .await;
+        witness.progress(10).await;
+        let peak = peak.stop().await.since(base);
+        let after = Mem::now().since(base);
+        println!(
+            "oversized headers: {attacks} attackers announced {} MiB in total; peak growth {peak}; after: {after}",
+            announced >> 20
+        );
+        assert_eq!(stats.accepted, attacks + 1);
+        assert_eq!(stats.errors.io + stats.errors.stall_timeout, 0);
+        // Nothing of the announced sizes is ever allocated: the peak is the witness's own
+        // frames (up to 96 KiB each way) and the attackers' sockets.
+        assert!(peak.heap < 2 * MIB, "peak heap growth {peak}");
+        assert!(
+            after.heap < 256 * KIB,
+            "heap not back near baseline: {after}"
+        );
+        let rounds = witness.finish().await;
+        println!("  witness: {rounds} correct echoes, no error");
+        server.stop().await;
+    });
+}
+
+/// Many connections each announce a maximal frame and send nothing more: each costs what it
+/// sent (a read buffer), not what it announced.
+#[test]
+fn header_only_flood_costs_bytes_received_not_bytes_announced() {
+    const FLOOD: usize = 400;
+    run(async {
+        // No stall timeout: the attackers stay until they leave (the slowloris test shows the
+        // timeout ending such connections).
+        let server = spawn(Server::builder().stall_timeout(None), echo).await;
+        let witness = Witness::plain(server.addr).await;
+        witness.progress(10).await;
+        let mut attackers = Vec::with_capacity(FLOOD);
+        let base = Mem::now();
+        let announced = DEFAULT_MAX_FRAME_LEN as u32;
+        for i in 0..FLOOD {
+            let mut s = raw(server.addr).await;
+            s.write_all(&announced.to_be_bytes()).await.unwrap();
+            attackers.push(s);
+            if i % 50 == 49 {
+                witness.progress(1).await;
+            }
+        }
+        wait_attack_bytes(&server.handle, &witness, 4 * FLOOD as u64).await;
+        // Let the last handlers finish the poll that read their header.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let held = Mem::now().since(base);
+        let stats = server.handle.stats();
+        assert_eq!(stats.active, FLOOD as u64 + 1, "{stats:?}");
+        let per = held.per(FLOOD);
+        println!(
+            "header-only flood: {FLOOD} connections announcing {} MiB each ({} GiB in total)",
+            announced >> 20,
+            (u64::from(announced) * FLOOD as u64) >> 30
+        );
+        println!("  held while open: {held}");
+        println!("  per connection:  {per}");
+        // Generous bound: 64 KiB per connection, against 8 MiB announced.
+        for (what, v) in [("heap", per.heap), ("rss", per.rss), ("vm", per.vm)] {
+            assert!(v < 64 * KIB, "{what} per connection {v} B: {per}");
+        }
+        witness.progress(20).await;
+        // The attackers leave (end of stream inside a frame: a protocol error each).
+        drop(attackers);
+        let stats = wait_for(&server.handle, |s| {
+            s.active == 1 && s.errors.protocol == FLOOD as u64
+        })
+        .await;
+        witness.progress(10).await;
+        let after = Mem::now().since(base);
+        println!("  after they left: {after}");
+        assert_eq!(stats.errors.io, 0);
+        // Heap back near baseline (tokio keeps a few small structures sized for the peak).
+        assert!(
+            after.heap < 256 * KIB,
+            "heap not back near baseline: {after}"
+        );
+        let rounds = witness.finish().await;
+        println!("  witness: {rounds} correct echoes, no error");
+        server.stop().await;
+    });
+}
+
+/// Slowloris peers (one byte per interval), half headers and idle hogs are ended by the stall
+/// and idle timeouts.
+#[test]
+fn slowloris_and_idle_hogs_are_ended_by_the_stall_and_idle_timeouts() {
+    const DRIP: usize = 20;
+    const HALF_HEADER: usize = 10;
+    const IDLE: usize = 20;
+    run(async {
+        let builder = Server::builder()
+            .stall_timeout(Some(Duration::from_millis(300)))
+            .idle_timeout(Duration::from_millis(400));
+        let server = spawn(builder, echo).await;
+        let witness = Witness::plain(server.addr).await;
+        witness.progress(10).await;
+        let base = Mem::now();
+        let closed = Arc::new(AtomicU64::new(0));
+        let mut attacks = JoinSet::new();
+        for _ in 0..DRIP {
+            let (addr, closed) = (server.addr, Arc::clone(&closed));
+            attacks.spawn(async move {
+                // Announce 1000 bytes, then drip one byte every 50 ms; bounded at 2 s of drips,
+                // far beyond the 300 ms stall timeout.
+                let (mut r, mut w) = raw(addr).await.into_split();
+                let _ = w.write_all(&[0, 0, 3, 0xe8, 1]).await;
+                let mut buf = [0u8; 64];
+                for _ in 0..40 {
+                    tokio::select! {
+                        _ = r.read(&mut buf) => break,
+                        () = tokio::time::sleep(Duration::from_millis(50)) => {
+                            if w.write_all(&[1]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                if tokio::time::timeout(Duration::from_millis(100), r.read(&mut buf))
+                    .await
+                    .is_ok()
+                {
+                    closed.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for _ in 0..HALF_HEADER {
+            let (addr, closed) = (server.addr, Arc::clone(&closed));
+            attacks.spawn(async move {
+                let mut s = raw(addr).await;
+                s.write_all(&[0, 0]).await.unwrap();
+                server_closes(&mut s).await;
+                closed.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        for _ in 0..IDLE {
+            let (addr, closed) = (server.addr, Arc::clone(&closed));
+            attacks.spawn(async move {
+                let mut s = raw(addr).await;
+                server_closes(&mut s).await;
+                closed.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        wait_for(&server.handle, |s| s.active as usize > DRIP + IDLE).await;
+        witness.progress(20).await;
+        while let Some(res) = attacks.join_next().await {
+            res.unwrap();
+        }
+        let stats = wait_for(&server.handle, |s| {
+            s.errors.stall_timeout == (DRIP + HALF_HEADER) as u64
+                && s.errors.idle_timeout == IDLE as u64
+                && s.active == 1
+        })
+        .await;
+        witness.progress(10).await;
+        let after = Mem::now().since(base);
+        println!(
+            "slowloris: {DRIP} drippers + {HALF_HEADER} half headers ended by the stall timeout, \
+             {IDLE} idle hogs by the idle timeout; after: {after}"
+        );
+        assert_eq!(
+            closed.load(Ordering::Relaxed),
+            (DRIP + HALF_HEADER + IDLE) as u64
+        );
+        assert_eq!(stats.errors.protocol + stats.errors.io, 0);
+        assert!(
+            after.heap < 256 * KIB,
+            "heap not back near baseline: {after}"
+        );
+        let rounds = witness.finish().await;
+        println!("  witness: {rounds} correct echoes, no error");
+        server.stop().await;
+    });
+}
+
+/// Peers that close (FIN) or reset (RST, `SO_LINGER` 0) in the middle of a frame; the memory
+/// a half-received frame held is released.
+#[test]
+fn disconnects_and_resets_mid_frame_release_what_they_held() {
+    const FIN: usize = 20;
+    const RST: usize = 16;
+    const PARTIAL: usize = 1024 * 1024;
+    run(async {
+        let server = spawn(Server::builder().stall_timeout(None), echo).await;
+        let witness = Witness::plain(server.addr).await;
+        witness.progress(10).await;
+        let base = Mem::now();
+
+        // FIN inside the header, and inside the payload.
+        for i in 0..FIN {
+            let mut s = raw(server.addr).await;
+            if i % 2 == 0 {
+                s.write_all(&[0, 0]).await.unwrap();
+            } else {
+                s.write_all(&[0, 0, 1, 0]).await.unwrap();
+                s.write_all(&[7; 100]).await.unwrap();
+            }
+            s.shutdown().await.unwrap();
+            server_closes(&mut s).await;
+            if i % 5 == 4 {
+                witness.progress(1).await;
+            }
+        }
+        wait_for(&server.handle, |s| s.errors.protocol == FIN as u64).await;
+        witness.progress(10).await;
+
+        // RST after 1 MiB of an announced 8 MiB frame: the server holds what arrived.
+        let mut resetters = Vec::new();
+        let chunk = vec![0x5a; PARTIAL];
+        for _ in 0..RST {
+            let mut s = raw(server.addr).await;
+            s.write_all(&(DEFAULT_MAX_FRAME_LEN as u32).to_be_bytes())
+                .await
+                .unwrap();
+            s.write_all(&chunk).await.unwrap();
+            resetters.push(s);
+            witness.progress(1).await;
+        }
+        drop(chunk);
+        wait_attack_bytes(&server.handle, &witness, (RST * (4 + PARTIAL)) as u64).await;
+        let held = Mem::now().since(base);
+        witness.progress(10).await;
+        for s in &resetters {
+            s.set_zero_linger().unwrap();
+        }
+        drop(resetters);
+        let stats = wait_for(&server.handle, |s| {
+            s.errors.protocol + s.errors.io == (FIN + RST) as u64 && s.active == 1
+        })
+        .await;
+        witness.progress(10).await;
+        let after = Mem::now().since(base);
+        println!(
+            "disconnects: {FIN} FIN mid-frame (protocol errors), {RST} RST after {} KiB of a \
+             frame (io {} / protocol {} errors)",
+            PARTIAL / 1024,
+            stats.errors.io,
+            stats.errors.protocol - FIN as u64
+        );
+        println!(
+            "  held with {RST} half-received frames: {held} ({} KiB heap per connection)",
+            held.heap / RST as i64 / KIB
+        );
+        println!("  after the resets: {after}");
+        // What a half-received frame holds follows the bytes received: the 1 MiB that arrived,
+        // in a buffer grown by doubling (at most 2 MiB), never the 8 MiB announced.
+        assert!(
+            held.heap / (RST as i64) < 2 * MIB + 64 * KIB,
+            "held {held} for {RST} connections"
+        );
+        assert!(
+            held.heap / (RST as i64) >= PARTIAL as i64 / 2,
+            "the server should hold the bytes it received: {held}"
+        );
+        assert!(
+            after.heap < 256 * KIB,
+            "heap not back near baseline: {after}"
+        );
+        let rounds = witness.finish().await;
+        println!("  witness: {rounds} correct echoes, no error");
+        server.stop().await;
+    });
+}
+
+/// 64 KiB, shared: what the pump handler sends.
+static CHUNK: [u8; 64 * 1024] = [7; 64 * 1024];
+
+/// Echoes, except that a connection whose first frame is `pump` gets 64 KiB frames until a
+/// send fails (bounded: 4096 frames, 256 MiB, far more than any socket buffers hold).
+async fn echo_or_pump(mut conn: Connection) -> Result<(), ServerError> {
+    let Some(first) = conn.recv().await? else {
+        return Ok(());
+    };
+    if &first[..] == b"pump" {
+        for _ in 0..4096 {
+            conn.send(&CHUNK[..]).await?;
+        }
+        return Ok(());
+    }
+    conn.send(&first).await?;
+    echo(conn).await
+}
+
+/// Peers that never read while the server writes to them: the write timeout ends them, the
+/// memory for each stays bounded by the write buffer limit, other clients are unaffected.
+#[test]
+fn a_peer_that_never_reads_is_ended_by_the_write_timeout() {
+    const STUCK: usize = 8;
+    const RESET: usize = 4;
+    run(async {
+        let builder = Server::builder().write_timeout(Some(Duration::from_millis(500)));
+        let server = spawn(builder, echo_or_pump).await;
+        let witness = Witness::plain(server.addr).await;
+        witness.progress(10).await;
+        let base = Mem::now();
+        let peak = Peak::start();
+        let mut stuck = Vec::new();
+        for _ in 0..STUCK + RESET {
+            let mut c = client(server.addr).await;
+            c.send("pump").await.unwrap();
+            stuck.push(c);
+        }
+        // While the server pushes into full socket buffers, the witness carries on.
+        witness.progress(20).await;
+        // Some peers reset while the server is (or soon will be) blocked writing to them.
+        for c in stuck.drain(STUCK..) {
+            c.get_ref().set_zero_linger().unwrap();
+        }
+        let stats = wait_for(&server.handle, |s| {
+            s.errors.write_timeout + s.errors.io == (STUCK + RESET) as u64
+        })
+        .await;
+        witness.progress(20).await;
+        let peak = peak.stop().await.since(base);
+        drop(stuck);
+        let stats_after = wait_for(&server.handle, |s| s.active == 1).await;
+        let after = Mem::now().since(base);
+        let limit = DEFAULT_WRITE_BUFFER_LIMIT as i64;
+        println!(
+            "never-reading peers: {STUCK} + {RESET} reset mid-write; write timeouts {}, io errors {}, {} MiB written before they stalled",
+            stats.errors.write_timeout,
+            stats.errors.io,
+            stats.bytes_out >> 20
+        );
+        println!(
+            "  peak growth {peak} ({} KiB heap per stuck connection; write buffer limit {} KiB)",
+            peak.heap / (STUCK + RESET) as i64 / KIB,
+            limit / KIB
+        );
+        println!("  after: {after}");
+        // Per stuck connection: the queued frames (at most the limit plus one 64 KiB frame,
+        // in a buffer that may double), a read buffer, bookkeeping.
+        let bound = 2 * (limit + CHUNK.len() as i64) + 32 * KIB;
+        assert!(
+            peak.heap < (STUCK + RESET) as i64 * bound + 2 * MIB,
+            "peak {peak}, bound {bound} B per connection"
+        );
+        assert!(stats.errors.write_timeout >= STUCK as u64, "{stats:?}");
+        assert_eq!(stats_after.errors.handler, (STUCK + RESET) as u64);
+        assert_eq!(stats_after.errors.protocol, 0);
+        assert!(
+            after.heap < 256 * KIB,
+            "heap not back near baseline: {after}"
+        );
+        let rounds = witness.finish().await;
+        println!("  witness: {rounds} correct echoes, no error");
+        server.stop().await;
+    });
+}
+
+/// A connection flood beyond `max_connections` with [`AtCapacity::Refuse`]: the excess is
+/// accepted and closed at once, counted, and the witness (already connected) carries on.
+#[test]
+fn connection_flood_at_capacity_refuse() {
+    const CAP: usize = 20;
+    const FLOOD: usize = 200;
+    run(async {
+        let builder = Server::builder()
+            .max_connections(CAP)
+            .at_capacity(AtCapacity::Refuse);
+        let server = spawn(builder, echo).await;
+        let witness = Witness::plain(server.addr).await;
+        witness.progress(10).await;
+        let base = Mem::now();
+        let mut flood = Vec::with_capacity(FLOOD);
+        for i in 0..FLOOD {
+            flood.push(raw(server.addr).await);
+            if i % 20 == 19 {
+                witness.progress(1).await;
+            }
+        }
+        let refused = (FLOOD - (CAP - 1)) as u64;
+        let stats = wait_for(&server.handle, |s| {
+            s.refused_at_capacity == refused && s.active == CAP as u64
+        })
+        .await;
+        let held = Mem::now().since(base);
+        witness.progress(20).await;
+        // The refused ones were closed at once; the admitted ones are still open.
+        let mut closed = 0;
+        for s in &mut flood {
+            let mut b = [0u8; 1];
+            if let Ok(r) = tokio::time::timeout(Duration::from_millis(20), s.read(&mut b)).await {
+                assert!(!matches!(r, Ok(1)), "a flooder got data");
+                closed += 1;
+            }
+        }
+        drop(flood);
+        wait_for(&server.handle, |s| s.active == 1).await;
+        witness.progress(10).await;
+        let after = Mem::now().since(base);
+        println!(
+            "connection flood (refuse): {FLOOD} beyond a cap of {CAP}: {} refused, {closed} saw the close; held {held}; after {after}",
+            stats.refused_at_capacity
+        );
+        assert_eq!(closed, refused);
+        assert_eq!(stats.accepted, CAP as u64);
+        // A newcomer is served once the flood is gone.
+        let mut c = client(server.addr).await;
+        c.send("after").await.unwrap();
+        assert_eq!(next_frame(&mut c).await.as_deref(), Some(&b"after"[..]));
+        assert!(
+            after.heap < 256 * KIB,
+            "heap not back near baseline: {after}"
+        );
+        let rounds = witness.finish().await;
+        println!("  witness: {rounds} correct echoes, no error");
+        server.stop().await;
+    });
+}
+
+/// A connection flood beyond `max_connections` with [`AtCapacity::Wait`]: the excess waits in
+/// the listen backlog, idle hogs that got a slot are ended by the idle timeout, and every
+/// flooder is eventually served and timed out in turn; the witness carries on throughout.
+#[test]
+fn connection_flood_at_capacity_wait() {
+    const CAP: usize = 20;
+    const FLOOD: usize = 100;
+    run(async {
+        let builder = Server::builder()
+            .max_connections(CAP)
+            .idle_timeout(Duration::from_millis(300));
+        let server = spawn(builder, echo).await;
+        let witness = Witness::plain(server.addr).await;
+        witness.progress(10).await;
+        let base = Mem::now();
+        let mut flood = JoinSet::new();
+        for _ in 0..FLOOD {
+            let addr = server.addr;
+            flood.spawn(async move {
+                let mut s = raw(addr).await;
+                server_closes(&mut s).await;
+            });
+        }
+        wait_for(&server.handle, |s| s.active == CAP as u64).await;
+        witness.progress(20).await;
+        while let Some(res) = flood.join_next().await {
+            res.unwrap();
+            if flood.len() % 25 == 0 {
+                witness.progress(1).await;
+            }
+        }
+        let stats = wait_for(&server.handle, |s| {
+            s.errors.idle_timeout == FLOOD as u64 && s.active == 1
+        })
+        .await;
+        witness.progress(10).await;
+        let after = Mem::now().since(base);
+        println!(
+            "connection flood (wait): {FLOOD} beyond a cap of {CAP}: all {} accepted in turn, {} idle timeouts; after {after}",
+            stats.accepted - 1,
+            stats.errors.idle_timeout
+        );
+        assert_eq!(stats.accepted, FLOOD as u64 + 1);
+        assert_eq!(stats.refused, 0);
+        assert!(
+            after.heap < 256 * KIB,
+            "heap not back near baseline: {after}"
+        );
+        let rounds = witness.finish().await;
+        println!("  witness: {rounds} correct echoes, no error");
+        server.stop().await;
+    });
+}
+
+fn hello(window: u32) -> Bytes {
+    Bytes::copy_from_slice(&Hello::new(window, 1 << 20).to_bytes())
+}
+
+fn data(seq: u64) -> Bytes {
+    AckFrame::Data {
+        seq,
+        redelivery: false,
+        payload: &b"x"[..],
+    }
+    .to_bytes()
+}
+
+fn ack(through: u64) -> Bytes {
+    AckFrame::<&[u8]>::Ack { through }.to_bytes()
+}
+
+/// One ack-mode attack: the frame payloads the attacker sends, in order.
+fn ack_attack(kind: usize) -> (&'static str, Vec<Bytes>) {
+    match kind {
+        0 => ("plain frame instead of HELLO", vec![Bytes::from("hello")]),
+        1 => (
+            "bogus ACK for a message never sent",
+            vec![hello(4), ack(99)],
+        ),
+        2 => ("DATA out of sequence", vec![hello(4), data(7)]),
+        // Our window of 1 and no ACKs: the server's echo of 2 waits for room, takes nothing
+        // more, and DATA beyond its granted window of 4 arrives.
+        3 => ("window overrun", {
+            let mut v = vec![hello(1)];
+            v.extend((1..=12).map(data));
+            v
+        }),
+        4 => ("second HELLO", vec![hello(4), hello(4)]),
+        5 => ("HELLO granting a window of 0", vec![hello(0)]),
+        6 => (
+            "unknown frame kind",
+            vec![hello(4), Bytes::from_static(&[0x7f, 1, 2])],
+        ),
+        _ => (
+            "ACK going backwards",
+            vec![hello(4), data(1), ack(1), ack(0)],
+        ),
+    }
+}
+
+/// Ack-mode protocol violations close only the violator; a peer that never sends its HELLO is
+/// ended by the idle timeout, one that never acknowledges by the write timeout.
+#[test]
+fn ack_mode_violations_close_only_the_violator() {
+    const EACH: usize = 5;
+    const KINDS: usize = 8;
+    run(async {
+        let builder = Server::builder()
+            .ack_mode(4)
+            .idle_timeout(Duration::from_millis(400))
+            .write_timeout(Some(Duration::from_millis(400)));
+        let server = spawn(builder, echo).await;
+        let witness = Witness::ack(server.addr, 4).await;
+        witness.progress(10).await;
+        let base = Mem::now();
+        for round in 0..EACH {
+            for kind in 0..KINDS {
+                let (what, frames) = ack_attack(kind);
+                let mut c = client(server.addr).await;
+                for f in frames {
+                    if c.feed(f).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = SinkExt::<Bytes>::flush(&mut c).await;
+                // The server's HELLO (and echoes) may come first; then the close.
+                let mut frames_seen = 0;
+                while next_frame(&mut c).await.is_some() {
+                    frames_seen += 1;
+                    assert!(frames_seen <= 16, "{what}: the server kept talking");
+                }
+                if round == 0 {
+                    println!("  {what}: closed after {frames_seen} frames from the server");
+                }
+            }
+            witness.progress(1).await;
+        }
+        let violations = (EACH * KINDS) as u64;
+        // Silent peers: no HELLO ever (idle timeout); HELLO and a message, never an ACK for
+        // the echoes (write timeout: the window stays full).
+        let mut silent = Vec::new();
+        let mut no_acks = Vec::new();
+        for _ in 0..EACH {
+            silent.push(client(server.addr).await);
+            let mut c = client(server.addr).await;
+            c.send(hello(1)).await.unwrap();
+            c.send(data(1)).await.unwrap();
+            c.send(data(2)).await.unwrap();
+            no_acks.push(c);
+        }
+        witness.progress(20).await;
+        for c in silent.iter_mut().chain(no_acks.iter_mut()) {
+            while next_frame(c).await.is_some() {}
+        }
+        let stats = wait_for(&server.handle, |s| {
+            s.errors.protocol == violations
+                && s.errors.idle_timeout == EACH as u64
+                && s.errors.write_timeout == EACH as u64
+                && s.active == 1
+        })
+        .await;
+        witness.progress(10).await;
+        let after = Mem::now().since(base);
+        println!(
+            "ack-mode violations: {violations} protocol errors, {} idle timeouts (no HELLO), {} write timeouts (no ACKs); after {after}",
+            stats.errors.idle_timeout, stats.errors.write_timeout
+        );
+        assert_eq!(stats.errors.io, 0);
+        assert!(
+            after.heap < 256 * KIB,
+            "heap not back near baseline: {after}"
+        );
+        let rounds = witness.finish().await;
+        println!("  witness: {rounds} correct echoes, no error");
+        server.stop().await;
+    });
+}
+
+/// Regression: in ack mode, a handler waiting in `send` for room in the peer's window read the
+/// socket with the idle clock running, so a peer that never acknowledged got an idle timeout
+/// (and, with an idle timeout shorter than the write timeout, the send failed with
+/// `IdleTimeout`). The idle clock runs only while the handler waits in `recv`; a full window
+/// is the write timeout's business, as documented on `Connection::send`.
+#[test]
+fn ack_send_waiting_for_window_room_gets_the_write_timeout_not_the_idle_timeout() {
+    run(async {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let builder = Server::builder()
+            .ack_mode(4)
+            .idle_timeout(Duration::from_millis(100))
+            .write_timeout(Some(Duration::from_millis(500)))
+            .state(tx);
+        let server = spawn(
+            builder,
+            |mut conn: Connection<tokio::sync::mpsc::UnboundedSender<ErrorKind>>| async move {
+                for i in 0..3u8 {
+                    if let Err(e) = conn.send([i]).await {
+                        let _ = conn.state().send(e.kind());
+                        return Err(e);
+                    }
+                }
+                Ok::<_, ServerError>(())
+            },
+        )
+        .await;
+        // HELLO granting a window of 1, then silence: no ACK ever.
+        let mut c = client(server.addr).await;
+        c.send(hello(1)).await.unwrap();
+        let kind = rx.recv().await.expect("the handler reports its error");
+        assert_eq!(kind, ErrorKind::WriteTimeout);
+        let stats = wait_for(&server.handle, |s| s.active == 0).await;
+        assert_eq!(
+            (stats.errors.write_timeout, stats.errors.idle_timeout),
+            (1, 0)
+        );
+        drop(c);
+        server.stop().await;
+    });
+}
