@@ -36,9 +36,7 @@ pub enum FrameError {
         received: usize,
     },
     /// The stream ended inside a frame's payload.
-    #[error(
-        "connection closed inside a frame: {received} of {expected} payload bytes arrived"
-    )]
+    #[error("connection closed inside a frame: {received} of {expected} payload bytes arrived")]
     TruncatedFrame {
         /// How many payload bytes arrived before end of stream.
         received: usize,
