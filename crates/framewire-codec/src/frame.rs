@@ -83,6 +83,11 @@ enum DecodeState {
 /// [`GROWTH_STEP`] on the codec's own initiative). A peer that announces 8 MiB and then stalls
 /// costs a few KiB, not 8 MiB.
 ///
+/// Because the encoder takes any `AsRef<[u8]>`, a bare `framed.flush()` or `framed.close()`
+/// cannot infer which `Sink` to use (the same holds for tokio-util's `LinesCodec`): name the
+/// item type, as in `SinkExt::<Bytes>::flush(&mut framed)`, or end a batch of `feed`s with a
+/// `send`, which flushes.
+///
 /// # Examples
 ///
 /// ```
@@ -151,15 +156,17 @@ impl FrameCodec {
 
     /// The 4 header bytes for a payload of `len` bytes, after checking `len` against the
     /// maximum. For callers that write header and payload separately (vectored writes).
+    #[inline]
     pub fn header(&self, len: usize) -> Result<[u8; HEADER_LEN], FrameError> {
-        let too_long = FrameError::OutgoingTooLong {
-            len,
-            max: self.max_frame_len,
+        let n = match u32::try_from(len) {
+            Ok(n) if len <= self.max_frame_len => n,
+            _ => {
+                return Err(FrameError::OutgoingTooLong {
+                    len,
+                    max: self.max_frame_len,
+                })
+            }
         };
-        if len > self.max_frame_len {
-            return Err(too_long);
-        }
-        let n = u32::try_from(len).map_err(|_| too_long)?;
         Ok(match self.byte_order {
             ByteOrder::BigEndian => n.to_be_bytes(),
             ByteOrder::LittleEndian => n.to_le_bytes(),
@@ -192,11 +199,31 @@ impl FrameCodec {
         Framed::new(io, self)
     }
 
+    #[inline]
     fn read_len(&self, src: &BytesMut) -> u32 {
         let raw = [src[0], src[1], src[2], src[3]];
         match self.byte_order {
             ByteOrder::BigEndian => u32::from_be_bytes(raw),
             ByteOrder::LittleEndian => u32::from_le_bytes(raw),
+        }
+    }
+
+    /// Applies the [`OversizedFrame`] policy to a header announcing `announced` bytes.
+    #[cold]
+    fn oversized_header(&mut self, announced: u32, src: &mut BytesMut) -> Result<(), FrameError> {
+        match self.oversized {
+            OversizedFrame::Error => Err(FrameError::IncomingTooLong {
+                len: u64::from(announced),
+                max: self.max_frame_len,
+            }),
+            OversizedFrame::Discard => {
+                src.advance(HEADER_LEN);
+                self.discarded.last_len = Some(announced);
+                // u32 -> usize only fails on 16-bit targets; skip what fits.
+                let len = usize::try_from(announced).unwrap_or(usize::MAX);
+                self.state = DecodeState::Discarding(len);
+                Ok(())
+            }
         }
     }
 
@@ -212,6 +239,9 @@ impl Decoder for FrameCodec {
     type Item = Bytes;
     type Error = FrameError;
 
+    // `#[inline]` lets the hot path fold into the caller's `Framed` loop; without it the
+    // result round-trips through memory on every frame (measured: about 2x slower at 64 B).
+    #[inline]
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         loop {
             match self.state {
@@ -222,24 +252,16 @@ impl Decoder for FrameCodec {
                     let announced = self.read_len(src);
                     let len = match usize::try_from(announced) {
                         Ok(len) if len <= self.max_frame_len => len,
-                        _ => match self.oversized {
-                            OversizedFrame::Error => {
-                                return Err(FrameError::IncomingTooLong {
-                                    len: u64::from(announced),
-                                    max: self.max_frame_len,
-                                })
-                            }
-                            OversizedFrame::Discard => {
-                                src.advance(HEADER_LEN);
-                                self.discarded.last_len = Some(announced);
-                                // u32 -> usize only fails on 16-bit targets; skip what fits.
-                                let len = usize::try_from(announced).unwrap_or(usize::MAX);
-                                self.state = DecodeState::Discarding(len);
-                                continue;
-                            }
-                        },
+                        _ => {
+                            self.oversized_header(announced, src)?;
+                            continue;
+                        }
                     };
                     src.advance(HEADER_LEN);
+                    if src.len() >= len {
+                        // Fast path: the whole frame is buffered.
+                        return Ok(Some(src.split_to(len).freeze()));
+                    }
                     self.state = DecodeState::Payload(len);
                 }
                 DecodeState::Payload(len) => {
@@ -291,6 +313,7 @@ impl Decoder for FrameCodec {
 impl<T: AsRef<[u8]>> Encoder<T> for FrameCodec {
     type Error = FrameError;
 
+    #[inline]
     fn encode(&mut self, item: T, dst: &mut BytesMut) -> Result<(), FrameError> {
         let payload = item.as_ref();
         let header = self.header(payload.len())?;

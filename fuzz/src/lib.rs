@@ -1,0 +1,4 @@
+//! framewire's fuzz targets. The logic is in `targets.rs`, shared with the corpus replay test.
+#![forbid(unsafe_code)]
+
+pub mod targets;
