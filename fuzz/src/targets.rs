@@ -152,3 +152,72 @@ pub fn plain_roundtrip(data: &[u8]) {
     assert_eq!(got.end, Ok(()));
     assert_eq!(got.frames, sent);
 }
+
+/// Representative typed messages for the typed-decoding target.
+pub mod typed_types {
+    use serde::{Deserialize, Serialize};
+    use std::collections::BTreeMap;
+
+    /// A chat message: integers and strings.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Chat {
+        pub id: u64,
+        pub user: String,
+        pub text: String,
+        pub at: i64,
+    }
+
+    /// An enum with unit, tuple and struct variants, bytes and options.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    pub enum Command {
+        Ping,
+        Join(String),
+        Blob { data: Vec<u8>, tag: Option<u16> },
+        Move(f32, f32),
+    }
+
+    /// Nested collections.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Nested {
+        pub rooms: BTreeMap<String, Vec<Chat>>,
+        pub flags: Vec<Vec<bool>>,
+        pub next: Option<Box<Nested>>,
+    }
+}
+
+/// Decodes `data` as `T` with format `F`. On success, re-encoding and decoding again must give
+/// the same value; on failure, the error must be a per-message error, never a fatal one.
+fn typed_one<F, T>(data: &[u8])
+where
+    F: framewire_codec::typed::Format,
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    use framewire_codec::typed::{decode, encode};
+    match decode::<F, T>(data) {
+        Ok(value) => {
+            let again = encode::<F, T>(&value).expect("a decoded value re-encodes");
+            let back = decode::<F, T>(&again).expect("a re-encoded value decodes");
+            // NaN != NaN: compare encodings instead of values.
+            let twice = encode::<F, T>(&back).expect("re-encodes");
+            assert_eq!(again, twice);
+        }
+        Err(e) => assert!(!e.is_fatal(), "typed decode error marked fatal: {e}"),
+    }
+}
+
+/// Typed decoding of arbitrary bytes for a few representative types, in both formats.
+pub fn typed_decode(data: &[u8]) {
+    use framewire_codec::typed::{Bincode, Postcard};
+    use typed_types::{Chat, Command, Nested};
+    let Some((&which, data)) = data.split_first() else {
+        return;
+    };
+    match which % 6 {
+        0 => typed_one::<Bincode, Chat>(data),
+        1 => typed_one::<Bincode, Command>(data),
+        2 => typed_one::<Bincode, Nested>(data),
+        3 => typed_one::<Postcard, Chat>(data),
+        4 => typed_one::<Postcard, Command>(data),
+        _ => typed_one::<Postcard, Nested>(data),
+    }
+}

@@ -81,11 +81,19 @@
 //! payload actually arrives, in steps of at most [`GROWTH_STEP`], so a peer that announces an
 //! 8 MiB frame and then sends nothing costs a few KiB. Every number read from the wire goes
 //! through checked conversions; no input makes the codec panic.
+//!
+//! # Typed messages
+//!
+//! The [`typed`] module sends one serde value per frame (bincode 2 by default, postcard with the
+//! `postcard` feature): [`typed::encode`] / [`typed::decode`] for single payloads and
+//! [`typed::TypedFramed`], a `Stream + Sink` of values over `Framed<T, FrameCodec>`. A frame that
+//! does not deserialize is an error for that message only; the stream goes on.
 
 #![forbid(unsafe_code)]
 
 mod error;
 mod frame;
+pub mod typed;
 
 pub use error::FrameError;
 pub use frame::{

@@ -43,3 +43,8 @@ fn plain_decode_corpus() {
 fn plain_roundtrip_corpus() {
     replay("plain_roundtrip", targets::plain_roundtrip);
 }
+
+#[test]
+fn typed_decode_corpus() {
+    replay("typed_decode", targets::typed_decode);
+}
