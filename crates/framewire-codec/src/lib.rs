@@ -82,6 +82,15 @@
 //! 8 MiB frame and then sends nothing costs a few KiB. Every number read from the wire goes
 //! through checked conversions; no input makes the codec panic.
 //!
+//! # Ack mode
+//!
+//! The [`ack`] module adds an optional mode in which the sender learns that the receiving
+//! application took each message: every frame's payload starts with a kind byte (HELLO, DATA
+//! with a sequence number, cumulative ACK), up to a granted window of messages may be
+//! unacknowledged (1 is stop-and-wait), and the messages still unacknowledged when a
+//! connection dies are handed back in order. It is a sans-IO state machine ([`ack::AckState`])
+//! plus a `Stream + Sink` adapter ([`ack::AckFramed`]); its module docs are the wire spec.
+//!
 //! # Typed messages
 //!
 //! The [`typed`] module sends one serde value per frame (bincode 2 by default, postcard with the
@@ -91,6 +100,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ack;
 mod error;
 mod frame;
 pub mod typed;

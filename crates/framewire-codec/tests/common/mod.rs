@@ -46,3 +46,6 @@ pub fn sample_frames() -> Vec<Vec<u8>> {
         b"q".to_vec(),
     ]
 }
+
+/// Ack-mode helpers (loopback pairs, machine pumps, test messages).
+pub mod ack;
