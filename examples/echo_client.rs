@@ -7,14 +7,19 @@
 //! cargo run --example echo_server
 //! cargo run --example echo_client                       # 127.0.0.1:9999, plain mode
 //! cargo run --example echo_client -- --addr unix:/tmp/echo.sock
+//!
+//! cargo run --example echo_server -- --ack 8           # ack mode: both sides must use it
+//! cargo run --example echo_client -- --ack 8
 //! ```
 //!
-//! Flags: `--addr ADDR` (`host:port` or `unix:/path`, default `127.0.0.1:9999`).
+//! Flags: `--addr ADDR` (`host:port` or `unix:/path`, default `127.0.0.1:9999`), `--ack WINDOW`
+//! (ack mode: each line is confirmed as taken by the server before its reply is printed, and a
+//! dropped connection is re-established without losing a line).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use framewire_client::{Client, ClientError};
+use framewire_client::{Client, ClientError, ReconnectPolicy};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How long to wait for a greeting before assuming the server sends none (`--mirror` servers).
@@ -22,18 +27,29 @@ const GREETING_WAIT: Duration = Duration::from_secs(1);
 
 struct Args {
     addr: String,
+    ack: Option<u32>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         addr: "127.0.0.1:9999".to_string(),
+        ack: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--addr" => args.addr = it.next().ok_or("--addr needs a value")?,
+            "--ack" => {
+                let w = it.next().ok_or("--ack needs a window size")?;
+                let w: u32 = w
+                    .parse()
+                    .map_err(|_| format!("--ack: {w:?} is not a window size"))?;
+                args.ack = Some(w);
+            }
             "-h" | "--help" => {
-                return Err("usage: echo_client [--addr HOST:PORT|unix:PATH]".to_string())
+                return Err(
+                    "usage: echo_client [--addr HOST:PORT|unix:PATH] [--ack WINDOW]".to_string(),
+                )
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -41,11 +57,73 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+fn show(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+async fn run_ack(addr: &str, window: u32) -> Result<(), ClientError> {
+    let mut client = Client::builder()
+        .ack_window(window)
+        .reconnect(ReconnectPolicy::default())
+        .connect_ack(addr)
+        .await?;
+    println!(
+        "connected to {} (ack mode, window {window})",
+        client.endpoint()
+    );
+    match tokio::time::timeout(GREETING_WAIT, client.recv()).await {
+        Ok(Ok(Some(greeting))) => println!("server: {}", show(&greeting.payload)),
+        Ok(Ok(None)) => {
+            println!("server closed the connection");
+            return Ok(());
+        }
+        Ok(Err(e)) => return Err(e),
+        Err(_) => println!("(no greeting within {} ms)", GREETING_WAIT.as_millis()),
+    }
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let receipt = client.send(line.clone()).await?;
+        let id = receipt.await?;
+        if line == "q" {
+            println!("(message {id} taken by the server; quitting)");
+            break;
+        }
+        match client.recv().await? {
+            Some(reply) => println!(
+                "server: {}   (message {id} delivered{})",
+                show(&reply.payload),
+                if reply.redelivered {
+                    ", reply redelivered"
+                } else {
+                    ""
+                }
+            ),
+            None => {
+                println!("server closed the connection");
+                break;
+            }
+        }
+    }
+    if client.reconnects() > 0 {
+        println!(
+            "(reconnected {} times, {} messages redelivered)",
+            client.reconnects(),
+            client.redeliveries()
+        );
+    }
+    client.close().await?;
+    println!("bye");
+    Ok(())
+}
+
 async fn run(args: Args) -> Result<(), ClientError> {
+    if let Some(window) = args.ack {
+        return run_ack(&args.addr, window).await;
+    }
     let mut client = Client::connect(args.addr.as_str()).await?;
     println!("connected to {} (plain mode)", client.endpoint());
     match tokio::time::timeout(GREETING_WAIT, client.recv()).await {
-        Ok(Ok(Some(greeting))) => println!("server: {}", String::from_utf8_lossy(&greeting)),
+        Ok(Ok(Some(greeting))) => println!("server: {}", show(&greeting)),
         Ok(Ok(None)) => {
             println!("server closed the connection");
             return Ok(());
@@ -60,10 +138,10 @@ async fn run(args: Args) -> Result<(), ClientError> {
             break;
         }
         let reply = client.call(line.as_bytes()).await?;
-        println!("server: {}", String::from_utf8_lossy(&reply));
+        println!("server: {}", show(&reply));
     }
     for late in client.close().await? {
-        println!("server: {}", String::from_utf8_lossy(&late));
+        println!("server: {}", show(&late));
     }
     println!("bye");
     Ok(())

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use framewire_codec::{FrameCodecBuilder, DEFAULT_MAX_FRAME_LEN};
 
-use crate::{Client, ClientError, Endpoint};
+use framewire_codec::ack::{AckFramedBuilder, DEFAULT_WINDOW};
+
+use crate::ack::AckSettings;
+use crate::{AckClient, Client, ClientError, Endpoint, ReconnectPolicy};
 
 /// How long connecting may take by default: 10 s. Long enough for a slow handshake across a
 /// real network, short enough that an address that silently drops packets is reported soon.
@@ -82,6 +85,8 @@ pub struct ClientBuilder {
     pub(crate) connect_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) codec: FrameCodecBuilder,
+    pub(crate) window: u32,
+    pub(crate) policy: ReconnectPolicy,
 }
 
 impl Default for ClientBuilder {
@@ -100,6 +105,8 @@ impl ClientBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             codec,
+            window: DEFAULT_WINDOW,
+            policy: ReconnectPolicy::default(),
         }
     }
 
@@ -126,6 +133,46 @@ impl ClientBuilder {
     pub fn codec(&mut self, codec: FrameCodecBuilder) -> &mut Self {
         self.codec = codec;
         self
+    }
+
+    /// Ack mode: the window this client grants the server (how many of the server's messages
+    /// may be unacknowledged at once; default `DEFAULT_WINDOW` of `framewire_codec::ack`, 64;
+    /// 1 is stop-and-wait). How many of *this* client's messages may be in flight is the
+    /// window the server grants in its HELLO.
+    pub fn ack_window(&mut self, window: u32) -> &mut Self {
+        self.window = window.max(1);
+        self
+    }
+
+    /// Ack mode: when to reconnect after a drop (default [`ReconnectPolicy::default`];
+    /// [`ReconnectPolicy::never`] hands the unacknowledged messages back at the first drop).
+    pub fn reconnect(&mut self, policy: ReconnectPolicy) -> &mut Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Connects in ack mode: connects, exchanges HELLOs (within the connect timeout), and
+    /// starts the background task that drives the connection.
+    ///
+    /// The first connection is not retried; the reconnect policy applies to drops after it.
+    /// Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect), and [`ClientError::Handshake`] (the peer answered
+    /// without a valid HELLO: a plain-mode peer, another version) or
+    /// [`ClientError::HandshakeTimeout`] (no HELLO at all).
+    pub async fn connect_ack(&self, endpoint: impl IntoEndpoint) -> Result<AckClient, ClientError> {
+        let mut ack = AckFramedBuilder::new();
+        ack.window(self.window);
+        AckClient::connect(AckSettings {
+            endpoint: endpoint.into_endpoint()?,
+            connect_timeout: self.connect_timeout,
+            codec: self.codec,
+            ack,
+            policy: self.policy,
+        })
+        .await
     }
 
     /// Connects in plain mode.

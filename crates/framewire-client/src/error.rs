@@ -2,6 +2,11 @@
 
 use std::io;
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use framewire_codec::ack::AckError;
+use framewire_codec::typed::TypedError;
 use framewire_codec::FrameError;
 
 /// What a plain-mode client knows about the traffic when its connection ended.
@@ -91,6 +96,88 @@ pub enum ClientError {
     /// connection is still usable: nothing was written.
     #[error(transparent)]
     Frame(FrameError),
+    /// A typed message could not be encoded (nothing was sent) or a received frame did not
+    /// decode as the expected type (that message is consumed; the connection is intact and
+    /// the next message decodes normally).
+    #[error(transparent)]
+    Typed(TypedError),
+    /// Ack mode: the peer did not complete the HELLO exchange (a plain-mode peer, another
+    /// protocol version, a peer that closed first).
+    #[error("ack-mode handshake with {endpoint} failed: {source}")]
+    Handshake {
+        /// Where the client connected.
+        endpoint: String,
+        /// What the peer sent instead, in numbers.
+        source: AckError,
+    },
+    /// Ack mode: the peer sent no HELLO within the connect timeout.
+    #[error("no ack-mode HELLO from {endpoint} within {timeout_ms} ms")]
+    HandshakeTimeout {
+        /// Where the client connected.
+        endpoint: String,
+        /// The timeout that expired, in milliseconds.
+        timeout_ms: u128,
+    },
+    /// Ack mode: a local, per-message error (a payload longer than the peer accepts). The
+    /// message was not accepted; the connection is unaffected.
+    #[error(transparent)]
+    Ack(AckError),
+    /// Ack mode: the connection dropped and the reconnect policy gave up. `unacked` holds
+    /// exactly the messages accepted by `send` and never acknowledged, oldest first; they may
+    /// or may not have reached the peer's application.
+    #[error(
+        "reconnect gave up after {attempts} attempts in {elapsed_ms} ms, \
+         {} messages unacknowledged (handed back): {last_error}",
+        unacked.len()
+    )]
+    GaveUp {
+        /// Reconnect attempts made after the last drop.
+        attempts: u32,
+        /// Time spent since the last drop, in milliseconds.
+        elapsed_ms: u128,
+        /// Why the last attempt (or the drop itself) failed.
+        last_error: String,
+        /// The unacknowledged messages, oldest first.
+        unacked: Vec<Bytes>,
+    },
+    /// Ack mode: the peer broke the protocol (a stray or backwards ack, an oversized frame,
+    /// data out of sequence, ...). The client does not reconnect to a peer that misbehaves.
+    /// `unacked` holds exactly the messages never acknowledged, oldest first.
+    #[error(
+        "peer violated the ack-mode protocol, {} messages unacknowledged (handed back): {source}",
+        unacked.len()
+    )]
+    Protocol {
+        /// The violation, in numbers.
+        source: Arc<AckError>,
+        /// The unacknowledged messages, oldest first.
+        unacked: Vec<Bytes>,
+    },
+    /// Ack mode: a `send` that was never accepted because the client has stopped. The payload
+    /// comes back.
+    #[error("message of {} bytes not sent: {reason}", payload.len())]
+    NotSent {
+        /// The message that was not sent.
+        payload: Bytes,
+        /// Why the client stopped.
+        reason: String,
+    },
+    /// Ack mode: a receipt whose message will never be acknowledged (the client stopped; the
+    /// message is among the `unacked` of [`ClientError::GaveUp`] or
+    /// [`ClientError::Protocol`]).
+    #[error("message {id} will not be acknowledged: {reason}")]
+    Undelivered {
+        /// The message's id ([`Receipt::id`](crate::Receipt::id)).
+        id: u64,
+        /// Why the client stopped.
+        reason: String,
+    },
+    /// Ack mode: the client has already stopped (closed, or its background task ended).
+    #[error("client stopped: {reason}")]
+    Stopped {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl ClientError {
