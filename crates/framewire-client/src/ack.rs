@@ -41,6 +41,7 @@ pub(crate) struct AckSettings {
     pub(crate) codec: FrameCodecBuilder,
     pub(crate) ack: AckFramedBuilder,
     pub(crate) policy: ReconnectPolicy,
+    pub(crate) ack_timeout: Option<std::time::Duration>,
 }
 
 impl AckSettings {
@@ -226,8 +227,9 @@ struct Tracked {
 
 /// How a connected phase ended.
 enum Outcome {
-    /// Transport failure or close with messages unacknowledged: reconnect.
-    Drop(AckError),
+    /// Transport failure, close with messages unacknowledged, or no ack within the ack
+    /// timeout: reconnect. Carries the reason.
+    Drop(String),
     /// Protocol violation by the peer: stop.
     Violation(AckError),
     /// Clean close by the peer, nothing unacknowledged: stop.
@@ -245,7 +247,7 @@ fn classify(e: AckError) -> Outcome {
         )
         | AckError::ClosedWithUnacked { .. }
         | AckError::ClosedBeforeHello
-        | AckError::Failed { .. } => Outcome::Drop(e),
+        | AckError::Failed { .. } => Outcome::Drop(e.to_string()),
         _ => Outcome::Violation(e),
     }
 }
@@ -264,6 +266,11 @@ struct Driver {
     flushes: Vec<(u64, oneshot::Sender<Result<(), ClientError>>)>,
     closing: Option<oneshot::Sender<Result<(), ClientError>>>,
     senders_gone: bool,
+    /// When the current connection counts as dead if no ack arrives (with messages in
+    /// flight and an ack timeout configured).
+    ack_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The connection's `acked_through` when the deadline was last reset.
+    deadline_acked: u64,
 }
 
 impl Driver {
@@ -289,11 +296,14 @@ impl Driver {
                     let why = AckError::ClosedWithUnacked {
                         unacked: queued,
                         acked: conn.acked_through(),
-                    };
+                    }
+                    .to_string();
                     drop(conn);
                     match self.reconnect(why).await {
                         Ok(new) => {
                             conn = new;
+                            self.ack_deadline = None;
+                            self.deadline_acked = 0;
                             self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(stop) => {
@@ -324,6 +334,8 @@ impl Driver {
                     match self.reconnect(error).await {
                         Ok(new) => {
                             conn = new;
+                            self.ack_deadline = None;
+                            self.deadline_acked = 0;
                             self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(stop) => {
@@ -353,10 +365,10 @@ impl Driver {
     }
 
     /// Reconnects per the policy and resends every unacknowledged message, flagged.
-    async fn reconnect(&mut self, first: AckError) -> Result<Conn, Stop> {
+    async fn reconnect(&mut self, first: String) -> Result<Conn, Stop> {
         let started = Instant::now();
         let mut backoff = self.settings.policy.backoff();
-        let mut last_error = first.to_string();
+        let mut last_error = first;
         loop {
             let Some(delay) = backoff.next_delay(started.elapsed()) else {
                 self.freeze_queue();
@@ -434,6 +446,31 @@ impl Driver {
         any
     }
 
+    /// With an ack timeout configured and messages in flight: ready (with the reason) once
+    /// no ack has arrived for that long.
+    fn poll_ack_timeout(&mut self, conn: &Conn, cx: &mut Context<'_>) -> Poll<String> {
+        let Some(timeout) = self.settings.ack_timeout else {
+            return Poll::Pending;
+        };
+        if self.tracked.is_empty() {
+            self.ack_deadline = None;
+            return Poll::Pending;
+        }
+        let acked = conn.acked_through();
+        if self.ack_deadline.is_none() || acked != self.deadline_acked {
+            self.deadline_acked = acked;
+            self.ack_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        }
+        match self.ack_deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(format!(
+                "no ack within {} ms with {} messages unacknowledged (acknowledged through {acked})",
+                timeout.as_millis(),
+                self.tracked.len()
+            )),
+            _ => Poll::Pending,
+        }
+    }
+
     fn poll_connected(&mut self, conn: &mut Conn, cx: &mut Context<'_>) -> Poll<Outcome> {
         loop {
             let mut progress = false;
@@ -505,6 +542,9 @@ impl Driver {
                 }
             }
             progress |= self.settle(conn);
+            if let Poll::Ready(reason) = self.poll_ack_timeout(conn, cx) {
+                return Poll::Ready(Outcome::Drop(reason));
+            }
 
             // 3. Incoming messages, one per waiting `recv`.
             let (want, receiver_dropped) = {
@@ -535,10 +575,13 @@ impl Driver {
                         if self.tracked.is_empty() && self.pending.is_none() {
                             return Poll::Ready(Outcome::PeerClosed);
                         }
-                        return Poll::Ready(Outcome::Drop(AckError::ClosedWithUnacked {
-                            unacked: self.tracked.len(),
-                            acked: conn.acked_through(),
-                        }));
+                        return Poll::Ready(Outcome::Drop(
+                            AckError::ClosedWithUnacked {
+                                unacked: self.tracked.len(),
+                                acked: conn.acked_through(),
+                            }
+                            .to_string(),
+                        ));
                     }
                     Poll::Pending => {}
                 }
@@ -702,7 +745,8 @@ impl Future for Receipt {
 ///   [`Receipt`] to await its acknowledgement; [`flush`](Self::flush) waits for all of them.
 /// * [`recv`](Self::recv) returns the next message with its redelivery flag; it is
 ///   acknowledged only when taken this way.
-/// * After a drop (I/O error, reset, close with messages unacknowledged) the client
+/// * After a drop (I/O error, reset, close with messages unacknowledged, or no ack within the
+///   [ack timeout](crate::ClientBuilder::ack_timeout) if one is set) the client
 ///   reconnects per its [`ReconnectPolicy`], resends every unacknowledged message in order
 ///   flagged as a redelivery, then carries on: nothing accepted by `send` is lost. If the
 ///   policy gives up, `flush`, `close` and `recv` fail with [`ClientError::GaveUp`] carrying
@@ -764,6 +808,8 @@ impl AckClient {
             flushes: Vec::new(),
             closing: None,
             senders_gone: false,
+            ack_deadline: None,
+            deadline_acked: 0,
         };
         tokio::spawn(driver.run(conn));
         Ok(AckClient {

@@ -87,6 +87,7 @@ pub struct ClientBuilder {
     pub(crate) codec: FrameCodecBuilder,
     pub(crate) window: u32,
     pub(crate) policy: ReconnectPolicy,
+    pub(crate) ack_timeout: Option<Duration>,
 }
 
 impl Default for ClientBuilder {
@@ -107,6 +108,7 @@ impl ClientBuilder {
             codec,
             window: DEFAULT_WINDOW,
             policy: ReconnectPolicy::default(),
+            ack_timeout: None,
         }
     }
 
@@ -151,6 +153,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Ack mode: treat the connection as dropped (and reconnect) when messages are in flight
+    /// and no ack has arrived for `timeout`. Detects a peer that vanished without closing
+    /// (no FIN, no reset). Off by default: an ack means the peer's *application* took the
+    /// message, so a slow consumer would also trip it and then see redeliveries; choose a
+    /// timeout well above the peer's longest pause.
+    pub fn ack_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.ack_timeout = timeout;
+        self
+    }
+
     /// Connects in ack mode: connects, exchanges HELLOs (within the connect timeout), and
     /// starts the background task that drives the connection.
     ///
@@ -171,6 +183,7 @@ impl ClientBuilder {
             codec: self.codec,
             ack,
             policy: self.policy,
+            ack_timeout: self.ack_timeout,
         })
         .await
     }

@@ -231,3 +231,52 @@ async fn never_policy_gives_up_at_the_first_drop() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn ack_timeout_detects_a_silent_peer() {
+    within(async {
+        // The first connection completes the handshake, then goes silent (no reads, no acks,
+        // no close); later connections echo normally.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel::<(Bytes, bool)>();
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Ok((stream, _)) = listener.accept().await {
+                let silent = std::mem::take(&mut first);
+                let log_tx = log_tx.clone();
+                tokio::spawn(async move {
+                    let mut conn = AckFramed::builder().window(8).new_framed(stream);
+                    conn.handshake().await.unwrap();
+                    if silent {
+                        std::future::pending::<()>().await;
+                    }
+                    while let Some(Ok(d)) = conn.next().await {
+                        let _ = log_tx.send((d.payload, d.redelivered));
+                    }
+                });
+            }
+        });
+        let client = Client::builder()
+            .ack_timeout(Some(Duration::from_millis(200)))
+            .reconnect(quick_policy(3))
+            .connect_ack(addr)
+            .await
+            .unwrap();
+        let sent = msgs(5);
+        for m in &sent {
+            client.send(m.clone()).await.unwrap();
+        }
+        client.flush().await.unwrap();
+        assert_eq!(client.reconnects(), 1);
+        for m in &sent {
+            let (got, redelivered) = log_rx.recv().await.unwrap();
+            assert_eq!(&got, m);
+            assert!(
+                redelivered,
+                "resent after the silent connection was abandoned"
+            );
+        }
+    })
+    .await;
+}
