@@ -3,7 +3,9 @@
 //!
 //! * `Framed<TcpStream, LengthDelimitedCodec>` split into halves (the baseline),
 //! * the plain-mode `Client` split into halves,
-//! * the ack-mode `AckClient` (window 64) split into halves, all 1000 receipts confirmed.
+//! * the codec's `AckFramed` (window 64) used directly, sending and receiving from one task
+//!   (the ack-mode baseline: what the client's background task and handles add on top),
+//! * the ack-mode `AckClient` (window 64) split into halves, all 1000 acknowledged.
 //!
 //! ```text
 //! cargo bench -p framewire-client --bench client -- --warm-up-time 1 --measurement-time 3
@@ -118,6 +120,32 @@ fn bench(c: &mut Criterion) {
                     }
                 };
                 tokio::join!(send, recv);
+            })
+        })
+    });
+
+    let mut raw_ack = rt.block_on(async {
+        let sock = TcpStream::connect(ack_addr).await.unwrap();
+        sock.set_nodelay(true).unwrap();
+        let mut conn = AckFramed::builder().window(WINDOW).new_framed(sock);
+        conn.handshake().await.unwrap();
+        conn
+    });
+    group.bench_function("ackframed_window_64", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut sent = 0;
+                let mut got = 0;
+                while got < MESSAGES {
+                    // Keep the window full, take echoes as they come, one task.
+                    while sent < MESSAGES && raw_ack.state().has_room() {
+                        raw_ack.start_send_flagged(payload.clone(), false).unwrap();
+                        sent += 1;
+                    }
+                    raw_ack.next().await.unwrap().unwrap();
+                    got += 1;
+                }
+                raw_ack.flush().await.unwrap();
             })
         })
     });

@@ -138,6 +138,10 @@ impl Stop {
 #[derive(Debug, Default)]
 struct Shared {
     inbox: Mutex<Inbox>,
+    /// The current connection. The driver polls its sink side; the receiving half polls its
+    /// stream side directly, so a message is taken (and acknowledged) exactly when `recv`
+    /// returns it.
+    slot: Mutex<Slot>,
     /// The next message id; held while a send is queued so ids follow queue order, and by
     /// the driver while it stops so no send slips in after the unacked list is taken.
     next_id: Mutex<u64>,
@@ -160,6 +164,10 @@ impl Shared {
     fn inbox(&self) -> MutexGuard<'_, Inbox> {
         // A panic while holding this lock leaves only plain data behind; keep going.
         self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn next_id(&self) -> MutexGuard<'_, u64> {
@@ -190,12 +198,18 @@ impl Shared {
     }
 }
 
-/// Messages received by the driver for the receiving half.
+/// The connection the handles share, and what the receiving half saw end it.
+#[derive(Debug, Default)]
+struct Slot {
+    /// `None` while reconnecting and after the client stopped.
+    conn: Option<Conn>,
+    /// Set by the receiving half when its poll ended the connection; the driver acts on it.
+    reported: Option<Outcome>,
+}
+
+/// How the handles learn that the client stopped, and the wakers between them.
 #[derive(Debug, Default)]
 struct Inbox {
-    queue: VecDeque<Delivery>,
-    /// A `recv` is waiting: the driver may take one more message from the connection.
-    wanted: bool,
     end: Option<Stop>,
     /// Set (under `next_id`) when the driver stops accepting sends.
     stopping: bool,
@@ -226,6 +240,7 @@ struct Tracked {
 }
 
 /// How a connected phase ended.
+#[derive(Debug)]
 enum Outcome {
     /// Transport failure, close with messages unacknowledged, or no ack within the ack
     /// timeout: reconnect. Carries the reason.
@@ -234,6 +249,9 @@ enum Outcome {
     Violation(AckError),
     /// Clean close by the peer, nothing unacknowledged: stop.
     PeerClosed,
+    /// The receiving half saw the end of the stream: the driver decides between
+    /// `PeerClosed` and `Drop`.
+    EndOfStream,
     /// `close()` finished, or every handle is gone and nothing is unacknowledged.
     Done,
 }
@@ -274,15 +292,17 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, mut conn: Conn) {
+    async fn run(mut self, conn: Conn) {
+        self.install(conn);
         loop {
-            let outcome = poll_fn(|cx| self.poll_connected(&mut conn, cx)).await;
+            let outcome = poll_fn(|cx| self.poll_connected(cx)).await;
+            let conn = self.shared.slot().conn.take();
             match outcome {
                 Outcome::Done => {
                     self.stop(Stop::Closed).await;
                     return;
                 }
-                Outcome::PeerClosed => {
+                Outcome::PeerClosed | Outcome::EndOfStream => {
                     // Sends queued meanwhile still need a connection: treat it as a drop.
                     if self.stop_accepting_if_idle() {
                         self.stop(Stop::PeerClosed).await;
@@ -295,13 +315,13 @@ impl Driver {
                         .count();
                     let why = AckError::ClosedWithUnacked {
                         unacked: queued,
-                        acked: conn.acked_through(),
+                        acked: conn.as_ref().map_or(0, |c| c.acked_through()),
                     }
                     .to_string();
                     drop(conn);
                     match self.reconnect(why).await {
                         Ok(new) => {
-                            conn = new;
+                            self.install(new);
                             self.ack_deadline = None;
                             self.deadline_acked = 0;
                             self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -324,7 +344,9 @@ impl Driver {
                     return;
                 }
                 Outcome::Drop(error) => {
-                    self.settle(&conn);
+                    if let Some(conn) = &conn {
+                        self.settle(conn);
+                    }
                     drop(conn);
                     tracing::info!(
                         %error,
@@ -333,7 +355,7 @@ impl Driver {
                     );
                     match self.reconnect(error).await {
                         Ok(new) => {
-                            conn = new;
+                            self.install(new);
                             self.ack_deadline = None;
                             self.deadline_acked = 0;
                             self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -346,6 +368,18 @@ impl Driver {
                     }
                 }
             }
+        }
+    }
+
+    /// Makes `conn` the current connection and wakes the receiving half.
+    fn install(&mut self, conn: Conn) {
+        {
+            let mut slot = self.shared.slot();
+            slot.conn = Some(conn);
+            slot.reported = None;
+        }
+        if let Some(w) = self.shared.inbox().recv_waker.take() {
+            w.wake();
         }
     }
 
@@ -471,7 +505,37 @@ impl Driver {
         }
     }
 
-    fn poll_connected(&mut self, conn: &mut Conn, cx: &mut Context<'_>) -> Poll<Outcome> {
+    fn poll_connected(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let shared = Arc::clone(&self.shared);
+        let receiver_dropped = {
+            let mut inbox = shared.inbox();
+            match &inbox.driver_waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => inbox.driver_waker = Some(cx.waker().clone()),
+            }
+            inbox.receiver_dropped
+        };
+        let mut slot = shared.slot();
+        match slot.reported.take() {
+            Some(Outcome::EndOfStream) => {
+                return Poll::Ready(if self.tracked.is_empty() && self.pending.is_none() {
+                    Outcome::PeerClosed
+                } else {
+                    Outcome::Drop(
+                        AckError::ClosedWithUnacked {
+                            unacked: self.tracked.len(),
+                            acked: slot.conn.as_ref().map_or(0, |c| c.acked_through()),
+                        }
+                        .to_string(),
+                    )
+                });
+            }
+            Some(outcome) => return Poll::Ready(outcome),
+            None => {}
+        }
+        let Some(conn) = slot.conn.as_mut() else {
+            return Poll::Ready(Outcome::Done);
+        };
         loop {
             let mut progress = false;
 
@@ -544,47 +608,6 @@ impl Driver {
             progress |= self.settle(conn);
             if let Poll::Ready(reason) = self.poll_ack_timeout(conn, cx) {
                 return Poll::Ready(Outcome::Drop(reason));
-            }
-
-            // 3. Incoming messages, one per waiting `recv`.
-            let (want, receiver_dropped) = {
-                let mut inbox = self.shared.inbox();
-                match &inbox.driver_waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => inbox.driver_waker = Some(cx.waker().clone()),
-                }
-                (
-                    inbox.wanted && inbox.queue.is_empty(),
-                    inbox.receiver_dropped,
-                )
-            };
-            if want {
-                match Pin::new(&mut *conn).poll_next(cx) {
-                    Poll::Ready(Some(Ok(delivery))) => {
-                        self.shared.received.fetch_add(1, Ordering::Relaxed);
-                        let mut inbox = self.shared.inbox();
-                        inbox.queue.push_back(delivery);
-                        inbox.wanted = false;
-                        if let Some(w) = inbox.recv_waker.take() {
-                            w.wake();
-                        }
-                        progress = true;
-                    }
-                    Poll::Ready(Some(Err(e))) => return Poll::Ready(classify(e)),
-                    Poll::Ready(None) => {
-                        if self.tracked.is_empty() && self.pending.is_none() {
-                            return Poll::Ready(Outcome::PeerClosed);
-                        }
-                        return Poll::Ready(Outcome::Drop(
-                            AckError::ClosedWithUnacked {
-                                unacked: self.tracked.len(),
-                                acked: conn.acked_through(),
-                            }
-                            .to_string(),
-                        ));
-                    }
-                    Poll::Pending => {}
-                }
             }
 
             // 4. Close once everything is acknowledged.
@@ -1084,22 +1107,39 @@ impl AckReceiver {
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Delivery>, ClientError>> {
-        let mut inbox = self.shared.inbox();
-        if let Some(d) = inbox.queue.pop_front() {
-            return Poll::Ready(Ok(Some(d)));
-        }
-        if let Some(end) = &inbox.end {
-            return Poll::Ready(end.recv_result());
-        }
-        match &inbox.recv_waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => inbox.recv_waker = Some(cx.waker().clone()),
-        }
-        if !inbox.wanted {
-            inbox.wanted = true;
-            if let Some(w) = inbox.driver_waker.take() {
-                w.wake();
+        // Register first: a connection installed (or a stop) after the checks below wakes us.
+        {
+            let mut inbox = self.shared.inbox();
+            if let Some(end) = &inbox.end {
+                return Poll::Ready(end.recv_result());
             }
+            match &inbox.recv_waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => inbox.recv_waker = Some(cx.waker().clone()),
+            }
+        }
+        let mut slot = self.shared.slot();
+        if slot.reported.is_some() {
+            // The driver is about to act on what ended this connection.
+            return Poll::Pending;
+        }
+        let Some(conn) = slot.conn.as_mut() else {
+            // Reconnecting.
+            return Poll::Pending;
+        };
+        let outcome = match Pin::new(conn).poll_next(cx) {
+            Poll::Ready(Some(Ok(delivery))) => {
+                self.shared.received.fetch_add(1, Ordering::Relaxed);
+                return Poll::Ready(Ok(Some(delivery)));
+            }
+            Poll::Ready(Some(Err(e))) => classify(e),
+            Poll::Ready(None) => Outcome::EndOfStream,
+            Poll::Pending => return Poll::Pending,
+        };
+        slot.reported = Some(outcome);
+        drop(slot);
+        if let Some(w) = self.shared.inbox().driver_waker.take() {
+            w.wake();
         }
         Poll::Pending
     }
@@ -1126,7 +1166,6 @@ impl Drop for AckReceiver {
     fn drop(&mut self) {
         let mut inbox = self.shared.inbox();
         inbox.receiver_dropped = true;
-        inbox.wanted = false;
         if let Some(w) = inbox.driver_waker.take() {
             w.wake();
         }
