@@ -1,13 +1,16 @@
 //! Ack mode: backpressure, delivery receipts and lossless reconnect.
 //!
-//! An [`AckClient`] owns a background task (the *driver*) that holds the ack-mode connection
-//! ([`AckFramed`]) and does all of its I/O. The handles talk to it over channels:
+//! An [`AckClient`] owns a background task (the *driver*) that owns the sending side of the
+//! ack-mode connection ([`AckFramed`]), tracks receipts and reconnects. The handles share the
+//! connection with it:
 //!
-//! * [`AckSender::send`] hands a message to the driver and returns once the message fits in
+//! * [`AckSender::send`] queues a message for the driver and returns once the message fits in
 //!   the peer's window (a full window is backpressure). It returns a [`Receipt`]: a future
-//!   that resolves when the peer's *application* took the message.
+//!   that resolves when the peer's *application* took the message. The driver writes queued
+//!   messages in batches.
 //! * [`AckSender::flush`] resolves when every message accepted so far has been acknowledged.
-//! * [`AckReceiver::recv`] takes the next message from the peer; only then is it acknowledged.
+//! * [`AckReceiver::recv`] polls the connection's receiving side itself and takes the next
+//!   message from the peer; only then is it acknowledged.
 //!
 //! When the connection drops, the driver reconnects according to the [`ReconnectPolicy`],
 //! first resends every unacknowledged message, in order, flagged as a redelivery, then carries
@@ -1089,10 +1092,9 @@ pub struct AckReceiver {
 
 impl AckReceiver {
     /// The next message from the peer, with its sequence number and redelivery flag. The
-    /// message is acknowledged to the peer once taken here: the background task takes a
-    /// message off the connection only when a `recv` asks for one, so an ack never covers a
-    /// message the application has not asked for (the price is one task handoff per received
-    /// message; sends, by contrast, are batched). `Ok(None)` when the connection
+    /// message is acknowledged to the peer once taken here: `recv` reads the connection
+    /// itself, so an ack never covers a message the application has not asked for. While the
+    /// client reconnects, `recv` waits for the new connection. `Ok(None)` when the connection
     /// ended cleanly (peer closed with nothing unacknowledged, or the client was closed).
     ///
     /// # Errors
