@@ -613,7 +613,7 @@ impl Driver {
                 return Poll::Ready(Outcome::Drop(reason));
             }
 
-            // 4. Close once everything is acknowledged.
+            // 3. Close once everything is acknowledged.
             if self.closing.is_some() && self.pending.is_none() && self.tracked.is_empty() {
                 if let Poll::Ready(r) = Pin::new(&mut *conn).poll_close(cx) {
                     if let Some(done) = self.closing.take() {
@@ -623,7 +623,7 @@ impl Driver {
                 }
             }
 
-            // 5. Nobody left to serve.
+            // 4. Nobody left to serve.
             if self.senders_gone
                 && receiver_dropped
                 && self.tracked.is_empty()
