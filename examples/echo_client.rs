@@ -123,6 +123,10 @@ async fn run(args: Args) -> Result<(), ClientError> {
     let mut client = Client::connect(args.addr.as_str()).await?;
     println!("connected to {} (plain mode)", client.endpoint());
     match tokio::time::timeout(GREETING_WAIT, client.recv()).await {
+        Ok(Ok(Some(greeting))) if greeting.starts_with(b"\x01FWAK") => {
+            eprintln!("the server speaks ack mode (it sent a HELLO): run with --ack WINDOW");
+            return client.close().await.map(drop);
+        }
         Ok(Ok(Some(greeting))) => println!("server: {}", show(&greeting)),
         Ok(Ok(None)) => {
             println!("server closed the connection");
