@@ -48,3 +48,13 @@ fn plain_roundtrip_corpus() {
 fn typed_decode_corpus() {
     replay("typed_decode", targets::typed_decode);
 }
+
+#[test]
+fn ack_parse_corpus() {
+    replay("ack_parse", targets::ack_parse);
+}
+
+#[test]
+fn ack_machine_corpus() {
+    replay("ack_machine", targets::ack_machine);
+}

@@ -1,0 +1,367 @@
+//! The server builder and its defaults.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use framewire_codec::{FrameCodec, FrameCodecBuilder};
+use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
+use tokio_util::net::Listener;
+
+use crate::address::Address;
+use crate::error::ServerError;
+use crate::server::Server;
+
+/// Default [`ServerBuilder::max_connections`]: 10,000.
+///
+/// The scale framewire's memory goal is set at (at most a few KiB per idle connection), so the
+/// cap costs tens of MiB at most. Above the common 1024 open-files soft limit: raise the limit
+/// (`ulimit -n`) or lower the cap; if the process runs out of descriptors first, the accept
+/// loop logs, backs off and carries on.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Default [`ServerBuilder::stall_timeout`]: 30 seconds.
+///
+/// A real peer that has begun a frame finishes it in well under a second unless the frame is
+/// huge or the network is dying; a slowloris peer drips bytes to hold a connection forever.
+/// 30 s is generous to the first and still bounds the second.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default [`ServerBuilder::write_timeout`]: 30 seconds.
+///
+/// How long a connection may sit with outgoing bytes that the peer does not read (full send
+/// buffer, no progress) before it is closed. Same reasoning as [`DEFAULT_STALL_TIMEOUT`].
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default [`ServerBuilder::grace_period`]: 5 seconds.
+///
+/// Long enough for a handler to finish the reply it is working on; short enough that a
+/// service restart does not hang on a handler that ignores the shutdown signal.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
+
+/// Default [`ServerBuilder::backlog`]: 1024, the value tokio's `TcpListener::bind` uses (the
+/// kernel caps it at `net.core.somaxconn`).
+pub const DEFAULT_BACKLOG: u32 = 1024;
+
+/// Default [`ServerBuilder::read_buffer_size`]: 8 KiB, what tokio-util's `Framed` starts with.
+///
+/// A connection only holds a read buffer while bytes are arriving; an idle connection holds
+/// none (see [`Connection`](crate::Connection)).
+pub const DEFAULT_READ_BUFFER_SIZE: usize = 8 * 1024;
+
+/// Default [`ServerBuilder::write_buffer_limit`]: 64 KiB.
+///
+/// Frames queued with `feed` are written in one go once this much is buffered (or on
+/// `flush`); 64 KiB amortises the system call over many small frames while bounding what a
+/// handler can queue in front of a slow peer.
+pub const DEFAULT_WRITE_BUFFER_LIMIT: usize = 64 * 1024;
+
+/// First pause after a failed `accept` (10 ms); doubled on each further failure.
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+
+/// Longest pause between `accept` retries (1 s). A server out of file descriptors retries
+/// once a second instead of spinning a core, and recovers within a second once one frees.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// What the accept loop does when `max_connections` handlers are running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AtCapacity {
+    /// Stop accepting until a connection ends. New peers wait in the listen backlog (the
+    /// kernel completes their handshake; they see no reply yet). The default, as in
+    /// mini-redis: no peer is turned away by a short burst.
+    #[default]
+    Wait,
+    /// Accept and close at once, counting the connection in
+    /// [`Stats::refused_at_capacity`](crate::Stats::refused_at_capacity). Peers learn at once
+    /// that the server is full.
+    Refuse,
+}
+
+pub(crate) type AcceptFilter = Arc<dyn Fn(&Address) -> bool + Send + Sync>;
+
+/// Per-connection and accept-loop settings, shared by every connection of a server.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) codec: FrameCodecBuilder,
+    pub(crate) max_connections: usize,
+    pub(crate) at_capacity: AtCapacity,
+    pub(crate) max_connections_per_ip: Option<usize>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) stall_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) grace_period: Duration,
+    pub(crate) read_buffer_size: usize,
+    pub(crate) write_buffer_limit: usize,
+    pub(crate) filter: Option<AcceptFilter>,
+    pub(crate) ack_window: Option<u32>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("codec", &self.codec)
+            .field("max_connections", &self.max_connections)
+            .field("at_capacity", &self.at_capacity)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("grace_period", &self.grace_period)
+            .field("read_buffer_size", &self.read_buffer_size)
+            .field("write_buffer_limit", &self.write_buffer_limit)
+            .field("filter", &self.filter.as_ref().map(|_| "<fn>"))
+            .field("ack_window", &self.ack_window)
+            .finish()
+    }
+}
+
+impl Config {
+    pub(crate) fn new_codec(&self) -> FrameCodec {
+        self.codec.build()
+    }
+}
+
+/// Configures and builds a [`Server`].
+///
+/// `S` is the shared application state every handler can reach through
+/// [`Connection::state`](crate::Connection::state); `()` unless set with
+/// [`state`](ServerBuilder::state).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use framewire_server::{AtCapacity, Server};
+///
+/// # async fn run() -> Result<(), framewire_server::ServerError> {
+/// let server = Server::builder()
+///     .max_connections(1000)
+///     .at_capacity(AtCapacity::Refuse)
+///     .max_connections_per_ip(20)
+///     .idle_timeout(Duration::from_secs(300))
+///     .max_frame_len(64 * 1024)
+///     .bind("127.0.0.1:9999")
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct ServerBuilder<S = ()> {
+    state: S,
+    config: Config,
+    backlog: u32,
+}
+
+impl<S> fmt::Debug for ServerBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .field("backlog", &self.backlog)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder<()> {
+    pub(crate) fn new() -> Self {
+        ServerBuilder {
+            state: (),
+            config: Config {
+                codec: FrameCodecBuilder::new(),
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                at_capacity: AtCapacity::Wait,
+                max_connections_per_ip: None,
+                idle_timeout: None,
+                stall_timeout: Some(DEFAULT_STALL_TIMEOUT),
+                write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+                grace_period: DEFAULT_GRACE_PERIOD,
+                read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
+                write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
+                filter: None,
+                ack_window: None,
+            },
+            backlog: DEFAULT_BACKLOG,
+        }
+    }
+}
+
+impl<S: Send + Sync + 'static> ServerBuilder<S> {
+    /// Sets the shared application state, reachable from every handler through
+    /// [`Connection::state`](crate::Connection::state) and
+    /// [`ServerHandle::state`](crate::ServerHandle::state). Use atomics, a `Mutex` or channels
+    /// inside it for anything handlers change.
+    pub fn state<T: Send + Sync + 'static>(self, state: T) -> ServerBuilder<T> {
+        ServerBuilder {
+            state,
+            config: self.config,
+            backlog: self.backlog,
+        }
+    }
+
+    /// The most connections with a running handler (default [`DEFAULT_MAX_CONNECTIONS`]).
+    /// Values below 1 act as 1.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = max.max(1);
+        self
+    }
+
+    /// What happens at the cap (default [`AtCapacity::Wait`]).
+    pub fn at_capacity(mut self, policy: AtCapacity) -> Self {
+        self.config.at_capacity = policy;
+        self
+    }
+
+    /// The most concurrent connections from one IP address (default: no limit). Further
+    /// connections from that address are accepted and closed at once and counted in
+    /// [`Stats::refused_per_ip`](crate::Stats::refused_per_ip). Does not apply to Unix
+    /// sockets. Values below 1 act as 1.
+    pub fn max_connections_per_ip(mut self, max: usize) -> Self {
+        self.config.max_connections_per_ip = Some(max.max(1));
+        self
+    }
+
+    /// Close a connection whose handler waited in `recv` for this long without a frame
+    /// arriving (default: none). See [`Connection`](crate::Connection) for exactly when the
+    /// clock runs.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Close a connection whose peer began a frame and did not finish it within this time
+    /// (default [`DEFAULT_STALL_TIMEOUT`]). `None` disables it.
+    pub fn stall_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.stall_timeout = timeout;
+        self
+    }
+
+    /// Fail a send when no outgoing byte could be written for this long (default
+    /// [`DEFAULT_WRITE_TIMEOUT`]). `None` disables it.
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.write_timeout = timeout;
+        self
+    }
+
+    /// How long a graceful shutdown waits for running handlers before aborting them (default
+    /// [`DEFAULT_GRACE_PERIOD`]).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.config.grace_period = grace;
+        self
+    }
+
+    /// The listen backlog used by [`bind`](ServerBuilder::bind) (default [`DEFAULT_BACKLOG`]):
+    /// socketserver's `request_queue_size`.
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// Maximum frame payload length, both directions (default
+    /// [`framewire_codec::DEFAULT_MAX_FRAME_LEN`], 8 MiB). A peer that announces more is
+    /// disconnected with [`ServerError::Frame`].
+    pub fn max_frame_len(mut self, max: usize) -> Self {
+        self.config.codec.max_frame_len(max);
+        self
+    }
+
+    /// Uses a fully configured codec builder (byte order, oversized-frame policy, limit).
+    pub fn codec(mut self, codec: FrameCodecBuilder) -> Self {
+        self.config.codec = codec;
+        self
+    }
+
+    /// Size of the read buffer a connection allocates when bytes arrive (default
+    /// [`DEFAULT_READ_BUFFER_SIZE`]). Values below 64 act as 64.
+    pub fn read_buffer_size(mut self, size: usize) -> Self {
+        self.config.read_buffer_size = size.max(64);
+        self
+    }
+
+    /// How many queued outgoing bytes make `feed` write before accepting more (default
+    /// [`DEFAULT_WRITE_BUFFER_LIMIT`]).
+    pub fn write_buffer_limit(mut self, limit: usize) -> Self {
+        self.config.write_buffer_limit = limit.max(1);
+        self
+    }
+
+    /// socketserver's `verify_request`: called with each new peer's address; a connection
+    /// for which it returns `false` is closed at once and counted in
+    /// [`Stats::refused_by_filter`](crate::Stats::refused_by_filter).
+    ///
+    /// ```
+    /// use framewire_server::Server;
+    ///
+    /// let builder = Server::builder().accept_filter(|peer| {
+    ///     peer.ip().is_some_and(|ip| ip.is_loopback())
+    /// });
+    /// ```
+    pub fn accept_filter<F>(mut self, filter: F) -> Self
+    where
+        F: Fn(&Address) -> bool + Send + Sync + 'static,
+    {
+        self.config.filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// Ack mode: every connection speaks framewire's ack mode (see
+    /// [`framewire_codec::ack`]), granting each peer a window of `window` unacknowledged
+    /// messages (0 acts as 1; [`framewire_codec::ack::DEFAULT_WINDOW`] is a good default).
+    /// Handlers use the same `recv`/`send` API: `recv` yields messages and acknowledges them
+    /// as taken, `send` waits for room in the peer's window. See
+    /// [`Connection`](crate::Connection#ack-mode).
+    pub fn ack_mode(mut self, window: u32) -> Self {
+        self.config.ack_window = Some(window.max(1));
+        self
+    }
+
+    /// Binds a TCP listener to `addr` (with `SO_REUSEADDR` and the configured backlog) and
+    /// returns the server, ready to [`serve`](Server::serve). Port 0 picks a free port; ask
+    /// [`Server::local_addr`] which.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Bind`] if no resolved address could be bound.
+    pub async fn bind(
+        self,
+        addr: impl ToSocketAddrs + fmt::Display,
+    ) -> Result<Server<S, TcpListener>, ServerError> {
+        let shown = addr.to_string();
+        let bind_err = |source: io::Error| ServerError::Bind {
+            addr: shown.clone(),
+            backlog: self.backlog,
+            source,
+        };
+        let mut last = io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");
+        for resolved in tokio::net::lookup_host(addr).await.map_err(bind_err)? {
+            let socket = if resolved.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            };
+            let attempt = socket.and_then(|s| {
+                s.set_reuseaddr(true)?;
+                s.bind(resolved)?;
+                s.listen(self.backlog)
+            });
+            match attempt {
+                Ok(listener) => return self.listener(listener),
+                Err(e) => last = e,
+            }
+        }
+        Err(bind_err(last))
+    }
+
+    /// Serves connections from an already-bound listener: a `TcpListener`, a `UnixListener`,
+    /// or anything implementing tokio-util's [`Listener`] whose streams implement
+    /// [`Transport`](crate::Transport).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Io`] if the listener cannot report its local address.
+    pub fn listener<L>(self, listener: L) -> Result<Server<S, L>, ServerError>
+    where
+        L: Listener + Send + 'static,
+        L::Io: crate::Transport,
+        L::Addr: Into<Address>,
+    {
+        let local: Address = listener.local_addr()?.into();
+        Ok(Server::new(listener, local, self.state, self.config))
+    }
+}

@@ -1,0 +1,985 @@
+//! One client connection: socketserver's `self.request`, framed.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{ready, Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use framewire_codec::ack::{AckError, AckState, Delivery, DATA_HEADER_LEN};
+use framewire_codec::typed::{self, Bincode, Format};
+use framewire_codec::FrameCodec;
+use futures::{Sink, Stream};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::AsyncWrite;
+use tokio::time::{Instant, Sleep};
+use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use crate::address::{Address, Transport};
+use crate::error::{ErrorKind, ServerError};
+use crate::handle::{ServerHandle, ShutdownSignal};
+use crate::stats::bump;
+
+/// One client connection, handed to the [`Handler`](crate::Handler): a [`Stream`] of incoming
+/// frames and a [`Sink`] of outgoing ones, with [`recv`](Connection::recv) and
+/// [`send`](Connection::send) helpers.
+///
+/// `S` is the server's shared state type (see [`state`](Connection::state)).
+///
+/// # Memory
+///
+/// The connection owns its read and write paths instead of wrapping a tokio-util `Framed`, so
+/// that an idle connection holds no buffers: it waits for read readiness without a read
+/// buffer, allocates [`read_buffer_size`](crate::ServerBuilder::read_buffer_size) bytes when
+/// bytes arrive, and releases the buffer when a read would block with no unfinished frame in
+/// it. The write buffer is allocated when a frame is queued and released once it has been
+/// written. Decoding is [`FrameCodec`]'s, so the wire format and its limits are the codec's.
+///
+/// # Timeouts
+///
+/// * Idle timeout: while the handler waits in `recv` with no unfinished frame, the clock
+///   starts when the wait starts and stops when a frame is returned. A handler busy
+///   elsewhere is never timed out for its own slowness.
+/// * Stall timeout: once bytes of a frame have arrived and the handler waits in `recv` for
+///   the rest, the frame must be finished within the stall timeout. Dripping one byte at a
+///   time does not reset it.
+/// * Write timeout: a flush that cannot write a single byte for this long fails.
+///
+/// A timeout is an error from `recv`/`send`; it closes that direction and is counted in
+/// [`Stats::errors`](crate::Stats::errors).
+///
+/// # Ack mode
+///
+/// With [`ServerBuilder::ack_mode`](crate::ServerBuilder::ack_mode) the connection speaks
+/// framewire's ack mode (wire format in [`framewire_codec::ack`]), driving the sans-IO
+/// [`AckState`] from its own read and write paths:
+///
+/// * The HELLO goes out as soon as the connection is accepted, before the handler runs
+///   (if the socket cannot take it at once, with the first poll of `recv` or `send`).
+/// * `recv` yields the payload of each DATA message, in order. A message counts as *taken*
+///   when `recv` returns it; ACKs (cumulative, coalesced) follow from that, and are written
+///   as soon as the reader has nothing more buffered or half the window was taken.
+/// * `send`/`feed` wait while the peer's window is full (reading the peer's ACKs meanwhile;
+///   messages that arrive then are kept for `recv`); `flush` writes, it does not wait for
+///   ACKs; [`wait_acked`](Connection::wait_acked) does.
+/// * A peer that breaks the protocol (a plain-mode first frame, a DATA out of sequence, ...)
+///   gets [`ServerError::Ack`] from `recv`, counted as a protocol error.
+/// * [`take_unacked`](Connection::take_unacked) returns what the peer never acknowledged.
+///
+/// The `Stream` and `Sink` halves of [`split`](futures::StreamExt::split) may be used from
+/// different tasks in ack mode too: both halves read and write the socket, and whichever
+/// does wakes the other.
+///
+/// # Shutdown
+///
+/// Once the server's shutdown is requested, `recv` still returns frames already buffered or
+/// in progress, then returns `Ok(None)` (end of stream) between frames, so a plain
+/// `while let Some(frame) = conn.recv().await?` loop ends by itself. Sending keeps working
+/// until the handler returns or is aborted at the end of the grace period (in ack mode the
+/// connection keeps reading the peer's ACKs for those sends).
+///
+/// When the connection is dropped (the handler returned), the socket is closed; frames queued
+/// with [`feed`](Connection::feed) and not flushed are lost, as with `Framed`.
+pub struct Connection<S = ()> {
+    io: Box<dyn Transport>,
+    codec: FrameCodec,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    peer: Address,
+    server: ServerHandle<S>,
+    eof: bool,
+    read_closed: bool,
+    /// `recv` ended because of a graceful shutdown; the transport is still read (ack mode:
+    /// ACKs for the handler's last sends).
+    recv_ended: bool,
+    write_closed: bool,
+    idle_since: Option<Instant>,
+    frame_since: Option<Instant>,
+    write_since: Option<Instant>,
+    read_timer: Option<Pin<Box<Sleep>>>,
+    write_timer: Option<Pin<Box<Sleep>>>,
+    shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    ack: Option<Box<AckConn>>,
+}
+
+/// Which half of the connection is polling (they may be in different tasks after `split`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Recv = 0,
+    Send = 1,
+}
+
+/// A waker that wakes both halves. In ack mode both halves read (the sending half reads ACKs)
+/// and both write (the receiving half writes ACKs), and a socket keeps only one read and one
+/// write waker; registering this one with the socket wakes whichever halves are waiting.
+#[derive(Debug, Default)]
+struct SideWakers {
+    slots: Mutex<[Option<Waker>; 2]>,
+}
+
+impl SideWakers {
+    fn register(&self, side: Side, waker: &Waker) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = &mut slots[side as usize];
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    fn wake_side(&self, side: Side) {
+        let waker = self.slots.lock().unwrap_or_else(PoisonError::into_inner)[side as usize].take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl Wake for SideWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let [a, b] = {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            [slots[0].take(), slots[1].take()]
+        };
+        for w in [a, b].into_iter().flatten() {
+            w.wake();
+        }
+    }
+}
+
+/// Ack-mode state of one connection.
+#[derive(Debug)]
+struct AckConn {
+    state: AckState,
+    /// Messages read by the sending half while it waited for window room; at most the window
+    /// this side granted (nothing beyond it is acknowledged before it is taken).
+    inbox: VecDeque<Delivery>,
+    wakers: Arc<SideWakers>,
+    waker: Waker,
+}
+
+/// What a sender waits for in ack mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckWait {
+    /// Room in the peer's window for one more message.
+    Room,
+    /// Every message sent acknowledged.
+    AllAcked,
+}
+
+impl<S> fmt::Debug for Connection<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.peer)
+            .field("buffered_in", &self.rbuf.len())
+            .field("buffered_out", &self.wbuf.len())
+            .field("read_closed", &self.read_closed)
+            .field("write_closed", &self.write_closed)
+            .field("ack_mode", &self.ack.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Arms (or re-arms) `timer` for `deadline` and polls it.
+fn poll_deadline(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+    if timer.deadline() != deadline {
+        timer.as_mut().reset(deadline);
+    }
+    timer.as_mut().poll(cx)
+}
+
+impl<S> Connection<S> {
+    pub(crate) fn new(io: Box<dyn Transport>, peer: Address, server: ServerHandle<S>) -> Self {
+        let codec = server.shared.config.new_codec();
+        let ack = server.shared.config.ack_window.map(|window| {
+            let wakers = Arc::new(SideWakers::default());
+            Box::new(AckConn {
+                state: AckState::new(window, codec.max_frame_len()),
+                inbox: VecDeque::new(),
+                waker: Waker::from(Arc::clone(&wakers)),
+                wakers,
+            })
+        });
+        Connection {
+            io,
+            codec,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            peer,
+            server,
+            eof: false,
+            read_closed: false,
+            recv_ended: false,
+            write_closed: false,
+            idle_since: None,
+            frame_since: None,
+            write_since: None,
+            read_timer: None,
+            write_timer: None,
+            shutdown: None,
+            ack,
+        }
+    }
+
+    /// Ack mode: writes the HELLO if the socket takes it right away (a fresh socket always
+    /// does); otherwise it goes out with the first poll of `recv` or `send`.
+    pub(crate) fn start(&mut self) {
+        if self.ack.is_some() {
+            let mut cx = Context::from_waker(Waker::noop());
+            let _ = self.poll_flush_all(&mut cx);
+        }
+    }
+
+    /// The peer's address: socketserver's `self.client_address`.
+    pub fn peer_addr(&self) -> &Address {
+        &self.peer
+    }
+
+    /// The server handle: socketserver's `self.server` (shutdown, stats, local address,
+    /// shared state). Clone it to keep it beyond the connection.
+    pub fn server(&self) -> &ServerHandle<S> {
+        &self.server
+    }
+
+    /// The server's shared application state; shorthand for `self.server().state()`.
+    pub fn state(&self) -> &S {
+        &self.server.shared.state
+    }
+
+    /// A future that completes when the server's shutdown is requested, for use in
+    /// `select!` next to [`recv`](Connection::recv) or any other work.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe: it owns no data and can be re-created at any time.
+    pub fn shutdown_signal(&self) -> ShutdownSignal {
+        self.server.shutdown_requested()
+    }
+
+    /// `true` once the server's shutdown has been requested.
+    pub fn is_shutting_down(&self) -> bool {
+        self.server.is_shutting_down()
+    }
+
+    /// The codec (for its limit and byte order).
+    pub fn codec(&self) -> &FrameCodec {
+        &self.codec
+    }
+
+    /// `true` if the server runs in ack mode (see [Ack mode](#ack-mode)).
+    pub fn is_ack_mode(&self) -> bool {
+        self.ack.is_some()
+    }
+
+    /// Receives the next message's payload: in plain mode the next frame, in ack mode the next
+    /// DATA message (which counts as taken by the handler, and is acknowledged, when this
+    /// returns it).
+    ///
+    /// Returns `Ok(None)` when the peer closed the connection between frames, or, once the
+    /// server is shutting down, between frames (see [Shutdown](#shutdown)).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Frame`] for invalid framing (a header over the limit, end of stream
+    /// inside a frame), [`ServerError::Ack`] for an ack-mode protocol violation,
+    /// [`ServerError::Io`], [`ServerError::IdleTimeout`], [`ServerError::StallTimeout`]. After
+    /// an error, `recv` returns `Ok(None)`.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe: if it is dropped before completing (for example the other branch of
+    /// a `select!` won), no frame is lost; bytes already read stay buffered for the next call,
+    /// and the idle and stall clocks keep running from where they started.
+    pub async fn recv(&mut self) -> Result<Option<Bytes>, ServerError> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Receives the next message and decodes it as a `T` with bincode (the default
+    /// [`Format`]); see [`recv_typed_with`](Connection::recv_typed_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_typed_with`](Connection::recv_typed_with).
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe, as [`recv`](Connection::recv).
+    pub async fn recv_typed<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ServerError> {
+        self.recv_typed_with::<Bincode, T>().await
+    }
+
+    /// Receives the next message and decodes it as a `T` with format `F`.
+    ///
+    /// # Errors
+    ///
+    /// Everything [`recv`](Connection::recv) returns, and [`ServerError::Typed`] for a message
+    /// that does not decode as a `T`. That error is for that message only (counted in
+    /// [`ErrorStats::decode`](crate::ErrorStats::decode)): the connection stays usable and the
+    /// next call receives the next message.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe, as [`recv`](Connection::recv).
+    pub async fn recv_typed_with<F: Format, T: DeserializeOwned>(
+        &mut self,
+    ) -> Result<Option<T>, ServerError> {
+        let Some(frame) = self.recv().await? else {
+            return Ok(None);
+        };
+        typed::decode::<F, T>(&frame).map(Some).map_err(|e| {
+            let err = ServerError::Typed(e);
+            self.count_and_log(&err, "decode");
+            err
+        })
+    }
+
+    /// Returns the next message if it is already complete in the read buffer, without reading
+    /// from the socket or waiting. `Ok(None)` means "nothing complete buffered" (not end of
+    /// stream). Lets a handler answer a burst of pipelined frames with one flush:
+    ///
+    /// ```no_run
+    /// # async fn mirror(mut conn: framewire_server::Connection) -> Result<(), framewire_server::ServerError> {
+    /// while let Some(frame) = conn.recv().await? {
+    ///     conn.feed(&frame).await?;
+    ///     while let Some(more) = conn.try_recv()? {
+    ///         conn.feed(&more).await?;
+    ///     }
+    ///     conn.flush().await?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// In ack mode, ACKs and other control frames that are buffered are processed on the way.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Frame`] or [`ServerError::Ack`] if the buffered bytes are invalid; the
+    /// receive side is then closed, as with [`recv`](Connection::recv).
+    pub fn try_recv(&mut self) -> Result<Option<Bytes>, ServerError> {
+        loop {
+            if self.read_closed || self.recv_ended {
+                return Ok(None);
+            }
+            if let Some(d) = self.ack.as_mut().and_then(|a| a.inbox.pop_front()) {
+                return Ok(Some(self.ack_took(d)));
+            }
+            if self.rbuf.is_empty() {
+                return Ok(None);
+            }
+            let frame = match self.codec.decode(&mut self.rbuf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(self.read_failed(e.into())),
+            };
+            self.idle_since = None;
+            self.frame_since = None;
+            if self.ack.is_none() {
+                bump(&self.server.shared.counters.frames_in, 1);
+                return Ok(Some(frame));
+            }
+            if let Some(d) = self.ack_handle_frame(frame)? {
+                return Ok(Some(self.ack_took(d)));
+            }
+        }
+    }
+
+    /// Sends one message and flushes it (and anything queued before it) to the socket.
+    ///
+    /// In ack mode it first waits for room in the peer's window (reading the peer's ACKs
+    /// meanwhile); it does not wait for this message's ACK (see
+    /// [`wait_acked`](Connection::wait_acked)).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Frame`] (or [`ServerError::Ack`] in ack mode) if the payload is over
+    /// the limit (nothing is sent; the connection stays usable), [`ServerError::Io`],
+    /// [`ServerError::WriteTimeout`] (in ack mode also when the peer's window stays full for
+    /// the write timeout), [`ServerError::Closed`] after an earlier send error or
+    /// [`close`](Connection::close).
+    ///
+    /// # Cancellation safety
+    ///
+    /// Not cancellation safe: if dropped early the message may be queued but not yet written;
+    /// the next `send` or `flush` writes it.
+    pub async fn send(&mut self, frame: impl AsRef<[u8]>) -> Result<(), ServerError> {
+        self.feed(frame).await?;
+        self.flush().await
+    }
+
+    /// Encodes `value` with bincode (the default [`Format`]) and sends it as one message.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_typed_with`](Connection::send_typed_with).
+    pub async fn send_typed<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), ServerError> {
+        self.send_typed_with::<Bincode, T>(value).await
+    }
+
+    /// Encodes `value` with format `F` and sends it as one message.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Typed`] if the value cannot be encoded (nothing is sent; counted in
+    /// [`ErrorStats::encode`](crate::ErrorStats::encode)), and everything
+    /// [`send`](Connection::send) returns.
+    ///
+    /// # Cancellation safety
+    ///
+    /// As [`send`](Connection::send).
+    pub async fn send_typed_with<F: Format, T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), ServerError> {
+        let payload = typed::encode::<F, T>(value).map_err(|e| {
+            let err = ServerError::Typed(e);
+            self.count_and_log(&err, "encode");
+            err
+        })?;
+        self.send(payload).await
+    }
+
+    /// Queues one message without flushing. Writes first if
+    /// [`write_buffer_limit`](crate::ServerBuilder::write_buffer_limit) bytes are already
+    /// queued; in ack mode, waits for room in the peer's window. Use it to send many messages
+    /// with one write, then [`flush`](Connection::flush).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Connection::send).
+    ///
+    /// # Cancellation safety
+    ///
+    /// If dropped before completing, the message was not queued.
+    pub async fn feed(&mut self, frame: impl AsRef<[u8]>) -> Result<(), ServerError> {
+        poll_fn(|cx| self.poll_send_ready(cx)).await?;
+        self.queue(frame.as_ref())
+    }
+
+    /// Writes every queued message (and, in ack mode, pending ACKs) to the socket. In ack
+    /// mode this does not wait for the peer's ACKs; see [`wait_acked`](Connection::wait_acked).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Connection::send).
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe: unwritten bytes stay queued for the next flush.
+    pub async fn flush(&mut self) -> Result<(), ServerError> {
+        poll_fn(|cx| self.poll_flush_all(cx)).await
+    }
+
+    /// Ack mode: flushes, then waits until the peer's application has taken (acknowledged)
+    /// every message sent so far. Returns at once in plain mode.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Connection::send); [`ServerError::Closed`] if the peer closed the
+    /// connection first (the unacknowledged messages are in
+    /// [`take_unacked`](Connection::take_unacked)).
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe: messages read meanwhile stay buffered for `recv`.
+    pub async fn wait_acked(&mut self) -> Result<(), ServerError> {
+        self.flush().await?;
+        poll_fn(|cx| self.poll_ack_wait(cx, AckWait::AllAcked)).await
+    }
+
+    /// Ack mode: removes and returns the messages sent but not acknowledged, oldest first
+    /// (for example after the peer disconnected), so that nothing is silently lost. Empty in
+    /// plain mode. Do not send on the connection afterwards.
+    pub fn take_unacked(&mut self) -> Vec<Bytes> {
+        self.ack
+            .as_mut()
+            .map(|a| a.state.take_unacked())
+            .unwrap_or_default()
+    }
+
+    /// Flushes, then shuts down the sending direction (the peer sees end of stream). Later
+    /// sends fail with [`ServerError::Closed`].
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Connection::send).
+    pub async fn close(&mut self) -> Result<(), ServerError> {
+        poll_fn(|cx| self.poll_close_write(cx)).await
+    }
+
+    /// Polls for the next message; the poll form of [`recv`](Connection::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, ServerError>> {
+        if self.ack.is_none() {
+            let frame = ready!(self.poll_frame(cx, true))?;
+            if frame.is_some() {
+                bump(&self.server.shared.counters.frames_in, 1);
+            }
+            return Poll::Ready(Ok(frame));
+        }
+        self.with_side(cx, Side::Recv, |this, cx| this.poll_recv_ack(cx))
+    }
+
+    /// Runs `f` with a context whose waker wakes both halves in ack mode (see [`SideWakers`]),
+    /// or with `cx` itself in plain mode.
+    fn with_side<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        side: Side,
+        f: impl FnOnce(&mut Self, &mut Context<'_>) -> R,
+    ) -> R {
+        match &self.ack {
+            Some(a) => {
+                a.wakers.register(side, cx.waker());
+                let waker = a.waker.clone();
+                let mut both = Context::from_waker(&waker);
+                f(self, &mut both)
+            }
+            None => f(self, cx),
+        }
+    }
+
+    fn poll_recv_ack(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, ServerError>> {
+        loop {
+            self.ack_pump(cx);
+            if let Some(d) = self.ack.as_mut().and_then(|a| a.inbox.pop_front()) {
+                let payload = self.ack_took(d);
+                self.ack_pump(cx);
+                return Poll::Ready(Ok(Some(payload)));
+            }
+            let frame = match self.poll_frame(cx, true) {
+                Poll::Pending => {
+                    // Nothing more to read now: acknowledge everything taken.
+                    if let Some(a) = self.ack.as_mut() {
+                        a.state.reader_idle();
+                    }
+                    self.ack_pump(cx);
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(Some(frame))) => frame,
+                Poll::Ready(other) => return Poll::Ready(other),
+            };
+            match self.ack_handle_frame(frame) {
+                Ok(Some(d)) => {
+                    let payload = self.ack_took(d);
+                    self.ack_pump(cx);
+                    return Poll::Ready(Ok(Some(payload)));
+                }
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Feeds one frame to the ack machine. An ACK or HELLO may open window room: the sending
+    /// half is woken.
+    fn ack_handle_frame(&mut self, frame: Bytes) -> Result<Option<Delivery>, ServerError> {
+        let Some(a) = self.ack.as_mut() else {
+            return Ok(None);
+        };
+        match a.state.handle_frame(frame) {
+            Ok(Some(d)) => Ok(Some(d)),
+            Ok(None) => {
+                a.wakers.wake_side(Side::Send);
+                Ok(None)
+            }
+            Err(e) => Err(self.read_failed(ServerError::Ack(e))),
+        }
+    }
+
+    /// The handler takes `d`: report it to the machine (which queues an ACK when due).
+    fn ack_took(&mut self, d: Delivery) -> Bytes {
+        let rbuf_empty = self.rbuf.is_empty();
+        if let Some(a) = self.ack.as_mut() {
+            // `taken` only fails for a seq never received; `d` was received.
+            let _ = a.state.taken(d.seq);
+            if a.inbox.is_empty() && rbuf_empty {
+                a.state.reader_idle();
+            }
+        }
+        bump(&self.server.shared.counters.frames_in, 1);
+        d.payload
+    }
+
+    /// Ack mode: moves the machine's frames (HELLO, ACKs, DATA) into the write buffer.
+    fn ack_encode(&mut self) {
+        let Some(a) = self.ack.as_mut() else {
+            return;
+        };
+        if self.write_closed {
+            return;
+        }
+        while let Some(frame) = a.state.poll_transmit() {
+            // Cannot fail: DATA payloads are checked against this codec's limit when queued,
+            // and HELLO/ACK frames are 14 and 9 bytes.
+            if let Err(e) = frame.encode(&mut self.codec, &mut self.wbuf) {
+                tracing::error!(error = %e, "cannot encode an ack-mode frame");
+            }
+        }
+    }
+
+    /// Ack mode: encodes pending frames and writes what the socket takes now. A write error
+    /// closes the sending side (logged and counted there); the caller carries on.
+    fn ack_pump(&mut self, cx: &mut Context<'_>) {
+        self.ack_encode();
+        if !self.write_closed && !self.wbuf.is_empty() {
+            let _ = self.poll_write_buf(cx);
+        }
+    }
+
+    /// The frame layer: decodes the next frame, reading as needed. With `end_on_shutdown`, a
+    /// requested shutdown ends the stream between frames.
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        end_on_shutdown: bool,
+    ) -> Poll<Result<Option<Bytes>, ServerError>> {
+        if self.read_closed || (end_on_shutdown && self.recv_ended) {
+            return Poll::Ready(Ok(None));
+        }
+        loop {
+            if !self.rbuf.is_empty() || self.eof {
+                let decoded = if self.eof {
+                    self.codec.decode_eof(&mut self.rbuf)
+                } else {
+                    self.codec.decode(&mut self.rbuf)
+                };
+                match decoded {
+                    Ok(Some(frame)) => {
+                        self.idle_since = None;
+                        self.frame_since = None;
+                        return Poll::Ready(Ok(Some(frame)));
+                    }
+                    Ok(None) if self.eof => {
+                        tracing::debug!("peer closed the connection");
+                        self.read_closed = true;
+                        self.rbuf = BytesMut::new();
+                        return Poll::Ready(Ok(None));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Poll::Ready(Err(self.read_failed(e.into()))),
+                }
+            }
+            if end_on_shutdown && self.between_frames() && self.poll_shutdown_requested(cx) {
+                tracing::debug!("shutdown requested; ending the incoming stream");
+                self.recv_ended = true;
+                return Poll::Ready(Ok(None));
+            }
+            if self.rbuf.capacity() == 0 {
+                // Idle: wait for bytes without holding a buffer.
+                match self.io.poll_read_ready(cx) {
+                    Poll::Pending => return self.poll_read_timeout(cx),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(self.read_failed(e.into()))),
+                    Poll::Ready(Ok(())) => {}
+                }
+            }
+            if self.rbuf.len() == self.rbuf.capacity() {
+                self.rbuf
+                    .reserve(self.server.shared.config.read_buffer_size);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+                Poll::Pending => {
+                    if self.between_frames() {
+                        // Nothing of a frame is buffered: give the memory back while we wait.
+                        self.rbuf = BytesMut::new();
+                    }
+                    return self.poll_read_timeout(cx);
+                }
+                Poll::Ready(Ok(0)) => self.eof = true,
+                Poll::Ready(Ok(n)) => bump(&self.server.shared.counters.bytes_in, n as u64),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(self.read_failed(e.into()))),
+            }
+        }
+    }
+
+    fn between_frames(&self) -> bool {
+        self.rbuf.is_empty() && self.codec.is_between_frames()
+    }
+
+    fn poll_shutdown_requested(&mut self, cx: &mut Context<'_>) -> bool {
+        let token = &self.server.shared.shutdown;
+        if token.is_cancelled() {
+            return true;
+        }
+        let signal = self
+            .shutdown
+            .get_or_insert_with(|| Box::pin(token.clone().cancelled_owned()));
+        signal.as_mut().poll(cx).is_ready()
+    }
+
+    /// Called when a read returned `Pending`: checks the idle or stall deadline.
+    fn poll_read_timeout<T>(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, ServerError>> {
+        let config = &self.server.shared.config;
+        let now = Instant::now();
+        let (deadline, err) = if self.between_frames() {
+            self.frame_since = None;
+            let Some(t) = config.idle_timeout else {
+                return Poll::Pending;
+            };
+            let since = *self.idle_since.get_or_insert(now);
+            (since + t, ServerError::IdleTimeout { idle_ms: millis(t) })
+        } else {
+            let Some(t) = config.stall_timeout else {
+                return Poll::Pending;
+            };
+            let since = *self.frame_since.get_or_insert(now);
+            let err = ServerError::StallTimeout {
+                stall_ms: millis(t),
+                buffered: self.rbuf.len(),
+            };
+            (since + t, err)
+        };
+        ready!(poll_deadline(&mut self.read_timer, deadline, cx));
+        Poll::Ready(Err(self.read_failed(err)))
+    }
+
+    fn read_failed(&mut self, err: ServerError) -> ServerError {
+        self.read_closed = true;
+        self.rbuf = BytesMut::new();
+        self.read_timer = None;
+        self.count_and_log(&err, "receive");
+        if let Some(a) = &self.ack {
+            // A sender waiting for ACKs must learn that none will come.
+            a.wakers.wake_side(Side::Send);
+        }
+        err
+    }
+
+    fn write_failed(&mut self, err: ServerError) -> ServerError {
+        self.write_closed = true;
+        self.wbuf = BytesMut::new();
+        self.write_timer = None;
+        self.count_and_log(&err, "send");
+        err
+    }
+
+    fn count_and_log(&self, err: &ServerError, what: &str) {
+        self.server.shared.counters.count_error(err.kind());
+        match err.kind() {
+            ErrorKind::Io => tracing::info!(error = %err, "{what} failed"),
+            _ => tracing::warn!(error = %err, "{what} failed"),
+        }
+    }
+
+    fn closed_for_sending() -> ServerError {
+        ServerError::Closed {
+            direction: "sending",
+        }
+    }
+
+    fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
+        if self.write_closed {
+            return Poll::Ready(Err(Self::closed_for_sending()));
+        }
+        if self.ack.is_some() {
+            return self.with_side(cx, Side::Send, |this, cx| {
+                this.poll_ack_wait(cx, AckWait::Room)
+            });
+        }
+        if self.wbuf.len() >= self.server.shared.config.write_buffer_limit {
+            ready!(self.poll_write_buf(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Ack mode: writes what is queued and reads (ACKs, and DATA for `recv`) until `until`
+    /// holds. Plain mode: ready at once.
+    fn poll_ack_wait(
+        &mut self,
+        cx: &mut Context<'_>,
+        until: AckWait,
+    ) -> Poll<Result<(), ServerError>> {
+        loop {
+            let Some(a) = self.ack.as_ref() else {
+                return Poll::Ready(Ok(()));
+            };
+            let done = match until {
+                AckWait::Room => a.state.has_room(),
+                AckWait::AllAcked => a.state.all_acked(),
+            };
+            self.ack_encode();
+            if self.write_closed {
+                return Poll::Ready(Err(Self::closed_for_sending()));
+            }
+            let limit = self.server.shared.config.write_buffer_limit;
+            if self.wbuf.len() >= limit || (until == AckWait::AllAcked && !self.wbuf.is_empty()) {
+                ready!(self.poll_write_buf(cx))?;
+                continue;
+            }
+            if !self.wbuf.is_empty() {
+                // Best effort now; `flush` finishes it.
+                if let Poll::Ready(Err(e)) = self.poll_write_buf(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            if done {
+                return Poll::Ready(Ok(()));
+            }
+            if self.read_closed {
+                // The peer closed or broke the connection: no ACK will come.
+                return Poll::Ready(Err(Self::closed_for_sending()));
+            }
+            let frame = match self.poll_frame(cx, false) {
+                Poll::Pending => {
+                    // The peer's window stays full: that is the write timeout's business.
+                    return self.poll_write_timeout(cx);
+                }
+                Poll::Ready(Ok(Some(frame))) => frame,
+                Poll::Ready(Ok(None)) => return Poll::Ready(Err(Self::closed_for_sending())),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            };
+            if let Some(d) = self.ack_handle_frame(frame)? {
+                if let Some(a) = self.ack.as_mut() {
+                    a.inbox.push_back(d);
+                    a.wakers.wake_side(Side::Recv);
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, frame: &[u8]) -> Result<(), ServerError> {
+        if self.write_closed {
+            return Err(Self::closed_for_sending());
+        }
+        let result = match self.ack.as_mut() {
+            None => self
+                .codec
+                .encode(frame, &mut self.wbuf)
+                .map_err(ServerError::from),
+            Some(a) => {
+                let max = self.codec.max_frame_len().saturating_sub(DATA_HEADER_LEN);
+                if frame.len() > max {
+                    Err(ServerError::Ack(AckError::PayloadTooLong {
+                        len: frame.len(),
+                        max,
+                    }))
+                } else {
+                    a.state
+                        .send(Bytes::copy_from_slice(frame), false)
+                        .map(|_| ())
+                        .map_err(ServerError::Ack)
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                bump(&self.server.shared.counters.frames_out, 1);
+                self.ack_encode();
+                Ok(())
+            }
+            Err(err) => {
+                // Nothing was queued; the stream is still in sync.
+                self.count_and_log(&err, "send");
+                Err(err)
+            }
+        }
+    }
+
+    /// Writes the queued bytes; releases the buffer once it is empty.
+    fn poll_write_buf(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
+        while !self.wbuf.is_empty() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf) {
+                Poll::Pending => return self.poll_write_timeout(cx),
+                Poll::Ready(Ok(0)) => {
+                    let e = io::Error::new(io::ErrorKind::WriteZero, "the socket accepted 0 bytes");
+                    return Poll::Ready(Err(self.write_failed(e.into())));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.wbuf.advance(n);
+                    self.write_since = None;
+                    bump(&self.server.shared.counters.bytes_out, n as u64);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(self.write_failed(e.into()))),
+            }
+        }
+        if self.wbuf.capacity() > 0 {
+            self.wbuf = BytesMut::new();
+        }
+        self.write_since = None;
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_write_timeout(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
+        let Some(t) = self.server.shared.config.write_timeout else {
+            return Poll::Pending;
+        };
+        let since = *self.write_since.get_or_insert_with(Instant::now);
+        ready!(poll_deadline(&mut self.write_timer, since + t, cx));
+        let err = ServerError::WriteTimeout {
+            timeout_ms: millis(t),
+            pending: self.wbuf.len(),
+        };
+        Poll::Ready(Err(self.write_failed(err)))
+    }
+
+    fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
+        if self.write_closed {
+            return Poll::Ready(Err(Self::closed_for_sending()));
+        }
+        self.with_side(cx, Side::Send, |this, cx| {
+            this.ack_encode();
+            ready!(this.poll_write_buf(cx))?;
+            match ready!(Pin::new(&mut this.io).poll_flush(cx)) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(e) => Poll::Ready(Err(this.write_failed(e.into()))),
+            }
+        })
+    }
+
+    fn poll_close_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
+        ready!(self.poll_flush_all(cx))?;
+        let res = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+        self.write_closed = true;
+        self.write_timer = None;
+        Poll::Ready(res.map_err(ServerError::from))
+    }
+}
+
+impl<S> Stream for Connection<S> {
+    type Item = Result<Bytes, ServerError>;
+
+    /// Same as [`Connection::poll_recv`], with `Ok(None)` as the end of the stream.
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx).map(Result::transpose)
+    }
+}
+
+impl<S, T: AsRef<[u8]>> Sink<T> for Connection<S> {
+    type Error = ServerError;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
+        self.get_mut().poll_send_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: T) -> Result<(), ServerError> {
+        self.get_mut().queue(item.as_ref())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
+        self.get_mut().poll_flush_all(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
+        self.get_mut().poll_close_write(cx)
+    }
+}

@@ -1,0 +1,136 @@
+//! The server's error type.
+
+use std::io;
+
+use framewire_codec::ack::AckError;
+use framewire_codec::typed::TypedError;
+use framewire_codec::FrameError;
+
+/// Everything that can go wrong while binding, accepting, or serving a connection.
+///
+/// Every variant says what happened in numbers, so a log line is enough to diagnose it. After
+/// any error returned by [`Connection::recv`](crate::Connection::recv) or
+/// [`Connection::send`](crate::Connection::send) that direction of the connection is closed:
+/// later calls return `Ok(None)` (receive side) or [`ServerError::Closed`] (send side).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The listening socket could not be created, bound or put into listening state.
+    #[error("cannot listen on {addr} (backlog {backlog}): {source}")]
+    Bind {
+        /// The address that was asked for.
+        addr: String,
+        /// The listen backlog that was asked for.
+        backlog: u32,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// The transport failed (connection reset, broken pipe, ...).
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// The peer sent bytes that are not valid framing (oversized header, end of stream inside
+    /// a frame), or the handler tried to send an oversized frame.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// Ack mode: the peer broke the ack-mode protocol (first frame not a HELLO, a DATA out of
+    /// sequence or beyond the window, an ACK for a message never sent, ...), or the handler
+    /// sent a payload too long for one DATA frame.
+    #[error(transparent)]
+    Ack(AckError),
+    /// A typed message could not be decoded (that message only; the connection stays usable)
+    /// or a value could not be encoded (nothing was sent).
+    #[error(transparent)]
+    Typed(TypedError),
+    /// No frame arrived for the configured idle timeout while the handler waited in `recv`.
+    #[error("idle timeout: no frame arrived for {idle_ms} ms")]
+    IdleTimeout {
+        /// The configured idle timeout, in milliseconds.
+        idle_ms: u64,
+    },
+    /// A frame was begun but not finished within the configured stall timeout (a slowloris
+    /// peer, or one that died mid-frame without closing).
+    #[error(
+        "stall timeout: a frame begun {stall_ms} ms ago is still unfinished ({buffered} bytes buffered)"
+    )]
+    StallTimeout {
+        /// The configured stall timeout, in milliseconds.
+        stall_ms: u64,
+        /// Bytes of the unfinished frame buffered when the timeout fired (payload bytes after
+        /// the header, or header bytes if the header itself is incomplete).
+        buffered: usize,
+    },
+    /// Outgoing bytes could not be written for the configured write timeout: the peer stopped
+    /// reading and the kernel's send buffer is full.
+    #[error("write timeout: no outgoing byte could be written for {timeout_ms} ms ({pending} bytes waiting)")]
+    WriteTimeout {
+        /// The configured write timeout, in milliseconds.
+        timeout_ms: u64,
+        /// Bytes still waiting to be written when the timeout fired.
+        pending: usize,
+    },
+    /// The operation was attempted on a direction of the connection that an earlier error or
+    /// a close had already shut.
+    #[error("the connection is closed for {direction} after an earlier error or close")]
+    Closed {
+        /// `"sending"` or `"receiving"`.
+        direction: &'static str,
+    },
+}
+
+/// The kind of an error, as counted in [`ErrorStats`](crate::ErrorStats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Binding the listener failed.
+    Bind,
+    /// A transport error.
+    Io,
+    /// Invalid framing from the peer.
+    Protocol,
+    /// The handler tried to send a frame over the limit.
+    OutgoingTooLong,
+    /// A typed message that did not decode.
+    Decode,
+    /// A value that could not be encoded as a typed message.
+    Encode,
+    /// Local misuse of the connection (for example `start_send` without `poll_ready` on a
+    /// full ack-mode window). Not counted.
+    Usage,
+    /// The idle timeout fired.
+    IdleTimeout,
+    /// The stall timeout fired.
+    StallTimeout,
+    /// The write timeout fired.
+    WriteTimeout,
+    /// Use after close.
+    Closed,
+}
+
+impl ServerError {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ServerError::Bind { .. } => ErrorKind::Bind,
+            ServerError::Io(_) => ErrorKind::Io,
+            ServerError::Frame(e) if e.is_peer_error() => ErrorKind::Protocol,
+            ServerError::Frame(FrameError::Io(_)) => ErrorKind::Io,
+            ServerError::Frame(_) => ErrorKind::OutgoingTooLong,
+            ServerError::Ack(AckError::Frame(e)) if e.is_peer_error() => ErrorKind::Protocol,
+            ServerError::Ack(AckError::Frame(FrameError::Io(_))) => ErrorKind::Io,
+            ServerError::Ack(e) if e.is_peer_error() => ErrorKind::Protocol,
+            ServerError::Ack(AckError::PayloadTooLong { .. } | AckError::Frame(_)) => {
+                ErrorKind::OutgoingTooLong
+            }
+            ServerError::Ack(_) => ErrorKind::Usage,
+            ServerError::Typed(e) if e.is_decode() => ErrorKind::Decode,
+            ServerError::Typed(TypedError::Frame(FrameError::Io(_))) => ErrorKind::Io,
+            ServerError::Typed(TypedError::Frame(e)) if e.is_peer_error() => ErrorKind::Protocol,
+            ServerError::Typed(TypedError::Frame(_)) => ErrorKind::OutgoingTooLong,
+            ServerError::Typed(_) => ErrorKind::Encode,
+            ServerError::IdleTimeout { .. } => ErrorKind::IdleTimeout,
+            ServerError::StallTimeout { .. } => ErrorKind::StallTimeout,
+            ServerError::WriteTimeout { .. } => ErrorKind::WriteTimeout,
+            ServerError::Closed { .. } => ErrorKind::Closed,
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The cloneable server handle: socketserver's `self.server`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::address::Address;
+use crate::config::Config;
+use crate::stats::{Counters, Stats};
+
+/// What every connection of one server shares.
+pub(crate) struct Shared<S> {
+    pub(crate) state: S,
+    pub(crate) counters: Counters,
+    pub(crate) config: Config,
+    pub(crate) local_addr: Address,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) stopped: CancellationToken,
+    pub(crate) per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A cloneable handle to a running (or not yet running) server: socketserver's `self.server`.
+///
+/// Get one from [`Server::handle`](crate::Server::handle) before serving, or from
+/// [`Connection::server`](crate::Connection::server) inside a handler. All methods are cheap
+/// and non-blocking; [`shutdown`](ServerHandle::shutdown) may be called from any task or
+/// thread, including a handler, and never deadlocks (unlike socketserver's `shutdown()` called
+/// from the serving thread).
+pub struct ServerHandle<S = ()> {
+    pub(crate) shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for ServerHandle<S> {
+    fn clone(&self) -> Self {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S> fmt::Debug for ServerHandle<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.shared.local_addr)
+            .field("shutting_down", &self.shared.shutdown.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> ServerHandle<S> {
+    /// Requests a graceful shutdown: the accept loop stops accepting, handlers are signalled
+    /// (their [`shutdown_requested`](ServerHandle::shutdown_requested) futures complete and
+    /// `recv` ends between frames), and after the grace period the handlers still running are
+    /// aborted. Returns at once; await [`stopped`](ServerHandle::stopped) to wait for the end.
+    /// Calling it again does nothing.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    /// `true` once [`shutdown`](ServerHandle::shutdown) was called (or the `serve_until`
+    /// signal fired).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown.is_cancelled()
+    }
+
+    /// A future that completes when shutdown is requested: something a handler can
+    /// `select!` on.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe: dropping it loses nothing, and a new one completes at once if
+    /// shutdown was already requested.
+    pub fn shutdown_requested(&self) -> ShutdownSignal {
+        ShutdownSignal::new(self.shared.shutdown.clone())
+    }
+
+    /// A future that completes once `serve` has finished its graceful shutdown (every handler
+    /// finished or aborted).
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe, as [`shutdown_requested`](ServerHandle::shutdown_requested).
+    pub fn stopped(&self) -> ShutdownSignal {
+        ShutdownSignal::new(self.shared.stopped.clone())
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The address the server listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> &Address {
+        &self.shared.local_addr
+    }
+
+    /// The shared application state set with
+    /// [`ServerBuilder::state`](crate::ServerBuilder::state).
+    pub fn state(&self) -> &S {
+        &self.shared.state
+    }
+}
+
+/// Completes when a server's shutdown is requested (or, from
+/// [`ServerHandle::stopped`], when it has stopped).
+///
+/// # Cancellation safety
+///
+/// Cancellation safe: it holds no data; drop it and ask for a new one at any time.
+pub struct ShutdownSignal {
+    inner: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl ShutdownSignal {
+    fn new(token: CancellationToken) -> Self {
+        ShutdownSignal {
+            inner: Box::pin(token.cancelled_owned()),
+        }
+    }
+}
+
+impl fmt::Debug for ShutdownSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownSignal").finish_non_exhaustive()
+    }
+}
+
+impl Future for ShutdownSignal {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.inner.as_mut().poll(cx)
+    }
+}

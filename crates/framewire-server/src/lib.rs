@@ -1,0 +1,76 @@
+//! A concurrent framed TCP server: Python's `socketserver.ThreadingTCPServer`, in async Rust,
+//! on framewire's length-prefixed frames.
+//!
+//! socketserver gives each connection a handler whose `handle()` sees `self.request`,
+//! `self.client_address` and `self.server`. Here:
+//!
+//! | socketserver | framewire-server |
+//! |---|---|
+//! | `ThreadingTCPServer(addr, Handler)` | [`Server::bind`], [`ServerBuilder::bind`], [`ServerBuilder::listener`] (TCP or Unix) |
+//! | `BaseRequestHandler.handle()` | [`Handler::handle`], or any `Fn(Connection) -> impl Future` |
+//! | `self.request` | [`Connection`]: a `Stream` of frames and a `Sink` of frames, with [`Connection::recv`] / [`Connection::send`] and the typed [`Connection::recv_typed`] / [`Connection::send_typed`] (serde, bincode by default) |
+//! | `self.client_address` | [`Connection::peer_addr`] |
+//! | `self.server` | [`Connection::server`]: a [`ServerHandle`] (shutdown, stats, local address, shared state) |
+//! | `serve_forever()` | [`Server::serve`] |
+//! | `shutdown()` | [`ServerHandle::shutdown`] from anywhere; [`Server::serve_until`] a signal |
+//! | `server_close()`, `block_on_close` | graceful shutdown with a [grace period](ServerBuilder::grace_period), then abort, counted in [`ShutdownReport`] |
+//! | `verify_request()` | [`ServerBuilder::accept_filter`] |
+//! | `handle_error()` | errors are logged with `tracing` (a span per connection with the peer address) and counted in [`Stats`] |
+//! | `timeout`, `handle_timeout()` | [idle](ServerBuilder::idle_timeout), [stall](ServerBuilder::stall_timeout) and [write](ServerBuilder::write_timeout) timeouts |
+//! | `request_queue_size` | [`ServerBuilder::backlog`] |
+//! | none | [`ServerBuilder::max_connections`] with [`AtCapacity`], [`ServerBuilder::max_connections_per_ip`] |
+//! | none | ack mode: [`ServerBuilder::ack_mode`], every connection speaks ack mode with the configured window ([`Connection`#ack-mode](Connection#ack-mode)) |
+//! | none | [`ServerHandle::stats`] |
+//!
+//! # Example: the tutorial's echo server
+//!
+//! ```no_run
+//! use framewire_server::{Connection, Server, ServerError};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), ServerError> {
+//!     let server = Server::bind("127.0.0.1:9999").await?;
+//!     server
+//!         .serve(|mut conn: Connection| async move {
+//!             conn.send("你好欢迎你").await?;
+//!             while let Some(frame) = conn.recv().await? {
+//!                 if &frame[..] == b"q" {
+//!                     break;
+//!                 }
+//!                 conn.send([&frame[..], "好".as_bytes()].concat()).await?;
+//!             }
+//!             Ok::<_, ServerError>(())
+//!         })
+//!         .await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Memory
+//!
+//! An idle connection holds no read or write buffer (see [`Connection`]); what remains is the
+//! tokio task, the socket registration and the connection struct.
+
+#![forbid(unsafe_code)]
+
+mod address;
+mod config;
+mod connection;
+mod error;
+mod handle;
+mod server;
+mod signal;
+mod stats;
+
+pub use address::{Address, Transport};
+pub use config::{
+    AtCapacity, ServerBuilder, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, DEFAULT_BACKLOG,
+    DEFAULT_GRACE_PERIOD, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_BUFFER_SIZE, DEFAULT_STALL_TIMEOUT,
+    DEFAULT_WRITE_BUFFER_LIMIT, DEFAULT_WRITE_TIMEOUT,
+};
+pub use connection::Connection;
+pub use error::{ErrorKind, ServerError};
+pub use handle::{ServerHandle, ShutdownSignal};
+pub use server::{Handler, HandlerOutput, Server, ShutdownReport};
+pub use signal::termination_signal;
+pub use stats::{ErrorStats, Stats};

@@ -1,0 +1,492 @@
+//! The accept loop: socketserver's `serve_forever`, with a connection cap and graceful
+//! shutdown.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::FutureExt;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::net::Listener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::address::{Address, Transport};
+use crate::config::{AtCapacity, Config, ServerBuilder, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN};
+use crate::connection::Connection;
+use crate::handle::{ServerHandle, Shared};
+use crate::stats::{bump, Counters, Stats};
+use crate::ServerError;
+
+/// What a connection handler does: socketserver's `BaseRequestHandler.handle()`.
+///
+/// The server calls [`handle`](Handler::handle) once per accepted connection, in its own
+/// tokio task. When the returned future completes, the connection is closed. An error result
+/// is logged (in the connection's `tracing` span, with the peer address) and counted in
+/// [`ErrorStats::handler`](crate::ErrorStats::handler); a panic is caught, logged and counted
+/// in [`ErrorStats::panic`](crate::ErrorStats::panic). Neither affects other connections.
+///
+/// Any `Fn(Connection<S>) -> impl Future` closure is a handler, so an async closure works.
+/// Name the parameter's type (`Connection`, or `Connection<MyState>` with shared state): Rust
+/// cannot infer a closure's argument type through a trait bound other than `Fn`.
+///
+/// ```no_run
+/// use framewire_server::{Connection, Server, ServerError};
+///
+/// # async fn run() -> Result<(), ServerError> {
+/// let server = Server::bind("127.0.0.1:9999").await?;
+/// server
+///     .serve(|mut conn: Connection| async move {
+///         while let Some(frame) = conn.recv().await? {
+///             conn.send(&frame).await?;
+///         }
+///         Ok::<_, ServerError>(())
+///     })
+///     .await;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A type implements it directly to carry its own configuration:
+///
+/// ```
+/// use framewire_server::{Connection, Handler, ServerError};
+///
+/// struct Prefix(&'static str);
+///
+/// impl Handler for Prefix {
+///     type Output = Result<(), ServerError>;
+///
+///     async fn handle(&self, mut conn: Connection) -> Self::Output {
+///         while let Some(frame) = conn.recv().await? {
+///             conn.send([self.0.as_bytes(), &frame].concat()).await?;
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Handler<S = ()>: Send + Sync + 'static {
+    /// What the handler returns: `()` or `Result<(), E>` with a displayable `E`.
+    type Output: HandlerOutput;
+
+    /// Serves one connection, start to finish.
+    fn handle(&self, conn: Connection<S>) -> impl Future<Output = Self::Output> + Send;
+}
+
+impl<S, F, Fut> Handler<S> for F
+where
+    S: Send + Sync + 'static,
+    F: Fn(Connection<S>) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send,
+    Fut::Output: HandlerOutput,
+{
+    type Output = Fut::Output;
+
+    fn handle(&self, conn: Connection<S>) -> impl Future<Output = Self::Output> + Send {
+        self(conn)
+    }
+}
+
+/// The result of a handler: `()` (always success) or `Result<(), E>` where `E` is logged with
+/// its `Display` form.
+pub trait HandlerOutput: Send {
+    /// The error type.
+    type Error: fmt::Display;
+
+    /// Converts into a `Result`.
+    fn into_result(self) -> Result<(), Self::Error>;
+}
+
+impl HandlerOutput for () {
+    type Error = Infallible;
+
+    fn into_result(self) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display + Send> HandlerOutput for Result<(), E> {
+    type Error = E;
+
+    fn into_result(self) -> Result<(), E> {
+        self
+    }
+}
+
+/// What a graceful shutdown did, returned by [`Server::serve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Connections still running when shutdown began that finished within the grace period.
+    pub finished: u64,
+    /// Connections aborted because their handler was still running when the grace period ran
+    /// out.
+    pub aborted: u64,
+    /// The counters after the last connection ended.
+    pub stats: Stats,
+}
+
+/// A framed TCP (or Unix-socket) server: socketserver's `ThreadingTCPServer`, in async Rust.
+///
+/// Build one with [`Server::bind`] or [`Server::builder`], then [`serve`](Server::serve) a
+/// [`Handler`]. Each accepted connection runs the handler in its own tokio task, at most
+/// [`max_connections`](ServerBuilder::max_connections) at a time.
+///
+/// ```no_run
+/// use framewire_server::{Connection, Server, ServerError};
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), ServerError> {
+///     let server = Server::bind("127.0.0.1:9999").await?;
+///     println!("listening on {}", server.local_addr());
+///     let report = server
+///         .serve_until(
+///             |mut conn: Connection| async move {
+///                 while let Some(frame) = conn.recv().await? {
+///                     conn.send(&frame).await?;
+///                 }
+///                 Ok::<_, ServerError>(())
+///             },
+///             async {
+///                 let _ = tokio::signal::ctrl_c().await;
+///             },
+///         )
+///         .await;
+///     println!("{} aborted", report.aborted);
+///     Ok(())
+/// }
+/// ```
+pub struct Server<S = (), L = TcpListener> {
+    listener: L,
+    shared: Arc<Shared<S>>,
+}
+
+impl<S, L> fmt::Debug for Server<S, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.shared.local_addr)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A builder with the defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::new()
+    }
+
+    /// Binds a TCP listener with the defaults; shorthand for `Server::builder().bind(addr)`.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Bind`] if the address cannot be bound.
+    pub async fn bind(
+        addr: impl tokio::net::ToSocketAddrs + fmt::Display,
+    ) -> Result<Server<(), TcpListener>, ServerError> {
+        ServerBuilder::new().bind(addr).await
+    }
+}
+
+/// Holds a connection's slot (cap, per-IP count, `active` counter) until its task ends.
+struct Slot<S> {
+    shared: Arc<Shared<S>>,
+    ip: Option<IpAddr>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<S> Drop for Slot<S> {
+    fn drop(&mut self) {
+        self.shared
+            .counters
+            .active
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(ip) = self.ip {
+            let mut map = self
+                .shared
+                .per_ip
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(n) = map.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(non-string panic payload)"
+    }
+}
+
+async fn run_connection<S, H: Handler<S>>(handler: Arc<H>, conn: Connection<S>, slot: Slot<S>) {
+    let counters = &slot.shared.counters;
+    match AssertUnwindSafe(handler.handle(conn)).catch_unwind().await {
+        Ok(output) => match output.into_result() {
+            Ok(()) => tracing::debug!("connection closed"),
+            Err(e) => {
+                bump(&counters.err_handler, 1);
+                tracing::warn!(error = %e, "handler failed");
+            }
+        },
+        Err(payload) => {
+            bump(&counters.err_panic, 1);
+            tracing::error!(panic = panic_message(payload.as_ref()), "handler panicked");
+        }
+    }
+    drop(slot);
+}
+
+impl<S, L> Server<S, L>
+where
+    S: Send + Sync + 'static,
+    L: Listener + Send + 'static,
+    L::Io: Transport,
+    L::Addr: Into<Address>,
+{
+    pub(crate) fn new(listener: L, local_addr: Address, state: S, config: Config) -> Self {
+        Server {
+            listener,
+            shared: Arc::new(Shared {
+                state,
+                counters: Counters::default(),
+                config,
+                local_addr,
+                shutdown: CancellationToken::new(),
+                stopped: CancellationToken::new(),
+                per_ip: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// A handle for shutting the server down and reading its stats from elsewhere.
+    pub fn handle(&self) -> ServerHandle<S> {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The address the server listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> &Address {
+        &self.shared.local_addr
+    }
+
+    /// socketserver's `serve_forever`: accepts connections and runs `handler` for each, until
+    /// [`ServerHandle::shutdown`] is called; then shuts down gracefully (see
+    /// [`serve_until`](Server::serve_until)).
+    pub async fn serve<H: Handler<S>>(self, handler: H) -> ShutdownReport {
+        self.serve_until(handler, std::future::pending()).await
+    }
+
+    /// Serves until `signal` completes (for example `tokio::signal::ctrl_c()`) or
+    /// [`ServerHandle::shutdown`] is called, whichever comes first, then shuts down
+    /// gracefully:
+    ///
+    /// 1. the listener is closed: no new connections;
+    /// 2. handlers are signalled ([`Connection::shutdown_signal`] completes, `recv` ends
+    ///    between frames);
+    /// 3. up to the [grace period](ServerBuilder::grace_period) is given for them to finish;
+    /// 4. the rest are aborted, counted in the report and in
+    ///    [`ErrorStats::aborted`](crate::ErrorStats::aborted), and logged.
+    ///
+    /// Accept errors (for example too many open files) are logged and counted, and the loop
+    /// backs off (from [`ACCEPT_BACKOFF_MIN`] doubling to [`ACCEPT_BACKOFF_MAX`]); they never
+    /// end serving.
+    pub async fn serve_until<H, F>(self, handler: H, signal: F) -> ShutdownReport
+    where
+        H: Handler<S>,
+        F: Future<Output = ()> + Send,
+    {
+        let Server {
+            mut listener,
+            shared,
+        } = self;
+        let config = &shared.config;
+        let handler = Arc::new(handler);
+        let token = shared.shutdown.clone();
+        let limit = Arc::new(Semaphore::new(config.max_connections));
+        let wait_at_cap = config.at_capacity == AtCapacity::Wait;
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut held: Option<OwnedSemaphorePermit> = None;
+        let mut backoff = ACCEPT_BACKOFF_MIN;
+        let pause = tokio::time::sleep(std::time::Duration::ZERO);
+        tokio::pin!(pause, signal);
+        let mut paused = false;
+        tracing::info!(addr = %shared.local_addr, "listening");
+
+        loop {
+            let may_accept = !paused && (!wait_at_cap || held.is_some());
+            tokio::select! {
+                biased;
+                () = token.cancelled() => break,
+                () = &mut signal => {
+                    tracing::info!("shutdown signal received");
+                    token.cancel();
+                    break;
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                permit = Arc::clone(&limit).acquire_owned(), if wait_at_cap && held.is_none() => {
+                    // The semaphore is never closed, so this is always Ok.
+                    held = permit.ok();
+                }
+                () = &mut pause, if paused => paused = false,
+                accepted = listener.accept(), if may_accept => match accepted {
+                    Ok((io, addr)) => {
+                        backoff = ACCEPT_BACKOFF_MIN;
+                        let peer: Address = addr.into();
+                        let permit = if wait_at_cap {
+                            held.take()
+                        } else {
+                            Arc::clone(&limit).try_acquire_owned().ok()
+                        };
+                        match admit(&shared, &peer, permit, wait_at_cap) {
+                            Admission::Admit(slot) => {
+                                let span = tracing::info_span!("connection", peer = %peer);
+                                let mut conn = Connection::new(
+                                    Box::new(io),
+                                    peer,
+                                    ServerHandle { shared: Arc::clone(&shared) },
+                                );
+                                // Ack mode: the HELLO goes out before the handler runs. Done
+                                // here, not in the task: a connection borrowed inside the
+                                // task's future before being moved into the handler keeps a
+                                // second slot in that future (a few hundred bytes per idle
+                                // connection).
+                                conn.start();
+                                let fut = run_connection(Arc::clone(&handler), conn, slot);
+                                tasks.spawn(fut.instrument(span));
+                            }
+                            Admission::Refuse(permit) => {
+                                // Keep an unused permit for the next connection.
+                                if wait_at_cap {
+                                    held = permit;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        bump(&shared.counters.err_accept, 1);
+                        tracing::warn!(
+                            error = %e,
+                            backoff_ms = backoff.as_millis() as u64,
+                            "accept failed; backing off",
+                        );
+                        pause.as_mut().reset(Instant::now() + backoff);
+                        paused = true;
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    }
+                },
+            }
+        }
+
+        // Graceful shutdown.
+        drop(listener);
+        drop(held);
+        token.cancel();
+        let running = tasks.len();
+        tracing::info!(
+            running,
+            grace_ms = config.grace_period.as_millis() as u64,
+            "shutting down"
+        );
+        let grace = tokio::time::sleep(config.grace_period);
+        tokio::pin!(grace);
+        let mut finished = 0u64;
+        while !tasks.is_empty() {
+            tokio::select! {
+                biased;
+                Some(_) = tasks.join_next() => finished += 1,
+                () = &mut grace => break,
+            }
+        }
+        let mut aborted = 0u64;
+        if !tasks.is_empty() {
+            tasks.abort_all();
+            while let Some(res) = tasks.join_next().await {
+                match res {
+                    Err(e) if e.is_cancelled() => aborted += 1,
+                    _ => finished += 1,
+                }
+            }
+            bump(&shared.counters.err_aborted, aborted);
+            tracing::warn!(
+                aborted,
+                grace_ms = config.grace_period.as_millis() as u64,
+                "aborted connections still running after the grace period",
+            );
+        }
+        tracing::info!(finished, aborted, "server stopped");
+        shared.stopped.cancel();
+        ShutdownReport {
+            finished,
+            aborted,
+            stats: shared.counters.snapshot(),
+        }
+    }
+}
+
+enum Admission<S> {
+    Admit(Slot<S>),
+    Refuse(Option<OwnedSemaphorePermit>),
+}
+
+/// Applies the accept filter, the per-IP cap and (in refuse mode) the connection cap.
+fn admit<S>(
+    shared: &Arc<Shared<S>>,
+    peer: &Address,
+    permit: Option<OwnedSemaphorePermit>,
+    wait_at_cap: bool,
+) -> Admission<S> {
+    let config = &shared.config;
+    let counters = &shared.counters;
+    if let Some(filter) = &config.filter {
+        if !filter(peer) {
+            bump(&counters.refused_by_filter, 1);
+            tracing::debug!(%peer, "refused by the accept filter");
+            return Admission::Refuse(permit);
+        }
+    }
+    if permit.is_none() && !wait_at_cap {
+        bump(&counters.refused_at_capacity, 1);
+        tracing::debug!(%peer, max = config.max_connections, "refused: at max_connections");
+        return Admission::Refuse(None);
+    }
+    let ip = match (config.max_connections_per_ip, peer.ip()) {
+        (Some(max), Some(ip)) => {
+            let mut map = shared.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = map.entry(ip).or_insert(0);
+            if *n >= max {
+                drop(map);
+                bump(&counters.refused_per_ip, 1);
+                tracing::debug!(%peer, max, "refused: at max_connections_per_ip");
+                return Admission::Refuse(permit);
+            }
+            *n += 1;
+            Some(ip)
+        }
+        _ => None,
+    };
+    bump(&counters.accepted, 1);
+    bump(&counters.active, 1);
+    Admission::Admit(Slot {
+        shared: Arc::clone(shared),
+        ip,
+        _permit: permit,
+    })
+}

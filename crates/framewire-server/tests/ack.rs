@@ -1,0 +1,363 @@
+//! Ack mode: every connection speaks ack mode with the configured window.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::*;
+use framewire_codec::ack::{AckFrame, AckFramed, Hello};
+use framewire_codec::FrameCodec;
+use framewire_server::{Connection, Server, ServerError};
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_util::codec::Encoder;
+
+async fn ack_client(addr: SocketAddr, window: u32) -> AckFramed<TcpStream> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    AckFramed::builder().window(window).new_framed(stream)
+}
+
+async fn tutorial(mut conn: Connection) -> Result<(), ServerError> {
+    conn.send("你好欢迎你").await?;
+    while let Some(frame) = conn.recv().await? {
+        if &frame[..] == b"q" {
+            break;
+        }
+        conn.send([&frame[..], "好".as_bytes()].concat()).await?;
+    }
+    Ok(())
+}
+
+async fn next_payload(c: &mut AckFramed<TcpStream>) -> Option<Bytes> {
+    match c.next().await {
+        Some(Ok(d)) => Some(d.payload),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn the_tutorial_in_stop_and_wait_ack_mode() {
+    within(async {
+        let server = spawn(Server::builder().ack_mode(1), tutorial).await;
+        let mut c = ack_client(server.addr, 1).await;
+        assert_eq!(
+            next_payload(&mut c).await.as_deref(),
+            Some("你好欢迎你".as_bytes())
+        );
+        // `send` on the ack client returns once the server's handler took the message.
+        c.send(Bytes::from("吃了吗")).await.unwrap();
+        assert_eq!(
+            next_payload(&mut c).await.as_deref(),
+            Some("吃了吗好".as_bytes())
+        );
+        c.send(Bytes::from_static(b"q")).await.unwrap();
+        assert!(next_payload(&mut c).await.is_none());
+        assert!(c.into_unacked().is_empty());
+        let stats = wait_for(&server.handle, |s| s.active == 0).await;
+        assert_eq!((stats.frames_in, stats.frames_out), (2, 2));
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_ack_clients_pipeline_with_large_windows() {
+    within(async {
+        let server = spawn(Server::builder().ack_mode(16), echo).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in 0..8u32 {
+            let addr = server.addr;
+            tasks.spawn(async move {
+                // Write and read at once: the server's echo waits for our ACKs (we take its
+                // messages) before it takes more of ours.
+                let (mut up, mut down) = ack_client(addr, 16).await.split();
+                let writer = async {
+                    for i in 0..200u32 {
+                        up.feed(Bytes::from(format!("{id}:{i}"))).await.unwrap();
+                    }
+                    up.flush().await.unwrap(); // every message taken by the server's handler
+                };
+                let reader = async {
+                    for i in 0..200u32 {
+                        let want = format!("{id}:{i}");
+                        let got = down.next().await.unwrap().unwrap();
+                        assert_eq!(got.payload, want.as_bytes());
+                    }
+                };
+                tokio::join!(writer, reader);
+            });
+        }
+        while let Some(res) = tasks.join_next().await {
+            res.unwrap();
+        }
+        let stats = wait_for(&server.handle, |s| s.active == 0).await;
+        assert_eq!((stats.frames_in, stats.frames_out), (1600, 1600));
+        assert_eq!(stats.errors.protocol, 0);
+        server.stop().await;
+    })
+    .await;
+}
+
+/// A hand-driven ack-mode peer over raw frames.
+struct RawPeer {
+    framed: Client,
+}
+
+impl RawPeer {
+    async fn connect(addr: SocketAddr, window: u32) -> RawPeer {
+        let mut framed = client(addr).await;
+        framed
+            .send(Bytes::copy_from_slice(
+                &Hello::new(window, 1 << 20).to_bytes(),
+            ))
+            .await
+            .unwrap();
+        let mut peer = RawPeer { framed };
+        let hello = peer.next().await.unwrap();
+        assert!(matches!(
+            AckFrame::parse(&hello).unwrap(),
+            AckFrame::Hello(_)
+        ));
+        peer
+    }
+
+    async fn next(&mut self) -> Option<Bytes> {
+        next_frame(&mut self.framed).await
+    }
+
+    async fn send_frame(&mut self, frame: AckFrame<&[u8]>) {
+        let mut buf = BytesMut::new();
+        frame.encode(&mut FrameCodec::new(), &mut buf).unwrap();
+        // Strip our own length prefix: the framed sink adds it.
+        self.framed.send(buf.split_off(4).freeze()).await.unwrap();
+    }
+
+    /// DATA frames that arrive within `window` of silence, as seqs.
+    async fn data_until_silent(&mut self, quiet: Duration) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout(quiet, self.framed.next()).await {
+            match AckFrame::parse(&frame).unwrap() {
+                AckFrame::Data { seq, .. } => seqs.push(seq),
+                other => panic!("unexpected {other:?}"),
+            }
+            assert!(seqs.len() <= 100, "runaway sender");
+        }
+        seqs
+    }
+}
+
+#[tokio::test]
+async fn handler_sends_respect_the_peers_window() {
+    within(async {
+        let server = spawn(
+            Server::builder().ack_mode(8),
+            |mut conn: Connection| async move {
+                for i in 0..10u8 {
+                    conn.send([i]).await?;
+                }
+                conn.wait_acked().await?;
+                conn.send("all acked").await?;
+                Ok::<_, ServerError>(())
+            },
+        )
+        .await;
+        let mut peer = RawPeer::connect(server.addr, 4).await;
+        let quiet = Duration::from_millis(200);
+        assert_eq!(peer.data_until_silent(quiet).await, vec![1, 2, 3, 4]);
+        peer.send_frame(AckFrame::Ack { through: 3 }).await;
+        assert_eq!(peer.data_until_silent(quiet).await, vec![5, 6, 7]);
+        peer.send_frame(AckFrame::Ack { through: 7 }).await;
+        assert_eq!(peer.data_until_silent(quiet).await, vec![8, 9, 10]);
+        peer.send_frame(AckFrame::Ack { through: 10 }).await;
+        let last = peer.next().await.unwrap();
+        assert_eq!(
+            AckFrame::parse(&last).unwrap(),
+            AckFrame::Data {
+                seq: 11,
+                redelivery: false,
+                payload: &b"all acked"[..]
+            }
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn messages_are_acknowledged_when_the_handler_takes_them() {
+    within(async {
+        let gate = Arc::new(Semaphore::new(0));
+        let builder = Server::builder().ack_mode(8).state(Arc::clone(&gate));
+        let server = spawn(builder, |mut conn: Connection<Arc<Semaphore>>| async move {
+            loop {
+                // Take a message only when the test allows it.
+                conn.state().acquire().await.unwrap().forget();
+                if conn.recv().await?.is_none() {
+                    return Ok::<_, ServerError>(());
+                }
+            }
+        })
+        .await;
+        let mut peer = RawPeer::connect(server.addr, 8).await;
+        for seq in 1..=3u64 {
+            peer.send_frame(AckFrame::Data {
+                seq,
+                redelivery: false,
+                payload: &b"m"[..],
+            })
+            .await;
+        }
+        // Received by the server, not taken: no ACK.
+        let quiet = Duration::from_millis(200);
+        assert!(silent_for(&mut peer.framed, quiet).await);
+        gate.add_permits(3);
+        let mut through = 0;
+        while through < 3 {
+            let frame = peer.next().await.unwrap();
+            match AckFrame::parse(&frame).unwrap() {
+                AckFrame::Ack { through: t } => through = t,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(server.handle.stats().frames_in, 3);
+        gate.add_permits(1);
+        drop(peer);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn garbage_in_ack_mode_closes_only_that_client() {
+    within(async {
+        let server = spawn(Server::builder().ack_mode(4), echo).await;
+        let mut good = ack_client(server.addr, 4).await;
+        good.send(Bytes::from_static(b"one")).await.unwrap();
+        assert_eq!(next_payload(&mut good).await.as_deref(), Some(&b"one"[..]));
+
+        // A plain-mode client: its first frame is not a HELLO.
+        let mut plain = client(server.addr).await;
+        plain.send("hello").await.unwrap();
+        // It gets the server's HELLO, then the connection closes.
+        let mut frames = 0;
+        while next_frame(&mut plain).await.is_some() {
+            frames += 1;
+            assert!(frames <= 1);
+        }
+        // A DATA out of sequence after a proper handshake.
+        let mut rogue = RawPeer::connect(server.addr, 4).await;
+        rogue
+            .send_frame(AckFrame::Data {
+                seq: 7,
+                redelivery: false,
+                payload: &b"x"[..],
+            })
+            .await;
+        assert!(rogue.next().await.is_none());
+        // Bytes that are not even a valid frame kind.
+        let mut junk = RawPeer::connect(server.addr, 4).await;
+        let mut raw = BytesMut::new();
+        FrameCodec::new()
+            .encode(&[0x7fu8, 1, 2][..], &mut raw)
+            .unwrap();
+        junk.framed.send(raw.split_off(4).freeze()).await.unwrap();
+        assert!(junk.next().await.is_none());
+
+        let stats = wait_for(&server.handle, |s| s.errors.protocol == 3).await;
+        assert_eq!(stats.active, 1);
+        good.send(Bytes::from_static(b"two")).await.unwrap();
+        assert_eq!(next_payload(&mut good).await.as_deref(), Some(&b"two"[..]));
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_in_two_tasks_in_ack_mode() {
+    within(async {
+        let server = spawn(
+            Server::builder().ack_mode(2),
+            |conn: Connection| async move {
+                let (mut sink, mut stream) = conn.split();
+                let pusher = tokio::spawn(async move {
+                    for i in 0..50u32 {
+                        sink.send(format!("push {i}")).await?;
+                    }
+                    Ok::<_, ServerError>(sink)
+                });
+                let mut taken = 0u32;
+                while let Some(m) = stream.next().await {
+                    m?;
+                    taken += 1;
+                }
+                let _sink = pusher
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))??;
+                assert_eq!(taken, 20);
+                Ok::<_, ServerError>(())
+            },
+        )
+        .await;
+        // Window 2 for the server's pushes: its sink half must read our ACKs while the stream
+        // half (another task) also reads.
+        let c = ack_client(server.addr, 2).await;
+        let (mut up, mut down) = c.split();
+        let reader = async {
+            for i in 0..50u32 {
+                let d = down.next().await.unwrap().unwrap();
+                assert_eq!(d.payload, format!("push {i}"));
+            }
+        };
+        let writer = async {
+            for _ in 0..20 {
+                up.send(Bytes::from_static(b"up")).await.unwrap();
+            }
+        };
+        tokio::join!(reader, writer);
+        let mut c = up.reunite(down).unwrap();
+        c.close().await.unwrap();
+        let stats = wait_for(&server.handle, |s| s.active == 0).await;
+        assert_eq!((stats.frames_in, stats.frames_out), (20, 50));
+        assert_eq!((stats.errors.handler, stats.errors.panic), (0, 0));
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn at_shutdown_a_handler_can_still_send_and_wait_for_acks() {
+    within(async {
+        let server = spawn(
+            Server::builder().ack_mode(4),
+            |mut conn: Connection| async move {
+                while let Some(m) = conn.recv().await? {
+                    conn.send(&m).await?;
+                }
+                // recv ended: the server is shutting down. Say goodbye, reliably.
+                conn.send("bye 1").await?;
+                conn.send("bye 2").await?; // needs the peer's ACK for "bye 1" (window 1)
+                conn.wait_acked().await?;
+                Ok::<_, ServerError>(())
+            },
+        )
+        .await;
+        let mut c = ack_client(server.addr, 1).await;
+        c.send(Bytes::from_static(b"hi")).await.unwrap();
+        assert_eq!(next_payload(&mut c).await.as_deref(), Some(&b"hi"[..]));
+        server.handle.shutdown();
+        assert_eq!(next_payload(&mut c).await.as_deref(), Some(&b"bye 1"[..]));
+        assert_eq!(next_payload(&mut c).await.as_deref(), Some(&b"bye 2"[..]));
+        let report = server.task.await.unwrap();
+        assert_eq!((report.finished, report.aborted), (1, 0));
+        assert_eq!(report.stats.errors.handler, 0);
+        assert_eq!(report.stats.frames_out, 3);
+    })
+    .await;
+}

@@ -1,0 +1,207 @@
+//! Many concurrent clients, coalesced and byte-split writes, stats against the traffic,
+//! the Stream + Sink interface, Unix sockets.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use bytes::{BufMut, BytesMut};
+use common::*;
+use framewire_codec::FrameCodec;
+use framewire_server::{Connection, Server, ServerError};
+use futures::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::codec::{Encoder, FramedRead};
+
+const CLIENTS: usize = 16;
+const FRAMES: usize = 150;
+
+fn payload(client: usize, i: usize) -> Vec<u8> {
+    let len = (client * 31 + i * 17) % 300;
+    (0..len).map(|k| (client + i * 7 + k) as u8).collect()
+}
+
+/// Sends every frame (all at once, or in 1..=7-byte pieces), reads the echoes concurrently,
+/// checks them in order; returns (frames, wire bytes).
+async fn run_client(addr: std::net::SocketAddr, id: usize, coalesced: bool) -> (u64, u64) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (rd, mut wr) = stream.into_split();
+    let mut wire = BytesMut::new();
+    let mut codec = FrameCodec::new();
+    for i in 0..FRAMES {
+        codec.encode(payload(id, i), &mut wire).expect("encode");
+    }
+    let wire = wire.freeze();
+    let total = wire.len() as u64;
+    let writer = tokio::spawn(async move {
+        if coalesced {
+            wr.write_all(&wire).await.expect("write");
+        } else {
+            let mut rest = &wire[..];
+            let mut k = 0;
+            while !rest.is_empty() {
+                let n = (1 + k % 7).min(rest.len());
+                wr.write_all(&rest[..n]).await.expect("write");
+                rest = &rest[n..];
+                k += 1;
+                if k % 4 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        wr
+    });
+    let mut reader = FramedRead::new(rd, FrameCodec::new());
+    for i in 0..FRAMES {
+        let frame = reader.next().await.expect("echo").expect("valid frame");
+        assert_eq!(&frame[..], &payload(id, i)[..], "client {id} frame {i}");
+    }
+    drop(writer.await.expect("writer"));
+    (FRAMES as u64, total)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_coalesced_and_split_writes_echo_in_order() {
+    within(async {
+        let server = spawn(Server::builder(), echo).await;
+        let mut clients = tokio::task::JoinSet::new();
+        for id in 0..CLIENTS {
+            clients.spawn(run_client(server.addr, id, id % 2 == 0));
+        }
+        let (mut frames, mut bytes) = (0, 0);
+        while let Some(res) = clients.join_next().await {
+            let (f, b) = res.expect("client task");
+            frames += f;
+            bytes += b;
+        }
+        // Stats agree with the traffic once every handler has seen its client leave.
+        let stats = wait_for(&server.handle, |s| s.active == 0).await;
+        assert_eq!(stats.accepted, CLIENTS as u64);
+        assert_eq!(stats.refused, 0);
+        assert_eq!(stats.frames_in, frames);
+        assert_eq!(stats.frames_out, frames);
+        assert_eq!(stats.bytes_in, bytes);
+        assert_eq!(stats.bytes_out, bytes);
+        assert_eq!(stats.errors, Default::default());
+        let report = server.stop().await;
+        assert_eq!(report.aborted, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn greeting_reply_and_quit_like_the_tutorial() {
+    within(async {
+        let server = spawn(Server::builder(), |mut conn: Connection| async move {
+            conn.send("你好欢迎你").await?;
+            while let Some(frame) = conn.recv().await? {
+                if &frame[..] == b"q" {
+                    break;
+                }
+                conn.send([&frame[..], "好".as_bytes()].concat()).await?;
+            }
+            Ok::<_, ServerError>(())
+        })
+        .await;
+        let mut c = client(server.addr).await;
+        assert_eq!(
+            next_frame(&mut c).await.as_deref(),
+            Some("你好欢迎你".as_bytes())
+        );
+        c.send("吃了吗").await.unwrap();
+        assert_eq!(
+            next_frame(&mut c).await.as_deref(),
+            Some("吃了吗好".as_bytes())
+        );
+        c.send("q").await.unwrap();
+        assert!(closed_by_server(&mut c).await);
+        let stats = wait_for(&server.handle, |s| s.active == 0).await;
+        // greeting 4+15, reply 4+12; in: 4+9 and 4+1
+        assert_eq!((stats.frames_in, stats.frames_out), (2, 2));
+        assert_eq!((stats.bytes_in, stats.bytes_out), (18, 35));
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connection_is_a_stream_and_a_sink() {
+    within(async {
+        // Forward the connection into itself with the Stream/Sink combinators.
+        let server = spawn(Server::builder(), |conn: Connection| async move {
+            let (mut sink, mut stream) = conn.split();
+            while let Some(frame) = stream.next().await {
+                let frame = frame?;
+                let mut out = BytesMut::with_capacity(frame.len() + 1);
+                out.put_slice(&frame);
+                out.put_u8(b'!');
+                sink.send(out).await?;
+            }
+            Ok::<_, ServerError>(())
+        })
+        .await;
+        let mut c = client(server.addr).await;
+        for msg in ["a", "", "hello"] {
+            c.send(msg).await.unwrap();
+            let want = format!("{msg}!");
+            assert_eq!(next_frame(&mut c).await.as_deref(), Some(want.as_bytes()));
+        }
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn handlers_see_peer_addr_local_addr_and_shared_state() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    within(async {
+        let builder = Server::builder().state(AtomicU64::new(0));
+        let server = spawn(builder, |mut conn: Connection<AtomicU64>| async move {
+            let n = conn.state().fetch_add(1, Ordering::SeqCst) + 1;
+            let line = format!("{} {} {}", n, conn.peer_addr(), conn.server().local_addr());
+            conn.send(line).await?;
+            conn.recv().await.map(|_| ())
+        })
+        .await;
+        let mut a = client(server.addr).await;
+        let a_local = a.get_ref().local_addr().unwrap();
+        let line = next_frame(&mut a).await.unwrap();
+        assert_eq!(
+            std::str::from_utf8(&line).unwrap(),
+            format!("1 {a_local} {}", server.addr)
+        );
+        let mut b = client(server.addr).await;
+        let line = next_frame(&mut b).await.unwrap();
+        assert!(line.starts_with(b"2 "), "{line:?}");
+        assert_eq!(server.handle.state().load(Ordering::SeqCst), 2);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn serves_unix_sockets_through_the_listener_trait() {
+    within(async {
+        let path =
+            std::env::temp_dir().join(format!("framewire-server-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let server = Server::builder().listener(listener).unwrap();
+        assert!(server.local_addr().to_string().starts_with("unix:"));
+        let handle = server.handle();
+        let task = tokio::spawn(server.serve(echo));
+        let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let mut c = FrameCodec::new().framed(stream);
+        c.send("over unix").await.unwrap();
+        assert_eq!(c.next().await.unwrap().unwrap().as_ref(), b"over unix");
+        drop(c);
+        handle.shutdown();
+        let report = task.await.unwrap();
+        assert_eq!(report.stats.accepted, 1);
+        let _ = std::fs::remove_file(&path);
+    })
+    .await;
+}

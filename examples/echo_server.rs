@@ -1,0 +1,160 @@
+//! The socketserver tutorial's echo server, on framewire frames: on connect it sends
+//! `你好欢迎你`, answers every frame with the frame plus `好`, and the frame `q` ends the
+//! conversation. With `--mirror` it echoes every frame back byte for byte with no greeting
+//! (the form that programs in other languages and benchmarks use).
+//!
+//! ```text
+//! cargo run --release -p framewire-examples --example echo_server
+//! cargo run --release -p framewire-examples --example echo_server -- --addr 127.0.0.1:9999 --mirror --max-connections 1000
+//! cargo run --release -p framewire-examples --example echo_server -- --ack 1
+//! ```
+//!
+//! `--ack WINDOW` makes every connection speak ack mode (see `framewire_codec::ack`): each
+//! reply is acknowledged once the handler took the message, and the server never has more
+//! than the client's window of replies unacknowledged; `--ack 1` is the tutorial's
+//! stop-and-wait, done by the protocol instead of by hand.
+//!
+//! Flags: `--addr ADDR` (default 127.0.0.1:9999), `--mirror`, `--ack WINDOW`,
+//! `--max-frame-len BYTES`, `--max-connections N`. It prints its listening address; ctrl-c or
+//! SIGTERM shuts it down gracefully. Set `RUST_LOG=debug` for per-connection logs.
+//!
+//! Talk to it from Python (4-byte big-endian length, then the payload):
+//!
+//! ```text
+//! python3 -c "import socket,struct; s=socket.create_connection(('127.0.0.1',9999)); \
+//!   r=lambda: s.recv(struct.unpack('>I', s.recv(4))[0]).decode(); print(r()); \
+//!   m='吃了吗'.encode(); s.sendall(struct.pack('>I',len(m))+m); print(r())"
+//! ```
+
+use std::process::ExitCode;
+
+use framewire_server::{termination_signal, Connection, Server, ServerError};
+
+const USAGE: &str = "usage: echo_server [--addr ADDR] [--mirror] [--ack WINDOW] \
+                     [--max-frame-len BYTES] [--max-connections N]";
+
+/// The command line.
+#[derive(Debug)]
+struct Args {
+    addr: String,
+    mirror: bool,
+    ack: Option<u32>,
+    max_frame_len: Option<usize>,
+    max_connections: Option<usize>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        addr: "127.0.0.1:9999".to_owned(),
+        mirror: false,
+        ack: None,
+        max_frame_len: None,
+        max_connections: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match flag.as_str() {
+            "--addr" => args.addr = value("--addr")?,
+            "--mirror" => args.mirror = true,
+            "--ack" => args.ack = Some(number(&value("--ack")?, "--ack")?),
+            "--max-frame-len" => {
+                args.max_frame_len = Some(number(&value("--max-frame-len")?, "--max-frame-len")?)
+            }
+            "--max-connections" => {
+                args.max_connections =
+                    Some(number(&value("--max-connections")?, "--max-connections")?)
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("{flag}: {text:?} is not a valid number"))
+}
+
+/// The tutorial: greet, reply with the frame plus 好, stop at `q`.
+async fn tutorial(mut conn: Connection) -> Result<(), ServerError> {
+    conn.send("你好欢迎你").await?;
+    while let Some(frame) = conn.recv().await? {
+        if &frame[..] == b"q" {
+            break;
+        }
+        conn.send([&frame[..], "好".as_bytes()].concat()).await?;
+    }
+    Ok(())
+}
+
+/// Byte-for-byte echo; a burst of pipelined frames is answered with one write.
+async fn mirror(mut conn: Connection) -> Result<(), ServerError> {
+    while let Some(frame) = conn.recv().await? {
+        conn.feed(&frame).await?;
+        while let Some(more) = conn.try_recv()? {
+            conn.feed(&more).await?;
+        }
+        conn.flush().await?;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(msg) => {
+            if !msg.is_empty() {
+                eprintln!("echo_server: {msg}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut builder = Server::builder();
+    if let Some(max) = args.max_frame_len {
+        builder = builder.max_frame_len(max);
+    }
+    if let Some(max) = args.max_connections {
+        builder = builder.max_connections(max);
+    }
+    if let Some(window) = args.ack {
+        builder = builder.ack_mode(window);
+    }
+    let server = match builder.bind(args.addr.as_str()).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("echo_server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ack = match args.ack {
+        Some(window) => format!(", ack mode with window {window}"),
+        None => String::new(),
+    };
+    println!(
+        "echo_server listening on {} ({} mode{ack})",
+        server.local_addr(),
+        if args.mirror { "mirror" } else { "tutorial" }
+    );
+    let report = if args.mirror {
+        server.serve_until(mirror, termination_signal()).await
+    } else {
+        server.serve_until(tutorial, termination_signal()).await
+    };
+    let s = report.stats;
+    println!(
+        "echo_server stopped: {} connections served, {} frames in, {} frames out, {} aborted at shutdown",
+        s.accepted, s.frames_in, s.frames_out, report.aborted
+    );
+    ExitCode::SUCCESS
+}
