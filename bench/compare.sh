@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Side-by-side throughput of every framing implementation, in one run, on this machine.
+#
+#   bench/compare.sh                      # ~2 minutes with the defaults
+#   DURATION=3s bench/compare.sh          # longer cells, steadier figures
+#   OUT=bench/results/mine bench/compare.sh
+#
+# For each implementation below, a `loadgen serve` server is started pinned to core 0 and the
+# `loadgen` client runs pinned to core 1 (taskset), so each side has one core to itself:
+#   * one-way stream, one connection, client and sink server of the same implementation
+#     ("both ends"), for 16 B, 64 B, 1 KiB and 64 KiB payloads;
+#   * pipelined echo, 64 connections x 16 frames in flight, 64 B payloads, each echo server
+#     driven once by its own client and once by the raw client (so the server is what is measured).
+# Besides frames/s, every cell records the CPU seconds client and server used (/proc/PID/stat), so
+# report.py also gives frames per CPU-second, a figure that other load on the machine disturbs less.
+# Writes $OUT.csv (one loadgen CSV row per cell), $OUT.txt (machine, command, table of ratios)
+# and $OUT.svg (frames/s against frame size, log scales) via bench/report.py.
+
+set -euo pipefail
+
+# Implementations: each name is both a `serve --impl` and a `--client` value. Add `framewire`
+# here once the framewire server and client adapters exist in loadgen.
+IMPLS=(${IMPLS:-raw tokio-util codec})
+# The two references every ratio is computed against.
+BASELINE=tokio-util
+PHYSICAL=raw
+
+SIZES=(${SIZES:-16 64 1024 65536})
+DURATION=${DURATION:-1s}
+PIPE_CONNS=${PIPE_CONNS:-64}
+PIPE_DEPTH=${PIPE_DEPTH:-16}
+PIPE_SIZE=${PIPE_SIZE:-64}
+# Every cell runs ROUNDS times, rounds interleaved; report.py takes the median.
+ROUNDS=${ROUNDS:-5}
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+OUT=${OUT:-bench/results/compare}
+mkdir -p "$(dirname "$OUT")"
+source bench/common.sh
+LOAD_BEFORE=$(machine_line)
+
+# client ARGS...: one pinned loadgen run appending a CSV row.
+client() {
+    taskset -c "$CLIENT_CPU" "$LOADGEN" "$@" --duration "$DURATION" --pid "$SERVER_PID" --quiet \
+        --csv "$OUT.csv" >/dev/null
+}
+
+rm -f "$OUT.csv"
+for round in $(seq "$ROUNDS"); do
+    echo "round $round of $ROUNDS" >&2
+    for impl in "${IMPLS[@]}"; do
+        start_server "$impl" sink
+        for size in "${SIZES[@]}"; do
+            echo "stream   server=$impl client=$impl size=$size" >&2
+            client stream --addr "$ADDR" --client "$impl" --size "$size" --label "$impl"
+        done
+        stop_server
+    done
+    for impl in "${IMPLS[@]}"; do
+        start_server "$impl" echo
+        clients=("$impl")
+        if [[ "$impl" != "$PHYSICAL" ]]; then clients+=("$PHYSICAL"); fi
+        for cl in "${clients[@]}"; do
+            echo "pipeline server=$impl client=$cl ${PIPE_CONNS}x${PIPE_DEPTH} size=$PIPE_SIZE" >&2
+            client pipeline --addr "$ADDR" --client "$cl" --size "$PIPE_SIZE" \
+                --conns "$PIPE_CONNS" --depth "$PIPE_DEPTH" --label "$impl"
+        done
+        stop_server
+    done
+done
+
+{
+    echo "# framewire side-by-side run, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "# command: IMPLS=\"${IMPLS[*]}\" DURATION=$DURATION ROUNDS=$ROUNDS bench/compare.sh (median of $ROUNDS rounds per cell)"
+    echo "$LOAD_BEFORE"
+    python3 bench/report.py table "$OUT.csv" --baseline "$BASELINE" --physical "$PHYSICAL"
+} | tee "$OUT.txt"
+python3 bench/report.py svg "$OUT.csv" "$OUT.svg" --title "One-way stream, one connection, $(nproc) cores, server and client pinned to separate cores"
+echo "wrote $OUT.csv $OUT.txt $OUT.svg" >&2

@@ -1,0 +1,17 @@
+//! Load generator for any u32 big-endian length-prefixed echo server, with in-binary baseline
+//! servers for side-by-side runs.
+//!
+//! ```text
+//! cargo run --release --example loadgen -- serve --impl tokio-util --mode echo --addr 127.0.0.1:7000
+//! cargo run --release --example loadgen -- ping --addr 127.0.0.1:7000 --size 64 --duration 3s
+//! cargo run --release --example loadgen -- pipeline --addr 127.0.0.1:7000 --conns 64 --depth 16
+//! cargo run --release --example loadgen -- help
+//! ```
+//!
+//! `bench/compare.sh` runs every implementation side by side and draws the chart.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    framewire_examples::loadgen::cli_main(std::env::args().skip(1))
+}

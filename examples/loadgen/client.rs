@@ -1,0 +1,310 @@
+//! Client implementations, each a small adapter behind [`ClientImpl`].
+//!
+//! Every mode is written once against [`FrameTx`] (send `count` copies of the connection's
+//! payload, then flush) and [`FrameRx`] (wait for whole reply frames and say how many). Adding an
+//! implementation (for example the framewire client) is one type implementing [`ClientImpl`]
+//! (`open` a connection as a `FrameTx` + `FrameRx` pair) plus one arm in
+//! [`ClientKind`](super::ClientKind) and [`modes::run`](super::modes::run).
+
+use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use bytes::{Bytes, BytesMut};
+use framewire_codec::FrameCodec;
+use futures::{FutureExt, SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite, LengthDelimitedCodec};
+
+/// The sending half of a client connection.
+pub trait FrameTx: Send + 'static {
+    /// Sends `count` frames carrying this connection's payload, then flushes.
+    ///
+    /// Cancellation safety: not cancellation safe (frames may be partly written).
+    fn send(&mut self, count: usize) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Flushes and shuts down the write direction (the server sees end of stream).
+    fn finish(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// The receiving half of a client connection.
+pub trait FrameRx: Send + 'static {
+    /// Waits for at least one whole reply frame and returns how many arrived; `Ok(0)` means the
+    /// server closed the connection.
+    ///
+    /// Cancellation safety: cancellation safe for the framed implementations; the raw one may
+    /// lose the count of bytes read by a cancelled call.
+    fn recv(&mut self) -> impl Future<Output = io::Result<usize>> + Send;
+}
+
+/// A client implementation: how a connection is opened as a sending and a receiving half.
+pub trait ClientImpl: Send + Sync + 'static {
+    /// The sending half.
+    type Tx: FrameTx;
+    /// The receiving half.
+    type Rx: FrameRx;
+    /// Name shown in reports.
+    const NAME: &'static str;
+    /// Opens a connection to `addr`, from `source` if given (implementations that cannot bind a
+    /// source address may ignore it); every frame it sends carries `payload`.
+    ///
+    /// Implementations that wrap a `TcpStream` call [`connect`] and split the stream.
+    fn open(
+        addr: SocketAddr,
+        source: Option<Ipv4Addr>,
+        payload: Bytes,
+    ) -> impl Future<Output = io::Result<(Self::Tx, Self::Rx)>> + Send;
+}
+
+/// Connects to `addr`, from `source` if given, with `TCP_NODELAY` set.
+///
+/// # Errors
+/// Socket creation, bind or connect failures.
+pub async fn connect(addr: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip.into(), 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// The source address for connection `index`: `127.0.0.(1 + index % sources)` for IPv4 loopback
+/// targets when `sources > 0`, so many connections do not exhaust one address's ephemeral ports;
+/// `None` (kernel's choice) otherwise.
+pub fn source_addr(target: SocketAddr, index: usize, sources: u8) -> Option<Ipv4Addr> {
+    match target {
+        SocketAddr::V4(v4) if v4.ip().is_loopback() && sources > 0 => {
+            let host = 1 + index % usize::from(sources);
+            Some(Ipv4Addr::new(127, 0, 0, u8::try_from(host).unwrap_or(1)))
+        }
+        _ => None,
+    }
+}
+
+fn to_io<E: std::error::Error + Send + Sync + 'static>(e: E) -> io::Error {
+    io::Error::other(e)
+}
+
+/// A codec adapter over tokio-util's `FramedWrite`/`FramedRead` on the two socket halves.
+/// Generic so `LengthDelimitedCodec` and `FrameCodec` share it.
+#[derive(Debug)]
+pub struct FramedClient<C>(PhantomData<C>);
+
+/// Sending half of [`FramedClient`]: frames are `feed`-ed and flushed once per `send` call
+/// (`FramedWrite` also flushes by itself whenever 8 KiB are buffered).
+#[derive(Debug)]
+pub struct FramedTx<C> {
+    write: FramedWrite<OwnedWriteHalf, C>,
+    payload: Bytes,
+}
+
+/// Receiving half of [`FramedClient`]: one `recv` counts the first frame and every further
+/// frame that can be decoded without waiting.
+#[derive(Debug)]
+pub struct FramedRx<C> {
+    read: FramedRead<OwnedReadHalf, C>,
+}
+
+impl<C> FrameTx for FramedTx<C>
+where
+    C: Encoder<Bytes> + Send + 'static,
+    C::Error: std::error::Error + Send + Sync + 'static,
+{
+    async fn send(&mut self, count: usize) -> io::Result<()> {
+        for _ in 0..count {
+            self.write.feed(self.payload.clone()).await.map_err(to_io)?;
+        }
+        self.write.flush().await.map_err(to_io)
+    }
+
+    async fn finish(&mut self) -> io::Result<()> {
+        self.write.close().await.map_err(to_io)
+    }
+}
+
+impl<C> FrameRx for FramedRx<C>
+where
+    C: Decoder + Send + 'static,
+    C::Error: std::error::Error + Send + Sync + 'static,
+{
+    async fn recv(&mut self) -> io::Result<usize> {
+        match self.read.next().await {
+            Some(Ok(_frame)) => {}
+            Some(Err(e)) => return Err(to_io(e)),
+            None => return Ok(0),
+        }
+        // Count the frames that are already here too, so a pipelined sender refills in batches
+        // (one flush per batch) rather than one flush per reply. `next` is cancellation safe, so
+        // polling it once without waiting loses nothing.
+        let mut frames = 1;
+        while frames < MAX_READY_FRAMES {
+            match self.read.next().now_or_never() {
+                Some(Some(Ok(_frame))) => frames += 1,
+                Some(Some(Err(e))) => return Err(to_io(e)),
+                // End of stream is reported by the next call.
+                Some(None) | None => break,
+            }
+        }
+        Ok(frames)
+    }
+}
+
+/// Most frames one [`FrameRx::recv`] call of the framed receivers counts without waiting.
+const MAX_READY_FRAMES: usize = 1024;
+
+/// Builds a fresh codec for one connection.
+pub trait NewCodec: Encoder<Bytes> + Decoder + Send + Sync + Sized + 'static {
+    /// Name shown in reports.
+    const NAME: &'static str;
+    /// A codec with default settings.
+    fn new_codec() -> Self;
+}
+
+impl NewCodec for LengthDelimitedCodec {
+    const NAME: &'static str = "tokio-util";
+    fn new_codec() -> Self {
+        LengthDelimitedCodec::new()
+    }
+}
+
+impl NewCodec for FrameCodec {
+    const NAME: &'static str = "codec";
+    fn new_codec() -> Self {
+        FrameCodec::new()
+    }
+}
+
+impl<C> ClientImpl for FramedClient<C>
+where
+    C: NewCodec,
+    <C as Encoder<Bytes>>::Error: std::error::Error + Send + Sync + 'static,
+    <C as Decoder>::Error: std::error::Error + Send + Sync + 'static,
+{
+    type Tx = FramedTx<C>;
+    type Rx = FramedRx<C>;
+    const NAME: &'static str = C::NAME;
+
+    async fn open(
+        addr: SocketAddr,
+        source: Option<Ipv4Addr>,
+        payload: Bytes,
+    ) -> io::Result<(Self::Tx, Self::Rx)> {
+        let (r, w) = connect(addr, source).await?.into_split();
+        Ok((
+            FramedTx {
+                write: FramedWrite::new(w, C::new_codec()),
+                payload,
+            },
+            FramedRx {
+                read: FramedRead::new(r, C::new_codec()),
+            },
+        ))
+    }
+}
+
+/// The baseline client: `Framed` halves with `LengthDelimitedCodec`.
+pub type TokioUtilClient = FramedClient<LengthDelimitedCodec>;
+/// `Framed` halves with framewire's `FrameCodec`.
+pub type CodecClient = FramedClient<FrameCodec>;
+
+/// The physical-limit client: frames are pre-built once, `send(n)` is one `write_all` of `n`
+/// of them; replies are read as raw bytes and counted by length.
+#[derive(Debug)]
+pub struct RawClient;
+
+/// Sending half of [`RawClient`].
+#[derive(Debug)]
+pub struct RawTx {
+    write: OwnedWriteHalf,
+    /// One encoded frame.
+    frame: Bytes,
+    /// `frame` repeated; grown on demand to the largest batch asked for.
+    batch: BytesMut,
+}
+
+/// Receiving half of [`RawClient`].
+#[derive(Debug)]
+pub struct RawRx {
+    read: OwnedReadHalf,
+    frame_len: usize,
+    /// Bytes of an unfinished frame already read.
+    partial: usize,
+    buf: Vec<u8>,
+}
+
+/// Read buffer of the raw receiver.
+const RAW_READ_BUF: usize = 64 * 1024;
+
+impl FrameTx for RawTx {
+    async fn send(&mut self, count: usize) -> io::Result<()> {
+        let need = self.frame.len().saturating_mul(count);
+        while self.batch.len() < need {
+            self.batch.extend_from_slice(&self.frame);
+        }
+        self.write.write_all(&self.batch[..need]).await
+    }
+
+    async fn finish(&mut self) -> io::Result<()> {
+        self.write.shutdown().await
+    }
+}
+
+impl FrameRx for RawRx {
+    async fn recv(&mut self) -> io::Result<usize> {
+        loop {
+            let n = self.read.read(&mut self.buf).await?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let total = self.partial + n;
+            let frames = total / self.frame_len;
+            self.partial = total % self.frame_len;
+            if frames > 0 {
+                return Ok(frames);
+            }
+        }
+    }
+}
+
+impl ClientImpl for RawClient {
+    type Tx = RawTx;
+    type Rx = RawRx;
+    const NAME: &'static str = "raw";
+
+    async fn open(
+        addr: SocketAddr,
+        source: Option<Ipv4Addr>,
+        payload: Bytes,
+    ) -> io::Result<(Self::Tx, Self::Rx)> {
+        let (r, w) = connect(addr, source).await?.into_split();
+        let mut frame = BytesMut::with_capacity(4 + payload.len());
+        // Payloads are capped at 8 MiB by argument parsing, so the length always fits.
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&payload);
+        let frame = frame.freeze();
+        let frame_len = frame.len();
+        Ok((
+            RawTx {
+                write: w,
+                frame,
+                batch: BytesMut::new(),
+            },
+            RawRx {
+                read: r,
+                frame_len,
+                partial: 0,
+                buf: vec![0; RAW_READ_BUF],
+            },
+        ))
+    }
+}

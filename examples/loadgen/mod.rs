@@ -1,0 +1,128 @@
+//! The load generator behind `examples/loadgen.rs`: modes, client adapters, in-binary servers
+//! and reports, as a library so tests can drive every mode in-process.
+//!
+//! It speaks plain u32 big-endian length-prefixed frames and so loads any such echo server,
+//! framewire or not. See [`args::USAGE`] for the command line.
+//!
+//! * [`modes::run`] runs one mode (`ping`, `pipeline`, `stream`, `conns`, `flood`) and returns a
+//!   [`report::Record`].
+//! * [`client::ClientImpl`] is the adapter a client implementation provides (`codec`,
+//!   `tokio-util`, `raw`).
+//! * [`server::serve`] runs an in-binary echo or sink server (`tokio-util`, `raw`, `codec`).
+//!
+//! # Adding an implementation (for example `framewire`)
+//!
+//! * Client: a type implementing [`client::ClientImpl`] (`open` a connection as a
+//!   [`client::FrameTx`] that sends `n` frames and flushes, and a [`client::FrameRx`] that waits
+//!   for replies and counts them), a [`ClientKind`] variant with its name, and one arm in
+//!   [`modes::run`]. For the framewire client: `Client::connect(addr)`, `split()`, `feed` `n`
+//!   times then `flush`, and `recv` counting `Some` frames.
+//! * Server: a [`ServerKind`] variant with its name, and one arm per mode in [`server::handle`].
+//! * Benchmarks: add the name to `IMPLS` at the top of `bench/compare.sh` and `bench/memory.sh`.
+
+pub mod args;
+pub mod client;
+pub mod error;
+pub mod modes;
+pub mod report;
+pub mod server;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+pub use args::{parse_args, ClientKind, Command, Mode, RunOpts, ServeOpts, ServerKind, ServerMode};
+pub use error::LoadgenError;
+pub use report::Record;
+
+/// Runs `loadgen serve`: binds, prints one line with the address and pid, serves until
+/// `opts.lifetime` has passed.
+///
+/// # Errors
+/// Bind failure.
+pub async fn run_server(opts: &ServeOpts) -> Result<(), LoadgenError> {
+    let listener = tokio::net::TcpListener::bind(opts.addr).await?;
+    let local = listener.local_addr()?;
+    println!(
+        "loadgen serve impl={} mode={} addr={} pid={}",
+        opts.kind.name(),
+        opts.mode.name(),
+        local,
+        std::process::id()
+    );
+    std::io::stdout().flush()?;
+    // Serving ends only when the lifetime runs out (or the process is killed).
+    if let Ok(result) =
+        tokio::time::timeout(opts.lifetime, server::serve(listener, opts.kind, opts.mode)).await
+    {
+        result?;
+    }
+    Ok(())
+}
+
+/// A runtime with `threads` workers, by default as many as the CPUs this process may use (so
+/// `taskset -c 1` gives one). With one, a current-thread runtime: every task runs on the main
+/// thread, with no hand-offs between threads sharing the core.
+fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let n = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    if n <= 1 {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(n)
+        .enable_all()
+        .build()
+}
+
+fn run_command(cmd: Command) -> Result<(), LoadgenError> {
+    match cmd {
+        Command::Help => {
+            print!("{}", args::USAGE);
+            Ok(())
+        }
+        Command::Serve(opts) => runtime(opts.threads)?.block_on(run_server(&opts)),
+        Command::Run(opts) => {
+            let rec = runtime(opts.threads)?.block_on(modes::run(&opts))?;
+            println!(
+                "loadgen {} ({} client) against {}",
+                opts.mode.name(),
+                rec.client,
+                rec.addr
+            );
+            print!("{}", rec.table());
+            if let Some(path) = &opts.csv {
+                rec.append_csv(path)?;
+            }
+            if let Some(path) = &opts.json {
+                std::fs::write(path, rec.json() + "\n")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The whole program: parses `args` (without the program name), runs, reports. Exit code 2 on
+/// bad arguments, 1 on a failed run.
+pub fn cli_main<I, S>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let cmd = match parse_args(args) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            eprintln!("loadgen: {e}\n\n{}", args::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match run_command(cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

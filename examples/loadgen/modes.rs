@@ -1,0 +1,506 @@
+//! The load-generating modes, each written once against [`ClientImpl`].
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use tokio::io::AsyncWriteExt;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::args::{ClientKind, Mode, RunOpts};
+use super::client::{
+    connect, source_addr, ClientImpl, CodecClient, FrameRx, FrameTx, RawClient, TokioUtilClient,
+};
+use super::error::LoadgenError;
+use super::report::{new_histogram, CpuWindow, LatencySummary, MemoryGrowth, ProcMem, Record};
+
+/// Extra time a run may take beyond `--duration` (connection set-up, draining, memory
+/// settling) before it is abandoned as hung.
+pub const HARD_GRACE: Duration = Duration::from_secs(90);
+/// How long the one-way stream waits for the server to drain and close after the client
+/// finished sending.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one connection's echo check in `conns`/`flood` may take.
+pub const ECHO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections being opened (or checked) at the same time in `conns` and `flood`; well below
+/// the listen backlog of 1024 so no SYN is dropped and retried a second later.
+pub const CONNECT_CONCURRENCY: usize = 64;
+/// Progress lines start after this long, then come once a second.
+pub const PROGRESS_AFTER: Duration = Duration::from_secs(3);
+/// Pause after `conns` echoed on every connection, before reading the server's memory again.
+const ECHO_SETTLE: Duration = Duration::from_millis(300);
+/// About this many bytes of frames are written per flush in `stream` by default: large writes,
+/// so the raw client is the physical limit and not a syscall-per-frame limit.
+const STREAM_BATCH_BYTES: usize = 256 * 1024;
+
+/// Runs one load-generating mode with the client implementation `opts.client`, bounded by
+/// `opts.duration` plus [`HARD_GRACE`].
+///
+/// # Errors
+/// Connection failures, a server that closes early or misbehaves, [`LoadgenError::Timeout`] if
+/// the run hangs, [`LoadgenError::Proc`] if `--pid` cannot be read.
+pub async fn run(opts: &RunOpts) -> Result<Record, LoadgenError> {
+    let limit = opts.duration + HARD_GRACE;
+    let fut = async {
+        match opts.client {
+            ClientKind::Codec => run_with::<CodecClient>(opts).await,
+            ClientKind::TokioUtil => run_with::<TokioUtilClient>(opts).await,
+            ClientKind::Raw => run_with::<RawClient>(opts).await,
+        }
+    };
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| LoadgenError::Timeout {
+            millis: limit.as_millis(),
+            what: "the whole run",
+        })?
+}
+
+async fn run_with<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
+    let mut rec = match o.mode {
+        Mode::Ping => ping::<C>(o).await?,
+        Mode::Pipeline => pipeline::<C>(o).await?,
+        Mode::Stream => stream::<C>(o).await?,
+        Mode::Conns => conns::<C>(o).await?,
+        Mode::Flood => flood::<C>(o).await?,
+    };
+    rec.label = o.label.clone();
+    rec.mode = o.mode.name().to_owned();
+    rec.client = C::NAME.to_owned();
+    rec.addr = o.addr.to_string();
+    rec.frame_size = o.size as u64;
+    Ok(rec)
+}
+
+/// A payload of `size` bytes with a recognisable pattern.
+pub fn payload(size: usize) -> Bytes {
+    (0..size)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// Frames per `stream` flush by default: about 256 KiB worth, at least one.
+pub fn default_batch(size: usize) -> usize {
+    (STREAM_BATCH_BYTES / (size + 4)).clamp(1, super::args::MAX_BATCH)
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Prints a progress line every second once a run has lasted [`PROGRESS_AFTER`].
+fn progress(enabled: bool, counter: Arc<AtomicU64>, what: &'static str) -> Option<JoinHandle<()>> {
+    if !enabled {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let start = Instant::now();
+        tokio::time::sleep(PROGRESS_AFTER).await;
+        let mut last = counter.load(Ordering::Relaxed);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let now = counter.load(Ordering::Relaxed);
+            eprintln!(
+                "  [{:>5.1} s] {now} {what} ({} in the last second)",
+                start.elapsed().as_secs_f64(),
+                now.saturating_sub(last)
+            );
+            last = now;
+        }
+    }))
+}
+
+struct ProgressGuard(Option<JoinHandle<()>>);
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
+/// Receives until `want` replies arrived; returns how many arrived (at least `want`).
+async fn expect_replies<R: FrameRx>(
+    rx: &mut R,
+    want: u64,
+    conn: usize,
+    done: u64,
+) -> Result<u64, LoadgenError> {
+    let mut got = 0u64;
+    while got < want {
+        let n = rx.recv().await?;
+        if n == 0 {
+            return Err(LoadgenError::Closed {
+                conn,
+                frames: done + got,
+                expected: want - got,
+            });
+        }
+        got += n as u64;
+    }
+    Ok(got)
+}
+
+async fn ping<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
+    let (mut tx, mut rx) =
+        C::open(o.addr, source_addr(o.addr, 0, o.sources), payload(o.size)).await?;
+    let mut hist = new_histogram()?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let _progress = ProgressGuard(progress(o.progress, counter.clone(), "round trips"));
+    let cpu = CpuWindow::start(o.pid)?;
+    let start = Instant::now();
+    let end = start + o.duration;
+    let mut frames = 0u64;
+    loop {
+        let t0 = Instant::now();
+        if t0 >= end {
+            break;
+        }
+        tx.send(1).await?;
+        expect_replies(&mut rx, 1, 0, frames).await?;
+        hist.saturating_record(nanos(t0.elapsed()));
+        frames += 1;
+        counter.store(frames, Ordering::Relaxed);
+    }
+    let elapsed = start.elapsed();
+    let (client_cpu, server_cpu) = cpu.end()?;
+    tx.finish().await?;
+    Ok(Record {
+        conns: 1,
+        depth: 1,
+        elapsed_s: elapsed.as_secs_f64(),
+        frames,
+        latency: LatencySummary::from_histogram(&hist),
+        client_cpu_s: Some(client_cpu),
+        server_cpu_s: server_cpu,
+        ..Record::default()
+    })
+}
+
+async fn pipeline<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
+    let body = payload(o.size);
+    let mut conns = Vec::with_capacity(o.conns);
+    for i in 0..o.conns {
+        conns.push(C::open(o.addr, source_addr(o.addr, i, o.sources), body.clone()).await?);
+    }
+    let counter = Arc::new(AtomicU64::new(0));
+    let _progress = ProgressGuard(progress(o.progress, counter.clone(), "replies"));
+    let cpu = CpuWindow::start(o.pid)?;
+    let start = Instant::now();
+    let end = start + o.duration;
+    let mut tasks = JoinSet::new();
+    for (i, (tx, rx)) in conns.into_iter().enumerate() {
+        tasks.spawn(pipeline_conn(i, tx, rx, o.depth, end, counter.clone()));
+    }
+    let mut frames = 0u64;
+    let mut hist = new_histogram()?;
+    while let Some(joined) = tasks.join_next().await {
+        let (n, h) = joined.map_err(|e| io::Error::other(e.to_string()))??;
+        frames += n;
+        hist.add(&h)
+            .map_err(|e| LoadgenError::args(format!("histogram merge: {e}")))?;
+    }
+    let elapsed = start.elapsed();
+    let (client_cpu, server_cpu) = cpu.end()?;
+    Ok(Record {
+        conns: o.conns as u64,
+        depth: o.depth as u64,
+        elapsed_s: elapsed.as_secs_f64(),
+        frames,
+        latency: LatencySummary::from_histogram(&hist),
+        client_cpu_s: Some(client_cpu),
+        server_cpu_s: server_cpu,
+        ..Record::default()
+    })
+}
+
+/// One pipelined connection: `depth` frames in flight until `end`, then drained.
+async fn pipeline_conn<T: FrameTx, R: FrameRx>(
+    conn: usize,
+    mut tx: T,
+    mut rx: R,
+    depth: usize,
+    end: Instant,
+    counter: Arc<AtomicU64>,
+) -> Result<(u64, Histogram<u64>), LoadgenError> {
+    let mut hist = new_histogram()?;
+    let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(depth);
+    let now = Instant::now();
+    tx.send(depth).await?;
+    sent_at.extend(std::iter::repeat_n(now, depth));
+    let mut done = 0u64;
+    while !sent_at.is_empty() {
+        let n = rx.recv().await?;
+        if n == 0 {
+            return Err(LoadgenError::Closed {
+                conn,
+                frames: done,
+                expected: sent_at.len() as u64,
+            });
+        }
+        let now = Instant::now();
+        // More replies than requests would be the server's bug; they are counted, not timed.
+        for _ in 0..n {
+            if let Some(t) = sent_at.pop_front() {
+                hist.saturating_record(nanos(now - t));
+            }
+        }
+        done += n as u64;
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        if now < end {
+            tx.send(n).await?;
+            sent_at.extend(std::iter::repeat_n(now, n));
+        }
+    }
+    tx.finish().await?;
+    Ok((done, hist))
+}
+
+async fn stream<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
+    let (mut tx, mut rx) =
+        C::open(o.addr, source_addr(o.addr, 0, o.sources), payload(o.size)).await?;
+    let batch = o.batch.unwrap_or_else(|| default_batch(o.size));
+    let sent_counter = Arc::new(AtomicU64::new(0));
+    let recv_counter = Arc::new(AtomicU64::new(0));
+    let shown = if o.echo { &recv_counter } else { &sent_counter };
+    let _progress = ProgressGuard(progress(
+        o.progress,
+        shown.clone(),
+        if o.echo {
+            "frames echoed"
+        } else {
+            "frames sent"
+        },
+    ));
+    // Replies are always drained, so a one-way run against an echo server cannot deadlock.
+    let rc = recv_counter.clone();
+    let reader = tokio::spawn(async move {
+        loop {
+            let n = rx.recv().await?;
+            if n == 0 {
+                return Ok::<Instant, io::Error>(Instant::now());
+            }
+            rc.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    });
+    let cpu = CpuWindow::start(o.pid)?;
+    let start = Instant::now();
+    let end = start + o.duration;
+    let mut sent = 0u64;
+    while Instant::now() < end {
+        tx.send(batch).await?;
+        sent += batch as u64;
+        sent_counter.store(sent, Ordering::Relaxed);
+    }
+    tx.finish().await?;
+    let sent_done = Instant::now();
+    // The server closes once it has read (sink) or echoed (echo) everything; that moment ends
+    // the measurement, so bytes still in socket buffers are not counted as delivered.
+    let closed_at = match tokio::time::timeout(DRAIN_TIMEOUT, reader).await {
+        Ok(joined) => Some(joined.map_err(|e| io::Error::other(e.to_string()))??),
+        Err(_) if o.echo => {
+            return Err(LoadgenError::Timeout {
+                millis: DRAIN_TIMEOUT.as_millis(),
+                what: "the echo server to return the last frames and close",
+            })
+        }
+        Err(_) => None,
+    };
+    let frames = if o.echo {
+        recv_counter.load(Ordering::Relaxed)
+    } else {
+        sent
+    };
+    if o.echo && frames != sent {
+        return Err(LoadgenError::Closed {
+            conn: 0,
+            frames,
+            expected: sent.saturating_sub(frames),
+        });
+    }
+    let elapsed = match closed_at {
+        Some(t) => t - start,
+        None => {
+            eprintln!(
+                "warning: the sink did not close after end of stream; timing to the last send"
+            );
+            sent_done - start
+        }
+    };
+    let (client_cpu, server_cpu) = cpu.end()?;
+    Ok(Record {
+        conns: 1,
+        depth: batch as u64,
+        elapsed_s: elapsed.as_secs_f64(),
+        frames,
+        client_cpu_s: Some(client_cpu),
+        server_cpu_s: server_cpu,
+        ..Record::default()
+    })
+}
+
+/// Opens `o.conns` connections with `open(index)`, `CONNECT_CONCURRENCY` at a time.
+async fn open_many<T, F, Fut>(o: &RunOpts, open: F) -> Result<Vec<T>, LoadgenError>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = io::Result<T>>,
+{
+    let counter = Arc::new(AtomicU64::new(0));
+    let _progress = ProgressGuard(progress(o.progress, counter.clone(), "connections open"));
+    let results: Vec<io::Result<T>> = futures::stream::iter(0..o.conns)
+        .map(|i| {
+            let counter = counter.clone();
+            let opening = open(i);
+            async move {
+                let conn = opening.await?;
+                counter.fetch_add(1, Ordering::Relaxed);
+                Ok(conn)
+            }
+        })
+        .buffer_unordered(CONNECT_CONCURRENCY)
+        .collect()
+        .await;
+    let mut conns = Vec::with_capacity(results.len());
+    let mut first_err = None;
+    let mut failed = 0usize;
+    for r in results {
+        match r {
+            Ok(c) => conns.push(c),
+            Err(e) => {
+                failed += 1;
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        None => Ok(conns),
+        Some(e) => Err(LoadgenError::Io(io::Error::new(
+            e.kind(),
+            format!(
+                "{failed} of {} connections failed to open; first error: {e}",
+                o.conns
+            ),
+        ))),
+    }
+}
+
+fn read_mem(pid: Option<u32>) -> Result<Option<ProcMem>, LoadgenError> {
+    pid.map(ProcMem::read).transpose()
+}
+
+/// Sends one frame on a connection and waits for it to come back; returns whether it did, and
+/// the halves (kept so the connection stays open).
+async fn echo_once<T: FrameTx, R: FrameRx>(
+    (mut tx, mut rx): (T, R),
+    conn: usize,
+) -> (bool, (T, R)) {
+    let ok = tokio::time::timeout(ECHO_TIMEOUT, async {
+        tx.send(1).await?;
+        expect_replies(&mut rx, 1, conn, 0).await?;
+        Ok::<(), LoadgenError>(())
+    })
+    .await;
+    (matches!(ok, Ok(Ok(()))), (tx, rx))
+}
+
+async fn conns<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
+    let before = read_mem(o.pid)?;
+    let start = Instant::now();
+    let body = payload(o.size);
+    let idle = open_many(o, |i| {
+        C::open(o.addr, source_addr(o.addr, i, o.sources), body.clone())
+    })
+    .await?;
+    let open_time = start.elapsed();
+    // Let the server accept and set up every connection before reading its memory.
+    tokio::time::sleep(o.duration).await;
+    let opened = read_mem(o.pid)?;
+    let checked: Vec<(bool, _)> = futures::stream::iter(idle)
+        .enumerate()
+        .map(|(i, halves)| echo_once(halves, i))
+        .buffer_unordered(CONNECT_CONCURRENCY)
+        .collect()
+        .await;
+    tokio::time::sleep(ECHO_SETTLE).await;
+    let echoed = read_mem(o.pid)?;
+    let ok = checked.iter().filter(|(ok, _)| *ok).count() as u64;
+    let memory = match (o.pid, before, opened) {
+        (Some(pid), Some(before), Some(opened)) => Some(MemoryGrowth {
+            pid,
+            before,
+            opened,
+            echoed,
+            conns: o.conns as u64,
+        }),
+        _ => None,
+    };
+    drop(checked);
+    Ok(Record {
+        conns: o.conns as u64,
+        depth: 1,
+        elapsed_s: open_time.as_secs_f64(),
+        frames: ok,
+        memory,
+        echo_ok: Some(ok),
+        echo_failed: Some(o.conns as u64 - ok),
+        ..Record::default()
+    })
+}
+
+async fn flood<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
+    let before = read_mem(o.pid)?;
+    let header = o.announce.to_be_bytes();
+    let start = Instant::now();
+    let streams = open_many(o, |i| async move {
+        let mut s = connect(o.addr, source_addr(o.addr, i, o.sources)).await?;
+        s.write_all(&header).await?;
+        Ok(s)
+    })
+    .await?;
+    let open_time = start.elapsed();
+    tokio::time::sleep(o.duration).await;
+    let opened = read_mem(o.pid)?;
+    // Does the server still serve a well-behaved client while flooded?
+    // A refused connection counts as "no", not as a failed run.
+    let ok = match C::open(
+        o.addr,
+        source_addr(o.addr, o.conns, o.sources),
+        payload(o.size),
+    )
+    .await
+    {
+        Ok(halves) => echo_once(halves, o.conns).await.0,
+        Err(_) => false,
+    };
+    drop(streams);
+    let memory = match (o.pid, before, opened) {
+        (Some(pid), Some(before), Some(opened)) => Some(MemoryGrowth {
+            pid,
+            before,
+            opened,
+            echoed: None,
+            conns: o.conns as u64,
+        }),
+        _ => None,
+    };
+    Ok(Record {
+        conns: o.conns as u64,
+        depth: 1,
+        elapsed_s: open_time.as_secs_f64(),
+        frames: o.conns as u64,
+        memory,
+        echo_ok: Some(u64::from(ok)),
+        echo_failed: Some(u64::from(!ok)),
+        ..Record::default()
+    })
+}

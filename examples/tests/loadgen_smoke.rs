@@ -1,0 +1,149 @@
+//! Loopback smoke test: every load generator mode, very briefly, against the in-binary servers.
+//! One test function, so memory figures read from this process are not disturbed by other tests.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use framewire_examples::loadgen::args::{ClientKind, Mode, RunOpts, ServerKind, ServerMode};
+use framewire_examples::loadgen::modes::run;
+use framewire_examples::loadgen::server::serve;
+use framewire_examples::loadgen::{LoadgenError, Record};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Upper bound for the whole test; each mode is also bounded by the run's own hard limit.
+const TEST_TIMEOUT: Duration = Duration::from_secs(30);
+const RUN: Duration = Duration::from_millis(150);
+
+async fn start(
+    kind: ServerKind,
+    mode: ServerMode,
+) -> std::io::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    Ok((addr, tokio::spawn(serve(listener, kind, mode))))
+}
+
+fn opts(mode: Mode, addr: SocketAddr, client: ClientKind) -> RunOpts {
+    let mut o = RunOpts::new(mode, addr);
+    o.client = client;
+    o.duration = RUN;
+    o.progress = false;
+    o
+}
+
+async fn all_modes() -> Result<(), LoadgenError> {
+    let (tu_echo, h1) = start(ServerKind::TokioUtil, ServerMode::Echo).await?;
+    let (codec_echo, h2) = start(ServerKind::Codec, ServerMode::Echo).await?;
+    let (raw_echo, h3) = start(ServerKind::Raw, ServerMode::Echo).await?;
+    let (raw_sink, h4) = start(ServerKind::Raw, ServerMode::Sink).await?;
+    let (codec_sink, h5) = start(ServerKind::Codec, ServerMode::Sink).await?;
+    let (tu_sink, h6) = start(ServerKind::TokioUtil, ServerMode::Sink).await?;
+
+    // ping: every client against a different server.
+    for (client, addr) in [
+        (ClientKind::Codec, tu_echo),
+        (ClientKind::TokioUtil, codec_echo),
+        (ClientKind::Raw, raw_echo),
+    ] {
+        let r = run(&opts(Mode::Ping, addr, client)).await?;
+        assert_eq!(
+            (r.mode.as_str(), r.client.as_str()),
+            ("ping", client.name())
+        );
+        assert!(r.frames > 0, "{r:?}");
+        let lat = r
+            .latency
+            .ok_or_else(|| LoadgenError::Args("no latency".into()))?;
+        assert_eq!(lat.samples, r.frames);
+        assert!(lat.p50_us <= lat.p99_us && lat.p99_us <= lat.p999_us && lat.p999_us <= lat.max_us);
+    }
+
+    // pipeline: every reply that was asked for arrives (each connection drains to zero).
+    for (client, addr) in [
+        (ClientKind::Raw, codec_echo),
+        (ClientKind::TokioUtil, raw_echo),
+    ] {
+        let mut o = opts(Mode::Pipeline, addr, client);
+        o.conns = 4;
+        o.depth = 8;
+        o.size = 100;
+        let r = run(&o).await?;
+        assert!(r.frames >= 32, "{r:?}");
+        assert_eq!(r.latency.map(|l| l.samples), Some(r.frames));
+    }
+
+    // stream into sinks, and streaming echo (which checks every frame came back).
+    for (client, addr, size) in [
+        (ClientKind::TokioUtil, raw_sink, 16),
+        (ClientKind::Codec, codec_sink, 1024),
+        (ClientKind::Raw, tu_sink, 65_536),
+    ] {
+        let mut o = opts(Mode::Stream, addr, client);
+        o.size = size;
+        o.pid = Some(std::process::id());
+        let r: Record = run(&o).await?;
+        assert!(r.frames > 0 && r.frames_per_s() > 0.0, "{r:?}");
+        // Client and server are this process: both CPU figures are read and agree (up to a tick).
+        assert!(
+            matches!((r.client_cpu_s, r.server_cpu_s), (Some(c), Some(s)) if c >= 0.0 && (c - s).abs() <= 0.05),
+            "{r:?}"
+        );
+    }
+    for (client, addr) in [(ClientKind::Raw, tu_echo), (ClientKind::Codec, raw_echo)] {
+        let mut o = opts(Mode::Stream, addr, client);
+        o.echo = true;
+        o.size = 300;
+        let r = run(&o).await?;
+        assert!(r.frames > 0, "{r:?}");
+    }
+
+    // conns: 40 idle connections from 4 source addresses, all still echo; memory read from
+    // this process (the server runs in it).
+    let mut o = opts(Mode::Conns, codec_echo, ClientKind::TokioUtil);
+    o.conns = 40;
+    o.sources = 4;
+    o.pid = Some(std::process::id());
+    o.duration = Duration::from_millis(50);
+    let r = run(&o).await?;
+    assert_eq!((r.echo_ok, r.echo_failed), (Some(40), Some(0)), "{r:?}");
+    let mem = r
+        .memory
+        .ok_or_else(|| LoadgenError::Args("no memory figures".into()))?;
+    assert_eq!(mem.conns, 40);
+    assert!(mem.echoed.is_some());
+
+    // flood: the baseline reserves the announced 8 MiB per connection, so address space grows by
+    // megabytes per connection, and the server still answers a fresh connection.
+    let mut o = opts(Mode::Flood, tu_echo, ClientKind::Raw);
+    o.conns = 8;
+    o.pid = Some(std::process::id());
+    o.duration = Duration::from_millis(100);
+    let r = run(&o).await?;
+    assert_eq!(r.echo_ok, Some(1), "{r:?}");
+    let mem = r
+        .memory
+        .ok_or_else(|| LoadgenError::Args("no memory figures".into()))?;
+    assert!(mem.vm_per_conn_kib() > 4096.0, "{mem:?}");
+
+    // A server that is not there is an error, not a hang.
+    let gone = {
+        let l = TcpListener::bind("127.0.0.1:0").await?;
+        l.local_addr()?
+    };
+    assert!(run(&opts(Mode::Ping, gone, ClientKind::Raw)).await.is_err());
+
+    for h in [h1, h2, h3, h4, h5, h6] {
+        h.abort();
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mode_runs_against_the_in_binary_servers() {
+    match tokio::time::timeout(TEST_TIMEOUT, all_modes()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("loadgen run failed: {e}"),
+        Err(_) => panic!("smoke test did not finish in {TEST_TIMEOUT:?}"),
+    }
+}
