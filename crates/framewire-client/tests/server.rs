@@ -293,7 +293,8 @@ async fn ack_typed_with_the_real_server() {
     .await;
 }
 
-type Log = Arc<Mutex<Vec<Vec<Bytes>>>>;
+/// Every message per connection (accept order), with the server's redelivery flag.
+type Log = Arc<Mutex<Vec<Vec<(Bytes, bool)>>>>;
 
 /// Records every message per connection (accept order), replies nothing.
 async fn recording(
@@ -305,7 +306,8 @@ async fn recording(
         log.len() - 1
     };
     while let Some(m) = conn.recv().await? {
-        conn.state().lock().expect("log lock")[index].push(m);
+        let redelivered = conn.last_was_redelivery();
+        conn.state().lock().expect("log lock")[index].push((m, redelivered));
     }
     Ok(())
 }
@@ -343,18 +345,22 @@ async fn ack_reconnect_to_the_real_server_through_a_flaky_proxy() {
         assert_eq!(cut.load(std::sync::atomic::Ordering::SeqCst), drops);
         assert!(client.reconnects() >= 1);
         // At least once and in order: reading the connections in order, each message is the
-        // next new one or a repeat of an earlier one (this server does not expose the
-        // redelivery flag; tests/reconnect.rs checks it).
+        // next new one or a repeat of an earlier one, and the server saw every repeat flagged
+        // as a redelivery.
         let log = log.lock().unwrap().clone();
         let mut next = 0;
-        for m in log.iter().flatten() {
+        let mut repeats = 0;
+        for (m, redelivered) in log.iter().flatten() {
             if next < sent.len() && *m == sent[next] {
                 next += 1;
             } else {
                 assert!(sent[..next].contains(m), "unexpected {m:?} at #{next}");
+                assert!(redelivered, "repeat of {m:?} not flagged as a redelivery");
+                repeats += 1;
             }
         }
         assert_eq!(next, sent.len(), "every message arrived");
+        eprintln!("{repeats} repeats, all flagged as redeliveries");
         handle.shutdown();
     })
     .await;
