@@ -450,7 +450,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
     /// Encodes the machine's frames into the write buffer, up to the high-water mark.
     fn encode_transmits(&mut self) -> Result<(), AckError> {
         while self.framed.write_buffer().len() < self.high_water {
-            let Some(frame) = self.state.poll_transmit() else {
+            // Borrowed, not cloned: the payload is copied into the write buffer right away.
+            let Some(frame) = self.state.poll_transmit_ref() else {
                 break;
             };
             let header = self.framed.codec().header(frame.len())?;
@@ -577,9 +578,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
 
     fn take_delivery(&mut self, cx: &mut Context<'_>) -> Option<Result<Delivery, AckError>> {
         let d = self.inbox.pop_front()?;
-        if let Err(e) = self.state.taken(d.seq) {
-            return Some(Err(e));
-        }
+        Some(self.after_take(d.seq, cx).map(|()| d))
+    }
+
+    /// The application took the delivery `seq` (just popped from the inbox): report it to the
+    /// machine and write the ack if one became due.
+    fn after_take(&mut self, seq: u64, cx: &mut Context<'_>) -> Result<(), AckError> {
+        self.state.taken(seq)?;
         if self.inbox.is_empty() && !self.read_closed {
             // The application has everything that was buffered: if the transport has nothing
             // more either, the reader is idle and what was taken gets acknowledged now rather
@@ -597,7 +602,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
                 self.failed = Some(e.to_string());
             }
         }
-        Some(Ok(d))
+        Ok(())
     }
 
     fn poll_next_inner(
@@ -631,6 +636,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for AckFramed<T> {
             if this.error_reported {
                 return Poll::Ready(None);
             }
+        } else if let Some(d) = this.inbox.pop_front() {
+            // Fast path, same as `guard` + `poll_next_inner` with a buffered message, without
+            // moving the delivery through their nested results.
+            this.stream_waker = None;
+            return match this.after_take(d.seq, cx) {
+                Ok(()) => Poll::Ready(Some(Ok(d))),
+                Err(e) => {
+                    if !e.is_local_misuse() {
+                        this.failed = Some(e.to_string());
+                    }
+                    this.error_reported = true;
+                    Poll::Ready(Some(Err(e)))
+                }
+            };
         }
         match this.guard(Side::Stream, cx, |this, cx| this.poll_next_inner(cx)) {
             Poll::Pending => Poll::Pending,

@@ -3,9 +3,12 @@
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
-use super::wire::{ack_bytes, data_header, AckFrame, Hello, DATA_HEADER_LEN, HELLO_LEN, VERSION};
+use super::wire::{
+    ack_bytes, data_header, AckFrame, FrameKind, Hello, DATA_HEADER_LEN, FLAG_REDELIVERY,
+    HELLO_LEN, VERSION,
+};
 use super::{AckError, ERROR_PREFIX_LEN};
 
 /// Default window: how many unacknowledged messages a peer may have in flight.
@@ -188,6 +191,18 @@ impl AckState {
                 _ => Err(AckError::expected_hello(&frame)),
             };
         }
+        // Fast path for the frame that matters for throughput: a well-formed DATA frame is
+        // checked and handled in place, with the same checks and errors as `parse` + `handle`.
+        if let [kind, s0, s1, s2, s3, s4, s5, s6, s7, flags, ..] = frame[..] {
+            if kind == FrameKind::Data.to_byte() && flags & !FLAG_REDELIVERY == 0 {
+                let seq = u64::from_be_bytes([s0, s1, s2, s3, s4, s5, s6, s7]);
+                let mut payload = frame;
+                payload.advance(DATA_HEADER_LEN);
+                return self
+                    .handle_data(seq, flags & FLAG_REDELIVERY != 0, payload)
+                    .map(Some);
+            }
+        }
         self.handle(AckFrame::parse_bytes(frame)?)
     }
 
@@ -255,26 +270,34 @@ impl AckState {
                 seq,
                 redelivery,
                 payload,
-            } => {
-                let expected = self.received.saturating_add(1);
-                if seq != expected {
-                    return Err(AckError::DataOutOfSequence { expected, got: seq });
-                }
-                if seq > self.ack_sent.saturating_add(u64::from(self.local.window)) {
-                    return Err(AckError::DataBeyondWindow {
-                        seq,
-                        window: self.local.window,
-                        acked: self.ack_sent,
-                    });
-                }
-                self.received = seq;
-                Ok(Some(Delivery {
-                    seq,
-                    payload,
-                    redelivered: redelivery,
-                }))
-            }
+            } => self.handle_data(seq, redelivery, payload).map(Some),
         }
+    }
+
+    /// A DATA frame after the handshake: sequence and window checks.
+    fn handle_data(
+        &mut self,
+        seq: u64,
+        redelivery: bool,
+        payload: Bytes,
+    ) -> Result<Delivery, AckError> {
+        let expected = self.received.saturating_add(1);
+        if seq != expected {
+            return Err(AckError::DataOutOfSequence { expected, got: seq });
+        }
+        if seq > self.ack_sent.saturating_add(u64::from(self.local.window)) {
+            return Err(AckError::DataBeyondWindow {
+                seq,
+                window: self.local.window,
+                acked: self.ack_sent,
+            });
+        }
+        self.received = seq;
+        Ok(Delivery {
+            seq,
+            payload,
+            redelivered: redelivery,
+        })
     }
 
     /// The application took every received message up to and including `seq`.
@@ -467,6 +490,26 @@ impl AckState {
     /// Handing a frame out counts as transmitting it; the caller must write it to the
     /// transport in the order returned.
     pub fn poll_transmit(&mut self) -> Option<AckFrame<Bytes>> {
+        Some(match self.poll_transmit_ref()? {
+            AckFrame::Hello(h) => AckFrame::Hello(h),
+            AckFrame::Ack { through } => AckFrame::Ack { through },
+            AckFrame::Data {
+                seq, redelivery, ..
+            } => {
+                // `poll_transmit_ref` returned the message at `seq`, which is still unacked.
+                let payload = self.unacked_payload(seq).unwrap_or_default();
+                AckFrame::Data {
+                    seq,
+                    redelivery,
+                    payload,
+                }
+            }
+        })
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit) with a DATA payload borrowed from the unacked
+    /// queue rather than cloned: for drivers that copy the frame into a write buffer at once.
+    pub(crate) fn poll_transmit_ref(&mut self) -> Option<AckFrame<&[u8]>> {
         if self.hello_pending {
             self.hello_pending = false;
             return Some(AckFrame::Hello(self.local));
@@ -485,8 +528,15 @@ impl AckState {
         Some(AckFrame::Data {
             seq: m.seq,
             redelivery: m.redelivery,
-            payload: m.payload.clone(),
+            payload: &m.payload[..],
         })
+    }
+
+    /// The payload of the unacked message `seq`, if it is still unacked.
+    fn unacked_payload(&self, seq: u64) -> Option<Bytes> {
+        let front = self.unacked.front()?.seq;
+        let idx = usize::try_from(seq.checked_sub(front)?).ok()?;
+        self.unacked.get(idx).map(|m| m.payload.clone())
     }
 }
 
