@@ -26,6 +26,10 @@ use crate::{FrameCodec, HEADER_LEN};
 /// accepted whole).
 pub const DEFAULT_WRITE_HIGH_WATER: usize = 16 * 1024;
 
+/// Spare read-buffer room `progress` tries to reclaim before reading: `Framed`'s initial
+/// read buffer size.
+const READ_ROOM: usize = 8 * 1024;
+
 /// Which side of the adapter is polling: used to wake the other side when one side's read
 /// registration may have replaced the other's (when `Stream` and `Sink` are used from two
 /// tasks).
@@ -530,6 +534,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
     fn progress(&mut self, cx: &mut Context<'_>, side: Side) -> Result<(), AckError> {
         if let Poll::Ready(Err(e)) = self.poll_write(cx) {
             return Err(e);
+        }
+        if self.inbox.is_empty() {
+            // `Framed` reads into whatever spare room its buffer has left, so after a few
+            // batches a read can fill that room exactly and cost a second read syscall. Once
+            // every frame handed out has been dropped, take the whole allocation back (no
+            // allocation, no copy) so the next read has its full room again.
+            let buf = self.framed.read_buffer_mut();
+            if buf.is_empty() && buf.capacity() < READ_ROOM {
+                // `false` (a frame is still held): leave it, `Framed` allocates when it must.
+                let _ = buf.try_reclaim(READ_ROOM);
+            }
         }
         let read = self.poll_read(cx, side);
         if let Poll::Ready(Err(e)) = read {
