@@ -21,7 +21,7 @@ use super::{AckError, ERROR_PREFIX_LEN};
 ///
 /// Each window of messages costs a fixed amount on top of the per-message work: at least one
 /// DATA write, one ACK write (two with the half-window threshold), a read on each side and a
-/// wake-up of each side, about 18 µs on loopback on the 2-core development machine, where a
+/// wake-up of each side, 17-20 µs on loopback on the 2-core development machine, where a
 /// single loopback write costs about 5 µs and plain mode moves a 64-byte message in about
 /// 110 ns. With 64-byte messages that measured about a quarter of plain mode's messages/s at
 /// window 64, about half at 256 and about 70% at 1024 (`benches/ack.rs`,
@@ -360,7 +360,7 @@ impl AckState {
     /// callers rely on it (an ACK arrives after half the window is taken even if the
     /// application then stops reading). The price for a fast consumer is one extra ACK write
     /// per window: on loopback with 64-byte messages, `set_ack_threshold(window)` measured
-    /// about 1.3x the messages/s of the default at window 64 (about a third of plain mode
+    /// 1.15x to 1.4x the messages/s of the default at window 64 (about a third of plain mode
     /// instead of a quarter; `benches/ack.rs`, `docs-snippets/ack-wire.md`). Never deadlocks:
     /// the sender cannot send more than the window, so the whole window being taken always
     /// triggers an ACK.
