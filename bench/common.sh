@@ -20,14 +20,18 @@ trap cleanup EXIT
 
 # start_server IMPL MODE: starts `loadgen serve` pinned to $SERVER_CPU on a free port;
 # sets SERVER_PID and ADDR.
+SERVER_COUNT=0
 start_server() {
-    local log="$LOGDIR/server-$1-$2.txt"
+    # A fresh log per server: the address is read from it while the server starts, so an old
+    # log of the same name would hand out a stale port.
+    SERVER_COUNT=$((SERVER_COUNT + 1))
+    local log="$LOGDIR/server-$SERVER_COUNT-$1-$2.txt"
     taskset -c "$SERVER_CPU" "$LOADGEN" serve --impl "$1" --mode "$2" --addr 127.0.0.1:0 \
         --lifetime 600s >"$log" 2>&1 &
     SERVER_PID=$!
     ADDR=
     for _ in $(seq 100); do
-        ADDR=$(sed -n 's/.* addr=\([^ ]*\) .*/\1/p' "$log")
+        ADDR=$(sed -n 's/.* addr=\([^ ]*\) .*/\1/p' "$log" 2>/dev/null || true)
         [[ -n "$ADDR" ]] && return 0
         sleep 0.05
     done

@@ -10,7 +10,8 @@
 #   * one-way stream, one connection, client and sink server of the same implementation
 #     ("both ends"), for 16 B, 64 B, 1 KiB and 64 KiB payloads;
 #   * pipelined echo, 64 connections x 16 frames in flight, 64 B payloads, each echo server
-#     driven once by its own client and once by the raw client (so the server is what is measured).
+#     driven once by its own client (SERVER_ONLY servers: the baseline client) and once by the
+#     raw client (so the server is what is measured).
 # Besides frames/s, every cell records the CPU seconds client and server used (/proc/PID/stat), so
 # report.py also gives frames per CPU-second, a figure that other load on the machine disturbs less.
 # Writes $OUT.csv (one loadgen CSV row per cell), $OUT.txt (machine, command, table of ratios)
@@ -18,9 +19,12 @@
 
 set -euo pipefail
 
-# Implementations: each name is both a `serve --impl` and a `--client` value. Add `framewire`
-# here once the framewire server and client adapters exist in loadgen.
+# Implementations: each name is both a `serve --impl` and a `--client` value.
 IMPLS=(${IMPLS:-raw tokio-util codec})
+# Servers without a loadgen client of their own yet: measured in the pipelined echo only, driven
+# by the baseline client and by the raw client. Move `framewire` to IMPLS once
+# `loadgen --client framewire` exists.
+SERVER_ONLY=(${SERVER_ONLY:-framewire})
 # The two references every ratio is computed against.
 BASELINE=tokio-util
 PHYSICAL=raw
@@ -57,9 +61,9 @@ for round in $(seq "$ROUNDS"); do
         done
         stop_server
     done
-    for impl in "${IMPLS[@]}"; do
+    for impl in "${IMPLS[@]}" "${SERVER_ONLY[@]}"; do
         start_server "$impl" echo
-        clients=("$impl")
+        if [[ " ${IMPLS[*]} " == *" $impl "* ]]; then clients=("$impl"); else clients=("$BASELINE"); fi
         if [[ "$impl" != "$PHYSICAL" ]]; then clients+=("$PHYSICAL"); fi
         for cl in "${clients[@]}"; do
             echo "pipeline server=$impl client=$cl ${PIPE_CONNS}x${PIPE_DEPTH} size=$PIPE_SIZE" >&2
@@ -72,7 +76,7 @@ done
 
 {
     echo "# framewire side-by-side run, $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "# command: IMPLS=\"${IMPLS[*]}\" DURATION=$DURATION ROUNDS=$ROUNDS bench/compare.sh (median of $ROUNDS rounds per cell)"
+    echo "# command: IMPLS=\"${IMPLS[*]}\" SERVER_ONLY=\"${SERVER_ONLY[*]}\" DURATION=$DURATION ROUNDS=$ROUNDS bench/compare.sh (median of $ROUNDS rounds per cell)"
     echo "$LOAD_BEFORE"
     python3 bench/report.py table "$OUT.csv" --baseline "$BASELINE" --physical "$PHYSICAL"
 } | tee "$OUT.txt"

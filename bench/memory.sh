@@ -14,8 +14,8 @@
 
 set -euo pipefail
 
-# Implementations: `serve --impl` values. Add `framewire` here once its server is in loadgen.
-IMPLS=(${IMPLS:-tokio-util codec})
+# Implementations: `serve --impl` values.
+IMPLS=(${IMPLS:-tokio-util codec framewire})
 CONNS=${CONNS:-10000}
 FLOOD_CONNS=${FLOOD_CONNS:-1000}
 # Settling time before memory is read.

@@ -6,19 +6,45 @@
 //!
 //! A sender writes many small messages back-to-back over TCP. A naive reader that treats each
 //! `read()` as one message sees them coalesced and split; the same traffic sent as framewire
-//! frames arrives as exactly the messages that were sent. Exits 0 only if the framed side
-//! received every message intact.
+//! frames arrives as exactly the messages that were sent. Then the whole story: a framewire
+//! server with concurrent framewire clients, in plain mode with coalesced writes, with every
+//! frame written in tiny split pieces, and in ack mode with delivery receipts. Exits 0 only if
+//! every framed message arrived intact and in order.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bytes::Bytes;
+use framewire_client::Client;
 use framewire_codec::FrameCodec;
+use framewire_server::{Connection, Server, ServerError};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// How many messages each side sends.
 const MESSAGES: usize = 2_000;
+
+/// Concurrent framewire clients in parts 3 and 5.
+const CLIENTS: usize = 8;
+
+/// Messages per client in parts 3 and 5.
+const PER_CLIENT: usize = 500;
+
+/// Clients writing split frames in part 4, and their messages each.
+const SPLIT_CLIENTS: usize = 4;
+const PER_SPLIT_CLIENT: usize = 200;
+
+/// The ack-mode window in part 5: at most this many unacknowledged messages per client.
+const ACK_WINDOW: u32 = 8;
+
+/// Client `c`'s `i`-th message.
+fn client_message(c: usize, i: usize) -> Bytes {
+    Bytes::from(format!(
+        "client-{c}-msg-{i:04}:{}",
+        "y".repeat((i * 7 + c) % 31)
+    ))
+}
 
 /// The i-th message: varied lengths, so split messages are easy to spot.
 fn message(i: usize) -> String {
@@ -115,6 +141,187 @@ async fn framed(listener: &TcpListener) -> Result<Vec<String>, Box<dyn std::erro
     Ok(got)
 }
 
+/// Errors that cross task boundaries.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Byte-for-byte echo on the framewire server; a burst of frames is answered with one write.
+async fn mirror(mut conn: Connection) -> Result<(), ServerError> {
+    while let Some(frame) = conn.recv().await? {
+        conn.feed(&frame).await?;
+        while let Some(more) = conn.try_recv()? {
+            conn.feed(&more).await?;
+        }
+        conn.flush().await?;
+    }
+    Ok(())
+}
+
+/// How one part of the demo went.
+struct Outcome {
+    sent: usize,
+    intact: usize,
+}
+
+impl Outcome {
+    fn ok(&self) -> bool {
+        self.sent == self.intact
+    }
+}
+
+/// Part 3: `CLIENTS` framewire clients at once, each pipelining `PER_CLIENT` messages
+/// (`feed` buffers them, so many frames go out in one write) while it reads the echoes.
+async fn concurrent_plain(
+    addr: std::net::SocketAddr,
+) -> Result<Outcome, Box<dyn std::error::Error>> {
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        tasks.push(tokio::spawn(async move {
+            let (mut tx, mut rx) = Client::connect(addr).await?.split();
+            let writer = tokio::spawn(async move {
+                for i in 0..PER_CLIENT {
+                    tx.feed(client_message(c, i)).await?;
+                }
+                tx.flush().await?;
+                Ok::<_, framewire_client::ClientError>(tx)
+            });
+            let mut intact = 0;
+            for i in 0..PER_CLIENT {
+                match rx.recv().await? {
+                    Some(echo) if echo == client_message(c, i) => intact += 1,
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            writer.await??.close().await?;
+            Ok::<_, BoxError>(intact)
+        }));
+    }
+    let mut intact = 0;
+    for t in tasks {
+        intact += t.await?.map_err(|e| e.to_string())?;
+    }
+    Ok(Outcome {
+        sent: CLIENTS * PER_CLIENT,
+        intact,
+    })
+}
+
+/// Part 4: raw sockets that write every frame in pieces of 1 to 7 bytes (each its own
+/// `write`, Nagle off), the opposite of coalescing; the server must still see whole frames.
+async fn split_writes(
+    addr: std::net::SocketAddr,
+) -> Result<(Outcome, usize), Box<dyn std::error::Error>> {
+    let mut tasks = Vec::new();
+    for c in 0..SPLIT_CLIENTS {
+        tasks.push(tokio::spawn(async move {
+            let sock = TcpStream::connect(addr).await?;
+            sock.set_nodelay(true)?;
+            let (read, mut write) = sock.into_split();
+            let mut wire = bytes::BytesMut::new();
+            let mut codec = FrameCodec::new();
+            for i in 0..PER_SPLIT_CLIENT {
+                tokio_util::codec::Encoder::encode(&mut codec, client_message(c, i), &mut wire)?;
+            }
+            let writer = tokio::spawn(async move {
+                let mut writes = 0usize;
+                let mut rest = &wire[..];
+                while !rest.is_empty() {
+                    let n = (writes % 7 + 1).min(rest.len());
+                    write.write_all(&rest[..n]).await?;
+                    rest = &rest[n..];
+                    writes += 1;
+                    if writes % 16 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                write.shutdown().await?;
+                Ok::<_, std::io::Error>(writes)
+            });
+            let mut echoes = FrameCodec::builder().new_read(read);
+            let mut intact = 0;
+            let mut i = 0;
+            while let Some(echo) = echoes.next().await {
+                if echo? == client_message(c, i) {
+                    intact += 1;
+                }
+                i += 1;
+            }
+            let writes = writer.await.map_err(std::io::Error::other)??;
+            Ok::<_, BoxError>((intact, writes))
+        }));
+    }
+    let (mut intact, mut writes) = (0, 0);
+    for t in tasks {
+        let (i, w) = t.await?.map_err(|e| e.to_string())?;
+        intact += i;
+        writes += w;
+    }
+    Ok((
+        Outcome {
+            sent: SPLIT_CLIENTS * PER_SPLIT_CLIENT,
+            intact,
+        },
+        writes,
+    ))
+}
+
+/// Part 5: ack mode. Each client's `send` returns once the message fits in the window,
+/// `flush` waits until the server's handler took every message, and the echoes come back
+/// on the same connection.
+async fn concurrent_ack(
+    addr: std::net::SocketAddr,
+) -> Result<(Outcome, usize), Box<dyn std::error::Error>> {
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        tasks.push(tokio::spawn(async move {
+            let client = Client::builder()
+                .ack_window(ACK_WINDOW)
+                .connect_ack(addr)
+                .await?;
+            let (tx, mut rx) = client.split();
+            let writer = tokio::spawn(async move {
+                let mut receipts = Vec::with_capacity(PER_CLIENT);
+                for i in 0..PER_CLIENT {
+                    receipts.push(tx.send(client_message(c, i)).await?);
+                }
+                tx.flush().await?;
+                let mut confirmed = 0;
+                for r in receipts {
+                    r.await?;
+                    confirmed += 1;
+                }
+                Ok::<_, framewire_client::ClientError>((tx, confirmed))
+            });
+            let mut intact = 0;
+            for i in 0..PER_CLIENT {
+                match rx.recv().await? {
+                    Some(echo) if echo.payload == client_message(c, i) && !echo.redelivered => {
+                        intact += 1
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            let (tx, confirmed) = writer.await??;
+            tx.close().await?;
+            Ok::<_, BoxError>((intact, confirmed))
+        }));
+    }
+    let (mut intact, mut confirmed) = (0, 0);
+    for t in tasks {
+        let (i, c) = t.await?.map_err(|e| e.to_string())?;
+        intact += i;
+        confirmed += c;
+    }
+    Ok((
+        Outcome {
+            sent: CLIENTS * PER_CLIENT,
+            intact,
+        },
+        confirmed,
+    ))
+}
+
 async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     println!(
@@ -145,7 +352,65 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
         "   {MESSAGES} messages sent, {} frames received, {intact} intact and in order",
         got.len()
     );
-    let ok = got.len() == MESSAGES && intact == MESSAGES;
+    let mut ok = got.len() == MESSAGES && intact == MESSAGES;
+
+    // A framewire server (mirror handler) on another ephemeral port.
+    let server = Server::bind("127.0.0.1:0").await?;
+    let server_addr: std::net::SocketAddr = server.local_addr().to_string().parse()?;
+    let handle = server.handle();
+    let serving = tokio::spawn(server.serve(mirror));
+
+    let plain = concurrent_plain(server_addr).await?;
+    println!(
+        "\n3. A framewire server and {CLIENTS} concurrent framewire clients, writes coalesced:"
+    );
+    println!(
+        "   {CLIENTS} clients x {PER_CLIENT} messages = {} sent, {} echoed intact and in order",
+        plain.sent, plain.intact
+    );
+    ok &= plain.ok();
+
+    let (split, writes) = split_writes(server_addr).await?;
+    println!(
+        "\n4. {SPLIT_CLIENTS} clients writing every frame in pieces of 1 to 7 bytes (split writes):"
+    );
+    println!(
+        "   {} messages sent in {writes} writes, {} echoed intact and in order",
+        split.sent, split.intact
+    );
+    ok &= split.ok();
+
+    let stats = handle.stats();
+    println!(
+        "   server: {} connections, {} frames in, {} frames out, {} connection errors",
+        stats.accepted,
+        stats.frames_in,
+        stats.frames_out,
+        stats.errors.io + stats.errors.protocol + stats.errors.handler
+    );
+    handle.shutdown();
+    let _ = serving.await;
+
+    // The same server in ack mode: every connection grants a window of ACK_WINDOW.
+    let server = Server::builder()
+        .ack_mode(ACK_WINDOW)
+        .bind("127.0.0.1:0")
+        .await?;
+    let ack_addr: std::net::SocketAddr = server.local_addr().to_string().parse()?;
+    let handle = server.handle();
+    let serving = tokio::spawn(server.serve(mirror));
+    let (ack, confirmed) = concurrent_ack(ack_addr).await?;
+    handle.shutdown();
+    let _ = serving.await;
+    println!(
+        "\n5. The same server in ack mode, window {ACK_WINDOW}: {CLIENTS} clients, each send waits for room:"
+    );
+    println!(
+        "   {} messages sent, {confirmed} delivery receipts confirmed, {} echoed intact and in order",
+        ack.sent, ack.intact
+    );
+    ok &= ack.ok() && confirmed == ack.sent;
+
     println!(
         "\nresult: {}",
         if ok {

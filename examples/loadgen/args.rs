@@ -49,10 +49,11 @@ USAGE:
   loadgen stream   --addr HOST:PORT [--client C] [--size N] [--duration T] [--echo] [--batch N]
   loadgen conns    --addr HOST:PORT [--client C] [--conns N] [--pid PID] [--sources K]
   loadgen flood    --addr HOST:PORT [--conns N] [--pid PID] [--sources K] [--announce N]
-  loadgen serve    --impl tokio-util|raw|codec --mode echo|sink [--addr HOST:PORT] [--threads N]
+  loadgen serve    --impl tokio-util|raw|codec|framewire --mode echo|sink [--addr HOST:PORT] [--threads N]
 
 CLIENT (--client):  codec (Framed + FrameCodec), tokio-util (Framed + LengthDelimitedCodec, the
-                    baseline), raw (pre-built bytes, replies counted by length: the physical limit)
+                    baseline), raw (pre-built bytes, replies counted by length: the physical
+                    limit)
 COMMON:  --label TEXT   free text stored in the CSV/JSON row (e.g. the server's name)
          --csv FILE     append one CSV row (header written when the file is new)
          --json FILE    write the result as one JSON object
@@ -106,6 +107,8 @@ pub enum ServerKind {
     Raw,
     /// tokio-util `Framed` + framewire's `FrameCodec`.
     Codec,
+    /// The framewire server (`framewire_server::Server`) with a mirror handler.
+    Framewire,
 }
 
 impl ServerKind {
@@ -115,6 +118,7 @@ impl ServerKind {
             ServerKind::TokioUtil => "tokio-util",
             ServerKind::Raw => "raw",
             ServerKind::Codec => "codec",
+            ServerKind::Framewire => "framewire",
         }
     }
 
@@ -123,8 +127,9 @@ impl ServerKind {
             "tokio-util" => Ok(ServerKind::TokioUtil),
             "raw" => Ok(ServerKind::Raw),
             "codec" => Ok(ServerKind::Codec),
+            "framewire" => Ok(ServerKind::Framewire),
             other => Err(LoadgenError::args(format!(
-                "unknown --impl {other:?}; expected tokio-util, raw or codec"
+                "unknown --impl {other:?}; expected tokio-util, raw, codec or framewire"
             ))),
         }
     }
@@ -506,7 +511,8 @@ fn parse_serve(mut it: impl Iterator<Item = String>) -> Result<Command, LoadgenE
             other => return Err(LoadgenError::args(format!("unknown flag {other:?}"))),
         }
     }
-    let kind = kind.ok_or_else(|| LoadgenError::args("serve needs --impl tokio-util|raw|codec"))?;
+    let kind = kind
+        .ok_or_else(|| LoadgenError::args("serve needs --impl tokio-util|raw|codec|framewire"))?;
     Ok(Command::Serve(ServeOpts {
         kind,
         mode,

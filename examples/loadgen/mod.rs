@@ -7,17 +7,19 @@
 //! * [`modes::run`] runs one mode (`ping`, `pipeline`, `stream`, `conns`, `flood`) and returns a
 //!   [`report::Record`].
 //! * [`client::ClientImpl`] is the adapter a client implementation provides (`codec`,
-//!   `tokio-util`, `raw`).
-//! * [`server::serve`] runs an in-binary echo or sink server (`tokio-util`, `raw`, `codec`).
+//!   `tokio-util`, `raw`; the framewire client is to come).
+//! * [`server::serve`] runs an in-binary echo or sink server (`tokio-util`, `raw`, `codec`,
+//!   `framewire`).
 //!
-//! # Adding an implementation (for example `framewire`)
+//! # Adding an implementation
 //!
 //! * Client: a type implementing [`client::ClientImpl`] (`open` a connection as a
 //!   [`client::FrameTx`] that sends `n` frames and flushes, and a [`client::FrameRx`] that waits
 //!   for replies and counts them), a [`ClientKind`] variant with its name, and one arm in
-//!   [`modes::run`]. For the framewire client: `Client::connect(addr)`, `split()`, `feed` `n`
-//!   times then `flush`, and `recv` counting `Some` frames.
-//! * Server: a [`ServerKind`] variant with its name, and one arm per mode in [`server::handle`].
+//!   [`modes::run`].
+//! * Server: a [`ServerKind`] variant with its name, and one arm per mode in [`server::handle`]
+//!   (or, for a server with its own accept loop such as framewire's, a branch in
+//!   [`server::serve`]).
 //! * Benchmarks: add the name to `IMPLS` at the top of `bench/compare.sh` and `bench/memory.sh`.
 
 pub mod args;

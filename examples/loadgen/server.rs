@@ -26,6 +26,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 /// # Errors
 /// Never returns normally; errors of `accept` are retried after a short pause.
 pub async fn serve(listener: TcpListener, kind: ServerKind, mode: ServerMode) -> io::Result<()> {
+    if kind == ServerKind::Framewire {
+        return framewire_serve(listener, mode).await;
+    }
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _peer)) => stream,
@@ -63,6 +66,12 @@ pub async fn handle(stream: TcpStream, kind: ServerKind, mode: ServerMode) -> io
         (ServerKind::Codec, ServerMode::Sink) => {
             framed_sink(FramedRead::new(stream, FrameCodec::new())).await
         }
+        // The framewire server runs its own accept loop, so it serves a listener (see `serve`),
+        // never a single stream.
+        (ServerKind::Framewire, _) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the framewire server serves a listener, not a single stream",
+        )),
     }
 }
 
@@ -124,5 +133,42 @@ async fn raw_echo(mut stream: TcpStream) -> io::Result<()> {
 async fn raw_sink(mut stream: TcpStream) -> io::Result<()> {
     let mut buf = vec![0u8; RAW_SINK_BUF];
     while stream.read(&mut buf).await? != 0 {}
+    Ok(())
+}
+
+/// Most connections the framewire server accepts here: above every count loadgen opens
+/// (`MAX_CONNS` + the flood's extra connection), so the benchmark never hits the server's
+/// default cap of 10,000.
+const FRAMEWIRE_MAX_CONNECTIONS: usize = super::args::MAX_CONNS + 1_000;
+
+/// The framewire server on `listener`: `echo` is the mirror handler of `examples/echo_server.rs`
+/// (every decodable frame fed back, one flush per batch), `sink` drops every frame.
+async fn framewire_serve(listener: TcpListener, mode: ServerMode) -> io::Result<()> {
+    use framewire_server::{Connection, Server, ServerError};
+
+    async fn mirror(mut conn: Connection) -> Result<(), ServerError> {
+        while let Some(frame) = conn.recv().await? {
+            conn.feed(&frame).await?;
+            while let Some(more) = conn.try_recv()? {
+                conn.feed(&more).await?;
+            }
+            conn.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn sink(mut conn: Connection) -> Result<(), ServerError> {
+        while conn.recv().await?.is_some() {}
+        Ok(())
+    }
+
+    let server = Server::builder()
+        .max_connections(FRAMEWIRE_MAX_CONNECTIONS)
+        .listener(listener)
+        .map_err(to_io)?;
+    match mode {
+        ServerMode::Echo => server.serve(mirror).await,
+        ServerMode::Sink => server.serve(sink).await,
+    };
     Ok(())
 }

@@ -39,12 +39,15 @@ async fn all_modes() -> Result<(), LoadgenError> {
     let (raw_sink, h4) = start(ServerKind::Raw, ServerMode::Sink).await?;
     let (codec_sink, h5) = start(ServerKind::Codec, ServerMode::Sink).await?;
     let (tu_sink, h6) = start(ServerKind::TokioUtil, ServerMode::Sink).await?;
+    let (fw_echo, h7) = start(ServerKind::Framewire, ServerMode::Echo).await?;
+    let (fw_sink, h8) = start(ServerKind::Framewire, ServerMode::Sink).await?;
 
     // ping: every client against a different server.
     for (client, addr) in [
         (ClientKind::Codec, tu_echo),
         (ClientKind::TokioUtil, codec_echo),
         (ClientKind::Raw, raw_echo),
+        (ClientKind::TokioUtil, fw_echo),
     ] {
         let r = run(&opts(Mode::Ping, addr, client)).await?;
         assert_eq!(
@@ -63,6 +66,7 @@ async fn all_modes() -> Result<(), LoadgenError> {
     for (client, addr) in [
         (ClientKind::Raw, codec_echo),
         (ClientKind::TokioUtil, raw_echo),
+        (ClientKind::Raw, fw_echo),
     ] {
         let mut o = opts(Mode::Pipeline, addr, client);
         o.conns = 4;
@@ -78,6 +82,7 @@ async fn all_modes() -> Result<(), LoadgenError> {
         (ClientKind::TokioUtil, raw_sink, 16),
         (ClientKind::Codec, codec_sink, 1024),
         (ClientKind::Raw, tu_sink, 65_536),
+        (ClientKind::Codec, fw_sink, 64),
     ] {
         let mut o = opts(Mode::Stream, addr, client);
         o.size = size;
@@ -90,7 +95,11 @@ async fn all_modes() -> Result<(), LoadgenError> {
             "{r:?}"
         );
     }
-    for (client, addr) in [(ClientKind::Raw, tu_echo), (ClientKind::Codec, raw_echo)] {
+    for (client, addr) in [
+        (ClientKind::Raw, tu_echo),
+        (ClientKind::Codec, raw_echo),
+        (ClientKind::TokioUtil, fw_echo),
+    ] {
         let mut o = opts(Mode::Stream, addr, client);
         o.echo = true;
         o.size = 300;
@@ -112,6 +121,12 @@ async fn all_modes() -> Result<(), LoadgenError> {
         .ok_or_else(|| LoadgenError::Args("no memory figures".into()))?;
     assert_eq!(mem.conns, 40);
     assert!(mem.echoed.is_some());
+    // The same against the framewire server.
+    let mut o = opts(Mode::Conns, fw_echo, ClientKind::Raw);
+    o.conns = 40;
+    o.duration = Duration::from_millis(50);
+    let r = run(&o).await?;
+    assert_eq!((r.echo_ok, r.echo_failed), (Some(40), Some(0)), "{r:?}");
 
     // flood: the baseline reserves the announced 8 MiB per connection, so address space grows by
     // megabytes per connection, and the server still answers a fresh connection.
@@ -133,7 +148,7 @@ async fn all_modes() -> Result<(), LoadgenError> {
     };
     assert!(run(&opts(Mode::Ping, gone, ClientKind::Raw)).await.is_err());
 
-    for h in [h1, h2, h3, h4, h5, h6] {
+    for h in [h1, h2, h3, h4, h5, h6, h7, h8] {
         h.abort();
     }
     Ok(())

@@ -165,6 +165,12 @@ fn serve_flags_are_read() {
         }
         other => panic!("expected serve, got {other:?}"),
     }
+    match parse_args(["serve", "--impl", "framewire", "--mode", "sink"]) {
+        Ok(Command::Serve(s)) => {
+            assert_eq!((s.kind, s.mode), (ServerKind::Framewire, ServerMode::Sink))
+        }
+        other => panic!("expected serve, got {other:?}"),
+    }
     match parse_args(["serve", "--impl", "codec"]) {
         Ok(Command::Serve(s)) => {
             assert_eq!((s.kind, s.mode), (ServerKind::Codec, ServerMode::Echo))

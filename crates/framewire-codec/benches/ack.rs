@@ -16,6 +16,18 @@
 //!
 //! `FW_BENCH_RT=multi` runs both endpoints on a 2-worker multi-threaded runtime instead of one
 //! current-thread runtime.
+//!
+//! `FW_BENCH_ONLY=CONFIG` skips criterion and runs one configuration for a fixed 500 batches
+//! (1 M messages, after 20 batches of warm-up), for `perf record` / `strace -c -f` and for
+//! repeated A/B runs on a noisy machine. `CONFIG` is `plain`, a window (`64`: default ack
+//! threshold) or a window with an `i` suffix (`64i`: `ack_threshold(window)`, ACK only when
+//! the receiver runs dry). It prints messages/s of wall-clock time and, on Linux, messages per
+//! CPU-second of the thread running the current-thread runtime (both endpoints run on it, so
+//! time stolen by other processes on a shared machine does not count):
+//!
+//! ```text
+//! FW_BENCH_ONLY=64 cargo bench -p framewire-codec --bench ack
+//! ```
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -133,8 +145,41 @@ fn run(rt: &Runtime, jobs: &mpsc::Sender<Job>, iters: u64) -> Duration {
     })
 }
 
+/// CPU time of the calling thread, if the OS reports it (Linux).
+fn thread_cpu_time() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = s.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// `FW_BENCH_ONLY`: one configuration, a fixed number of batches, outside criterion.
+fn run_only(rt: &Runtime, config: &str) {
+    let jobs = match (config, config.strip_suffix('i')) {
+        ("plain", _) => rt.block_on(start_plain()),
+        (_, Some(w)) => {
+            let w: u32 = w.parse().unwrap();
+            rt.block_on(start_ack(w, Some(u64::from(w))))
+        }
+        (w, None) => rt.block_on(start_ack(w.parse().unwrap(), None)),
+    };
+    const BATCHES: u64 = 500;
+    run(rt, &jobs, 20);
+    let cpu0 = thread_cpu_time();
+    let wall = run(rt, &jobs, BATCHES);
+    let msgs = (BATCHES * BATCH as u64) as f64;
+    print!("{config}: {:.0} msg/s", msgs / wall.as_secs_f64());
+    if let (Some(c0), Some(c1)) = (cpu0, thread_cpu_time()) {
+        print!(", {:.0} msg per CPU-second", msgs / (c1 - c0).as_secs_f64());
+    }
+    println!();
+}
+
 fn bench(c: &mut Criterion) {
     let rt = runtime();
+    if let Ok(config) = std::env::var("FW_BENCH_ONLY") {
+        run_only(&rt, &config);
+        return;
+    }
     let mut group = c.benchmark_group("loopback_64B");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.sample_size(10);

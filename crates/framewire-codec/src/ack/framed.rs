@@ -26,6 +26,10 @@ use crate::{FrameCodec, HEADER_LEN};
 /// accepted whole).
 pub const DEFAULT_WRITE_HIGH_WATER: usize = 16 * 1024;
 
+/// Spare read-buffer room `progress` tries to reclaim before reading: `Framed`'s initial
+/// read buffer size.
+const READ_ROOM: usize = 8 * 1024;
+
 /// Which side of the adapter is polling: used to wake the other side when one side's read
 /// registration may have replaced the other's (when `Stream` and `Sink` are used from two
 /// tasks).
@@ -184,7 +188,8 @@ impl AckFramedBuilder {
     /// After how many taken messages an ACK is sent even though more received messages are
     /// still buffered (default: half the window). See [`AckState::set_ack_threshold`] for
     /// the trade-off; `ack_threshold(window)` acks only when the reader runs dry or the whole
-    /// window has been taken, the fewest ACK writes.
+    /// window has been taken, the fewest ACK writes: for a consumer that keeps up it measured
+    /// 1.15x to 1.4x the messages/s of the default at window 64 (64-byte messages, loopback).
     pub fn ack_threshold(&mut self, threshold: u64) -> &mut Self {
         self.ack_threshold = Some(threshold);
         self
@@ -450,7 +455,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
     /// Encodes the machine's frames into the write buffer, up to the high-water mark.
     fn encode_transmits(&mut self) -> Result<(), AckError> {
         while self.framed.write_buffer().len() < self.high_water {
-            let Some(frame) = self.state.poll_transmit() else {
+            // Borrowed, not cloned: the payload is copied into the write buffer right away.
+            let Some(frame) = self.state.poll_transmit_ref() else {
                 break;
             };
             let header = self.framed.codec().header(frame.len())?;
@@ -529,6 +535,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
         if let Poll::Ready(Err(e)) = self.poll_write(cx) {
             return Err(e);
         }
+        if self.inbox.is_empty() {
+            // `Framed` reads into whatever spare room its buffer has left, so after a few
+            // batches a read can fill that room exactly and cost a second read syscall. Once
+            // every frame handed out has been dropped, take the whole allocation back (no
+            // allocation, no copy) so the next read has its full room again.
+            let buf = self.framed.read_buffer_mut();
+            if buf.is_empty() && buf.capacity() < READ_ROOM {
+                // `false` (a frame is still held): leave it, `Framed` allocates when it must.
+                let _ = buf.try_reclaim(READ_ROOM);
+            }
+        }
         let read = self.poll_read(cx, side);
         if let Poll::Ready(Err(e)) = read {
             return Err(e);
@@ -577,9 +594,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
 
     fn take_delivery(&mut self, cx: &mut Context<'_>) -> Option<Result<Delivery, AckError>> {
         let d = self.inbox.pop_front()?;
-        if let Err(e) = self.state.taken(d.seq) {
-            return Some(Err(e));
-        }
+        Some(self.after_take(d.seq, cx).map(|()| d))
+    }
+
+    /// The application took the delivery `seq` (just popped from the inbox): report it to the
+    /// machine and write the ack if one became due.
+    fn after_take(&mut self, seq: u64, cx: &mut Context<'_>) -> Result<(), AckError> {
+        self.state.taken(seq)?;
         if self.inbox.is_empty() && !self.read_closed {
             // The application has everything that was buffered: if the transport has nothing
             // more either, the reader is idle and what was taken gets acknowledged now rather
@@ -597,7 +618,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
                 self.failed = Some(e.to_string());
             }
         }
-        Some(Ok(d))
+        Ok(())
     }
 
     fn poll_next_inner(
@@ -631,6 +652,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for AckFramed<T> {
             if this.error_reported {
                 return Poll::Ready(None);
             }
+        } else if let Some(d) = this.inbox.pop_front() {
+            // Fast path, same as `guard` + `poll_next_inner` with a buffered message, without
+            // moving the delivery through their nested results.
+            this.stream_waker = None;
+            return match this.after_take(d.seq, cx) {
+                Ok(()) => Poll::Ready(Some(Ok(d))),
+                Err(e) => {
+                    if !e.is_local_misuse() {
+                        this.failed = Some(e.to_string());
+                    }
+                    this.error_reported = true;
+                    Poll::Ready(Some(Err(e)))
+                }
+            };
         }
         match this.guard(Side::Stream, cx, |this, cx| this.poll_next_inner(cx)) {
             Poll::Pending => Poll::Pending,

@@ -1,0 +1,1175 @@
+//! Ack mode: backpressure, delivery receipts and lossless reconnect.
+//!
+//! An [`AckClient`] owns a background task (the *driver*) that owns the sending side of the
+//! ack-mode connection ([`AckFramed`]), tracks receipts and reconnects. The handles share the
+//! connection with it:
+//!
+//! * [`AckSender::send`] queues a message for the driver and returns once the message fits in
+//!   the peer's window (a full window is backpressure). It returns a [`Receipt`]: a future
+//!   that resolves when the peer's *application* took the message. The driver writes queued
+//!   messages in batches.
+//! * [`AckSender::flush`] resolves when every message accepted so far has been acknowledged.
+//! * [`AckReceiver::recv`] polls the connection's receiving side itself and takes the next
+//!   message from the peer; only then is it acknowledged.
+//!
+//! When the connection drops, the driver reconnects according to the [`ReconnectPolicy`],
+//! first resends every unacknowledged message, in order, flagged as a redelivery, then carries
+//! on. If the policy gives up, every waiting call fails with [`ClientError::GaveUp`], which
+//! carries exactly the messages that were accepted and never acknowledged, in order.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+use framewire_codec::ack::{AckError, AckFramed, AckFramedBuilder, Delivery, DATA_HEADER_LEN};
+use framewire_codec::{FrameCodecBuilder, FrameError};
+use futures_util::{Sink, Stream};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::transport::Transport;
+use crate::{ClientError, Endpoint, InFlight, ReconnectPolicy};
+
+type Conn = AckFramed<Transport>;
+
+/// Everything needed to open (and re-open) an ack-mode connection.
+#[derive(Debug, Clone)]
+pub(crate) struct AckSettings {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) connect_timeout: std::time::Duration,
+    pub(crate) codec: FrameCodecBuilder,
+    pub(crate) ack: AckFramedBuilder,
+    pub(crate) policy: ReconnectPolicy,
+    pub(crate) ack_timeout: Option<std::time::Duration>,
+}
+
+impl AckSettings {
+    /// Connects and completes the HELLO exchange, both within the connect timeout.
+    async fn open(&self) -> Result<Conn, ClientError> {
+        let transport = self.endpoint.open(self.connect_timeout).await?;
+        let mut conn = self.ack.wrap(self.codec.new_framed(transport));
+        match tokio::time::timeout(self.connect_timeout, conn.handshake()).await {
+            Ok(Ok(_hello)) => Ok(conn),
+            Ok(Err(source)) => Err(ClientError::Handshake {
+                endpoint: self.endpoint.to_string(),
+                source,
+            }),
+            Err(_) => Err(ClientError::HandshakeTimeout {
+                endpoint: self.endpoint.to_string(),
+                timeout_ms: self.connect_timeout.as_millis(),
+            }),
+        }
+    }
+}
+
+/// Why the driver stopped for good.
+#[derive(Debug, Clone)]
+enum Stop {
+    /// The peer closed cleanly with nothing unacknowledged.
+    PeerClosed,
+    /// [`AckClient::close`] completed.
+    Closed,
+    /// The reconnect policy gave up.
+    GaveUp {
+        attempts: u32,
+        elapsed_ms: u128,
+        last_error: String,
+        unacked: Vec<Bytes>,
+    },
+    /// The peer broke the protocol (no reconnect: the peer is wrong, not the network).
+    Protocol {
+        error: Arc<AckError>,
+        unacked: Vec<Bytes>,
+    },
+}
+
+impl Stop {
+    fn reason(&self) -> String {
+        match self {
+            Stop::PeerClosed => "the peer closed the connection".to_string(),
+            Stop::Closed => "the client was closed".to_string(),
+            other => other.error().to_string(),
+        }
+    }
+
+    /// The error for calls that wait on delivery (flush, close) and for the receiver.
+    fn error(&self) -> ClientError {
+        match self {
+            Stop::PeerClosed | Stop::Closed => ClientError::Stopped {
+                reason: self.reason(),
+            },
+            Stop::GaveUp {
+                attempts,
+                elapsed_ms,
+                last_error,
+                unacked,
+            } => ClientError::GaveUp {
+                attempts: *attempts,
+                elapsed_ms: *elapsed_ms,
+                last_error: last_error.clone(),
+                unacked: unacked.clone(),
+            },
+            Stop::Protocol { error, unacked } => ClientError::Protocol {
+                source: Arc::clone(error),
+                unacked: unacked.clone(),
+            },
+        }
+    }
+
+    /// What `flush`/`close` return once stopped: nothing is unacknowledged after a clean end.
+    fn flush_result(&self) -> Result<(), ClientError> {
+        match self {
+            Stop::PeerClosed | Stop::Closed => Ok(()),
+            _ => Err(self.error()),
+        }
+    }
+
+    /// What `recv` returns once the queue is empty.
+    fn recv_result(&self) -> Result<Option<Delivery>, ClientError> {
+        match self {
+            Stop::PeerClosed | Stop::Closed => Ok(None),
+            _ => Err(self.error()),
+        }
+    }
+}
+
+/// State shared by the handles and the driver.
+#[derive(Debug, Default)]
+struct Shared {
+    inbox: Mutex<Inbox>,
+    /// The current connection. The driver polls its sink side; the receiving half polls its
+    /// stream side directly, so a message is taken (and acknowledged) exactly when `recv`
+    /// returns it.
+    slot: Mutex<Slot>,
+    /// The next message id; held while a send is queued so ids follow queue order, and by
+    /// the driver while it stops so no send slips in after the unacked list is taken.
+    next_id: Mutex<u64>,
+    /// Messages accepted by `send` (queued or in flight).
+    accepted: AtomicU64,
+    /// Messages acknowledged (or given up on); `accepted - settled` is what the window holds.
+    settled: AtomicU64,
+    received: AtomicU64,
+    reconnects: AtomicU64,
+    redeliveries: AtomicU64,
+    /// The window the current peer granted.
+    window: AtomicU64,
+    /// The longest payload the current peer (and this side's codec) accepts.
+    max_payload: AtomicUsize,
+    /// Notified when the window gains room or the client stops.
+    room: Notify,
+}
+
+impl Shared {
+    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        // A panic while holding this lock leaves only plain data behind; keep going.
+        self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn next_id(&self) -> MutexGuard<'_, u64> {
+        self.next_id.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records the current connection's limits.
+    fn set_limits(&self, conn: &Conn, codec_max: usize) {
+        let state = conn.state();
+        self.window
+            .store(u64::from(state.peer_window()), Ordering::Relaxed);
+        let ours = codec_max.saturating_sub(DATA_HEADER_LEN);
+        self.max_payload
+            .store(state.max_payload_len().min(ours), Ordering::Relaxed);
+        self.room.notify_waiters();
+    }
+
+    fn in_flight(&self) -> InFlight {
+        let accepted = self.accepted.load(Ordering::Relaxed);
+        let delivered = self.settled.load(Ordering::Relaxed);
+        InFlight {
+            frames_sent: accepted,
+            bytes_sent: 0,
+            frames_received: self.received.load(Ordering::Relaxed),
+            sent_since_last_reply: accepted.saturating_sub(delivered),
+            bytes_since_last_reply: 0,
+        }
+    }
+}
+
+/// The connection the handles share, and what the receiving half saw end it.
+#[derive(Debug, Default)]
+struct Slot {
+    /// `None` while reconnecting and after the client stopped.
+    conn: Option<Conn>,
+    /// Set by the receiving half when its poll ended the connection; the driver acts on it.
+    reported: Option<Outcome>,
+}
+
+/// How the handles learn that the client stopped, and the wakers between them.
+#[derive(Debug, Default)]
+struct Inbox {
+    end: Option<Stop>,
+    /// Set (under `next_id`) when the driver stops accepting sends.
+    stopping: bool,
+    recv_waker: Option<Waker>,
+    driver_waker: Option<Waker>,
+    receiver_dropped: bool,
+}
+
+struct SendCmd {
+    id: u64,
+    payload: Bytes,
+    receipt: oneshot::Sender<Result<u64, ClientError>>,
+}
+
+enum Cmd {
+    Send(SendCmd),
+    Flush(oneshot::Sender<Result<(), ClientError>>),
+    Close(oneshot::Sender<Result<(), ClientError>>),
+}
+
+/// One accepted, not yet acknowledged message.
+struct Tracked {
+    id: u64,
+    /// Its seq on the current connection (`u64::MAX` while not yet resent on it).
+    seq: u64,
+    payload: Bytes,
+    receipt: Option<oneshot::Sender<Result<u64, ClientError>>>,
+}
+
+/// How a connected phase ended.
+#[derive(Debug)]
+enum Outcome {
+    /// Transport failure, close with messages unacknowledged, or no ack within the ack
+    /// timeout: reconnect. Carries the reason.
+    Drop(String),
+    /// Protocol violation by the peer: stop.
+    Violation(AckError),
+    /// Clean close by the peer, nothing unacknowledged: stop.
+    PeerClosed,
+    /// The receiving half saw the end of the stream: the driver decides between
+    /// `PeerClosed` and `Drop`.
+    EndOfStream,
+    /// `close()` finished, or every handle is gone and nothing is unacknowledged.
+    Done,
+}
+
+fn classify(e: AckError) -> Outcome {
+    match &e {
+        AckError::Frame(
+            FrameError::Io(_)
+            | FrameError::TruncatedFrame { .. }
+            | FrameError::TruncatedHeader { .. },
+        )
+        | AckError::ClosedWithUnacked { .. }
+        | AckError::ClosedBeforeHello
+        | AckError::Failed { .. } => Outcome::Drop(e.to_string()),
+        _ => Outcome::Violation(e),
+    }
+}
+
+struct Driver {
+    settings: AckSettings,
+    shared: Arc<Shared>,
+    cmds: mpsc::UnboundedReceiver<Cmd>,
+    /// Commands taken from the channel but not yet handled (after a clean close by the peer
+    /// raced with new sends).
+    backlog: VecDeque<Cmd>,
+    pending: Option<SendCmd>,
+    tracked: VecDeque<Tracked>,
+    /// The id of the last send taken from the queue.
+    last_id: u64,
+    flushes: Vec<(u64, oneshot::Sender<Result<(), ClientError>>)>,
+    closing: Option<oneshot::Sender<Result<(), ClientError>>>,
+    senders_gone: bool,
+    /// When the current connection counts as dead if no ack arrives (with messages in
+    /// flight and an ack timeout configured).
+    ack_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The connection's `acked_through` when the deadline was last reset.
+    deadline_acked: u64,
+}
+
+impl Driver {
+    async fn run(mut self, conn: Conn) {
+        self.install(conn);
+        loop {
+            let outcome = poll_fn(|cx| self.poll_connected(cx)).await;
+            let conn = self.shared.slot().conn.take();
+            match outcome {
+                Outcome::Done => {
+                    self.stop(Stop::Closed).await;
+                    return;
+                }
+                Outcome::PeerClosed | Outcome::EndOfStream => {
+                    // Sends queued meanwhile still need a connection: treat it as a drop.
+                    if self.stop_accepting_if_idle() {
+                        self.stop(Stop::PeerClosed).await;
+                        return;
+                    }
+                    let queued = self
+                        .backlog
+                        .iter()
+                        .filter(|c| matches!(c, Cmd::Send(_)))
+                        .count();
+                    let why = AckError::ClosedWithUnacked {
+                        unacked: queued,
+                        acked: conn.as_ref().map_or(0, |c| c.acked_through()),
+                    }
+                    .to_string();
+                    drop(conn);
+                    match self.reconnect(why).await {
+                        Ok(new) => {
+                            self.install(new);
+                            self.ack_deadline = None;
+                            self.deadline_acked = 0;
+                            self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(stop) => {
+                            self.stop(stop).await;
+                            return;
+                        }
+                    }
+                }
+                Outcome::Violation(error) => {
+                    tracing::warn!(%error, "ack-mode protocol violation by the peer");
+                    self.freeze_queue();
+                    let unacked = self.unacked_payloads();
+                    self.stop(Stop::Protocol {
+                        error: Arc::new(error),
+                        unacked,
+                    })
+                    .await;
+                    return;
+                }
+                Outcome::Drop(error) => {
+                    if let Some(conn) = &conn {
+                        self.settle(conn);
+                    }
+                    drop(conn);
+                    tracing::info!(
+                        %error,
+                        unacked = self.tracked.len(),
+                        "connection dropped; reconnecting"
+                    );
+                    match self.reconnect(error).await {
+                        Ok(new) => {
+                            self.install(new);
+                            self.ack_deadline = None;
+                            self.deadline_acked = 0;
+                            self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(stop) => {
+                            tracing::warn!(reason = %stop.reason(), "reconnect gave up");
+                            self.stop(stop).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes `conn` the current connection and wakes the receiving half.
+    fn install(&mut self, conn: Conn) {
+        {
+            let mut slot = self.shared.slot();
+            slot.conn = Some(conn);
+            slot.reported = None;
+        }
+        if let Some(w) = self.shared.inbox().recv_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Every message accepted by `send` and not acknowledged, oldest first: in flight,
+    /// waiting for room, and still queued.
+    fn unacked_payloads(&self) -> Vec<Bytes> {
+        let queued = self.backlog.iter().filter_map(|c| match c {
+            Cmd::Send(s) => Some(s.payload.clone()),
+            _ => None,
+        });
+        self.tracked
+            .iter()
+            .map(|t| t.payload.clone())
+            .chain(self.pending.iter().map(|p| p.payload.clone()))
+            .chain(queued)
+            .collect()
+    }
+
+    /// Reconnects per the policy and resends every unacknowledged message, flagged.
+    async fn reconnect(&mut self, first: String) -> Result<Conn, Stop> {
+        let started = Instant::now();
+        let mut backoff = self.settings.policy.backoff();
+        let mut last_error = first;
+        loop {
+            let Some(delay) = backoff.next_delay(started.elapsed()) else {
+                self.freeze_queue();
+                return Err(Stop::GaveUp {
+                    attempts: backoff.attempts(),
+                    elapsed_ms: started.elapsed().as_millis(),
+                    last_error,
+                    unacked: self.unacked_payloads(),
+                });
+            };
+            tokio::time::sleep(delay).await;
+            let mut conn = match self.settings.open().await {
+                Ok(conn) => {
+                    self.shared
+                        .set_limits(&conn, self.settings.codec.build().max_frame_len());
+                    conn
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, attempt = backoff.attempts(), "reconnect failed");
+                    last_error = e.to_string();
+                    continue;
+                }
+            };
+            match self.resend(&mut conn).await {
+                Ok(()) => return Ok(conn),
+                Err(e) => {
+                    self.settle(&conn);
+                    last_error = e.to_string();
+                }
+            }
+        }
+    }
+
+    async fn resend(&mut self, conn: &mut Conn) -> Result<(), AckError> {
+        for t in self.tracked.iter_mut() {
+            t.seq = u64::MAX;
+        }
+        for i in 0..self.tracked.len() {
+            let payload = self.tracked[i].payload.clone();
+            let seq = conn.send_redelivery(payload).await?;
+            self.tracked[i].seq = seq;
+            self.shared.redeliveries.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Resolves the receipts of every message the current connection acknowledged.
+    fn settle(&mut self, conn: &Conn) -> bool {
+        let through = conn.acked_through();
+        let mut any = false;
+        while self.tracked.front().is_some_and(|t| t.seq <= through) {
+            if let Some(t) = self.tracked.pop_front() {
+                self.shared.settled.fetch_add(1, Ordering::Relaxed);
+                if let Some(receipt) = t.receipt {
+                    let _ = receipt.send(Ok(t.id));
+                }
+                any = true;
+            }
+        }
+        if any {
+            self.shared.room.notify_waiters();
+        }
+        // A flush waiting for ids up to `target` completes once none of them is tracked.
+        let first_unacked = self.tracked.front().map_or(u64::MAX, |t| t.id);
+        let mut i = 0;
+        while i < self.flushes.len() {
+            if self.flushes[i].0 < first_unacked {
+                let (_, done) = self.flushes.swap_remove(i);
+                let _ = done.send(Ok(()));
+                any = true;
+            } else {
+                i += 1;
+            }
+        }
+        any
+    }
+
+    /// With an ack timeout configured and messages in flight: ready (with the reason) once
+    /// no ack has arrived for that long.
+    fn poll_ack_timeout(&mut self, conn: &Conn, cx: &mut Context<'_>) -> Poll<String> {
+        let Some(timeout) = self.settings.ack_timeout else {
+            return Poll::Pending;
+        };
+        if self.tracked.is_empty() {
+            self.ack_deadline = None;
+            return Poll::Pending;
+        }
+        let acked = conn.acked_through();
+        if self.ack_deadline.is_none() || acked != self.deadline_acked {
+            self.deadline_acked = acked;
+            self.ack_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        }
+        match self.ack_deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(format!(
+                "no ack within {} ms with {} messages unacknowledged (acknowledged through {acked})",
+                timeout.as_millis(),
+                self.tracked.len()
+            )),
+            _ => Poll::Pending,
+        }
+    }
+
+    fn poll_connected(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let shared = Arc::clone(&self.shared);
+        let receiver_dropped = {
+            let mut inbox = shared.inbox();
+            match &inbox.driver_waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => inbox.driver_waker = Some(cx.waker().clone()),
+            }
+            inbox.receiver_dropped
+        };
+        let mut slot = shared.slot();
+        match slot.reported.take() {
+            Some(Outcome::EndOfStream) => {
+                return Poll::Ready(if self.tracked.is_empty() && self.pending.is_none() {
+                    Outcome::PeerClosed
+                } else {
+                    Outcome::Drop(
+                        AckError::ClosedWithUnacked {
+                            unacked: self.tracked.len(),
+                            acked: slot.conn.as_ref().map_or(0, |c| c.acked_through()),
+                        }
+                        .to_string(),
+                    )
+                });
+            }
+            Some(outcome) => return Poll::Ready(outcome),
+            None => {}
+        }
+        let Some(conn) = slot.conn.as_mut() else {
+            return Poll::Ready(Outcome::Done);
+        };
+        loop {
+            let mut progress = false;
+
+            // 1. Commands, and sends as the peer's window allows.
+            loop {
+                if self.pending.is_none() {
+                    let cmd = match self.backlog.pop_front() {
+                        Some(cmd) => Poll::Ready(Some(cmd)),
+                        None if self.senders_gone => Poll::Pending,
+                        None => self.cmds.poll_recv(cx),
+                    };
+                    match cmd {
+                        Poll::Ready(Some(Cmd::Send(s))) => {
+                            self.last_id = s.id;
+                            self.pending = Some(s);
+                        }
+                        Poll::Ready(Some(Cmd::Flush(done))) => {
+                            self.flushes.push((self.last_id, done));
+                            progress = true;
+                        }
+                        Poll::Ready(Some(Cmd::Close(done))) => {
+                            self.closing = Some(done);
+                            progress = true;
+                        }
+                        Poll::Ready(None) => self.senders_gone = true,
+                        Poll::Pending => {}
+                    }
+                }
+                let Some(s) = self.pending.take() else { break };
+                match Pin::new(&mut *conn).poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        match conn.start_send_flagged(s.payload.clone(), false) {
+                            Ok(seq) => self.tracked.push_back(Tracked {
+                                id: s.id,
+                                seq,
+                                payload: s.payload,
+                                receipt: Some(s.receipt),
+                            }),
+                            Err(e @ AckError::PayloadTooLong { .. }) => {
+                                // Checked by `send` against the peer of the time; a peer
+                                // reached after a reconnect may accept less.
+                                self.shared.settled.fetch_add(1, Ordering::Relaxed);
+                                self.shared.room.notify_waiters();
+                                let _ = s.receipt.send(Err(ClientError::Ack(e)));
+                            }
+                            Err(e) => {
+                                self.pending = Some(s);
+                                return Poll::Ready(classify(e));
+                            }
+                        }
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        self.pending = Some(s);
+                        return Poll::Ready(classify(e));
+                    }
+                    Poll::Pending => {
+                        self.pending = Some(s);
+                        break;
+                    }
+                }
+            }
+
+            // 2. Write what is queued and read acks while anything is unacknowledged.
+            if !self.tracked.is_empty() || self.closing.is_some() {
+                if let Poll::Ready(Err(e)) = Pin::new(&mut *conn).poll_flush(cx) {
+                    return Poll::Ready(classify(e));
+                }
+            }
+            progress |= self.settle(conn);
+            if let Poll::Ready(reason) = self.poll_ack_timeout(conn, cx) {
+                return Poll::Ready(Outcome::Drop(reason));
+            }
+
+            // 3. Close once everything is acknowledged.
+            if self.closing.is_some() && self.pending.is_none() && self.tracked.is_empty() {
+                if let Poll::Ready(r) = Pin::new(&mut *conn).poll_close(cx) {
+                    if let Some(done) = self.closing.take() {
+                        let _ = done.send(r.map_err(ClientError::Ack));
+                    }
+                    return Poll::Ready(Outcome::Done);
+                }
+            }
+
+            // 4. Nobody left to serve.
+            if self.senders_gone
+                && receiver_dropped
+                && self.tracked.is_empty()
+                && self.pending.is_none()
+            {
+                return Poll::Ready(Outcome::Done);
+            }
+
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// After a clean close by the peer: if no send is queued, stops accepting sends (atomically
+    /// with the check) and returns `true`; otherwise keeps the queued commands in the backlog
+    /// and returns `false`.
+    fn stop_accepting_if_idle(&mut self) -> bool {
+        let _ids = self.shared.next_id();
+        while let Ok(cmd) = self.cmds.try_recv() {
+            self.backlog.push_back(cmd);
+        }
+        if self.backlog.iter().any(|c| matches!(c, Cmd::Send(_))) {
+            return false;
+        }
+        self.shared.inbox().stopping = true;
+        true
+    }
+
+    /// Marks the client stopped (no send is accepted from now on) and moves every queued
+    /// command into the backlog, so that the unacked list is final.
+    fn freeze_queue(&mut self) {
+        let _ids = self.shared.next_id();
+        self.shared.inbox().stopping = true;
+        while let Ok(cmd) = self.cmds.try_recv() {
+            self.backlog.push_back(cmd);
+        }
+    }
+
+    /// Fails or completes everything still waiting, tells the handles, and answers later
+    /// commands until every sender is gone.
+    async fn stop(&mut self, stop: Stop) {
+        self.freeze_queue();
+        let reason = stop.reason();
+        let undelivered = |id: u64| ClientError::Undelivered {
+            id,
+            reason: reason.clone(),
+        };
+        for t in self.tracked.drain(..) {
+            if let Some(receipt) = t.receipt {
+                let _ = receipt.send(Err(undelivered(t.id)));
+            }
+        }
+        if let Some(s) = self.pending.take() {
+            let _ = s.receipt.send(Err(undelivered(s.id)));
+        }
+        for (_, done) in self.flushes.drain(..) {
+            let _ = done.send(stop.flush_result());
+        }
+        if let Some(done) = self.closing.take() {
+            let _ = done.send(stop.flush_result());
+        }
+        {
+            let mut inbox = self.shared.inbox();
+            inbox.end = Some(stop.clone());
+            if let Some(w) = inbox.recv_waker.take() {
+                w.wake();
+            }
+        }
+        self.shared.room.notify_waiters();
+        let answer = |cmd: Cmd| match cmd {
+            Cmd::Send(s) => {
+                let _ = s.receipt.send(Err(undelivered(s.id)));
+            }
+            Cmd::Flush(done) | Cmd::Close(done) => {
+                let _ = done.send(stop.flush_result());
+            }
+        };
+        for cmd in self.backlog.drain(..) {
+            answer(cmd);
+        }
+        if self.senders_gone {
+            return;
+        }
+        while let Some(cmd) = self.cmds.recv().await {
+            answer(cmd);
+        }
+    }
+}
+
+/// A delivery receipt: resolves with the message's id once the peer's application took the
+/// message (ack mode).
+///
+/// Dropping a receipt does not cancel anything: the message is still delivered, and
+/// [`AckSender::flush`] still waits for it.
+///
+/// # Errors
+///
+/// [`ClientError::Undelivered`] if the client stopped (the reconnect policy gave up, the peer
+/// broke the protocol) before the message was acknowledged; the message itself is then among
+/// the `unacked` of the [`ClientError::GaveUp`] / [`ClientError::Protocol`] error returned by
+/// `flush`, `close` and `recv`.
+///
+/// # Cancellation safety
+///
+/// Cancellation safe: awaiting it again (it is `Unpin`) continues where it left off.
+#[derive(Debug)]
+pub struct Receipt {
+    id: u64,
+    rx: oneshot::Receiver<Result<u64, ClientError>>,
+}
+
+impl Receipt {
+    /// The message's id: 1 for the first message accepted by this client, then 2, 3, ...
+    /// across reconnects (unlike the wire sequence number, which restarts per connection).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Future for Receipt {
+    type Output = Result<u64, ClientError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.rx).poll(cx) {
+            Poll::Ready(Ok(r)) => Poll::Ready(r),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(ClientError::Undelivered {
+                id: this.id,
+                reason: "the client's background task ended".to_string(),
+            })),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// An ack-mode framewire client: sends with backpressure and delivery receipts, reconnects
+/// without losing a message.
+///
+/// Built with [`ClientBuilder::connect_ack`](crate::ClientBuilder::connect_ack). Both sides
+/// open with a HELLO; every message then travels as a DATA frame with a sequence number, and
+/// the peer acknowledges what its application took (see `framewire_codec::ack`).
+///
+/// * [`send`](Self::send) returns once the message fits in the peer's window, with a
+///   [`Receipt`] to await its acknowledgement; [`flush`](Self::flush) waits for all of them.
+/// * [`recv`](Self::recv) returns the next message with its redelivery flag; it is
+///   acknowledged only when taken this way.
+/// * After a drop (I/O error, reset, close with messages unacknowledged, or no ack within the
+///   [ack timeout](crate::ClientBuilder::ack_timeout) if one is set) the client
+///   reconnects per its [`ReconnectPolicy`], resends every unacknowledged message in order
+///   flagged as a redelivery, then carries on: nothing accepted by `send` is lost. If the
+///   policy gives up, `flush`, `close` and `recv` fail with [`ClientError::GaveUp`] carrying
+///   exactly the unacknowledged messages, in order.
+/// * A clean close by the peer with nothing unacknowledged ends the client ([`recv`](Self::recv)
+///   returns `Ok(None)`) when it is noticed with nothing in flight (the client only reads while
+///   a `recv` waits or messages are unacknowledged); a message sent after an unnoticed close
+///   finds the connection dead and is delivered over a new one. A protocol violation by the peer ends it with
+///   [`ClientError::Protocol`] (no reconnect: the peer, not the network, is at fault).
+///
+/// The first connection is not retried: [`connect_ack`](crate::ClientBuilder::connect_ack)
+/// reports its failure directly. A message counts as delivered at least once: a message
+/// whose ack was lost with the connection is delivered again, flagged, so the receiving side
+/// can tell.
+///
+/// # Examples
+///
+/// ```no_run
+/// use framewire_client::{Client, ReconnectPolicy};
+///
+/// # async fn run() -> Result<(), framewire_client::ClientError> {
+/// let mut client = Client::builder()
+///     .ack_window(16)
+///     .reconnect(ReconnectPolicy::default())
+///     .connect_ack("127.0.0.1:9999")
+///     .await?;
+/// let receipt = client.send("hello").await?; // fits in the window
+/// receipt.await?; // the server's application took it
+/// for i in 0..100 {
+///     client.send(format!("message {i}")).await?;
+/// }
+/// client.flush().await?; // all 100 acknowledged
+/// client.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct AckClient {
+    tx: AckSender,
+    rx: AckReceiver,
+}
+
+impl AckClient {
+    pub(crate) async fn connect(settings: AckSettings) -> Result<AckClient, ClientError> {
+        let conn = settings.open().await?;
+        let shared = Arc::new(Shared::default());
+        *shared.next_id() = 1;
+        shared.set_limits(&conn, settings.codec.build().max_frame_len());
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let endpoint = settings.endpoint.clone();
+        let driver = Driver {
+            settings,
+            shared: Arc::clone(&shared),
+            cmds: cmd_rx,
+            backlog: VecDeque::new(),
+            pending: None,
+            tracked: VecDeque::new(),
+            last_id: 0,
+            flushes: Vec::new(),
+            closing: None,
+            senders_gone: false,
+            ack_deadline: None,
+            deadline_acked: 0,
+        };
+        tokio::spawn(driver.run(conn));
+        Ok(AckClient {
+            tx: AckSender {
+                cmds: cmd_tx,
+                shared: Arc::clone(&shared),
+                endpoint,
+            },
+            rx: AckReceiver {
+                shared,
+                ended: false,
+            },
+        })
+    }
+
+    /// Where this client connects.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.tx.endpoint
+    }
+
+    /// See [`AckSender::send`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AckSender::send`].
+    pub async fn send(&self, payload: impl Into<Bytes>) -> Result<Receipt, ClientError> {
+        self.tx.send(payload).await
+    }
+
+    /// See [`AckSender::flush`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AckSender::flush`].
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        self.tx.flush().await
+    }
+
+    /// See [`AckReceiver::recv`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AckReceiver::recv`].
+    pub async fn recv(&mut self) -> Result<Option<Delivery>, ClientError> {
+        self.rx.recv().await
+    }
+
+    /// Sends one message and waits for the next incoming one (request/response). Does not
+    /// wait for the receipt: a reply implies the request was taken.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send) and [`recv`](Self::recv), and [`ClientError::ClosedByPeer`]
+    /// if the peer closes cleanly before replying.
+    pub async fn call(&mut self, payload: impl Into<Bytes>) -> Result<Delivery, ClientError> {
+        let _receipt = self.tx.send(payload).await?;
+        match self.rx.recv().await? {
+            Some(reply) => Ok(reply),
+            None => Err(ClientError::ClosedByPeer {
+                in_flight: self.tx.shared.in_flight(),
+            }),
+        }
+    }
+
+    /// How many times the connection was re-established.
+    pub fn reconnects(&self) -> u64 {
+        self.tx.reconnects()
+    }
+
+    pub(crate) fn sender(&self) -> &AckSender {
+        &self.tx
+    }
+
+    pub(crate) fn receiver(&mut self) -> &mut AckReceiver {
+        &mut self.rx
+    }
+
+    /// How many messages were resent as redeliveries.
+    pub fn redeliveries(&self) -> u64 {
+        self.tx.redeliveries()
+    }
+
+    /// Splits into a sending half (cloneable) and a receiving half.
+    pub fn split(self) -> (AckSender, AckReceiver) {
+        (self.tx, self.rx)
+    }
+
+    /// See [`AckSender::close`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AckSender::close`].
+    pub async fn close(self) -> Result<(), ClientError> {
+        self.tx.close().await
+    }
+}
+
+/// The sending half of an [`AckClient`]. Cheap to clone; clones share the connection and the
+/// window.
+#[derive(Debug, Clone)]
+pub struct AckSender {
+    cmds: mpsc::UnboundedSender<Cmd>,
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cmd::Send(s) => write!(f, "Send({} bytes)", s.payload.len()),
+            Cmd::Flush(_) => f.write_str("Flush"),
+            Cmd::Close(_) => f.write_str("Close"),
+        }
+    }
+}
+
+impl AckSender {
+    /// Hands one message to the connection and returns once it fits in the peer's window:
+    /// with `window` messages unacknowledged this waits for acks (backpressure), also while
+    /// reconnecting. From then on the client owns the message: it is delivered, even across
+    /// reconnects, unless the policy gives up, in which case it is handed back in
+    /// [`ClientError::GaveUp`]. The returned [`Receipt`] resolves when the peer's application
+    /// took it. Writing happens in the background; many sends in a row go out in few writes.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Ack`] with `PayloadTooLong` if the message exceeds the peer's maximum
+    /// frame length (nothing was sent, the connection is unaffected);
+    /// [`ClientError::NotSent`] (carrying the payload back) if the client has stopped.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe: if cancelled (while waiting for room), the message was not sent.
+    pub async fn send(&self, payload: impl Into<Bytes>) -> Result<Receipt, ClientError> {
+        let payload = payload.into();
+        let max = self.shared.max_payload.load(Ordering::Relaxed);
+        if payload.len() > max {
+            return Err(ClientError::Ack(AckError::PayloadTooLong {
+                len: payload.len(),
+                max,
+            }));
+        }
+        loop {
+            let notified = self.shared.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut next_id = self.shared.next_id();
+                if let Some(reason) = self.stopped_reason() {
+                    return Err(ClientError::NotSent { payload, reason });
+                }
+                let in_window = self
+                    .shared
+                    .accepted
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(self.shared.settled.load(Ordering::Relaxed));
+                if in_window < self.shared.window.load(Ordering::Relaxed) {
+                    let id = *next_id;
+                    let (tx, rx) = oneshot::channel();
+                    let cmd = Cmd::Send(SendCmd {
+                        id,
+                        payload,
+                        receipt: tx,
+                    });
+                    if let Err(mpsc::error::SendError(cmd)) = self.cmds.send(cmd) {
+                        let payload = match cmd {
+                            Cmd::Send(s) => s.payload,
+                            Cmd::Flush(_) | Cmd::Close(_) => Bytes::new(),
+                        };
+                        return Err(ClientError::NotSent {
+                            payload,
+                            reason: "the client's background task ended".to_string(),
+                        });
+                    }
+                    *next_id += 1;
+                    self.shared.accepted.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Receipt { id, rx });
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// `Some(reason)` once the client stopped accepting sends.
+    fn stopped_reason(&self) -> Option<String> {
+        let inbox = self.shared.inbox();
+        if !inbox.stopping {
+            return None;
+        }
+        Some(
+            inbox
+                .end
+                .as_ref()
+                .map_or_else(|| "the client is stopping".to_string(), Stop::reason),
+        )
+    }
+
+    /// Waits until every message accepted by [`send`](Self::send) before this call has been
+    /// acknowledged (across reconnects).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::GaveUp`] or [`ClientError::Protocol`], both carrying the unacknowledged
+    /// messages in order. After a clean end (peer closed, client closed) nothing is
+    /// unacknowledged and this returns `Ok`.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe: nothing is lost; a later `flush` waits again.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        self.request(Cmd::Flush).await
+    }
+
+    /// Waits for every receipt (as [`flush`](Self::flush)), then closes the connection. With
+    /// split halves, the receiving half sees the end (`Ok(None)`) afterwards.
+    ///
+    /// # Errors
+    ///
+    /// As [`flush`](Self::flush), and transport errors while closing.
+    pub async fn close(self) -> Result<(), ClientError> {
+        self.request(Cmd::Close).await
+    }
+
+    /// How many times the connection was re-established.
+    pub fn reconnects(&self) -> u64 {
+        self.shared.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// How many messages were resent as redeliveries.
+    pub fn redeliveries(&self) -> u64 {
+        self.shared.redeliveries.load(Ordering::Relaxed)
+    }
+
+    async fn request(
+        &self,
+        make: fn(oneshot::Sender<Result<(), ClientError>>) -> Cmd,
+    ) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || ClientError::Stopped {
+            reason: "the client's background task ended".to_string(),
+        };
+        self.cmds.send(make(tx)).map_err(|_| gone())?;
+        rx.await.unwrap_or_else(|_| Err(gone()))
+    }
+}
+
+/// The receiving half of an [`AckClient`]. Also a `Stream` of `Result<Delivery, ClientError>`.
+#[derive(Debug)]
+pub struct AckReceiver {
+    shared: Arc<Shared>,
+    /// The stream yielded its end (or its error) already.
+    ended: bool,
+}
+
+impl AckReceiver {
+    /// The next message from the peer, with its sequence number and redelivery flag. The
+    /// message is acknowledged to the peer once taken here: `recv` reads the connection
+    /// itself, so an ack never covers a message the application has not asked for. While the
+    /// client reconnects, `recv` waits for the new connection. `Ok(None)` when the connection
+    /// ended cleanly (peer closed with nothing unacknowledged, or the client was closed).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::GaveUp`] / [`ClientError::Protocol`] when the client stopped.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe: a message that arrives after cancellation waits for the next call.
+    pub async fn recv(&mut self) -> Result<Option<Delivery>, ClientError> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Delivery>, ClientError>> {
+        // Register first: a connection installed (or a stop) after the checks below wakes us.
+        {
+            let mut inbox = self.shared.inbox();
+            if let Some(end) = &inbox.end {
+                return Poll::Ready(end.recv_result());
+            }
+            match &inbox.recv_waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => inbox.recv_waker = Some(cx.waker().clone()),
+            }
+        }
+        let mut slot = self.shared.slot();
+        if slot.reported.is_some() {
+            // The driver is about to act on what ended this connection.
+            return Poll::Pending;
+        }
+        let Some(conn) = slot.conn.as_mut() else {
+            // Reconnecting.
+            return Poll::Pending;
+        };
+        let outcome = match Pin::new(conn).poll_next(cx) {
+            Poll::Ready(Some(Ok(delivery))) => {
+                self.shared.received.fetch_add(1, Ordering::Relaxed);
+                return Poll::Ready(Ok(Some(delivery)));
+            }
+            Poll::Ready(Some(Err(e))) => classify(e),
+            Poll::Ready(None) => Outcome::EndOfStream,
+            Poll::Pending => return Poll::Pending,
+        };
+        slot.reported = Some(outcome);
+        drop(slot);
+        if let Some(w) = self.shared.inbox().driver_waker.take() {
+            w.wake();
+        }
+        Poll::Pending
+    }
+}
+
+impl Stream for AckReceiver {
+    type Item = Result<Delivery, ClientError>;
+
+    /// Yields messages until the end; an error is yielded once, then the stream ends.
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let item = std::task::ready!(this.poll_recv(cx)).transpose();
+        if !matches!(item, Some(Ok(_))) {
+            this.ended = true;
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl Drop for AckReceiver {
+    fn drop(&mut self) {
+        let mut inbox = self.shared.inbox();
+        inbox.receiver_dropped = true;
+        if let Some(w) = inbox.driver_waker.take() {
+            w.wake();
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Connection settings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use framewire_codec::{FrameCodecBuilder, DEFAULT_MAX_FRAME_LEN};
+
+use framewire_codec::ack::{AckFramedBuilder, DEFAULT_WINDOW};
+
+use crate::ack::AckSettings;
+use crate::{AckClient, Client, ClientError, Endpoint, ReconnectPolicy};
+
+/// How long connecting may take by default: 10 s. Long enough for a slow handshake across a
+/// real network, short enough that an address that silently drops packets is reported soon.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`Client::close`] waits for the peer to close its side by default: 5 s. A
+/// well-behaved peer closes within a round trip; one that never does must not hold the caller.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Anything a client can connect to: `"host:port"`, `"unix:/path"`, a `SocketAddr` or an
+/// [`Endpoint`].
+pub trait IntoEndpoint {
+    /// Converts into an [`Endpoint`].
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::InvalidEndpoint`] for a string that is not an address.
+    fn into_endpoint(self) -> Result<Endpoint, ClientError>;
+}
+
+impl IntoEndpoint for Endpoint {
+    fn into_endpoint(self) -> Result<Endpoint, ClientError> {
+        Ok(self)
+    }
+}
+
+impl IntoEndpoint for &Endpoint {
+    fn into_endpoint(self) -> Result<Endpoint, ClientError> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoEndpoint for &str {
+    fn into_endpoint(self) -> Result<Endpoint, ClientError> {
+        self.parse()
+    }
+}
+
+impl IntoEndpoint for String {
+    fn into_endpoint(self) -> Result<Endpoint, ClientError> {
+        self.parse()
+    }
+}
+
+impl IntoEndpoint for &String {
+    fn into_endpoint(self) -> Result<Endpoint, ClientError> {
+        self.parse()
+    }
+}
+
+impl IntoEndpoint for SocketAddr {
+    fn into_endpoint(self) -> Result<Endpoint, ClientError> {
+        Ok(Endpoint::from(self))
+    }
+}
+
+/// Settings for a client connection, with named defaults.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use framewire_client::Client;
+///
+/// # async fn run() -> Result<(), framewire_client::ClientError> {
+/// let client = Client::builder()
+///     .connect_timeout(Duration::from_secs(2))
+///     .max_frame_len(64 * 1024)
+///     .connect("127.0.0.1:9999")
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) codec: FrameCodecBuilder,
+    pub(crate) window: u32,
+    pub(crate) policy: ReconnectPolicy,
+    pub(crate) ack_timeout: Option<Duration>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClientBuilder {
+    /// The defaults: [`DEFAULT_CONNECT_TIMEOUT`], [`DEFAULT_CLOSE_TIMEOUT`], and the codec's
+    /// defaults ([`DEFAULT_MAX_FRAME_LEN`], big-endian).
+    pub fn new() -> Self {
+        let mut codec = FrameCodecBuilder::new();
+        codec.max_frame_len(DEFAULT_MAX_FRAME_LEN);
+        ClientBuilder {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            codec,
+            window: DEFAULT_WINDOW,
+            policy: ReconnectPolicy::default(),
+            ack_timeout: None,
+        }
+    }
+
+    /// Maximum time for one connection attempt (name resolution + handshake).
+    pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Maximum time [`Client::close`] waits for the peer to close its side.
+    pub fn close_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Maximum frame payload length in both directions (default [`DEFAULT_MAX_FRAME_LEN`]).
+    pub fn max_frame_len(&mut self, max: usize) -> &mut Self {
+        self.codec.max_frame_len(max);
+        self
+    }
+
+    /// The full codec configuration (byte order, oversized-frame policy, ...), for peers that
+    /// need more than the defaults.
+    pub fn codec(&mut self, codec: FrameCodecBuilder) -> &mut Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Ack mode: the window this client grants the server (how many of the server's messages
+    /// may be unacknowledged at once; default `DEFAULT_WINDOW` of `framewire_codec::ack`, 64;
+    /// 1 is stop-and-wait). How many of *this* client's messages may be in flight is the
+    /// window the server grants in its HELLO.
+    pub fn ack_window(&mut self, window: u32) -> &mut Self {
+        self.window = window.max(1);
+        self
+    }
+
+    /// Ack mode: when to reconnect after a drop (default [`ReconnectPolicy::default`];
+    /// [`ReconnectPolicy::never`] hands the unacknowledged messages back at the first drop).
+    pub fn reconnect(&mut self, policy: ReconnectPolicy) -> &mut Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Ack mode: treat the connection as dropped (and reconnect) when messages are in flight
+    /// and no ack has arrived for `timeout`. Detects a peer that vanished without closing
+    /// (no FIN, no reset). Off by default: an ack means the peer's *application* took the
+    /// message, so a slow consumer would also trip it and then see redeliveries; choose a
+    /// timeout well above the peer's longest pause.
+    pub fn ack_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.ack_timeout = timeout;
+        self
+    }
+
+    /// Connects in ack mode: connects, exchanges HELLOs (within the connect timeout), and
+    /// starts the background task that drives the connection.
+    ///
+    /// The first connection is not retried; the reconnect policy applies to drops after it.
+    /// Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect), and [`ClientError::Handshake`] (the peer answered
+    /// without a valid HELLO: a plain-mode peer, another version) or
+    /// [`ClientError::HandshakeTimeout`] (no HELLO at all).
+    pub async fn connect_ack(&self, endpoint: impl IntoEndpoint) -> Result<AckClient, ClientError> {
+        let mut ack = AckFramedBuilder::new();
+        ack.window(self.window);
+        AckClient::connect(AckSettings {
+            endpoint: endpoint.into_endpoint()?,
+            connect_timeout: self.connect_timeout,
+            codec: self.codec,
+            ack,
+            policy: self.policy,
+            ack_timeout: self.ack_timeout,
+        })
+        .await
+    }
+
+    /// Connects in plain mode.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::InvalidEndpoint`], [`ClientError::Connect`],
+    /// [`ClientError::ConnectTimeout`].
+    pub async fn connect(&self, endpoint: impl IntoEndpoint) -> Result<Client, ClientError> {
+        let endpoint = endpoint.into_endpoint()?;
+        let transport = endpoint.open(self.connect_timeout).await?;
+        Ok(Client::from_transport(
+            transport,
+            &self.codec,
+            endpoint,
+            self.close_timeout,
+        ))
+    }
+}

@@ -1,0 +1,59 @@
+//! The framewire client: the other half of the pair.
+//!
+//! Connects to a framewire server (or anything that speaks u32 length-prefixed frames, see
+//! [`framewire_codec`]) over TCP or a Unix socket, and sends and receives whole messages,
+//! however TCP coalesces or splits the bytes.
+//!
+//! * [`Client`]: plain mode. [`send`](Client::send), [`recv`](Client::recv),
+//!   [`call`](Client::call) (request/response), [`split`](Client::split) into a
+//!   [`ClientSender`] and a [`ClientReceiver`] for concurrent use, and a graceful
+//!   [`close`](Client::close). Plain mode has no acknowledgements: when the connection drops,
+//!   [`ClientError::ConnectionLost`] says how many frames were sent since the last one was
+//!   received ([`InFlight`]), which is all plain mode can know.
+//! * [`AckClient`]: ack mode. [`send`](AckClient::send) returns once the message fits in the
+//!   peer's window, with a [`Receipt`] that resolves when the peer's application took it;
+//!   [`flush`](AckClient::flush) waits for every receipt; after a drop the client reconnects
+//!   per its [`ReconnectPolicy`] and resends every unacknowledged message, in order, flagged
+//!   as a redelivery. If the policy gives up, [`ClientError::GaveUp`] hands back exactly the
+//!   unacknowledged messages.
+//! * Typed messages on both: `send_typed` / `recv_typed` encode one serde value per frame with
+//!   bincode 2 (`framewire_codec::typed`); a frame that does not decode is
+//!   [`ClientError::Typed`] for that message only, and the next one decodes normally.
+//! * [`ReconnectPolicy`]: exponential backoff with jitter, bounded by attempts and time.
+//!
+//! ```no_run
+//! use framewire_client::Client;
+//!
+//! # async fn run() -> Result<(), framewire_client::ClientError> {
+//! let mut client = Client::connect("127.0.0.1:9999").await?;
+//! if let Some(greeting) = client.recv().await? {
+//!     println!("server says {}", String::from_utf8_lossy(&greeting));
+//! }
+//! let reply = client.call("hello").await?;
+//! println!("reply: {}", String::from_utf8_lossy(&reply));
+//! client.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod ack;
+mod builder;
+mod error;
+mod plain;
+mod reconnect;
+mod transport;
+mod typed;
+
+pub use ack::{AckClient, AckReceiver, AckSender, Receipt};
+pub use builder::{ClientBuilder, IntoEndpoint, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
+pub use error::{ClientError, InFlight};
+pub use framewire_codec::ack::Delivery;
+pub use plain::{Client, ClientReceiver, ClientSender};
+pub use reconnect::{
+    Backoff, ReconnectPolicy, DEFAULT_INITIAL_DELAY, DEFAULT_JITTER_PERCENT, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_DELAY, DEFAULT_MULTIPLIER,
+};
+pub use transport::Endpoint;
+pub use typed::TypedDelivery;

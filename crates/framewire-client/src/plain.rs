@@ -1,0 +1,376 @@
+//! Plain mode: frames go out and come in, with no acknowledgements.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use framewire_codec::{FrameCodec, FrameCodecBuilder, FrameError};
+use futures_util::{SinkExt, Stream, StreamExt};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use crate::transport::{ReadHalf, Transport, WriteHalf};
+use crate::{ClientBuilder, ClientError, Endpoint, InFlight, IntoEndpoint};
+
+/// Traffic counters shared by the two halves of a connection.
+#[derive(Debug, Default)]
+struct Counters {
+    frames_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    frames_received: AtomicU64,
+    /// `frames_sent` when the last frame was received.
+    sent_at_last_reply: AtomicU64,
+    /// `bytes_sent` when the last frame was received.
+    bytes_at_last_reply: AtomicU64,
+}
+
+impl Counters {
+    fn sent(&self, bytes: usize) {
+        self.frames_sent.fetch_add(1, Ordering::Relaxed);
+        self.bytes_sent
+            .fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn received(&self) {
+        self.frames_received.fetch_add(1, Ordering::Relaxed);
+        self.sent_at_last_reply
+            .store(self.frames_sent.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.bytes_at_last_reply
+            .store(self.bytes_sent.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> InFlight {
+        let frames_sent = self.frames_sent.load(Ordering::Relaxed);
+        let bytes_sent = self.bytes_sent.load(Ordering::Relaxed);
+        InFlight {
+            frames_sent,
+            bytes_sent,
+            frames_received: self.frames_received.load(Ordering::Relaxed),
+            sent_since_last_reply: frames_sent
+                .saturating_sub(self.sent_at_last_reply.load(Ordering::Relaxed)),
+            bytes_since_last_reply: bytes_sent
+                .saturating_sub(self.bytes_at_last_reply.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Maps a codec error to the client error: I/O and truncation end the connection and say
+    /// what was in flight; an oversized outgoing frame is the caller's mistake and changes
+    /// nothing.
+    fn error(&self, source: FrameError) -> ClientError {
+        match source {
+            FrameError::OutgoingTooLong { .. } => ClientError::Frame(source),
+            source => ClientError::ConnectionLost {
+                in_flight: self.snapshot(),
+                source,
+            },
+        }
+    }
+}
+
+/// A plain-mode framewire connection: send and receive length-prefixed frames.
+///
+/// Every [`send`](Client::send) writes one frame (`[u32 length][payload]`) and every
+/// [`recv`](Client::recv) returns one whole frame's payload, however TCP coalesced or split
+/// the bytes. There are no acknowledgements in plain mode: a successful `send` means the frame
+/// reached the operating system, not the peer. When the connection drops, the error says how
+/// many frames were sent since the last one received ([`InFlight`]); for delivery receipts
+/// use ack mode.
+///
+/// # Examples
+///
+/// ```no_run
+/// use framewire_client::Client;
+///
+/// # async fn run() -> Result<(), framewire_client::ClientError> {
+/// let mut client = Client::connect("127.0.0.1:9999").await?;
+/// let greeting = client.recv().await?;
+/// let reply = client.call("hello").await?;
+/// println!("{greeting:?} {reply:?}");
+/// client.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Client {
+    tx: ClientSender,
+    rx: ClientReceiver,
+    endpoint: Endpoint,
+    close_timeout: Duration,
+}
+
+impl Client {
+    /// Connects with the default settings (see [`ClientBuilder`]).
+    ///
+    /// `endpoint` is a `"host:port"` string, `"unix:/path"`, a `SocketAddr` or an
+    /// [`Endpoint`].
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::InvalidEndpoint`], [`ClientError::Connect`],
+    /// [`ClientError::ConnectTimeout`].
+    pub async fn connect(endpoint: impl IntoEndpoint) -> Result<Client, ClientError> {
+        ClientBuilder::new().connect(endpoint).await
+    }
+
+    /// A builder for the connection settings.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+
+    pub(crate) fn from_transport(
+        transport: Transport,
+        codec: &FrameCodecBuilder,
+        endpoint: Endpoint,
+        close_timeout: Duration,
+    ) -> Client {
+        let (read, write) = transport.into_split();
+        let counters = Arc::new(Counters::default());
+        Client {
+            tx: ClientSender {
+                write: codec.new_write(write),
+                counters: Arc::clone(&counters),
+            },
+            rx: ClientReceiver {
+                read: codec.new_read(read),
+                counters,
+            },
+            endpoint,
+            close_timeout,
+        }
+    }
+
+    /// Where this client is connected.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends one frame and flushes it to the operating system.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Frame`] if the payload is longer than the maximum frame length (nothing
+    /// was sent, the connection is intact); [`ClientError::ConnectionLost`] if writing failed.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Not cancellation safe: if cancelled, the frame may be buffered but not yet flushed; a
+    /// later `send` or [`flush`](Client::flush) writes it.
+    pub async fn send(&mut self, payload: impl AsRef<[u8]>) -> Result<(), ClientError> {
+        self.tx.send(payload).await
+    }
+
+    /// Buffers one frame without flushing (it is written when the buffer fills or at the next
+    /// [`flush`](Client::flush)/[`send`](Client::send)). Use it to send a batch with one
+    /// system call.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Client::send).
+    pub async fn feed(&mut self, payload: impl AsRef<[u8]>) -> Result<(), ClientError> {
+        self.tx.feed(payload).await
+    }
+
+    /// Writes every buffered frame to the operating system.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::ConnectionLost`] if writing failed.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        self.tx.flush().await
+    }
+
+    /// Receives the next frame. `Ok(None)` means the peer closed the connection cleanly
+    /// between two frames.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::ConnectionLost`] if the connection failed or closed inside a frame, or
+    /// the peer announced a frame over the maximum length.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe: a frame is either returned whole or stays buffered for the next call.
+    pub async fn recv(&mut self) -> Result<Option<Bytes>, ClientError> {
+        self.rx.recv().await
+    }
+
+    /// Sends one frame and waits for the next incoming one (request/response).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Client::send) and [`recv`](Client::recv), and
+    /// [`ClientError::ClosedByPeer`] if the peer closes before replying.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Not cancellation safe: if cancelled after the send, the reply arrives at the next
+    /// `recv`.
+    pub async fn call(&mut self, payload: impl AsRef<[u8]>) -> Result<Bytes, ClientError> {
+        self.tx.send(payload).await?;
+        match self.rx.recv().await? {
+            Some(reply) => Ok(reply),
+            None => Err(ClientError::ClosedByPeer {
+                in_flight: self.rx.in_flight(),
+            }),
+        }
+    }
+
+    /// The traffic counters so far (see [`InFlight`]).
+    pub fn in_flight(&self) -> InFlight {
+        self.rx.in_flight()
+    }
+
+    /// Splits into a sending half and a receiving half that can be used from different tasks.
+    /// Both halves share the traffic counters. Frames already received but not yet returned
+    /// stay with the receiving half.
+    pub fn split(self) -> (ClientSender, ClientReceiver) {
+        (self.tx, self.rx)
+    }
+
+    /// Closes gracefully: flushes every buffered frame, tells the peer no more frames are
+    /// coming (TCP FIN / socket shutdown), then keeps reading until the peer closes too, for
+    /// at most the close timeout ([`ClientBuilder::close_timeout`]). The frames that arrived
+    /// meanwhile (replies that were still on their way) are returned, so none is silently
+    /// dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::ConnectionLost`] if flushing failed or the connection failed while
+    /// draining. If the peer does not close within the timeout, the frames received so far are
+    /// returned and the connection is dropped.
+    pub async fn close(self) -> Result<Vec<Bytes>, ClientError> {
+        let Client {
+            tx,
+            mut rx,
+            close_timeout,
+            ..
+        } = self;
+        tx.close().await?;
+        let mut late = Vec::new();
+        let drain = async {
+            while let Some(frame) = rx.recv().await? {
+                late.push(frame);
+            }
+            Ok::<(), ClientError>(())
+        };
+        match tokio::time::timeout(close_timeout, drain).await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) | Err(_) => Ok(late),
+        }
+    }
+}
+
+/// The sending half of a [`Client`], from [`Client::split`].
+#[derive(Debug)]
+pub struct ClientSender {
+    write: FramedWrite<WriteHalf, FrameCodec>,
+    counters: Arc<Counters>,
+}
+
+impl ClientSender {
+    /// Sends one frame and flushes it. See [`Client::send`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::send`].
+    ///
+    /// # Cancellation safety
+    ///
+    /// Not cancellation safe, as [`Client::send`].
+    pub async fn send(&mut self, payload: impl AsRef<[u8]>) -> Result<(), ClientError> {
+        self.feed(payload).await?;
+        self.flush().await
+    }
+
+    /// Buffers one frame without flushing. See [`Client::feed`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::send`].
+    pub async fn feed(&mut self, payload: impl AsRef<[u8]>) -> Result<(), ClientError> {
+        let len = payload.as_ref().len();
+        self.write
+            .feed(payload)
+            .await
+            .map_err(|e| self.counters.error(e))?;
+        self.counters.sent(len);
+        Ok(())
+    }
+
+    /// Writes every buffered frame. See [`Client::flush`].
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::ConnectionLost`] if writing failed.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        SinkExt::<&[u8]>::flush(&mut self.write)
+            .await
+            .map_err(|e| self.counters.error(e))
+    }
+
+    /// The traffic counters so far (shared with the receiving half).
+    pub fn in_flight(&self) -> InFlight {
+        self.counters.snapshot()
+    }
+
+    /// Flushes and shuts down the sending direction (the peer reads end of stream). The
+    /// receiving half keeps working until the peer closes.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::ConnectionLost`] if flushing or shutting down failed.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        SinkExt::<&[u8]>::close(&mut self.write)
+            .await
+            .map_err(|e| self.counters.error(e))
+    }
+}
+
+/// The receiving half of a [`Client`], from [`Client::split`].
+///
+/// Also a `Stream` of `Result<Bytes, ClientError>` that ends when the peer closes cleanly.
+#[derive(Debug)]
+pub struct ClientReceiver {
+    read: FramedRead<ReadHalf, FrameCodec>,
+    counters: Arc<Counters>,
+}
+
+impl ClientReceiver {
+    /// Receives the next frame; `Ok(None)` when the peer closed cleanly. See
+    /// [`Client::recv`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::recv`].
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe.
+    pub async fn recv(&mut self) -> Result<Option<Bytes>, ClientError> {
+        self.next().await.transpose()
+    }
+
+    /// The traffic counters so far (shared with the sending half).
+    pub fn in_flight(&self) -> InFlight {
+        self.counters.snapshot()
+    }
+}
+
+impl Stream for ClientReceiver {
+    type Item = Result<Bytes, ClientError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match this.read.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.counters.received();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(this.counters.error(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Where to connect, and the byte streams a connection runs over (TCP or a Unix socket).
+
+use std::fmt;
+use std::io;
+#[cfg(unix)]
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::ClientError;
+
+/// The address a client connects to.
+///
+/// Parsed from a string by [`FromStr`]: `unix:/path/to/socket` is a Unix socket (on Unix
+/// platforms), anything else is a TCP `host:port` resolved at connect time (every resolved
+/// address is tried in turn).
+///
+/// ```
+/// use framewire_client::Endpoint;
+///
+/// let tcp: Endpoint = "127.0.0.1:9999".parse()?;
+/// assert_eq!(tcp.to_string(), "127.0.0.1:9999");
+/// # #[cfg(unix)]
+/// # {
+/// let unix: Endpoint = "unix:/tmp/echo.sock".parse()?;
+/// assert_eq!(unix.to_string(), "unix:/tmp/echo.sock");
+/// # }
+/// # Ok::<(), framewire_client::ClientError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// A TCP `host:port`, resolved when connecting.
+    Tcp(String),
+    /// A Unix domain socket path.
+    #[cfg(unix)]
+    Unix(PathBuf),
+}
+
+impl Endpoint {
+    /// A TCP endpoint from anything that formats as `host:port` (`"127.0.0.1:9999"`, a
+    /// `SocketAddr`, ...).
+    pub fn tcp(addr: impl fmt::Display) -> Self {
+        Endpoint::Tcp(addr.to_string())
+    }
+
+    /// A Unix socket endpoint.
+    #[cfg(unix)]
+    pub fn unix(path: impl Into<PathBuf>) -> Self {
+        Endpoint::Unix(path.into())
+    }
+
+    /// Opens a byte stream to this endpoint, giving up after `timeout`.
+    ///
+    /// TCP connections get `TCP_NODELAY`: framewire writes whole frames and flushes them on
+    /// purpose, so Nagle's algorithm would only add latency to request/response traffic.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::ConnectTimeout`] when `timeout` passes first, [`ClientError::Connect`]
+    /// when the connection is refused or the name does not resolve.
+    pub(crate) async fn open(&self, timeout: Duration) -> Result<Transport, ClientError> {
+        let attempt = async {
+            match self {
+                Endpoint::Tcp(addr) => {
+                    let stream = TcpStream::connect(addr.as_str()).await?;
+                    stream.set_nodelay(true)?;
+                    Ok::<_, io::Error>(Transport::Tcp(stream))
+                }
+                #[cfg(unix)]
+                Endpoint::Unix(path) => Ok(Transport::Unix(
+                    tokio::net::UnixStream::connect(path).await?,
+                )),
+            }
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(transport)) => Ok(transport),
+            Ok(Err(source)) => Err(ClientError::Connect {
+                endpoint: self.to_string(),
+                source,
+            }),
+            Err(_) => Err(ClientError::ConnectTimeout {
+                endpoint: self.to_string(),
+                timeout_ms: timeout.as_millis(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Tcp(addr) => f.write_str(addr),
+            #[cfg(unix)]
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+impl FromStr for Endpoint {
+    type Err = ClientError;
+
+    /// `unix:PATH` or `host:port`. Errors with [`ClientError::InvalidEndpoint`] on an empty
+    /// string, an empty Unix path, or (on non-Unix platforms) any `unix:` address.
+    fn from_str(s: &str) -> Result<Self, ClientError> {
+        let invalid = |reason: &'static str| ClientError::InvalidEndpoint {
+            endpoint: s.to_string(),
+            reason,
+        };
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(invalid("the unix socket path is empty"));
+            }
+            #[cfg(unix)]
+            return Ok(Endpoint::Unix(PathBuf::from(path)));
+            #[cfg(not(unix))]
+            return Err(invalid("unix sockets are not available on this platform"));
+        }
+        if s.is_empty() {
+            return Err(invalid("the address is empty"));
+        }
+        Ok(Endpoint::Tcp(s.to_string()))
+    }
+}
+
+impl From<std::net::SocketAddr> for Endpoint {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        Endpoint::tcp(addr)
+    }
+}
+
+/// A connected byte stream: TCP or a Unix socket.
+#[derive(Debug)]
+pub(crate) enum Transport {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
+
+impl Transport {
+    /// Splits into owned halves (no lock between them).
+    pub(crate) fn into_split(self) -> (ReadHalf, WriteHalf) {
+        match self {
+            Transport::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
+            }
+            #[cfg(unix)]
+            Transport::Unix(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Unix(r), WriteHalf::Unix(w))
+            }
+        }
+    }
+}
+
+/// The reading half of a [`Transport`].
+#[derive(Debug)]
+pub(crate) enum ReadHalf {
+    Tcp(tokio::net::tcp::OwnedReadHalf),
+    #[cfg(unix)]
+    Unix(tokio::net::unix::OwnedReadHalf),
+}
+
+/// The writing half of a [`Transport`].
+#[derive(Debug)]
+pub(crate) enum WriteHalf {
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+    #[cfg(unix)]
+    Unix(tokio::net::unix::OwnedWriteHalf),
+}
+
+/// Evaluates `$body` with `$s` bound to the stream inside whichever variant (`Tcp` or `Unix`)
+/// of the enum `$ty` the value `$this` is.
+macro_rules! dispatch {
+    ($ty:ident, $this:expr, $s:ident => $body:expr) => {
+        match $this {
+            $ty::Tcp($s) => $body,
+            #[cfg(unix)]
+            $ty::Unix($s) => $body,
+        }
+    };
+}
+
+/// Implements `AsyncRead` for a `Tcp`/`Unix` enum by forwarding to the variant's stream.
+macro_rules! impl_async_read {
+    ($ty:ident) => {
+        impl AsyncRead for $ty {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                dispatch!($ty, self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
+            }
+        }
+    };
+}
+
+/// Implements `AsyncWrite` for a `Tcp`/`Unix` enum by forwarding to the variant's stream.
+macro_rules! impl_async_write {
+    ($ty:ident) => {
+        impl AsyncWrite for $ty {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                dispatch!($ty, self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                dispatch!($ty, self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                dispatch!($ty, self, s => s.is_write_vectored())
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                dispatch!($ty, self.get_mut(), s => Pin::new(s).poll_flush(cx))
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                dispatch!($ty, self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
+            }
+        }
+    };
+}
+
+impl_async_read!(ReadHalf);
+impl_async_read!(Transport);
+impl_async_write!(WriteHalf);
+impl_async_write!(Transport);

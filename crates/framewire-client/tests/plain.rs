@@ -1,0 +1,284 @@
+//! Plain-mode client against an in-test echo server and scripted raw peers on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{payloads, spawn_echo, spawn_scripted, within, Echo};
+use framewire_client::{Client, ClientError};
+use framewire_codec::{FrameCodec, FrameError};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn tutorial_conversation() {
+    within(async {
+        let addr = spawn_echo(Echo::TUTORIAL).await;
+        let mut client = Client::connect(addr).await.unwrap();
+        let greeting = client.recv().await.unwrap().unwrap();
+        assert_eq!(&greeting[..], "你好欢迎你".as_bytes());
+        let reply = client.call("hello").await.unwrap();
+        assert_eq!(&reply[..], "hello好".as_bytes());
+        let reply = client.call("").await.unwrap();
+        assert_eq!(&reply[..], "好".as_bytes());
+        let counters = client.in_flight();
+        assert_eq!(counters.frames_sent, 2);
+        assert_eq!(counters.frames_received, 3);
+        assert_eq!(counters.sent_since_last_reply, 0);
+        // `q` ends the conversation: the server closes and close() sees no late frames.
+        client.send("q").await.unwrap();
+        assert_eq!(client.close().await.unwrap(), Vec::<Bytes>::new());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn batch_of_varied_frames_arrives_in_order() {
+    within(async {
+        let addr = spawn_echo(Echo::MIRROR).await;
+        let mut client = Client::connect(addr.to_string()).await.unwrap();
+        let msgs = payloads(300);
+        for m in &msgs {
+            client.feed(m.clone()).await.unwrap();
+        }
+        client.flush().await.unwrap();
+        for (i, m) in msgs.iter().enumerate() {
+            let got = client.recv().await.unwrap().expect("a frame");
+            assert_eq!(&got, m, "frame {i}");
+        }
+        let counters = client.in_flight();
+        assert_eq!(counters.frames_sent, 300);
+        assert_eq!(counters.frames_received, 300);
+        let bytes: usize = msgs.iter().map(Bytes::len).sum();
+        assert_eq!(counters.bytes_sent, bytes as u64);
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn split_halves_work_concurrently() {
+    within(async {
+        let addr = spawn_echo(Echo::MIRROR).await;
+        let client = Client::connect(addr).await.unwrap();
+        let (mut tx, mut rx) = client.split();
+        let msgs = payloads(500);
+        let sent = msgs.clone();
+        let writer = tokio::spawn(async move {
+            for m in sent {
+                tx.send(m).await.unwrap();
+            }
+            tx
+        });
+        let mut got = Vec::new();
+        while got.len() < msgs.len() {
+            got.push(rx.recv().await.unwrap().expect("a frame"));
+        }
+        assert_eq!(got, msgs);
+        let tx = writer.await.unwrap();
+        assert_eq!(tx.in_flight().frames_received, 500);
+        // Closing the sending half ends the stream cleanly once the server closes.
+        tx.close().await.unwrap();
+        assert!(rx.next().await.is_none());
+    })
+    .await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn unix_socket() {
+    within(async {
+        let dir = std::env::temp_dir().join(format!("framewire-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("echo.sock");
+        let _ = std::fs::remove_file(&path);
+        common::spawn_echo_unix(&path, Echo::TUTORIAL);
+        let mut client = Client::connect(format!("unix:{}", path.display()))
+            .await
+            .unwrap();
+        assert_eq!(
+            &client.recv().await.unwrap().unwrap()[..],
+            "你好欢迎你".as_bytes()
+        );
+        assert_eq!(&client.call("unix").await.unwrap()[..], "unix好".as_bytes());
+        client.close().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connection_refused_names_the_endpoint() {
+    within(async {
+        // Bind, learn the port, then free it: nothing listens there now.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let err = Client::connect(addr).await.unwrap_err();
+        assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_endpoint() {
+    let err = Client::connect("").await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::InvalidEndpoint { .. }),
+        "{err:?}"
+    );
+    let err = Client::connect("unix:").await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::InvalidEndpoint { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn drop_mid_frame_says_what_was_in_flight() {
+    within(async {
+        // Replies to two frames, reads three more, then sends half a frame and drops.
+        let addr = spawn_scripted(|stream| async move {
+            let mut framed = FrameCodec::new().framed(stream);
+            for _ in 0..2 {
+                let f = framed.next().await.unwrap().unwrap();
+                framed.send(f).await.unwrap();
+            }
+            for _ in 0..3 {
+                framed.next().await.unwrap().unwrap();
+            }
+            let mut stream = framed.into_inner();
+            stream.write_all(&[0, 0, 0, 10, b'x', b'y']).await.unwrap();
+        })
+        .await;
+        let mut client = Client::connect(addr).await.unwrap();
+        client.call("one").await.unwrap();
+        client.call("two").await.unwrap();
+        for m in ["three", "four", "five!"] {
+            client.send(m).await.unwrap();
+        }
+        let err = client.recv().await.unwrap_err();
+        let ClientError::ConnectionLost { in_flight, source } = &err else {
+            panic!("expected ConnectionLost, got {err:?}");
+        };
+        assert_eq!(in_flight.frames_sent, 5);
+        assert_eq!(in_flight.frames_received, 2);
+        assert_eq!(in_flight.sent_since_last_reply, 3);
+        assert_eq!(in_flight.bytes_since_last_reply, 14);
+        assert!(
+            matches!(
+                source,
+                FrameError::TruncatedFrame {
+                    received: 2,
+                    expected: 10
+                }
+            ),
+            "{source:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("3 frames (14 bytes)"), "{text}");
+        assert!(text.contains("2 of 10 payload bytes"), "{text}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn call_on_clean_close_is_closed_by_peer() {
+    within(async {
+        let addr = spawn_scripted(|stream| async move {
+            let mut framed = FrameCodec::new().framed(stream);
+            framed.next().await.unwrap().unwrap();
+            // Close without replying.
+        })
+        .await;
+        let mut client = Client::connect(addr).await.unwrap();
+        let err = client.call("anyone?").await.unwrap_err();
+        let ClientError::ClosedByPeer { in_flight } = err else {
+            panic!("expected ClosedByPeer, got {err:?}");
+        };
+        assert_eq!(in_flight.sent_since_last_reply, 1);
+        assert_eq!(in_flight.bytes_since_last_reply, 7);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn oversized_incoming_frame_is_a_precise_error() {
+    within(async {
+        let addr = spawn_scripted(|mut stream| async move {
+            // Announce 9,000,000 bytes; the client's limit is 1 MiB.
+            stream.write_all(&9_000_000u32.to_be_bytes()).await.unwrap();
+            stream.write_all(b"abc").await.unwrap();
+            let mut sink = [0u8; 16];
+            let _ = stream.read(&mut sink).await;
+        })
+        .await;
+        let mut client = Client::builder()
+            .max_frame_len(1024 * 1024)
+            .connect(addr)
+            .await
+            .unwrap();
+        let err = client.recv().await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ClientError::ConnectionLost {
+                    source: FrameError::IncomingTooLong {
+                        len: 9_000_000,
+                        max: 1_048_576
+                    },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("9000000"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn oversized_outgoing_frame_is_refused_and_connection_survives() {
+    within(async {
+        let addr = spawn_echo(Echo::MIRROR).await;
+        let mut client = Client::builder()
+            .max_frame_len(100)
+            .connect(addr)
+            .await
+            .unwrap();
+        let err = client.send(vec![0u8; 101]).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ClientError::Frame(FrameError::OutgoingTooLong { len: 101, max: 100 })
+            ),
+            "{err:?}"
+        );
+        assert_eq!(client.in_flight().frames_sent, 0);
+        assert_eq!(&client.call("still here").await.unwrap()[..], b"still here");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn close_returns_replies_still_on_their_way() {
+    within(async {
+        // A slow echo: waits a little before answering each frame, closes on end of stream.
+        let addr = spawn_scripted(|stream| async move {
+            let mut framed = FrameCodec::new().framed(stream);
+            while let Some(Ok(f)) = framed.next().await {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                framed.send(f).await.unwrap();
+            }
+        })
+        .await;
+        let mut client = Client::connect(addr).await.unwrap();
+        client.send("a").await.unwrap();
+        client.send("b").await.unwrap();
+        let late = client.close().await.unwrap();
+        assert_eq!(late, vec![Bytes::from("a"), Bytes::from("b")]);
+    })
+    .await;
+}

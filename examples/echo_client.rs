@@ -1,0 +1,170 @@
+//! The tutorial's echo client: connects, prints the server's greeting, then sends every line
+//! typed on stdin as one frame and prints the reply; `q` quits.
+//!
+//! Run the server in one terminal and the client in another:
+//!
+//! ```text
+//! cargo run --example echo_server
+//! cargo run --example echo_client                       # 127.0.0.1:9999, plain mode
+//! cargo run --example echo_client -- --addr unix:/tmp/echo.sock
+//!
+//! cargo run --example echo_server -- --ack 8           # ack mode: both sides must use it
+//! cargo run --example echo_client -- --ack 8
+//! ```
+//!
+//! Flags: `--addr ADDR` (`host:port` or `unix:/path`, default `127.0.0.1:9999`), `--ack WINDOW`
+//! (ack mode: each line is confirmed as taken by the server before its reply is printed, and a
+//! dropped connection is re-established without losing a line).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use framewire_client::{Client, ClientError, ReconnectPolicy};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// How long to wait for a greeting before assuming the server sends none (`--mirror` servers).
+const GREETING_WAIT: Duration = Duration::from_secs(1);
+
+struct Args {
+    addr: String,
+    ack: Option<u32>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        addr: "127.0.0.1:9999".to_string(),
+        ack: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--addr" => args.addr = it.next().ok_or("--addr needs a value")?,
+            "--ack" => {
+                let w = it.next().ok_or("--ack needs a window size")?;
+                let w: u32 = w
+                    .parse()
+                    .map_err(|_| format!("--ack: {w:?} is not a window size"))?;
+                args.ack = Some(w);
+            }
+            "-h" | "--help" => {
+                return Err(
+                    "usage: echo_client [--addr HOST:PORT|unix:PATH] [--ack WINDOW]".to_string(),
+                )
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    Ok(args)
+}
+
+fn show(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+async fn run_ack(addr: &str, window: u32) -> Result<(), ClientError> {
+    let mut client = Client::builder()
+        .ack_window(window)
+        .reconnect(ReconnectPolicy::default())
+        .connect_ack(addr)
+        .await?;
+    println!(
+        "connected to {} (ack mode, window {window})",
+        client.endpoint()
+    );
+    match tokio::time::timeout(GREETING_WAIT, client.recv()).await {
+        Ok(Ok(Some(greeting))) => println!("server: {}", show(&greeting.payload)),
+        Ok(Ok(None)) => {
+            println!("server closed the connection");
+            return Ok(());
+        }
+        Ok(Err(e)) => return Err(e),
+        Err(_) => println!("(no greeting within {} ms)", GREETING_WAIT.as_millis()),
+    }
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let receipt = client.send(line.clone()).await?;
+        let id = receipt.await?;
+        if line == "q" {
+            println!("(message {id} taken by the server; quitting)");
+            break;
+        }
+        match client.recv().await? {
+            Some(reply) => println!(
+                "server: {}   (message {id} delivered{})",
+                show(&reply.payload),
+                if reply.redelivered {
+                    ", reply redelivered"
+                } else {
+                    ""
+                }
+            ),
+            None => {
+                println!("server closed the connection");
+                break;
+            }
+        }
+    }
+    if client.reconnects() > 0 {
+        println!(
+            "(reconnected {} times, {} messages redelivered)",
+            client.reconnects(),
+            client.redeliveries()
+        );
+    }
+    client.close().await?;
+    println!("bye");
+    Ok(())
+}
+
+async fn run(args: Args) -> Result<(), ClientError> {
+    if let Some(window) = args.ack {
+        return run_ack(&args.addr, window).await;
+    }
+    let mut client = Client::connect(args.addr.as_str()).await?;
+    println!("connected to {} (plain mode)", client.endpoint());
+    match tokio::time::timeout(GREETING_WAIT, client.recv()).await {
+        Ok(Ok(Some(greeting))) if greeting.starts_with(b"\x01FWAK") => {
+            eprintln!("the server speaks ack mode (it sent a HELLO): run with --ack WINDOW");
+            return client.close().await.map(drop);
+        }
+        Ok(Ok(Some(greeting))) => println!("server: {}", show(&greeting)),
+        Ok(Ok(None)) => {
+            println!("server closed the connection");
+            return Ok(());
+        }
+        Ok(Err(e)) => return Err(e),
+        Err(_) => println!("(no greeting within {} ms)", GREETING_WAIT.as_millis()),
+    }
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line == "q" {
+            client.send("q").await?;
+            break;
+        }
+        let reply = client.call(line.as_bytes()).await?;
+        println!("server: {}", show(&reply));
+    }
+    for late in client.close().await? {
+        println!("server: {}", show(&late));
+    }
+    println!("bye");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
