@@ -20,11 +20,11 @@
 set -euo pipefail
 
 # Implementations: each name is both a `serve --impl` and a `--client` value.
-IMPLS=(${IMPLS:-raw tokio-util codec})
+IMPLS=(${IMPLS:-raw tokio-util codec framewire})
 # Servers without a loadgen client of their own yet: measured in the pipelined echo only, driven
 # by the baseline client and by the raw client. Move `framewire` to IMPLS once
 # `loadgen --client framewire` exists.
-SERVER_ONLY=(${SERVER_ONLY:-framewire})
+SERVER_ONLY=(${SERVER_ONLY:-})
 # The two references every ratio is computed against.
 BASELINE=tokio-util
 PHYSICAL=raw

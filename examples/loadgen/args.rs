@@ -53,7 +53,7 @@ USAGE:
 
 CLIENT (--client):  codec (Framed + FrameCodec), tokio-util (Framed + LengthDelimitedCodec, the
                     baseline), raw (pre-built bytes, replies counted by length: the physical
-                    limit)
+                    limit), framewire (framewire_client::Client)
 COMMON:  --label TEXT   free text stored in the CSV/JSON row (e.g. the server's name)
          --csv FILE     append one CSV row (header written when the file is new)
          --json FILE    write the result as one JSON object
@@ -74,6 +74,8 @@ pub enum ClientKind {
     TokioUtil,
     /// Pre-built frames written with `write_all`, replies counted by length: the physical limit.
     Raw,
+    /// The framewire client (`framewire_client::Client`).
+    Framewire,
 }
 
 impl ClientKind {
@@ -83,6 +85,7 @@ impl ClientKind {
             ClientKind::Codec => "codec",
             ClientKind::TokioUtil => "tokio-util",
             ClientKind::Raw => "raw",
+            ClientKind::Framewire => "framewire",
         }
     }
 
@@ -91,8 +94,9 @@ impl ClientKind {
             "codec" => Ok(ClientKind::Codec),
             "tokio-util" => Ok(ClientKind::TokioUtil),
             "raw" => Ok(ClientKind::Raw),
+            "framewire" => Ok(ClientKind::Framewire),
             other => Err(LoadgenError::args(format!(
-                "unknown --client {other:?}; expected codec, tokio-util or raw"
+                "unknown --client {other:?}; expected codec, tokio-util, raw or framewire"
             ))),
         }
     }

@@ -308,3 +308,83 @@ impl ClientImpl for RawClient {
         ))
     }
 }
+
+/// The framewire client: `framewire_client::Client`, split into its halves. It connects by
+/// itself, so the source address is not chosen (all connections come from the kernel's pick).
+#[derive(Debug)]
+pub struct FramewireClient;
+
+/// Sending half of [`FramewireClient`]: `feed` per frame, one `flush` per `send` call.
+#[derive(Debug)]
+pub struct FramewireTx {
+    tx: Option<framewire_client::ClientSender>,
+    payload: Bytes,
+}
+
+/// Receiving half of [`FramewireClient`]: one `recv` counts the first reply and every further
+/// one already decodable.
+#[derive(Debug)]
+pub struct FramewireRx {
+    rx: framewire_client::ClientReceiver,
+}
+
+impl FrameTx for FramewireTx {
+    async fn send(&mut self, count: usize) -> io::Result<()> {
+        let tx = self
+            .tx
+            .as_mut()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "sending half closed"))?;
+        for _ in 0..count {
+            tx.feed(&self.payload[..]).await.map_err(to_io)?;
+        }
+        tx.flush().await.map_err(to_io)
+    }
+
+    async fn finish(&mut self) -> io::Result<()> {
+        match self.tx.take() {
+            Some(tx) => tx.close().await.map_err(to_io),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FrameRx for FramewireRx {
+    async fn recv(&mut self) -> io::Result<usize> {
+        if self.rx.recv().await.map_err(to_io)?.is_none() {
+            return Ok(0);
+        }
+        let mut frames = 1;
+        while frames < MAX_READY_FRAMES {
+            match self.rx.next().now_or_never() {
+                Some(Some(Ok(_frame))) => frames += 1,
+                Some(Some(Err(e))) => return Err(to_io(e)),
+                Some(None) | None => break,
+            }
+        }
+        Ok(frames)
+    }
+}
+
+impl ClientImpl for FramewireClient {
+    type Tx = FramewireTx;
+    type Rx = FramewireRx;
+    const NAME: &'static str = "framewire";
+
+    async fn open(
+        addr: SocketAddr,
+        _source: Option<Ipv4Addr>,
+        payload: Bytes,
+    ) -> io::Result<(Self::Tx, Self::Rx)> {
+        let client = framewire_client::Client::connect(addr)
+            .await
+            .map_err(to_io)?;
+        let (tx, rx) = client.split();
+        Ok((
+            FramewireTx {
+                tx: Some(tx),
+                payload,
+            },
+            FramewireRx { rx },
+        ))
+    }
+}

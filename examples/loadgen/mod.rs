@@ -7,7 +7,7 @@
 //! * [`modes::run`] runs one mode (`ping`, `pipeline`, `stream`, `conns`, `flood`) and returns a
 //!   [`report::Record`].
 //! * [`client::ClientImpl`] is the adapter a client implementation provides (`codec`,
-//!   `tokio-util`, `raw`; the framewire client is to come).
+//!   `tokio-util`, `raw`, `framewire`).
 //! * [`server::serve`] runs an in-binary echo or sink server (`tokio-util`, `raw`, `codec`,
 //!   `framewire`).
 //!
@@ -16,7 +16,7 @@
 //! * Client: a type implementing [`client::ClientImpl`] (`open` a connection as a
 //!   [`client::FrameTx`] that sends `n` frames and flushes, and a [`client::FrameRx`] that waits
 //!   for replies and counts them), a [`ClientKind`] variant with its name, and one arm in
-//!   [`modes::run`].
+//!   [`modes::run`]. [`client::FramewireClient`] is an example.
 //! * Server: a [`ServerKind`] variant with its name, and one arm per mode in [`server::handle`]
 //!   (or, for a server with its own accept loop such as framewire's, a branch in
 //!   [`server::serve`]).

@@ -15,7 +15,8 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::args::{ClientKind, Mode, RunOpts};
 use super::client::{
-    connect, source_addr, ClientImpl, CodecClient, FrameRx, FrameTx, RawClient, TokioUtilClient,
+    connect, source_addr, ClientImpl, CodecClient, FrameRx, FrameTx, FramewireClient, RawClient,
+    TokioUtilClient,
 };
 use super::error::LoadgenError;
 use super::report::{new_histogram, CpuWindow, LatencySummary, MemoryGrowth, ProcMem, Record};
@@ -52,6 +53,7 @@ pub async fn run(opts: &RunOpts) -> Result<Record, LoadgenError> {
             ClientKind::Codec => run_with::<CodecClient>(opts).await,
             ClientKind::TokioUtil => run_with::<TokioUtilClient>(opts).await,
             ClientKind::Raw => run_with::<RawClient>(opts).await,
+            ClientKind::Framewire => run_with::<FramewireClient>(opts).await,
         }
     };
     tokio::time::timeout(limit, fut)

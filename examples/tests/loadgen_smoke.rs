@@ -48,6 +48,8 @@ async fn all_modes() -> Result<(), LoadgenError> {
         (ClientKind::TokioUtil, codec_echo),
         (ClientKind::Raw, raw_echo),
         (ClientKind::TokioUtil, fw_echo),
+        (ClientKind::Framewire, fw_echo),
+        (ClientKind::Framewire, tu_echo),
     ] {
         let r = run(&opts(Mode::Ping, addr, client)).await?;
         assert_eq!(
@@ -67,6 +69,7 @@ async fn all_modes() -> Result<(), LoadgenError> {
         (ClientKind::Raw, codec_echo),
         (ClientKind::TokioUtil, raw_echo),
         (ClientKind::Raw, fw_echo),
+        (ClientKind::Framewire, fw_echo),
     ] {
         let mut o = opts(Mode::Pipeline, addr, client);
         o.conns = 4;
@@ -83,6 +86,7 @@ async fn all_modes() -> Result<(), LoadgenError> {
         (ClientKind::Codec, codec_sink, 1024),
         (ClientKind::Raw, tu_sink, 65_536),
         (ClientKind::Codec, fw_sink, 64),
+        (ClientKind::Framewire, fw_sink, 64),
     ] {
         let mut o = opts(Mode::Stream, addr, client);
         o.size = size;
@@ -121,8 +125,8 @@ async fn all_modes() -> Result<(), LoadgenError> {
         .ok_or_else(|| LoadgenError::Args("no memory figures".into()))?;
     assert_eq!(mem.conns, 40);
     assert!(mem.echoed.is_some());
-    // The same against the framewire server.
-    let mut o = opts(Mode::Conns, fw_echo, ClientKind::Raw);
+    // The same against the framewire server, with the framewire client.
+    let mut o = opts(Mode::Conns, fw_echo, ClientKind::Framewire);
     o.conns = 40;
     o.duration = Duration::from_millis(50);
     let r = run(&o).await?;

@@ -124,6 +124,8 @@ fn stream_conns_and_flood_flags() {
     assert!(s.echo);
     assert_eq!(s.batch, Some(7));
     assert_eq!(s.client, ClientKind::Codec);
+    let f = run_opts(&["ping", "--addr", "127.0.0.1:1", "--client", "framewire"]);
+    assert_eq!(f.client, ClientKind::Framewire);
     let c = run_opts(&[
         "conns",
         "--addr",
