@@ -72,11 +72,24 @@ pub trait Transport: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {
     /// A spurious `Ready` is allowed but must not repeat forever: after a read returned
     /// `Pending`, the next call must return `Pending` until new bytes arrive.
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Turns off any write coalescing delay (Nagle's algorithm), called once when the
+    /// connection is accepted. framewire writes whole frames and flushes them on purpose, so a
+    /// delay only adds latency: in ack mode an ACK followed by a reply in a second write would
+    /// wait for the peer's delayed ACK (measured: about 45 ms per exchange instead of 2.4 ms).
+    /// The default does nothing (for transports without such a delay).
+    fn set_nodelay(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Transport for tokio::net::TcpStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         tokio::net::TcpStream::poll_read_ready(self, cx)
+    }
+
+    fn set_nodelay(&self) -> io::Result<()> {
+        tokio::net::TcpStream::set_nodelay(self, true)
     }
 }
 

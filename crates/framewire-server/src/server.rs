@@ -350,6 +350,9 @@ where
                     Ok((io, addr)) => {
                         backoff = ACCEPT_BACKOFF_MIN;
                         let peer: Address = addr.into();
+                        if let Err(e) = io.set_nodelay() {
+                            tracing::debug!(peer = %peer, error = %e, "could not set TCP_NODELAY");
+                        }
                         let permit = if wait_at_cap {
                             held.take()
                         } else {
