@@ -21,7 +21,7 @@
 //!
 //! The tests take a lock and run one at a time, so no other test's allocations are counted.
 //! Run `cargo test -p framewire-server --test hostile -- --nocapture` to see the figures; the
-//! README's Reliability table (`docs-snippets/reliability.md`) collects them.
+//! README's Reliability table collects them.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 

@@ -25,7 +25,7 @@ use super::{AckError, ERROR_PREFIX_LEN};
 /// single loopback write costs about 5 µs and plain mode moves a 64-byte message in about
 /// 110 ns. With 64-byte messages that measured about a quarter of plain mode's messages/s at
 /// window 64, about half at 256 and about 70% at 1024 (`benches/ack.rs`,
-/// `docs-snippets/ack-wire.md`): raise it for bulk streams of small messages, lower it to bound
+/// `docs/ack-performance.md`): raise it for bulk streams of small messages, lower it to bound
 /// the memory held for large ones.
 pub const DEFAULT_WINDOW: u32 = 64;
 
@@ -361,7 +361,7 @@ impl AckState {
     /// application then stops reading). The price for a fast consumer is one extra ACK write
     /// per window: on loopback with 64-byte messages, `set_ack_threshold(window)` measured
     /// 1.15x to 1.4x the messages/s of the default at window 64 (about a third of plain mode
-    /// instead of a quarter; `benches/ack.rs`, `docs-snippets/ack-wire.md`). Never deadlocks:
+    /// instead of a quarter; `benches/ack.rs`, `docs/ack-performance.md`). Never deadlocks:
     /// the sender cannot send more than the window, so the whole window being taken always
     /// triggers an ACK.
     pub fn set_ack_threshold(&mut self, threshold: u64) {
