@@ -117,8 +117,17 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
+    /// The codec for one connection. In ack mode the frame limit is at least
+    /// [`HELLO_LEN`](framewire_codec::ack::HELLO_LEN): a smaller one could not carry the
+    /// HELLO every connection opens with.
     pub(crate) fn new_codec(&self) -> FrameCodec {
-        self.codec.build()
+        let codec = self.codec.build();
+        let hello = framewire_codec::ack::HELLO_LEN;
+        if self.ack_window.is_some() && codec.max_frame_len() < hello {
+            let mut builder = self.codec;
+            return builder.max_frame_len(hello).build();
+        }
+        codec
     }
 }
 
@@ -196,9 +205,9 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
     }
 
     /// The most connections with a running handler (default [`DEFAULT_MAX_CONNECTIONS`]).
-    /// Values below 1 act as 1.
+    /// Values below 1 act as 1, values above tokio's `Semaphore::MAX_PERMITS` as that.
     pub fn max_connections(mut self, max: usize) -> Self {
-        self.config.max_connections = max.max(1);
+        self.config.max_connections = max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         self
     }
 
@@ -255,7 +264,8 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
 
     /// Maximum frame payload length, both directions (default
     /// [`framewire_codec::DEFAULT_MAX_FRAME_LEN`], 8 MiB). A peer that announces more is
-    /// disconnected with [`ServerError::Frame`].
+    /// disconnected with [`ServerError::Frame`]. In ack mode the limit is at least
+    /// [`HELLO_LEN`](framewire_codec::ack::HELLO_LEN) bytes.
     pub fn max_frame_len(mut self, max: usize) -> Self {
         self.config.codec.max_frame_len(max);
         self

@@ -609,9 +609,15 @@ impl<S> Connection<S> {
         let Some(a) = self.ack.as_mut() else {
             return Ok(None);
         };
+        let acked_before = a.state.acked_through();
         match a.state.handle_frame(frame) {
             Ok(Some(d)) => Ok(Some(d)),
             Ok(None) => {
+                if a.state.acked_through() > acked_before {
+                    // The peer is taking our messages: a sender waiting for window room or
+                    // for every ACK is making progress, so its write timeout starts over.
+                    self.write_since = None;
+                }
                 a.wakers.wake_side(Side::Send);
                 Ok(None)
             }
@@ -852,6 +858,10 @@ impl<S> Connection<S> {
                 }
             }
             if done {
+                if self.wbuf.is_empty() {
+                    // Nothing is waiting to be written: a later wait starts a fresh clock.
+                    self.write_since = None;
+                }
                 return Poll::Ready(Ok(()));
             }
             if self.read_closed {

@@ -392,3 +392,54 @@ async fn the_handler_sees_which_messages_are_redeliveries() {
     })
     .await;
 }
+
+/// A handler waiting for ACKs from a slow but steady consumer is making progress: every ACK
+/// starts the write timeout over, so `wait_acked` succeeds even though the whole batch takes
+/// longer than the timeout to be acknowledged.
+#[tokio::test]
+async fn steady_acks_keep_the_write_timeout_from_firing() {
+    within(async {
+        const N: usize = 12;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let builder = Server::builder()
+            .ack_mode(N as u32)
+            .write_timeout(Some(Duration::from_millis(300)))
+            .state(tx);
+        let server = spawn(
+            builder,
+            |mut conn: Connection<tokio::sync::mpsc::UnboundedSender<String>>| async move {
+                for i in 0..N {
+                    conn.send(format!("m{i}")).await?;
+                }
+                let outcome = conn.wait_acked().await;
+                let _ = conn.state().send(format!("{outcome:?}"));
+                outcome
+            },
+        )
+        .await;
+        let stream = TcpStream::connect(server.addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut c = AckFramed::builder()
+            .window(N as u32)
+            .ack_threshold(1)
+            .new_framed(stream);
+        // Take one message every 50 ms: the batch takes about 600 ms to be acknowledged,
+        // twice the write timeout, while no gap between ACKs comes near it.
+        for i in 0..N {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(
+                next_payload(&mut c).await.as_deref(),
+                Some(format!("m{i}").as_bytes())
+            );
+        }
+        // Keep polling so the last ACK goes out, until the handler reports.
+        let outcome = tokio::select! {
+            outcome = rx.recv() => outcome.unwrap(),
+            _ = c.next() => rx.recv().await.unwrap(),
+        };
+        assert_eq!(outcome, "Ok(())");
+        assert_eq!(server.handle.stats().errors.write_timeout, 0);
+        server.stop().await;
+    })
+    .await;
+}
