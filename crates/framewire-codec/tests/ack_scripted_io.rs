@@ -60,3 +60,69 @@ async fn split_reads_ack_on_take_and_eof_mid_frame() {
     );
     assert!(conn.next().await.is_none());
 }
+
+/// A protocol violation read right after a message was handed out (the read that decides
+/// whether to ack at once) is reported typed by the next poll, not as `Failed`: the client
+/// tells a misbehaving peer from a dropped connection by it.
+#[tokio::test]
+async fn violation_read_after_take_is_reported_typed() {
+    use bytes::{Bytes, BytesMut};
+    use framewire_codec::ack::AckFrame;
+    use futures::SinkExt;
+    use tokio::io::AsyncWriteExt;
+
+    fn encode(frames: &[AckFrame<&[u8]>]) -> BytesMut {
+        let mut codec = FrameCodec::new();
+        let mut dst = BytesMut::new();
+        for f in frames {
+            f.encode(&mut codec, &mut dst).unwrap();
+        }
+        dst
+    }
+    fn data(seq: u64) -> AckFrame<&'static [u8]> {
+        AckFrame::Data {
+            seq,
+            redelivery: false,
+            payload: b"m",
+        }
+    }
+
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let (ours, mut peer) = tokio::io::duplex(64 * 1024);
+        let mut conn = AckFramed::builder().window(8).new_framed(ours);
+        peer.write_all(&encode(&[
+            AckFrame::Hello(Hello::new(8, 1024)),
+            data(1),
+            data(2),
+        ]))
+        .await
+        .unwrap();
+
+        let d = conn.next().await.unwrap().unwrap();
+        assert_eq!((d.seq, d.payload), (1, Bytes::from_static(b"m")));
+        peer.write_all(&encode(&[data(4)])).await.unwrap();
+
+        // Taking DATA 2 empties the inbox, so DATA 4 is read right then: DATA 2 is still
+        // delivered, the violation comes with the next poll.
+        let d = conn.next().await.unwrap().unwrap();
+        assert_eq!(d.seq, 2);
+        let err = conn.next().await.unwrap().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AckError::DataOutOfSequence {
+                    expected: 3,
+                    got: 4
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.is_peer_error());
+        // Reported once: the stream is over and the sink fails fast.
+        assert!(conn.next().await.is_none());
+        let again = conn.flush().await.unwrap_err();
+        assert!(matches!(again, AckError::Failed { .. }), "{again:?}");
+    })
+    .await
+    .unwrap();
+}

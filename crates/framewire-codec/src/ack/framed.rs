@@ -138,6 +138,9 @@ pub struct AckFramed<T> {
     needs_flush: bool,
     write_closed: bool,
     failed: Option<String>,
+    /// The typed error behind `failed` when it was recorded outside a poll that could return
+    /// it (in `after_take`): the next guarded poll returns it once, later ones `Failed`.
+    pending: Option<AckError>,
     error_reported: bool,
     high_water: usize,
     stream_waker: Option<Waker>,
@@ -222,6 +225,7 @@ impl AckFramedBuilder {
             needs_flush: false,
             write_closed: false,
             failed: None,
+            pending: None,
             error_reported: false,
             high_water: self.high_water,
             stream_waker: None,
@@ -427,6 +431,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
         cx: &mut Context<'_>,
         f: impl FnOnce(&mut Self, &mut Context<'_>) -> Poll<Result<R, AckError>>,
     ) -> Poll<Result<R, AckError>> {
+        if let Some(e) = self.pending.take() {
+            *match side {
+                Side::Stream => &mut self.stream_waker,
+                Side::Sink => &mut self.sink_waker,
+            } = None;
+            return Poll::Ready(Err(e));
+        }
         if let Err(e) = self.check_failed() {
             return Poll::Ready(Err(e));
         }
@@ -608,17 +619,27 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
             // is recorded and reported by the next call; this message is still delivered.
             match self.poll_read(cx, Side::Stream) {
                 Poll::Pending if self.inbox.is_empty() => self.state.reader_idle(),
-                Poll::Ready(Err(e)) => self.failed = Some(e.to_string()),
+                Poll::Ready(Err(e)) => self.record_deferred(e),
                 _ => {}
             }
         }
         if self.state.has_transmit() {
             // An ack became due: write it now if the transport takes it without waiting.
             if let Poll::Ready(Err(e)) = self.poll_write(cx) {
-                self.failed = Some(e.to_string());
+                self.record_deferred(e);
             }
         }
         Ok(())
+    }
+
+    /// Records an error met while the current call still succeeds: later calls fail fast,
+    /// and the next guarded poll returns this typed error once (then `Failed`). The first
+    /// error wins.
+    fn record_deferred(&mut self, e: AckError) {
+        if self.failed.is_none() {
+            self.failed = Some(e.to_string());
+            self.pending = Some(e);
+        }
     }
 
     fn poll_next_inner(
