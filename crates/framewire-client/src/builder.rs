@@ -14,7 +14,8 @@ use crate::{AckClient, Client, ClientError, Endpoint, ReconnectPolicy};
 /// real network, short enough that an address that silently drops packets is reported soon.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long [`Client::close`] waits for the peer to close its side by default: 5 s. A
+/// How long [`Client::close`] may take by default (flush, shutdown and waiting for the peer to
+/// close its side, under one deadline): 5 s. A
 /// well-behaved peer closes within a round trip; one that never does must not hold the caller.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -118,7 +119,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Maximum time [`Client::close`] waits for the peer to close its side.
+    /// Maximum time [`Client::close`] may take in all: flushing, shutting down, and waiting for
+    /// the peer to close its side.
     pub fn close_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.close_timeout = timeout;
         self

@@ -92,6 +92,25 @@ pub enum ClientError {
         /// The traffic counters when the peer closed.
         in_flight: InFlight,
     },
+    /// [`Client::close`](crate::Client::close) could not flush its buffered frames and shut
+    /// down the sending direction within the close timeout: the peer is not reading. Some of
+    /// the frames counted in `in_flight` may never have been written; the connection is
+    /// dropped.
+    #[error(
+        "close timed out after {timeout_ms} ms while flushing and shutting down \
+         (the peer is not reading), with {} frames ({} bytes) sent since the last frame \
+         received ({} sent and {} received in total)",
+        in_flight.sent_since_last_reply,
+        in_flight.bytes_since_last_reply,
+        in_flight.frames_sent,
+        in_flight.frames_received
+    )]
+    CloseTimeout {
+        /// The close timeout that expired, in milliseconds.
+        timeout_ms: u128,
+        /// The traffic counters when the timeout expired.
+        in_flight: InFlight,
+    },
     /// A frame could not be encoded (it is longer than the configured maximum). The
     /// connection is still usable: nothing was written.
     #[error(transparent)]
@@ -185,7 +204,8 @@ impl ClientError {
     pub fn in_flight(&self) -> Option<InFlight> {
         match self {
             ClientError::ConnectionLost { in_flight, .. }
-            | ClientError::ClosedByPeer { in_flight } => Some(*in_flight),
+            | ClientError::ClosedByPeer { in_flight }
+            | ClientError::CloseTimeout { in_flight, .. } => Some(*in_flight),
             _ => None,
         }
     }

@@ -50,7 +50,7 @@ pub use ack::{AckClient, AckReceiver, AckSender, Receipt};
 pub use builder::{ClientBuilder, IntoEndpoint, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
 pub use error::{ClientError, InFlight};
 pub use framewire_codec::ack::Delivery;
-pub use plain::{Client, ClientReceiver, ClientSender};
+pub use plain::{Client, ClientReceiver, ClientSender, CLOSE_MAX_LATE_BYTES};
 pub use reconnect::{
     Backoff, ReconnectPolicy, DEFAULT_INITIAL_DELAY, DEFAULT_JITTER_PERCENT, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_DELAY, DEFAULT_MULTIPLIER,

@@ -14,6 +14,15 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use crate::transport::{ReadHalf, Transport, WriteHalf};
 use crate::{ClientBuilder, ClientError, Endpoint, InFlight, IntoEndpoint};
 
+/// How many payload bytes of late frames [`Client::close`] keeps at most (16 MiB, twice the
+/// default maximum frame length), plus the one frame that crosses it.
+///
+/// While closing, the client reads the replies still on their way so that they are not lost;
+/// a peer that keeps streaming until the close timeout would otherwise make it buffer
+/// everything that arrives in that time. Once this much has arrived, `close` stops reading and
+/// returns what it has; the rest is discarded unread with the connection.
+pub const CLOSE_MAX_LATE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Traffic counters shared by the two halves of a connection.
 #[derive(Debug, Default)]
 struct Counters {
@@ -230,16 +239,23 @@ impl Client {
     }
 
     /// Closes gracefully: flushes every buffered frame, tells the peer no more frames are
-    /// coming (TCP FIN / socket shutdown), then keeps reading until the peer closes too, for
-    /// at most the close timeout ([`ClientBuilder::close_timeout`]). The frames that arrived
-    /// meanwhile (replies that were still on their way) are returned, so none is silently
-    /// dropped.
+    /// coming (TCP FIN / socket shutdown), then keeps reading until the peer closes too. One
+    /// deadline, the close timeout ([`ClientBuilder::close_timeout`]), covers all of it, so a
+    /// peer that stops reading or never closes cannot hold the caller longer. The frames that
+    /// arrived meanwhile (replies that were still on their way) are returned.
+    ///
+    /// At most [`CLOSE_MAX_LATE_BYTES`] of late frames are kept (plus the one frame that
+    /// crosses the cap): once that much has arrived, reading stops, the frames received so
+    /// far are returned and the connection is dropped, so whatever else the peer sends is
+    /// discarded unread, as when the timeout expires during the drain.
     ///
     /// # Errors
     ///
+    /// [`ClientError::CloseTimeout`] if flushing and shutting down did not finish within the
+    /// close timeout (the peer is not reading; some buffered frames may not have been written);
     /// [`ClientError::ConnectionLost`] if flushing failed or the connection failed while
-    /// draining. If the peer does not close within the timeout, the frames received so far are
-    /// returned and the connection is dropped.
+    /// draining. If the peer does not close within the timeout after the shutdown, the frames
+    /// received so far are returned and the connection is dropped.
     pub async fn close(self) -> Result<Vec<Bytes>, ClientError> {
         let Client {
             tx,
@@ -247,15 +263,30 @@ impl Client {
             close_timeout,
             ..
         } = self;
-        tx.close().await?;
+        let deadline = tokio::time::Instant::now() + close_timeout;
+        let counters = Arc::clone(&tx.counters);
+        match tokio::time::timeout_at(deadline, tx.close()).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(ClientError::CloseTimeout {
+                    timeout_ms: close_timeout.as_millis(),
+                    in_flight: counters.snapshot(),
+                })
+            }
+        }
         let mut late = Vec::new();
+        let mut late_bytes = 0usize;
         let drain = async {
-            while let Some(frame) = rx.recv().await? {
+            while late_bytes < CLOSE_MAX_LATE_BYTES {
+                let Some(frame) = rx.recv().await? else {
+                    break;
+                };
+                late_bytes = late_bytes.saturating_add(frame.len());
                 late.push(frame);
             }
             Ok::<(), ClientError>(())
         };
-        match tokio::time::timeout(close_timeout, drain).await {
+        match tokio::time::timeout_at(deadline, drain).await {
             Ok(Err(e)) => Err(e),
             Ok(Ok(())) | Err(_) => Ok(late),
         }

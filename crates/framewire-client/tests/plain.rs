@@ -282,3 +282,78 @@ async fn close_returns_replies_still_on_their_way() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn close_timeout_bounds_the_flush_to_a_peer_that_never_reads() {
+    within(async {
+        // Accepts and never reads: the client's flush of a large frame can never finish.
+        let addr = spawn_scripted(|stream| async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(stream);
+        })
+        .await;
+        let close_timeout = Duration::from_millis(300);
+        let mut client = Client::builder()
+            .close_timeout(close_timeout)
+            .connect(addr)
+            .await
+            .unwrap();
+        let len = 8 * 1024 * 1024 - 1;
+        client.feed(vec![7u8; len]).await.unwrap();
+        // A hang guard, far above the close timeout: before the fix, close() never returned.
+        let closed = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+        let err = closed
+            .expect("close() must give up within its close timeout")
+            .unwrap_err();
+        match err {
+            ClientError::CloseTimeout {
+                timeout_ms,
+                in_flight,
+            } => {
+                assert_eq!(timeout_ms, close_timeout.as_millis());
+                assert_eq!(in_flight.frames_sent, 1);
+                assert_eq!(in_flight.bytes_sent, len as u64);
+            }
+            other => panic!("expected CloseTimeout, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn close_keeps_at_most_the_late_reply_cap() {
+    within(async {
+        // Streams 1 MiB frames (a bounded number, far more than the cap) and never closes.
+        const FRAME: usize = 1024 * 1024;
+        const FRAMES: usize = 64;
+        let addr = spawn_scripted(|stream| async move {
+            let mut framed = FrameCodec::new().framed(stream);
+            let frame = Bytes::from(vec![1u8; FRAME]);
+            for _ in 0..FRAMES {
+                if framed.send(frame.clone()).await.is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        })
+        .await;
+        let mut client = Client::builder()
+            .close_timeout(Duration::from_secs(5))
+            .connect(addr)
+            .await
+            .unwrap();
+        // Wait for the first frame so the peer is streaming when close() starts.
+        let first = client.recv().await.unwrap().expect("a frame");
+        assert_eq!(first.len(), FRAME);
+        let late = client.close().await.unwrap();
+        let total: usize = late.iter().map(Bytes::len).sum();
+        assert!(!late.is_empty());
+        assert!(
+            total < framewire_client::CLOSE_MAX_LATE_BYTES + FRAME,
+            "kept {total} bytes in {} late frames",
+            late.len()
+        );
+        assert!(late.iter().all(|f| f.len() == FRAME));
+    })
+    .await;
+}
