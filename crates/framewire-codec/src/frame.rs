@@ -208,23 +208,15 @@ impl FrameCodec {
         }
     }
 
-    /// Applies the [`OversizedFrame`] policy to a header announcing `announced` bytes.
+    /// Starts skipping an oversized frame announcing `announced` bytes
+    /// ([`OversizedFrame::Discard`]).
     #[cold]
-    fn oversized_header(&mut self, announced: u32, src: &mut BytesMut) -> Result<(), FrameError> {
-        match self.oversized {
-            OversizedFrame::Error => Err(FrameError::IncomingTooLong {
-                len: u64::from(announced),
-                max: self.max_frame_len,
-            }),
-            OversizedFrame::Discard => {
-                src.advance(HEADER_LEN);
-                self.discarded.last_len = Some(announced);
-                // u32 -> usize only fails on 16-bit targets; skip what fits.
-                let len = usize::try_from(announced).unwrap_or(usize::MAX);
-                self.state = DecodeState::Discarding(len);
-                Ok(())
-            }
-        }
+    fn start_discard(&mut self, announced: u32, src: &mut BytesMut) {
+        src.advance(HEADER_LEN);
+        self.discarded.last_len = Some(announced);
+        // u32 -> usize only fails on 16-bit targets; skip what fits.
+        let len = usize::try_from(announced).unwrap_or(usize::MAX);
+        self.state = DecodeState::Discarding(len);
     }
 
     fn skip(&mut self, remaining: usize, src: &mut BytesMut) -> usize {
@@ -252,8 +244,19 @@ impl Decoder for FrameCodec {
                     let announced = self.read_len(src);
                     let len = match usize::try_from(announced) {
                         Ok(len) if len <= self.max_frame_len => len,
+                        // Built here, field by field, not returned from a helper through `?`.
+                        // Copying a helper's `FrameError` into the return slot stopped LLVM
+                        // from splitting that slot into scalars, so every frame was stored as
+                        // 4 x 8 bytes and reloaded by the caller as 2 x 16 bytes, a
+                        // store-forwarding stall (measured: ~24 ns vs ~13 ns per 64 B frame).
+                        _ if self.oversized == OversizedFrame::Error => {
+                            return Err(FrameError::IncomingTooLong {
+                                len: u64::from(announced),
+                                max: self.max_frame_len,
+                            });
+                        }
                         _ => {
-                            self.oversized_header(announced, src)?;
+                            self.start_discard(announced, src);
                             continue;
                         }
                     };
