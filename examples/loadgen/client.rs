@@ -142,24 +142,32 @@ where
             Some(Err(e)) => return Err(to_io(e)),
             None => return Ok(0),
         }
-        // Count the frames that are already here too, so a pipelined sender refills in batches
-        // (one flush per batch) rather than one flush per reply. `next` is cancellation safe, so
-        // polling it once without waiting loses nothing.
-        let mut frames = 1;
-        while frames < MAX_READY_FRAMES {
-            match self.read.next().now_or_never() {
-                Some(Some(Ok(_frame))) => frames += 1,
-                Some(Some(Err(e))) => return Err(to_io(e)),
-                // End of stream is reported by the next call.
-                Some(None) | None => break,
-            }
-        }
-        Ok(frames)
+        count_ready(&mut self.read)
     }
 }
 
 /// Most frames one [`FrameRx::recv`] call of the framed receivers counts without waiting.
 const MAX_READY_FRAMES: usize = 1024;
+
+/// After one frame arrived: counts it and the frames that are already decodable too (up to
+/// [`MAX_READY_FRAMES`]), so a pipelined sender refills in batches (one flush per batch) rather
+/// than one flush per reply. `next` is cancellation safe, so polling it once without waiting
+/// loses nothing; end of stream is reported by the next call.
+fn count_ready<S, T, E>(stream: &mut S) -> io::Result<usize>
+where
+    S: futures::Stream<Item = Result<T, E>> + Unpin,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut frames = 1;
+    while frames < MAX_READY_FRAMES {
+        match stream.next().now_or_never() {
+            Some(Some(Ok(_frame))) => frames += 1,
+            Some(Some(Err(e))) => return Err(to_io(e)),
+            Some(None) | None => break,
+        }
+    }
+    Ok(frames)
+}
 
 /// Builds a fresh codec for one connection.
 pub trait NewCodec: Encoder<Bytes> + Decoder + Send + Sync + Sized + 'static {
@@ -353,15 +361,7 @@ impl FrameRx for FramewireRx {
         if self.rx.recv().await.map_err(to_io)?.is_none() {
             return Ok(0);
         }
-        let mut frames = 1;
-        while frames < MAX_READY_FRAMES {
-            match self.rx.next().now_or_never() {
-                Some(Some(Ok(_frame))) => frames += 1,
-                Some(Some(Err(e))) => return Err(to_io(e)),
-                Some(None) | None => break,
-            }
-        }
-        Ok(frames)
+        count_ready(&mut self.rx)
     }
 }
 

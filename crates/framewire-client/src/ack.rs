@@ -322,17 +322,8 @@ impl Driver {
                     }
                     .to_string();
                     drop(conn);
-                    match self.reconnect(why).await {
-                        Ok(new) => {
-                            self.install(new);
-                            self.ack_deadline = None;
-                            self.deadline_acked = 0;
-                            self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(stop) => {
-                            self.stop(stop).await;
-                            return;
-                        }
+                    if !self.reconnect_or_stop(why).await {
+                        return;
                     }
                 }
                 Outcome::Violation(error) => {
@@ -356,20 +347,30 @@ impl Driver {
                         unacked = self.tracked.len(),
                         "connection dropped; reconnecting"
                     );
-                    match self.reconnect(error).await {
-                        Ok(new) => {
-                            self.install(new);
-                            self.ack_deadline = None;
-                            self.deadline_acked = 0;
-                            self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(stop) => {
-                            tracing::warn!(reason = %stop.reason(), "reconnect gave up");
-                            self.stop(stop).await;
-                            return;
-                        }
+                    if !self.reconnect_or_stop(error).await {
+                        return;
                     }
                 }
+            }
+        }
+    }
+
+    /// Reconnects after a drop (`why` says what ended the old connection) and installs the
+    /// new connection; or, when the policy gives up, stops the client. Returns `false` once
+    /// stopped.
+    async fn reconnect_or_stop(&mut self, why: String) -> bool {
+        match self.reconnect(why).await {
+            Ok(new) => {
+                self.install(new);
+                self.ack_deadline = None;
+                self.deadline_acked = 0;
+                self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(stop) => {
+                tracing::warn!(reason = %stop.reason(), "reconnect gave up");
+                self.stop(stop).await;
+                false
             }
         }
     }
