@@ -12,6 +12,9 @@
 //!
 //! Run with `cargo test -p framewire-codec --test typed_alloc -- --nocapture` to see the figures.
 
+mod common;
+
+use common::varint::postcard_varint;
 use std::alloc::System;
 use std::collections::BTreeMap;
 
@@ -30,19 +33,6 @@ const SLACK: usize = 1024;
 
 fn bincode_varint(n: u64) -> Vec<u8> {
     [&[253u8][..], &n.to_le_bytes()].concat()
-}
-
-fn postcard_varint(mut n: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 /// Bytes allocated while decoding `payload` as `T` with `F`; the decode must fail.

@@ -5,6 +5,9 @@
 
 mod typed_common;
 
+mod common;
+
+use common::varint::postcard_varint;
 use std::collections::BTreeMap;
 
 use framewire_codec::typed::{self, Bincode, Format, Postcard, TypedError};
@@ -23,20 +26,6 @@ fn bincode_varint(n: u64) -> Vec<u8> {
         251..=0xffff => [&[251u8][..], &(n as u16).to_le_bytes()].concat(),
         0x1_0000..=0xffff_ffff => [&[252u8][..], &(n as u32).to_le_bytes()].concat(),
         _ => [&[253u8][..], &n.to_le_bytes()].concat(),
-    }
-}
-
-/// postcard (LEB128) varint of `n`.
-fn postcard_varint(mut n: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
     }
 }
 

@@ -49,3 +49,4 @@ pub fn sample_frames() -> Vec<Vec<u8>> {
 
 /// Ack-mode helpers (loopback pairs, machine pumps, test messages).
 pub mod ack;
+pub mod varint;
