@@ -8,6 +8,7 @@ use framewire_codec::{FrameCodecBuilder, DEFAULT_MAX_FRAME_LEN};
 use framewire_codec::ack::{AckFramedBuilder, DEFAULT_WINDOW};
 
 use crate::ack::AckSettings;
+use crate::writer::DEFAULT_WRITE_BUFFER_LIMIT;
 use crate::{AckClient, Client, ClientError, Endpoint, ReconnectPolicy};
 
 /// How long connecting may take by default: 10 s. Long enough for a slow handshake across a
@@ -89,6 +90,7 @@ pub struct ClientBuilder {
     pub(crate) window: u32,
     pub(crate) policy: ReconnectPolicy,
     pub(crate) ack_timeout: Option<Duration>,
+    pub(crate) write_buffer_limit: usize,
 }
 
 impl Default for ClientBuilder {
@@ -110,6 +112,7 @@ impl ClientBuilder {
             window: DEFAULT_WINDOW,
             policy: ReconnectPolicy::default(),
             ack_timeout: None,
+            write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
         }
     }
 
@@ -129,6 +132,15 @@ impl ClientBuilder {
     /// Maximum frame payload length in both directions (default [`DEFAULT_MAX_FRAME_LEN`]).
     pub fn max_frame_len(&mut self, max: usize) -> &mut Self {
         self.codec.max_frame_len(max);
+        self
+    }
+
+    /// Plain mode: how many bytes of frames fed without a flush are queued before they are
+    /// written in one system call (default [`DEFAULT_WRITE_BUFFER_LIMIT`], 64 KiB; values
+    /// below 1 act as 1). Payloads of at least [`VECTORED_WRITE_MIN`](crate::VECTORED_WRITE_MIN) bytes are never copied
+    /// into this buffer; they are written from the caller's memory.
+    pub fn write_buffer_limit(&mut self, limit: usize) -> &mut Self {
+        self.write_buffer_limit = limit.max(1);
         self
     }
 
@@ -204,6 +216,7 @@ impl ClientBuilder {
             &self.codec,
             endpoint,
             self.close_timeout,
+            self.write_buffer_limit,
         ))
     }
 }

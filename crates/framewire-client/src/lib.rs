@@ -45,6 +45,7 @@ mod plain;
 mod reconnect;
 mod transport;
 mod typed;
+mod writer;
 
 pub use ack::{AckClient, AckReceiver, AckSender, Receipt};
 pub use builder::{ClientBuilder, IntoEndpoint, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
@@ -57,3 +58,4 @@ pub use reconnect::{
 };
 pub use transport::Endpoint;
 pub use typed::TypedDelivery;
+pub use writer::{DEFAULT_WRITE_BUFFER_LIMIT, VECTORED_WRITE_MIN};

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use framewire_codec::{FrameCodec, FrameCodecBuilder, FrameError};
-use futures_util::{SinkExt, Stream, StreamExt};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use futures_util::{Stream, StreamExt};
+use tokio_util::codec::FramedRead;
 
-use crate::transport::{ReadHalf, Transport, WriteHalf};
+use crate::transport::{ReadHalf, Transport};
+use crate::writer::{FrameWriter, WriteError};
 use crate::{ClientBuilder, ClientError, Endpoint, InFlight, IntoEndpoint};
 
 /// How many payload bytes of late frames [`Client::close`] keeps at most (16 MiB, twice the
@@ -35,15 +36,25 @@ struct Counters {
     bytes_at_last_reply: AtomicU64,
 }
 
+/// Adds `n` to a counter that only one half of the connection writes: a load and a store,
+/// without the locked read-modify-write of `fetch_add` on every frame.
+fn add(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).saturating_add(n),
+        Ordering::Relaxed,
+    );
+}
+
 impl Counters {
+    /// Written by the sending half only.
     fn sent(&self, bytes: usize) {
-        self.frames_sent.fetch_add(1, Ordering::Relaxed);
-        self.bytes_sent
-            .fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
+        add(&self.frames_sent, 1);
+        add(&self.bytes_sent, u64::try_from(bytes).unwrap_or(u64::MAX));
     }
 
+    /// Written by the receiving half only.
     fn received(&self) {
-        self.frames_received.fetch_add(1, Ordering::Relaxed);
+        add(&self.frames_received, 1);
         self.sent_at_last_reply
             .store(self.frames_sent.load(Ordering::Relaxed), Ordering::Relaxed);
         self.bytes_at_last_reply
@@ -61,6 +72,14 @@ impl Counters {
                 .saturating_sub(self.sent_at_last_reply.load(Ordering::Relaxed)),
             bytes_since_last_reply: bytes_sent
                 .saturating_sub(self.bytes_at_last_reply.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Maps a write-path error to the client error (see [`Counters::error`]).
+    fn write_error(&self, err: WriteError) -> ClientError {
+        match err {
+            WriteError::Frame(source) => self.error(source),
+            WriteError::Io(source) => self.error(FrameError::Io(source)),
         }
     }
 
@@ -133,12 +152,13 @@ impl Client {
         codec: &FrameCodecBuilder,
         endpoint: Endpoint,
         close_timeout: Duration,
+        write_buffer_limit: usize,
     ) -> Client {
         let (read, write) = transport.into_split();
         let counters = Arc::new(Counters::default());
         Client {
             tx: ClientSender {
-                write: codec.new_write(write),
+                write: FrameWriter::new(write, codec.build(), write_buffer_limit),
                 counters: Arc::clone(&counters),
             },
             rx: ClientReceiver {
@@ -170,13 +190,23 @@ impl Client {
         self.tx.send(payload).await
     }
 
-    /// Buffers one frame without flushing (it is written when the buffer fills or at the next
+    /// Buffers one frame without flushing (it is written when the buffer reaches
+    /// [`ClientBuilder::write_buffer_limit`], 64 KiB by default, or at the next
     /// [`flush`](Client::flush)/[`send`](Client::send)). Use it to send a batch with one
-    /// system call.
+    /// system call. A payload of at least [`VECTORED_WRITE_MIN`](crate::VECTORED_WRITE_MIN)
+    /// bytes is not copied: it is written at once, together with what was buffered before it,
+    /// in one vectored write, so `feed` then waits until the socket has taken it (as `send`
+    /// does).
     ///
     /// # Errors
     ///
     /// As [`send`](Client::send).
+    ///
+    /// # Cancellation safety
+    ///
+    /// If dropped before completing, the frame is either not buffered at all or buffered
+    /// whole (what a large payload had not yet written is copied into the buffer); the stream
+    /// never carries half a frame.
     pub async fn feed(&mut self, payload: impl AsRef<[u8]>) -> Result<(), ClientError> {
         self.tx.feed(payload).await
     }
@@ -296,7 +326,7 @@ impl Client {
 /// The sending half of a [`Client`], from [`Client::split`].
 #[derive(Debug)]
 pub struct ClientSender {
-    write: FramedWrite<WriteHalf, FrameCodec>,
+    write: FrameWriter,
     counters: Arc<Counters>,
 }
 
@@ -321,12 +351,12 @@ impl ClientSender {
     ///
     /// As [`Client::send`].
     pub async fn feed(&mut self, payload: impl AsRef<[u8]>) -> Result<(), ClientError> {
-        let len = payload.as_ref().len();
+        let payload = payload.as_ref();
         self.write
             .feed(payload)
             .await
-            .map_err(|e| self.counters.error(e))?;
-        self.counters.sent(len);
+            .map_err(|e| self.counters.write_error(e))?;
+        self.counters.sent(payload.len());
         Ok(())
     }
 
@@ -336,9 +366,10 @@ impl ClientSender {
     ///
     /// [`ClientError::ConnectionLost`] if writing failed.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
-        SinkExt::<&[u8]>::flush(&mut self.write)
+        self.write
+            .flush()
             .await
-            .map_err(|e| self.counters.error(e))
+            .map_err(|e| self.counters.write_error(WriteError::Io(e)))
     }
 
     /// The traffic counters so far (shared with the receiving half).
@@ -353,9 +384,10 @@ impl ClientSender {
     ///
     /// [`ClientError::ConnectionLost`] if flushing or shutting down failed.
     pub async fn close(mut self) -> Result<(), ClientError> {
-        SinkExt::<&[u8]>::close(&mut self.write)
+        self.write
+            .close()
             .await
-            .map_err(|e| self.counters.error(e))
+            .map_err(|e| self.counters.write_error(WriteError::Io(e)))
     }
 }
 

@@ -293,13 +293,19 @@ async fn close_timeout_bounds_the_flush_to_a_peer_that_never_reads() {
         })
         .await;
         let close_timeout = Duration::from_millis(300);
+        // Far more than loopback socket buffers hold, all queued in the client (small frames
+        // and a write buffer limit above the total, so `feed` never writes).
+        const FRAME: usize = 8 * 1024;
+        const FRAMES: usize = 1024;
         let mut client = Client::builder()
             .close_timeout(close_timeout)
+            .write_buffer_limit(2 * FRAMES * (FRAME + 4))
             .connect(addr)
             .await
             .unwrap();
-        let len = 8 * 1024 * 1024 - 1;
-        client.feed(vec![7u8; len]).await.unwrap();
+        for _ in 0..FRAMES {
+            client.feed([7u8; FRAME]).await.unwrap();
+        }
         // A hang guard, far above the close timeout: before the fix, close() never returned.
         let closed = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
         let err = closed
@@ -311,8 +317,8 @@ async fn close_timeout_bounds_the_flush_to_a_peer_that_never_reads() {
                 in_flight,
             } => {
                 assert_eq!(timeout_ms, close_timeout.as_millis());
-                assert_eq!(in_flight.frames_sent, 1);
-                assert_eq!(in_flight.bytes_sent, len as u64);
+                assert_eq!(in_flight.frames_sent, FRAMES as u64);
+                assert_eq!(in_flight.bytes_sent, (FRAMES * FRAME) as u64);
             }
             other => panic!("expected CloseTimeout, got {other:?}"),
         }
@@ -354,6 +360,102 @@ async fn close_keeps_at_most_the_late_reply_cap() {
             late.len()
         );
         assert!(late.iter().all(|f| f.len() == FRAME));
+    })
+    .await;
+}
+
+/// Frame limit of the large-frame tests: room for more than loopback socket buffers hold.
+const BIG_FRAME_MAX: usize = 64 << 20;
+
+/// Reads `n` frames from `stream` with framewire's codec (limit [`BIG_FRAME_MAX`]).
+async fn read_frames(stream: tokio::net::TcpStream, n: usize) -> Vec<Bytes> {
+    let codec = FrameCodec::builder().max_frame_len(BIG_FRAME_MAX).build();
+    let mut framed = tokio_util::codec::FramedRead::new(stream, codec);
+    let mut frames = Vec::with_capacity(n);
+    while frames.len() < n {
+        match framed.next().await {
+            Some(Ok(frame)) => frames.push(frame),
+            Some(Err(e)) => panic!("the peer read a broken stream: {e}"),
+            None => break,
+        }
+    }
+    frames
+}
+
+/// Small and large payloads (the large ones are written from the caller's memory with a
+/// vectored write) interleaved: every frame arrives whole and in order.
+#[tokio::test]
+async fn large_payloads_are_written_in_order_with_buffered_frames() {
+    within(async {
+        let sizes = [
+            3,
+            framewire_client::VECTORED_WRITE_MIN,
+            0,
+            1 << 20,
+            17,
+            framewire_client::VECTORED_WRITE_MIN - 1,
+            300_000,
+        ];
+        let sent: Vec<Bytes> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| Bytes::from(vec![i as u8 + 1; n]))
+            .collect();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let n = sent.len();
+        let addr = spawn_scripted(move |stream| async move {
+            let _ = tx.send(read_frames(stream, n).await);
+        })
+        .await;
+        let mut client = Client::connect(addr).await.unwrap();
+        for payload in &sent {
+            client.feed(payload).await.unwrap();
+        }
+        client.flush().await.unwrap();
+        let received = rx.await.unwrap();
+        assert_eq!(received, sent);
+        assert_eq!(client.in_flight().frames_sent, n as u64);
+    })
+    .await;
+}
+
+/// A large `feed` abandoned half way (the peer is not reading, so the socket fills up) leaves
+/// the rest of its frame queued: after a flush the peer gets every frame whole, the stream in
+/// sync.
+#[tokio::test]
+async fn abandoned_large_feed_keeps_the_stream_whole() {
+    within(async {
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let addr = spawn_scripted(move |stream| async move {
+            // Read nothing until the client has given up on its big frame.
+            let _ = go_rx.await;
+            let _ = tx.send(read_frames(stream, 3).await);
+        })
+        .await;
+        let mut client = Client::builder()
+            .max_frame_len(BIG_FRAME_MAX)
+            .connect(addr)
+            .await
+            .unwrap();
+        let first = Bytes::from_static(b"before");
+        // Much more than loopback socket buffers take without a reader.
+        let big = Bytes::from(vec![0xab; BIG_FRAME_MAX]);
+        let last = Bytes::from_static(b"after");
+        client.feed(&first).await.unwrap();
+        let abandoned = tokio::time::timeout(Duration::from_millis(300), client.feed(&big)).await;
+        assert!(
+            abandoned.is_err(),
+            "the socket took 64 MiB without a reader"
+        );
+        go_tx.send(()).unwrap();
+        client.feed(&last).await.unwrap();
+        client.flush().await.unwrap();
+        let received = rx.await.unwrap();
+        assert_eq!(received.len(), 3);
+        assert_eq!(received[0], first);
+        assert!(received[1] == big, "the abandoned frame arrived damaged");
+        assert_eq!(received[2], last);
     })
     .await;
 }

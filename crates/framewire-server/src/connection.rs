@@ -38,7 +38,9 @@ use crate::stats::bump;
 /// that an idle connection holds no buffers: it waits for read readiness without a read
 /// buffer, allocates [`read_buffer_size`](crate::ServerBuilder::read_buffer_size) bytes when
 /// bytes arrive, and releases the buffer when a read would block with no unfinished frame in
-/// it. The write buffer is allocated when a frame is queued and released once it has been
+/// it. While a peer keeps every read full, the reads grow (doubling, up to 64 KiB or the
+/// configured size if larger), so a fast sender costs few system calls; the size starts over
+/// when the buffer is released. The write buffer is allocated when a frame is queued and released once it has been
 /// written. Decoding is [`FrameCodec`]'s, so the wire format and its limits are the codec's.
 ///
 /// # Timeouts
@@ -90,6 +92,13 @@ pub struct Connection<S = ()> {
     io: Box<dyn Transport>,
     codec: FrameCodec,
     rbuf: BytesMut,
+    /// How much room the next read asks for: starts at the configured read buffer size,
+    /// doubles each time a read fills all the room it was given (up to [`MAX_READ_SIZE`]),
+    /// and starts over when the buffer is released. Memory follows bytes received.
+    read_size: usize,
+    /// Frames taken by the handler but not yet added to the server's shared `frames_in`
+    /// counter (see `count_frame_in`).
+    frames_in_unpublished: u64,
     wbuf: BytesMut,
     peer: Address,
     server: ServerHandle<S>,
@@ -107,6 +116,14 @@ pub struct Connection<S = ()> {
     shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     ack: Option<Box<AckConn>>,
 }
+
+/// The most room one read asks for once a fast sender has made reads grow (64 KiB), unless
+/// the configured read buffer size is larger.
+const MAX_READ_SIZE: usize = 64 * 1024;
+
+/// Most frames a connection takes before adding them to the server's `frames_in` counter (it
+/// also does when its buffered bytes are used up).
+const FRAMES_IN_BATCH: u64 = 64;
 
 /// Which half of the connection is polling (they may be in different tasks after `split`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +242,8 @@ impl<S> Connection<S> {
             io,
             codec,
             rbuf: BytesMut::new(),
+            read_size: server.shared.config.read_buffer_size,
+            frames_in_unpublished: 0,
             wbuf: BytesMut::new(),
             peer,
             server,
@@ -405,7 +424,7 @@ impl<S> Connection<S> {
             self.idle_since = None;
             self.frame_since = None;
             if self.ack.is_none() {
-                bump(&self.server.shared.counters.frames_in, 1);
+                self.count_frame_in();
                 return Ok(Some(frame));
             }
             if let Some(d) = self.ack_handle_frame(frame)? {
@@ -541,11 +560,12 @@ impl<S> Connection<S> {
     }
 
     /// Polls for the next message; the poll form of [`recv`](Connection::recv).
+    #[inline]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, ServerError>> {
         if self.ack.is_none() {
             let frame = ready!(self.poll_frame(cx, true))?;
             if frame.is_some() {
-                bump(&self.server.shared.counters.frames_in, 1);
+                self.count_frame_in();
             }
             return Poll::Ready(Ok(frame));
         }
@@ -669,7 +689,33 @@ impl<S> Connection<S> {
     /// The frame layer: decodes the next frame, reading as needed. With `for_recv` (the
     /// handler waits in `recv`, not a sender reading ACKs), a requested shutdown ends the
     /// stream between frames and the idle clock runs.
+    ///
+    /// The common case, a whole frame already buffered, is tried here, small and inlined, so
+    /// the frame reaches the handler without a trip through memory per call level (see
+    /// `FrameCodec::decode`); everything else is `poll_frame_slow`.
+    #[inline]
     fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        for_recv: bool,
+    ) -> Poll<Result<Option<Bytes>, ServerError>> {
+        let open = !(self.read_closed || self.eof || (for_recv && self.recv_ended));
+        if open && !self.rbuf.is_empty() {
+            match self.codec.decode(&mut self.rbuf) {
+                Ok(Some(frame)) => {
+                    self.idle_since = None;
+                    self.frame_since = None;
+                    return Poll::Ready(Ok(Some(frame)));
+                }
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(self.read_failed(e.into()))),
+            }
+        }
+        self.poll_frame_slow(cx, for_recv)
+    }
+
+    #[inline(never)]
+    fn poll_frame_slow(
         &mut self,
         cx: &mut Context<'_>,
         for_recv: bool,
@@ -713,22 +759,56 @@ impl<S> Connection<S> {
                     Poll::Ready(Ok(())) => {}
                 }
             }
-            if self.rbuf.len() == self.rbuf.capacity() {
-                self.rbuf
-                    .reserve(self.server.shared.config.read_buffer_size);
+            self.publish_frames_in();
+            // Read into at least half of `read_size`: `reserve` moves a leftover partial frame
+            // to the front of the buffer when no frame handed out still uses it, or else
+            // allocates a new one; reading into a few leftover bytes would cost a system call
+            // per sliver.
+            if self.rbuf.capacity() - self.rbuf.len() < self.read_size / 2 {
+                self.rbuf.reserve(self.read_size);
             }
+            let room = self.rbuf.capacity() - self.rbuf.len();
             match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
                 Poll::Pending => {
                     if self.between_frames() {
                         // Nothing of a frame is buffered: give the memory back while we wait.
                         self.rbuf = BytesMut::new();
+                        self.read_size = self.server.shared.config.read_buffer_size;
                     }
                     return self.poll_read_timeout(cx, for_recv);
                 }
                 Poll::Ready(Ok(0)) => self.eof = true,
-                Poll::Ready(Ok(n)) => bump(&self.server.shared.counters.bytes_in, n as u64),
+                Poll::Ready(Ok(n)) => {
+                    bump(&self.server.shared.counters.bytes_in, n as u64);
+                    if n == room {
+                        // The peer sends faster than we read: larger reads, fewer calls.
+                        let max = MAX_READ_SIZE.max(self.server.shared.config.read_buffer_size);
+                        self.read_size = (self.read_size * 2).min(max);
+                    }
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(self.read_failed(e.into()))),
             }
+        }
+    }
+
+    /// Counts a frame the handler takes (plain mode). The shared counter is updated once the
+    /// buffered bytes are used up or [`FRAMES_IN_BATCH`] frames were taken, and before every
+    /// read: a handler taking a burst of small frames costs one atomic add per burst.
+    #[inline]
+    fn count_frame_in(&mut self) {
+        self.frames_in_unpublished += 1;
+        if self.rbuf.is_empty() || self.frames_in_unpublished >= FRAMES_IN_BATCH {
+            self.publish_frames_in();
+        }
+    }
+
+    /// Adds the frames received since the last call to the server's `frames_in` counter.
+    fn publish_frames_in(&mut self) {
+        if self.frames_in_unpublished > 0 {
+            bump(
+                &self.server.shared.counters.frames_in,
+                std::mem::take(&mut self.frames_in_unpublished),
+            );
         }
     }
 
@@ -981,6 +1061,12 @@ impl<S> Connection<S> {
         self.write_closed = true;
         self.write_timer = None;
         Poll::Ready(res.map_err(ServerError::from))
+    }
+}
+
+impl<S> Drop for Connection<S> {
+    fn drop(&mut self) {
+        self.publish_frames_in();
     }
 }
 

@@ -26,7 +26,10 @@ pub struct Stats {
     /// Refused because the peer's IP address already had `max_connections_per_ip`.
     pub refused_per_ip: u64,
     /// Frames received and handed to handlers (in ack mode: DATA messages; HELLO and ACK
-    /// frames are not counted here, but their bytes are in `bytes_in`).
+    /// frames are not counted here, but their bytes are in `bytes_in`). In plain mode a
+    /// connection adds its frames in batches, so while a handler works through a burst of
+    /// buffered frames this may trail by up to 63 frames per connection; it is exact once the
+    /// connection's buffered bytes are used up or it has closed.
     pub frames_in: u64,
     /// Frames handlers sent, counted when queued for writing (in ack mode: DATA messages).
     pub frames_out: u64,

@@ -1,0 +1,185 @@
+//! The plain client's write path: frames are encoded into one buffer that is written in large
+//! batches, and large payloads are written straight from the caller's memory.
+//!
+//! `FramedWrite` writes whenever 8 KiB are buffered and copies every payload into its buffer.
+//! Here the batch is [`ClientBuilder::write_buffer_limit`](crate::ClientBuilder::write_buffer_limit)
+//! (64 KiB by default: an eighth of the system calls for small frames), and a payload of at
+//! least [`VECTORED_WRITE_MIN`] bytes is not copied: the queued bytes, its header and the
+//! payload go out in one vectored write.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use framewire_codec::{FrameCodec, FrameError, HEADER_LEN};
+use tokio::io::AsyncWrite;
+use tokio_util::codec::Encoder;
+
+use crate::transport::WriteHalf;
+
+/// Default [`ClientBuilder::write_buffer_limit`](crate::ClientBuilder::write_buffer_limit):
+/// 64 KiB. Frames fed without a flush are written in one system call once this much is queued,
+/// amortising the call over many small frames (tokio-util's `FramedWrite` writes every 8 KiB).
+pub const DEFAULT_WRITE_BUFFER_LIMIT: usize = 64 * 1024;
+
+/// Payloads of at least this many bytes (16 KiB) are written from the caller's memory with one
+/// vectored write of the queued bytes, the header and the payload, instead of being copied
+/// into the write buffer first. Below it, copying is cheaper than the extra write.
+pub const VECTORED_WRITE_MIN: usize = 16 * 1024;
+
+/// Why writing failed: the codec refused the frame (nothing was queued) or the socket failed.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// The payload is over the maximum frame length.
+    Frame(FrameError),
+    /// Writing to the socket failed.
+    Io(io::Error),
+}
+
+/// Encodes frames into a buffer and writes it to the socket.
+#[derive(Debug)]
+pub(crate) struct FrameWriter {
+    io: WriteHalf,
+    codec: FrameCodec,
+    buf: BytesMut,
+    limit: usize,
+}
+
+impl FrameWriter {
+    pub(crate) fn new(io: WriteHalf, codec: FrameCodec, limit: usize) -> Self {
+        FrameWriter {
+            io,
+            codec,
+            buf: BytesMut::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Queues one frame (writing first if the buffer is at its limit), or writes a large one
+    /// at once from `payload`.
+    ///
+    /// Cancellation safety: if dropped early, the frame is either not queued at all or queued
+    /// whole (the part of a large payload not yet written is copied into the buffer), so the
+    /// stream never holds half a frame.
+    pub(crate) async fn feed(&mut self, payload: &[u8]) -> Result<(), WriteError> {
+        if payload.len() >= VECTORED_WRITE_MIN {
+            let header = self
+                .codec
+                .header(payload.len())
+                .map_err(WriteError::Frame)?;
+            let mut frame = Direct {
+                header,
+                payload,
+                written: 0,
+                spill: &mut self.buf,
+            };
+            let io = &mut self.io;
+            return poll_fn(|cx| frame.poll_write(io, cx))
+                .await
+                .map_err(WriteError::Io);
+        }
+        if self.buf.len() >= self.limit {
+            self.write_buffered().await.map_err(WriteError::Io)?;
+        }
+        self.codec
+            .encode(payload, &mut self.buf)
+            .map_err(WriteError::Frame)
+    }
+
+    /// Writes everything queued and flushes the socket.
+    ///
+    /// Cancellation safety: cancellation safe; what is not written yet stays queued.
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+        self.write_buffered().await?;
+        poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await
+    }
+
+    /// Flushes, then shuts the write direction down (the peer reads end of stream).
+    pub(crate) async fn close(&mut self) -> io::Result<()> {
+        self.flush().await?;
+        poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await
+    }
+
+    async fn write_buffered(&mut self) -> io::Result<()> {
+        poll_fn(|cx| poll_write_buf(&mut self.io, &mut self.buf, cx)).await
+    }
+}
+
+/// Writes `buf` until it is empty, advancing it by what was written.
+fn poll_write_buf(
+    io: &mut WriteHalf,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while !buf.is_empty() {
+        let n = ready!(Pin::new(&mut *io).poll_write(cx, buf))?;
+        if n == 0 {
+            return Poll::Ready(Err(write_zero()));
+        }
+        buf.advance(n);
+    }
+    Poll::Ready(Ok(()))
+}
+
+fn write_zero() -> io::Error {
+    io::Error::new(io::ErrorKind::WriteZero, "the socket accepted 0 bytes")
+}
+
+/// A large frame being written from the caller's memory, behind whatever was queued before it.
+struct Direct<'a> {
+    header: [u8; HEADER_LEN],
+    payload: &'a [u8],
+    /// Bytes of header + payload written so far.
+    written: usize,
+    /// The write buffer: written first; if the write is abandoned, the rest of the frame is
+    /// copied here so that the stream stays whole.
+    spill: &'a mut BytesMut,
+}
+
+impl Direct<'_> {
+    fn total(&self) -> usize {
+        HEADER_LEN + self.payload.len()
+    }
+
+    fn poll_write(&mut self, io: &mut WriteHalf, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.total() {
+            let header = self.header.get(self.written..).unwrap_or_default();
+            let payload = self
+                .payload
+                .get(self.written.saturating_sub(HEADER_LEN)..)
+                .unwrap_or_default();
+            let slices = [
+                IoSlice::new(self.spill),
+                IoSlice::new(header),
+                IoSlice::new(payload),
+            ];
+            let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
+            if n == 0 {
+                return Poll::Ready(Err(write_zero()));
+            }
+            let queued = n.min(self.spill.len());
+            self.spill.advance(queued);
+            n -= queued;
+            self.written += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for Direct<'_> {
+    fn drop(&mut self) {
+        // Abandoned half way (the future was dropped, or the socket failed): queue the rest so
+        // the next flush completes the frame rather than leaving the peer half of it.
+        if self.written < self.total() && self.written > 0 {
+            if let Some(rest) = self.header.get(self.written..) {
+                self.spill.extend_from_slice(rest);
+            }
+            let from = self.written.saturating_sub(HEADER_LEN);
+            if let Some(rest) = self.payload.get(from..) {
+                self.spill.extend_from_slice(rest);
+            }
+        }
+    }
+}
