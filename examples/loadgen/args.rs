@@ -59,8 +59,8 @@ USAGE:
 CLIENT (--client):  codec (Framed + FrameCodec), tokio-util (Framed + LengthDelimitedCodec, the
                     baseline), raw (pre-built bytes, replies counted by length: the physical
                     limit), framewire (framewire_client::Client), framewire-ack
-                    (framewire_client::AckClient: ack mode, needs a `serve --impl framewire-ack`
-                    server; each send waits until every frame of it is acknowledged)
+                    (framewire_client::AckClient, ack mode, for `serve --impl framewire-ack`:
+                    each batch of frames sent counts once every frame of it is acknowledged)
 ACK MODE:  --window N     framewire-ack only (default 64, 1..=65536; 1 is stop-and-wait). For the
                           client: the window it grants the server (replies in flight); how many
                           of its own frames may be unacknowledged is the window the server grants,
