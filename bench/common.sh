@@ -18,16 +18,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_server IMPL MODE: starts `loadgen serve` pinned to $SERVER_CPU on a free port;
-# sets SERVER_PID and ADDR.
+# start_server IMPL MODE [ARGS...]: starts `loadgen serve` pinned to $SERVER_CPU on a free port,
+# with any further ARGS (e.g. --window 8); sets SERVER_PID and ADDR.
 SERVER_COUNT=0
 start_server() {
     # A fresh log per server: the address is read from it while the server starts, so an old
     # log of the same name would hand out a stale port.
     SERVER_COUNT=$((SERVER_COUNT + 1))
     local log="$LOGDIR/server-$SERVER_COUNT-$1-$2.txt"
-    taskset -c "$SERVER_CPU" "$LOADGEN" serve --impl "$1" --mode "$2" --addr 127.0.0.1:0 \
-        --lifetime 600s >"$log" 2>&1 &
+    taskset -c "$SERVER_CPU" "$LOADGEN" serve --impl "$1" --mode "$2" "${@:3}" \
+        --addr 127.0.0.1:0 --lifetime 600s >"$log" 2>&1 &
     SERVER_PID=$!
     ADDR=
     for _ in $(seq 100); do

@@ -11,7 +11,13 @@
 #     ("both ends"), for 16 B, 64 B, 1 KiB and 64 KiB payloads;
 #   * pipelined echo, 64 connections x 16 frames in flight, 64 B payloads, each echo server
 #     driven once by its own client (SERVER_ONLY servers: the baseline client) and once by the
-#     raw client (so the server is what is measured).
+#     raw client (so the server is what is measured);
+#   * ack mode vs plain mode: one-way stream, 64 B (ACK_SIZE), the framewire client and server
+#     in ack mode (`framewire-ack`, client and server with the same --window) for each window
+#     in ACK_WINDOWS, against framewire plain mode at both ends in the same run (the stream cell
+#     above, or its own run if IMPLS or SIZES leave it out). ACK_WINDOWS="" skips the section.
+#     Every stream batch is acknowledged before the next one starts and batches shrink to fit
+#     the time left, so even window 1 (stop-and-wait) ends with DURATION.
 # Besides frames/s, every cell records the CPU seconds client and server used (/proc/PID/stat), so
 # report.py also gives frames per CPU-second, a figure that other load on the machine disturbs less.
 # Writes $OUT.csv (one loadgen CSV row per cell), $OUT.txt (machine, command, table of ratios)
@@ -36,6 +42,12 @@ PIPE_DEPTH=${PIPE_DEPTH:-16}
 PIPE_SIZE=${PIPE_SIZE:-64}
 # Every cell runs ROUNDS times, rounds interleaved; report.py takes the median.
 ROUNDS=${ROUNDS:-5}
+# Ack-mode windows (each both the client's and the server's --window), frame size, and the two
+# implementations compared.
+ACK_WINDOWS=(${ACK_WINDOWS-1 8 64 256})
+ACK_SIZE=${ACK_SIZE:-64}
+PLAIN=framewire
+ACK=framewire-ack
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -72,13 +84,30 @@ for round in $(seq "$ROUNDS"); do
         done
         stop_server
     done
+    if ((${#ACK_WINDOWS[@]})); then
+        # Plain mode at both ends, unless the stream section above measured it this round.
+        if [[ " ${IMPLS[*]} " != *" $PLAIN "* || " ${SIZES[*]} " != *" $ACK_SIZE "* ]]; then
+            start_server "$PLAIN" sink
+            echo "stream   server=$PLAIN client=$PLAIN size=$ACK_SIZE (plain mode)" >&2
+            client stream --addr "$ADDR" --client "$PLAIN" --size "$ACK_SIZE" --label "$PLAIN"
+            stop_server
+        fi
+        for window in "${ACK_WINDOWS[@]}"; do
+            start_server "$ACK" sink --window "$window"
+            echo "stream   server=$ACK client=$ACK size=$ACK_SIZE window=$window" >&2
+            client stream --addr "$ADDR" --client "$ACK" --window "$window" --size "$ACK_SIZE" \
+                --label "$ACK"
+            stop_server
+        done
+    fi
 done
 
 {
     echo "# framewire side-by-side run, $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "# command: IMPLS=\"${IMPLS[*]}\" SERVER_ONLY=\"${SERVER_ONLY[*]}\" DURATION=$DURATION ROUNDS=$ROUNDS bench/compare.sh (median of $ROUNDS rounds per cell)"
+    echo "# command: IMPLS=\"${IMPLS[*]}\" SERVER_ONLY=\"${SERVER_ONLY[*]}\" ACK_WINDOWS=\"${ACK_WINDOWS[*]}\" DURATION=$DURATION ROUNDS=$ROUNDS bench/compare.sh (median of $ROUNDS rounds per cell)"
     echo "$LOAD_BEFORE"
-    python3 bench/report.py table "$OUT.csv" --baseline "$BASELINE" --physical "$PHYSICAL"
+    python3 bench/report.py table "$OUT.csv" --baseline "$BASELINE" --physical "$PHYSICAL" \
+        --plain "$PLAIN" --ack "$ACK"
 } | tee "$OUT.txt"
 python3 bench/report.py svg "$OUT.csv" "$OUT.svg" --title "One-way stream, one connection, $(nproc) cores, server and client pinned to separate cores"
 echo "wrote $OUT.csv $OUT.txt $OUT.svg" >&2

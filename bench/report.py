@@ -2,12 +2,15 @@
 """Tables of ratios and an SVG chart from loadgen CSV files. Python 3 standard library only.
 
     python3 bench/report.py table bench/results/compare.csv [--baseline tokio-util] [--physical raw]
+                                  [--plain framewire] [--ack framewire-ack]
     python3 bench/report.py svg   bench/results/compare.csv bench/results/compare.svg [--title T]
     python3 bench/report.py memory bench/results/memory.csv
     (table and memory take --markdown for README tables)
 
 Rows are loadgen CSV rows (`loadgen ... --csv FILE --label IMPL`); the label names the server
-implementation, the `client` column the client implementation.
+implementation, the `client` column the client implementation. Rows with a `window` (ack-mode
+runs, `--client framewire-ack`) go to the "Ack mode vs plain mode" table only; CSV files written
+before that column existed read as having no ack-mode rows.
 """
 
 import argparse
@@ -37,11 +40,13 @@ def median(values):
 
 
 def aggregate(rows):
-    """One row per cell (mode, label, client, size, conns, depth): the median of its rounds for
-    the timed columns, plus `runs` and `spread` ((max - min) / median of frames/s)."""
-    keys = ("mode", "label", "client", "frame_size", "conns", "depth")
+    """One row per cell (mode, label, client, size, conns, depth, window): the median of its
+    rounds for the timed columns, plus `runs` and `spread` ((max - min) / median of frames/s)."""
+    keys = ("mode", "label", "client", "frame_size", "conns", "depth", "window")
     cells = {}
     for r in rows:
+        # Files from before the `window` column: no ack-mode rows.
+        r["window"] = r.get("window") or ""
         cells.setdefault(tuple(r[k] for k in keys), []).append(r)
     out = []
     for group in cells.values():
@@ -90,6 +95,13 @@ def ratio(x, ref):
     return f"{x / ref:.2f}x"
 
 
+def fine_ratio(x, ref):
+    """As ratio, with two significant digits below 0.1x (stop-and-wait is far below plain)."""
+    if x is None or not ref or x / ref >= 0.1:
+        return ratio(x, ref)
+    return f"{x / ref:.2g}x"
+
+
 def order(labels, baseline, physical):
     """Physical limit first, then baseline, then the rest in first-seen order."""
     seen = []
@@ -136,8 +148,12 @@ def cpu_cells(r, base, phys):
             ratio(eff, phys and num(phys, "frames_per_cpu_s"))]
 
 
+def is_ack(row):
+    return bool(row.get("window"))
+
+
 def stream_table(rows, baseline, physical):
-    stream = [r for r in rows if r["mode"] == "stream"]
+    stream = [r for r in rows if r["mode"] == "stream" and not is_ack(r)]
     if not stream:
         return ""
     out = [["size", "impl (both ends)", "frames/s", "MiB/s", f"x {baseline}", f"x {physical}",
@@ -163,7 +179,7 @@ def stream_table(rows, baseline, physical):
 
 
 def pipeline_table(rows, baseline, physical):
-    pipe = [r for r in rows if r["mode"] == "pipeline"]
+    pipe = [r for r in rows if r["mode"] == "pipeline" and not is_ack(r)]
     if not pipe:
         return ""
     first = pipe[0]
@@ -191,6 +207,39 @@ def pipeline_table(rows, baseline, physical):
     return title + "\n" + render(out)
 
 
+def ack_table(rows, plain, ack):
+    """Ack mode (rows with a window) against plain mode (label and client `plain`, no window),
+    one-way stream, per frame size."""
+    stream = [r for r in rows if r["mode"] == "stream"]
+    acked = [r for r in stream if is_ack(r)]
+    if not acked:
+        return ""
+    out = [["size", "mode", "frames/s", "MiB/s", "x plain", "runs", "spread",
+            "frames/CPU-s", "x plain"]]
+    for size in sorted({int(r["frame_size"]) for r in acked}):
+        at = [r for r in stream if int(r["frame_size"]) == size]
+        base = find([r for r in at if not is_ack(r)], label=plain, client=plain)
+        cells = ([("plain", base)] if base else []) + [
+            (f"ack, window {r['window']}", r)
+            for r in sorted((r for r in at if is_ack(r)), key=lambda r: int(r["window"]))
+        ]
+        for name, r in cells:
+            fps = num(r, "frames_per_s")
+            eff = num(r, "frames_per_cpu_s")
+            out.append([
+                size_label(size), name, si(fps), f"{num(r, 'mib_per_s'):.0f}",
+                fine_ratio(fps, base and num(base, "frames_per_s")),
+                r.get("runs", "1"), r.get("spread", "-"),
+                si(eff) if eff is not None else "-",
+                fine_ratio(eff, base and num(base, "frames_per_cpu_s")),
+            ])
+    labels = sorted({r["label"] for r in acked})
+    return (f"Ack mode vs plain mode: one-way stream into a sink, one connection, {plain} client "
+            f"and server in plain mode and in ack mode ({', '.join(labels)}: client and server "
+            f"grant the same window); x plain = against plain mode in the same run "
+            f"(\"-\" if it has no plain row); issue 8's target: at least 0.70x at window 64\n") + render(out)
+
+
 def memory_table(rows):
     parts = []
     conns = [r for r in rows if r["mode"] == "conns"]
@@ -214,7 +263,7 @@ def memory_table(rows):
 
 def svg_chart(rows, title, baseline, physical):
     """frames/s against payload size, both axes log scale, one line per implementation."""
-    stream = [r for r in rows if r["mode"] == "stream" and num(r, "frames_per_s")]
+    stream = [r for r in rows if r["mode"] == "stream" and num(r, "frames_per_s") and not is_ack(r)]
     if not stream:
         raise SystemExit("no stream rows to chart")
     series = {}
@@ -298,6 +347,9 @@ def main(argv):
     for q in (t, s):
         q.add_argument("--baseline", default="tokio-util")
         q.add_argument("--physical", default="raw")
+    t.add_argument("--plain", default="framewire", help="plain-mode implementation (label and client)")
+    t.add_argument("--ack", default="framewire-ack", help="ack-mode implementation (not used for "
+                   "selection: ack rows are the ones with a window)")
     for q in (t, m):
         q.add_argument("--markdown", action="store_true", help="Markdown tables")
     a = p.parse_args(argv)
@@ -307,7 +359,8 @@ def main(argv):
     if a.cmd in ("table", "svg"):
         rows = aggregate(rows)
     if a.cmd == "table":
-        parts = [stream_table(rows, a.baseline, a.physical), pipeline_table(rows, a.baseline, a.physical)]
+        parts = [stream_table(rows, a.baseline, a.physical), pipeline_table(rows, a.baseline, a.physical),
+                 ack_table(rows, a.plain, a.ack)]
         print("\n\n".join(x for x in parts if x))
     elif a.cmd == "svg":
         with open(a.out, "w") as f:

@@ -5,6 +5,8 @@
 //! cargo run --release --example loadgen -- serve --impl tokio-util --mode echo --addr 127.0.0.1:7000
 //! cargo run --release --example loadgen -- ping --addr 127.0.0.1:7000 --size 64 --duration 3s
 //! cargo run --release --example loadgen -- pipeline --addr 127.0.0.1:7000 --conns 64 --depth 16
+//! cargo run --release --example loadgen -- serve --impl framewire-ack --mode sink --window 64 --addr 127.0.0.1:7001
+//! cargo run --release --example loadgen -- stream --addr 127.0.0.1:7001 --client framewire-ack --window 64
 //! cargo run --release --example loadgen -- help
 //! ```
 //!

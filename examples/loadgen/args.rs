@@ -38,6 +38,10 @@ pub const MAX_BATCH: usize = 65_536;
 pub const DEFAULT_ANNOUNCE: u32 = 8 * 1024 * 1024;
 /// Longest a `serve` process runs before exiting on its own.
 pub const DEFAULT_SERVE_LIFETIME: Duration = Duration::from_secs(3600);
+/// Default `--window` of the ack-mode client and server: the ack protocol's default window.
+pub const DEFAULT_WINDOW: u32 = framewire_codec::ack::DEFAULT_WINDOW;
+/// Largest `--window`: each side keeps up to a window of unacknowledged messages in memory.
+pub const MAX_WINDOW: u32 = 65_536;
 
 /// The usage text printed by `loadgen help`.
 pub const USAGE: &str = "\
@@ -49,11 +53,18 @@ USAGE:
   loadgen stream   --addr HOST:PORT [--client C] [--size N] [--duration T] [--echo] [--batch N]
   loadgen conns    --addr HOST:PORT [--client C] [--conns N] [--pid PID] [--sources K]
   loadgen flood    --addr HOST:PORT [--conns N] [--pid PID] [--sources K] [--announce N]
-  loadgen serve    --impl tokio-util|raw|codec|framewire --mode echo|sink [--addr HOST:PORT] [--threads N]
+  loadgen serve    --impl tokio-util|raw|codec|framewire|framewire-ack --mode echo|sink
+                   [--addr HOST:PORT] [--threads N] [--window N]
 
 CLIENT (--client):  codec (Framed + FrameCodec), tokio-util (Framed + LengthDelimitedCodec, the
                     baseline), raw (pre-built bytes, replies counted by length: the physical
-                    limit), framewire (framewire_client::Client)
+                    limit), framewire (framewire_client::Client), framewire-ack
+                    (framewire_client::AckClient, ack mode, for `serve --impl framewire-ack`:
+                    each batch of frames sent counts once every frame of it is acknowledged)
+ACK MODE:  --window N     framewire-ack only (default 64, 1..=65536; 1 is stop-and-wait). For the
+                          client: the window it grants the server (replies in flight); how many
+                          of its own frames may be unacknowledged is the window the server grants,
+                          so start the server with the same --window.
 COMMON:  --label TEXT   free text stored in the CSV/JSON row (e.g. the server's name)
          --csv FILE     append one CSV row (header written when the file is new)
          --json FILE    write the result as one JSON object
@@ -76,6 +87,8 @@ pub enum ClientKind {
     Raw,
     /// The framewire client (`framewire_client::Client`).
     Framewire,
+    /// The framewire client in ack mode (`framewire_client::AckClient`).
+    FramewireAck,
 }
 
 impl ClientKind {
@@ -86,6 +99,7 @@ impl ClientKind {
             ClientKind::TokioUtil => "tokio-util",
             ClientKind::Raw => "raw",
             ClientKind::Framewire => "framewire",
+            ClientKind::FramewireAck => "framewire-ack",
         }
     }
 
@@ -95,8 +109,10 @@ impl ClientKind {
             "tokio-util" => Ok(ClientKind::TokioUtil),
             "raw" => Ok(ClientKind::Raw),
             "framewire" => Ok(ClientKind::Framewire),
+            "framewire-ack" => Ok(ClientKind::FramewireAck),
             other => Err(LoadgenError::args(format!(
-                "unknown --client {other:?}; expected codec, tokio-util, raw or framewire"
+                "unknown --client {other:?}; expected codec, tokio-util, raw, framewire or \
+                 framewire-ack"
             ))),
         }
     }
@@ -113,6 +129,8 @@ pub enum ServerKind {
     Codec,
     /// The framewire server (`framewire_server::Server`) with a mirror handler.
     Framewire,
+    /// The framewire server in ack mode (`ServerBuilder::ack_mode`), same handlers.
+    FramewireAck,
 }
 
 impl ServerKind {
@@ -123,6 +141,7 @@ impl ServerKind {
             ServerKind::Raw => "raw",
             ServerKind::Codec => "codec",
             ServerKind::Framewire => "framewire",
+            ServerKind::FramewireAck => "framewire-ack",
         }
     }
 
@@ -132,8 +151,10 @@ impl ServerKind {
             "raw" => Ok(ServerKind::Raw),
             "codec" => Ok(ServerKind::Codec),
             "framewire" => Ok(ServerKind::Framewire),
+            "framewire-ack" => Ok(ServerKind::FramewireAck),
             other => Err(LoadgenError::args(format!(
-                "unknown --impl {other:?}; expected tokio-util, raw, codec or framewire"
+                "unknown --impl {other:?}; expected tokio-util, raw, codec, framewire or \
+                 framewire-ack"
             ))),
         }
     }
@@ -207,7 +228,9 @@ pub struct RunOpts {
     pub duration: Duration,
     /// `stream` only: count echoed replies instead of frames sent into a sink.
     pub echo: bool,
-    /// Frames written per flush in `stream`; `None` picks about 256 KiB worth.
+    /// Most frames written per flush in `stream`; `None` picks about 256 KiB worth. Batches
+    /// start smaller and shrink to fit the time left (see
+    /// [`next_batch`](super::modes::next_batch)), so no batch overruns `duration` by much.
     pub batch: Option<usize>,
     /// The server's pid, for memory figures from `/proc/PID/status` (`conns`, `flood`) and CPU
     /// time from `/proc/PID/stat` (`ping`, `pipeline`, `stream`).
@@ -227,6 +250,8 @@ pub struct RunOpts {
     pub progress: bool,
     /// Runtime worker threads; `None`: the CPUs this process may use.
     pub threads: Option<usize>,
+    /// Ack mode (`framewire-ack` client): the window the client grants the server.
+    pub window: u32,
 }
 
 impl RunOpts {
@@ -258,6 +283,7 @@ impl RunOpts {
             json: None,
             progress: true,
             threads: None,
+            window: DEFAULT_WINDOW,
         }
     }
 }
@@ -275,6 +301,8 @@ pub struct ServeOpts {
     pub threads: Option<usize>,
     /// The server exits on its own after this long.
     pub lifetime: Duration,
+    /// Ack mode (`framewire-ack`): the window the server grants each client.
+    pub window: u32,
 }
 
 /// A parsed command line.
@@ -350,6 +378,18 @@ fn parse_num<T: std::str::FromStr>(flag: &str, s: &str) -> Result<T, LoadgenErro
         .map_err(|_| LoadgenError::args(format!("{flag} expects a number, got {s:?}")))
 }
 
+/// Parses an ack-mode `--window`: 1 ..= [`MAX_WINDOW`].
+fn parse_window(s: &str) -> Result<u32, LoadgenError> {
+    let w = check_range(
+        "--window",
+        parse_num("--window", s)?,
+        1,
+        MAX_WINDOW as usize,
+    )?;
+    // In range, so it fits.
+    Ok(u32::try_from(w).unwrap_or(MAX_WINDOW))
+}
+
 fn check_range(flag: &str, v: usize, lo: usize, hi: usize) -> Result<usize, LoadgenError> {
     if v < lo || v > hi {
         return Err(LoadgenError::args(format!(
@@ -391,7 +431,9 @@ where
     let placeholder = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut o = RunOpts::new(mode, placeholder);
     let mut addr = None;
+    let mut window_given = false;
     while let Some(flag) = it.next() {
+        window_given |= flag == "--window";
         let mut value = |name: &str| {
             it.next()
                 .ok_or_else(|| LoadgenError::args(format!("{name} needs a value")))
@@ -450,6 +492,7 @@ where
                     LoadgenError::args(format!("--announce {n} does not fit a u32 header"))
                 })?;
             }
+            "--window" => o.window = parse_window(&value("--window")?)?,
             "--label" => o.label = value("--label")?,
             "--csv" => o.csv = Some(PathBuf::from(value("--csv")?)),
             "--json" => o.json = Some(PathBuf::from(value("--json")?)),
@@ -466,6 +509,12 @@ where
         }
     }
     o.addr = addr.ok_or_else(|| LoadgenError::args(format!("{} needs --addr", mode.name())))?;
+    if window_given && o.client != ClientKind::FramewireAck {
+        return Err(LoadgenError::args(format!(
+            "--window applies to --client framewire-ack only, not {}",
+            o.client.name()
+        )));
+    }
     Ok(Command::Run(o))
 }
 
@@ -475,6 +524,7 @@ fn parse_serve(mut it: impl Iterator<Item = String>) -> Result<Command, LoadgenE
     let mut addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut threads = None;
     let mut lifetime = DEFAULT_SERVE_LIFETIME;
+    let mut window = None;
     while let Some(flag) = it.next() {
         let mut value = |name: &str| {
             it.next()
@@ -512,16 +562,25 @@ fn parse_serve(mut it: impl Iterator<Item = String>) -> Result<Command, LoadgenE
                 }
                 lifetime = d;
             }
+            "--window" => window = Some(parse_window(&value("--window")?)?),
             other => return Err(LoadgenError::args(format!("unknown flag {other:?}"))),
         }
     }
-    let kind = kind
-        .ok_or_else(|| LoadgenError::args("serve needs --impl tokio-util|raw|codec|framewire"))?;
+    let kind = kind.ok_or_else(|| {
+        LoadgenError::args("serve needs --impl tokio-util|raw|codec|framewire|framewire-ack")
+    })?;
+    if window.is_some() && kind != ServerKind::FramewireAck {
+        return Err(LoadgenError::args(format!(
+            "--window applies to --impl framewire-ack only, not {}",
+            kind.name()
+        )));
+    }
     Ok(Command::Serve(ServeOpts {
         kind,
         mode,
         addr,
         threads,
         lifetime,
+        window: window.unwrap_or(DEFAULT_WINDOW),
     }))
 }

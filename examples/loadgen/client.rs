@@ -10,6 +10,7 @@ use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use framewire_codec::FrameCodec;
@@ -49,15 +50,39 @@ pub trait ClientImpl: Send + Sync + 'static {
     /// Name shown in reports.
     const NAME: &'static str;
     /// Opens a connection to `addr`, from `source` if given (implementations that cannot bind a
-    /// source address may ignore it); every frame it sends carries `payload`.
+    /// source address may ignore it); every frame it sends carries `payload`. `opts` holds the
+    /// settings only some implementations use (the others ignore it).
     ///
     /// Implementations that wrap a `TcpStream` call [`connect`] and split the stream.
     fn open(
         addr: SocketAddr,
         source: Option<Ipv4Addr>,
         payload: Bytes,
+        opts: ConnOpts,
     ) -> impl Future<Output = io::Result<(Self::Tx, Self::Rx)>> + Send;
 }
+
+/// Per-connection settings that only some client implementations use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnOpts {
+    /// Ack mode (`framewire-ack`): the window the client grants the server.
+    pub window: u32,
+    /// The server answers every frame (echo), so [`FrameTx::finish`] of a client that cannot
+    /// half-close (`framewire-ack`) waits for every reply before closing.
+    pub echo: bool,
+}
+
+impl Default for ConnOpts {
+    fn default() -> Self {
+        ConnOpts {
+            window: super::args::DEFAULT_WINDOW,
+            echo: true,
+        }
+    }
+}
+
+/// Longest [`FramewireAckTx::finish`] waits for the last replies before closing anyway.
+pub const ACK_FINISH_WAIT: Duration = Duration::from_secs(10);
 
 /// Connects to `addr`, from `source` if given, with `TCP_NODELAY` set.
 ///
@@ -205,6 +230,7 @@ where
         addr: SocketAddr,
         source: Option<Ipv4Addr>,
         payload: Bytes,
+        _opts: ConnOpts,
     ) -> io::Result<(Self::Tx, Self::Rx)> {
         let (r, w) = connect(addr, source).await?.into_split();
         Ok((
@@ -292,6 +318,7 @@ impl ClientImpl for RawClient {
         addr: SocketAddr,
         source: Option<Ipv4Addr>,
         payload: Bytes,
+        _opts: ConnOpts,
     ) -> io::Result<(Self::Tx, Self::Rx)> {
         let (r, w) = connect(addr, source).await?.into_split();
         let mut frame = BytesMut::with_capacity(4 + payload.len());
@@ -374,6 +401,7 @@ impl ClientImpl for FramewireClient {
         addr: SocketAddr,
         _source: Option<Ipv4Addr>,
         payload: Bytes,
+        _opts: ConnOpts,
     ) -> io::Result<(Self::Tx, Self::Rx)> {
         let client = framewire_client::Client::connect(addr)
             .await
@@ -385,6 +413,187 @@ impl ClientImpl for FramewireClient {
                 payload,
             },
             FramewireRx { rx },
+        ))
+    }
+}
+
+/// The framewire client in ack mode: `framewire_client::AckClient`, split into its halves.
+/// Like [`FramewireClient`] it connects by itself (no source address). It never reconnects
+/// ([`ReconnectPolicy::never`](framewire_client::ReconnectPolicy::never)): a dropped
+/// connection fails the run instead of being hidden by a resend.
+///
+/// * [`FrameTx::send`]`(n)` hands `n` messages to the client (each returns once it fits in the
+///   window the server granted), drops their receipts at once, then `flush`es: the call ends
+///   when all `n` are acknowledged. So a `stream` batch completes when acknowledged, and
+///   memory is bounded by the window, not by the batch.
+/// * [`FrameTx::finish`] flushes, then closes the connection. Ack mode has no half-close
+///   (once `AckSender::close` completes, the receiving half ends too), so against an echo
+///   server ([`ConnOpts::echo`]) it first waits, at most [`ACK_FINISH_WAIT`], until a reply
+///   to every frame sent has been taken.
+/// * The receiving half runs in a task of its own that takes (and so acknowledges) every
+///   reply as it arrives and publishes a running count; [`FrameRx::recv`] waits for that count
+///   to grow. Replies are taken even while the mode's task waits in `send` for acks: with the
+///   echo server, whose replies wait for room in the window this client grants, a `pipeline`
+///   deeper than that window would otherwise deadlock (the server waits for acks of its
+///   replies, the client for acks of its requests).
+#[derive(Debug)]
+pub struct FramewireAckClient;
+
+/// Sending half of [`FramewireAckClient`].
+#[derive(Debug)]
+pub struct FramewireAckTx {
+    tx: Option<framewire_client::AckSender>,
+    payload: Bytes,
+    /// Frames accepted by the client.
+    sent: u64,
+    /// Against an echo server: the receiving task's count, which `finish` waits on.
+    replies: Option<tokio::sync::watch::Receiver<AckRxState>>,
+}
+
+/// What the receiving task of [`FramewireAckClient`] publishes.
+#[derive(Debug, Clone, Default)]
+struct AckRxState {
+    /// Replies taken so far.
+    total: u64,
+    /// Set once the receiver ended: `Ok` for a clean end, else the error's text.
+    end: Option<Result<(), String>>,
+}
+
+/// Receiving half of [`FramewireAckClient`]: counts published by its receiving task.
+#[derive(Debug)]
+pub struct FramewireAckRx {
+    state: tokio::sync::watch::Receiver<AckRxState>,
+    /// Replies already returned by `recv`.
+    seen: u64,
+}
+
+impl FrameTx for FramewireAckTx {
+    async fn send(&mut self, count: usize) -> io::Result<()> {
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "sending half closed"))?;
+        for _ in 0..count {
+            // The receipt is not needed: `flush` below waits for every acknowledgement.
+            drop(tx.send(self.payload.clone()).await.map_err(to_io)?);
+            self.sent += 1;
+        }
+        tx.flush().await.map_err(to_io)
+    }
+
+    async fn finish(&mut self) -> io::Result<()> {
+        let Some(tx) = self.tx.take() else {
+            return Ok(());
+        };
+        tx.flush().await.map_err(to_io)?;
+        if let Some(replies) = &mut self.replies {
+            let sent = self.sent;
+            // Missing replies are the caller's to report (it counts them); close either way.
+            let _ = tokio::time::timeout(
+                ACK_FINISH_WAIT,
+                replies.wait_for(|s| s.total >= sent || s.end.is_some()),
+            )
+            .await;
+        }
+        tx.close().await.map_err(to_io)
+    }
+}
+
+impl FrameRx for FramewireAckRx {
+    /// Cancellation safe: the count is taken only when it is returned.
+    async fn recv(&mut self) -> io::Result<usize> {
+        loop {
+            let (total, end) = {
+                let s = self.state.borrow_and_update();
+                (s.total, s.end.clone())
+            };
+            if total > self.seen {
+                let n = total - self.seen;
+                self.seen = total;
+                return Ok(usize::try_from(n).unwrap_or(usize::MAX));
+            }
+            match end {
+                Some(Ok(())) => return Ok(0),
+                Some(Err(e)) => return Err(io::Error::other(e)),
+                None => {}
+            }
+            if self.state.changed().await.is_err() {
+                // The task ended without a final state (it was aborted): report what it left.
+                let total = self.state.borrow().total;
+                if total > self.seen {
+                    let n = total - self.seen;
+                    self.seen = total;
+                    return Ok(usize::try_from(n).unwrap_or(usize::MAX));
+                }
+                return Err(io::Error::other(
+                    "the receiving task of the ack client ended",
+                ));
+            }
+        }
+    }
+}
+
+/// Takes every message from `rx` and publishes the running count, until the client ends or
+/// every [`FramewireAckRx`] is gone.
+async fn ack_receive(
+    mut rx: framewire_client::AckReceiver,
+    state: tokio::sync::watch::Sender<AckRxState>,
+) {
+    let mut total = 0u64;
+    let end = loop {
+        let first = tokio::select! {
+            r = rx.recv() => r,
+            () = state.closed() => return,
+        };
+        match first {
+            Ok(Some(_delivery)) => {}
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e.to_string()),
+        }
+        // `recv` is cancellation safe, so `count_ready` loses nothing.
+        match count_ready(&mut rx) {
+            Ok(n) => total += n as u64,
+            Err(e) => break Err(e.to_string()),
+        }
+        state.send_modify(|s| s.total = total);
+    };
+    state.send_modify(|s| {
+        s.total = total;
+        s.end = Some(end);
+    });
+}
+
+impl ClientImpl for FramewireAckClient {
+    type Tx = FramewireAckTx;
+    type Rx = FramewireAckRx;
+    const NAME: &'static str = "framewire-ack";
+
+    async fn open(
+        addr: SocketAddr,
+        _source: Option<Ipv4Addr>,
+        payload: Bytes,
+        opts: ConnOpts,
+    ) -> io::Result<(Self::Tx, Self::Rx)> {
+        let client = framewire_client::Client::builder()
+            .ack_window(opts.window)
+            .reconnect(framewire_client::ReconnectPolicy::never())
+            .connect_ack(addr)
+            .await
+            .map_err(to_io)?;
+        let (tx, rx) = client.split();
+        let (state_tx, state_rx) = tokio::sync::watch::channel(AckRxState::default());
+        tokio::spawn(ack_receive(rx, state_tx));
+        Ok((
+            FramewireAckTx {
+                tx: Some(tx),
+                payload,
+                sent: 0,
+                replies: opts.echo.then(|| state_rx.clone()),
+            },
+            FramewireAckRx {
+                state: state_rx,
+                seen: 0,
+            },
         ))
     }
 }

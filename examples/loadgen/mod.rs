@@ -7,9 +7,9 @@
 //! * [`modes::run`] runs one mode (`ping`, `pipeline`, `stream`, `conns`, `flood`) and returns a
 //!   [`report::Record`].
 //! * [`client::ClientImpl`] is the adapter a client implementation provides (`codec`,
-//!   `tokio-util`, `raw`, `framewire`).
+//!   `tokio-util`, `raw`, `framewire`, `framewire-ack`).
 //! * [`server::serve`] runs an in-binary echo or sink server (`tokio-util`, `raw`, `codec`,
-//!   `framewire`).
+//!   `framewire`, `framewire-ack`).
 //!
 //! # Adding an implementation
 //!
@@ -44,8 +44,12 @@ pub use report::Record;
 pub async fn run_server(opts: &ServeOpts) -> Result<(), LoadgenError> {
     let listener = tokio::net::TcpListener::bind(opts.addr).await?;
     let local = listener.local_addr()?;
+    let window = match opts.kind {
+        ServerKind::FramewireAck => format!(" window={}", opts.window),
+        _ => String::new(),
+    };
     println!(
-        "loadgen serve impl={} mode={} addr={} pid={}",
+        "loadgen serve impl={} mode={}{window} addr={} pid={}",
         opts.kind.name(),
         opts.mode.name(),
         local,
@@ -53,9 +57,8 @@ pub async fn run_server(opts: &ServeOpts) -> Result<(), LoadgenError> {
     );
     std::io::stdout().flush()?;
     // Serving ends only when the lifetime runs out (or the process is killed).
-    if let Ok(result) =
-        tokio::time::timeout(opts.lifetime, server::serve(listener, opts.kind, opts.mode)).await
-    {
+    let serving = server::serve_with_window(listener, opts.kind, opts.mode, opts.window);
+    if let Ok(result) = tokio::time::timeout(opts.lifetime, serving).await {
         result?;
     }
     Ok(())

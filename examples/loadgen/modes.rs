@@ -15,8 +15,8 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::args::{ClientKind, Mode, RunOpts};
 use super::client::{
-    connect, source_addr, ClientImpl, CodecClient, FrameRx, FrameTx, FramewireClient, RawClient,
-    TokioUtilClient,
+    connect, source_addr, ClientImpl, CodecClient, ConnOpts, FrameRx, FrameTx, FramewireAckClient,
+    FramewireClient, RawClient, TokioUtilClient,
 };
 use super::error::LoadgenError;
 use super::report::{new_histogram, CpuWindow, LatencySummary, MemoryGrowth, ProcMem, Record};
@@ -54,6 +54,7 @@ pub async fn run(opts: &RunOpts) -> Result<Record, LoadgenError> {
             ClientKind::TokioUtil => run_with::<TokioUtilClient>(opts).await,
             ClientKind::Raw => run_with::<RawClient>(opts).await,
             ClientKind::Framewire => run_with::<FramewireClient>(opts).await,
+            ClientKind::FramewireAck => run_with::<FramewireAckClient>(opts).await,
         }
     };
     tokio::time::timeout(limit, fut)
@@ -77,7 +78,17 @@ async fn run_with<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     rec.client = C::NAME.to_owned();
     rec.addr = o.addr.to_string();
     rec.frame_size = o.size as u64;
+    rec.window = (o.client == ClientKind::FramewireAck).then_some(o.window);
     Ok(rec)
+}
+
+/// The per-connection settings of `o`.
+fn conn_opts(o: &RunOpts) -> ConnOpts {
+    ConnOpts {
+        window: o.window,
+        // Only the one-way stream runs against a sink.
+        echo: o.mode != Mode::Stream || o.echo,
+    }
 }
 
 /// A payload of `size` bytes with a recognisable pattern.
@@ -86,6 +97,25 @@ pub fn payload(size: usize) -> Bytes {
         .map(|i| (i % 251) as u8)
         .collect::<Vec<u8>>()
         .into()
+}
+
+/// Frames in the first `stream` batch (or fewer, if the batch is smaller): small, so a slow
+/// client (ack mode with window 1 waits one round trip per frame) does not overrun a short
+/// `--duration` before its speed is known. Batches then double up to the full batch.
+pub const FIRST_STREAM_BATCH: usize = 16;
+
+/// The next `stream` batch after one of `batch` frames took `took` with `remaining` left before
+/// the end: double the last one, at most `max_batch`, and no more frames than fit in
+/// `remaining` at the speed just measured (at least one). So every client's last batch ends
+/// about when the duration does, however slow each frame is.
+pub fn next_batch(batch: usize, max_batch: usize, took: Duration, remaining: Duration) -> usize {
+    let grown = batch.saturating_mul(2).min(max_batch);
+    let per_frame = took.as_nanos() / batch.max(1) as u128;
+    if per_frame == 0 {
+        return grown.max(1);
+    }
+    let fit = usize::try_from(remaining.as_nanos() / per_frame).unwrap_or(usize::MAX);
+    grown.min(fit).max(1)
 }
 
 /// Frames per `stream` flush by default: about 256 KiB worth, at least one.
@@ -154,8 +184,13 @@ async fn expect_replies<R: FrameRx>(
 }
 
 async fn ping<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
-    let (mut tx, mut rx) =
-        C::open(o.addr, source_addr(o.addr, 0, o.sources), payload(o.size)).await?;
+    let (mut tx, mut rx) = C::open(
+        o.addr,
+        source_addr(o.addr, 0, o.sources),
+        payload(o.size),
+        conn_opts(o),
+    )
+    .await?;
     let mut hist = new_histogram()?;
     let counter = Arc::new(AtomicU64::new(0));
     let _progress = ProgressGuard(progress(o.progress, counter.clone(), "round trips"));
@@ -193,7 +228,15 @@ async fn pipeline<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     let body = payload(o.size);
     let mut conns = Vec::with_capacity(o.conns);
     for i in 0..o.conns {
-        conns.push(C::open(o.addr, source_addr(o.addr, i, o.sources), body.clone()).await?);
+        conns.push(
+            C::open(
+                o.addr,
+                source_addr(o.addr, i, o.sources),
+                body.clone(),
+                conn_opts(o),
+            )
+            .await?,
+        );
     }
     let counter = Arc::new(AtomicU64::new(0));
     let _progress = ProgressGuard(progress(o.progress, counter.clone(), "replies"));
@@ -269,9 +312,14 @@ async fn pipeline_conn<T: FrameTx, R: FrameRx>(
 }
 
 async fn stream<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
-    let (mut tx, mut rx) =
-        C::open(o.addr, source_addr(o.addr, 0, o.sources), payload(o.size)).await?;
-    let batch = o.batch.unwrap_or_else(|| default_batch(o.size));
+    let (mut tx, mut rx) = C::open(
+        o.addr,
+        source_addr(o.addr, 0, o.sources),
+        payload(o.size),
+        conn_opts(o),
+    )
+    .await?;
+    let max_batch = o.batch.unwrap_or_else(|| default_batch(o.size));
     let sent_counter = Arc::new(AtomicU64::new(0));
     let recv_counter = Arc::new(AtomicU64::new(0));
     let shown = if o.echo { &recv_counter } else { &sent_counter };
@@ -299,10 +347,22 @@ async fn stream<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     let start = Instant::now();
     let end = start + o.duration;
     let mut sent = 0u64;
-    while Instant::now() < end {
+    let mut batch = max_batch.min(FIRST_STREAM_BATCH);
+    loop {
+        let t0 = Instant::now();
+        if t0 >= end {
+            break;
+        }
         tx.send(batch).await?;
         sent += batch as u64;
         sent_counter.store(sent, Ordering::Relaxed);
+        let now = Instant::now();
+        batch = next_batch(
+            batch,
+            max_batch,
+            now - t0,
+            end.saturating_duration_since(now),
+        );
     }
     tx.finish().await?;
     let sent_done = Instant::now();
@@ -342,7 +402,7 @@ async fn stream<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     let (client_cpu, server_cpu) = cpu.end()?;
     Ok(Record {
         conns: 1,
-        depth: batch as u64,
+        depth: max_batch as u64,
         elapsed_s: elapsed.as_secs_f64(),
         frames,
         client_cpu_s: Some(client_cpu),
@@ -420,7 +480,12 @@ async fn conns<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     let start = Instant::now();
     let body = payload(o.size);
     let idle = open_many(o, |i| {
-        C::open(o.addr, source_addr(o.addr, i, o.sources), body.clone())
+        C::open(
+            o.addr,
+            source_addr(o.addr, i, o.sources),
+            body.clone(),
+            conn_opts(o),
+        )
     })
     .await?;
     let open_time = start.elapsed();
@@ -478,6 +543,7 @@ async fn flood<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
         o.addr,
         source_addr(o.addr, o.conns, o.sources),
         payload(o.size),
+        conn_opts(o),
     )
     .await
     {

@@ -226,6 +226,8 @@ pub struct Record {
     pub client_cpu_s: Option<f64>,
     /// CPU seconds the server used in the measured time (given `--pid`).
     pub server_cpu_s: Option<f64>,
+    /// Ack mode (`framewire-ack` client): the window the client granted.
+    pub window: Option<u32>,
 }
 
 /// One value of a [`Record`] column.
@@ -295,6 +297,7 @@ pub const COLUMNS: &[&str] = &[
     "echo_failed",
     "client_cpu_s",
     "server_cpu_s",
+    "window",
 ];
 
 impl Record {
@@ -356,6 +359,7 @@ impl Record {
             self.echo_failed.map_or(Empty, Int),
             self.client_cpu_s.map_or(Empty, Float),
             self.server_cpu_s.map_or(Empty, Float),
+            self.window.map_or(Empty, |w| Int(u64::from(w))),
         ]
     }
 
@@ -408,11 +412,29 @@ impl Record {
     /// empty.
     ///
     /// # Errors
-    /// File I/O errors.
+    /// File I/O errors; [`io::ErrorKind::InvalidData`] if the file starts with another header
+    /// (written by an older loadgen with other columns), so rows never land under the wrong
+    /// columns.
     pub fn append_csv(&self, path: &Path) -> io::Result<()> {
         let fresh = std::fs::metadata(path)
             .map(|m| m.len() == 0)
             .unwrap_or(true);
+        if !fresh {
+            let mut first = String::new();
+            io::BufRead::read_line(
+                &mut io::BufReader::new(std::fs::File::open(path)?),
+                &mut first,
+            )?;
+            if first.trim_end() != Self::csv_header() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} has other CSV columns (an older loadgen?); write to a new file",
+                        path.display()
+                    ),
+                ));
+            }
+        }
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -1,5 +1,6 @@
 //! The in-binary servers of `loadgen serve`: the baseline (`Framed` + `LengthDelimitedCodec`),
-//! `Framed` + `FrameCodec`, and raw TCP, each as echo or sink.
+//! `Framed` + `FrameCodec`, raw TCP, and the framewire server in plain and in ack mode, each as
+//! echo or sink.
 
 use std::io;
 use std::time::Duration;
@@ -21,13 +22,30 @@ const RAW_SINK_BUF: usize = 256 * 1024;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Accepts connections on `listener` forever, one task per connection running `kind` in
-/// `mode`. A failing connection ends only its own task.
+/// `mode`. A failing connection ends only its own task. The ack-mode server grants the
+/// default window ([`DEFAULT_WINDOW`](super::args::DEFAULT_WINDOW)); see [`serve_with_window`].
 ///
 /// # Errors
 /// Never returns normally; errors of `accept` are retried after a short pause.
 pub async fn serve(listener: TcpListener, kind: ServerKind, mode: ServerMode) -> io::Result<()> {
-    if kind == ServerKind::Framewire {
-        return framewire_serve(listener, mode).await;
+    serve_with_window(listener, kind, mode, super::args::DEFAULT_WINDOW).await
+}
+
+/// As [`serve`], with the window the ack-mode server (`framewire-ack`) grants each client
+/// (ignored by the other servers).
+///
+/// # Errors
+/// As [`serve`]; for the framewire servers, a listener the server cannot adopt.
+pub async fn serve_with_window(
+    listener: TcpListener,
+    kind: ServerKind,
+    mode: ServerMode,
+    window: u32,
+) -> io::Result<()> {
+    match kind {
+        ServerKind::Framewire => return framewire_serve(listener, mode, None).await,
+        ServerKind::FramewireAck => return framewire_serve(listener, mode, Some(window)).await,
+        ServerKind::TokioUtil | ServerKind::Raw | ServerKind::Codec => {}
     }
     loop {
         let stream = match listener.accept().await {
@@ -68,7 +86,7 @@ pub async fn handle(stream: TcpStream, kind: ServerKind, mode: ServerMode) -> io
         }
         // The framewire server runs its own accept loop, so it serves a listener (see `serve`),
         // never a single stream.
-        (ServerKind::Framewire, _) => Err(io::Error::new(
+        (ServerKind::Framewire | ServerKind::FramewireAck, _) => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "the framewire server serves a listener, not a single stream",
         )),
@@ -141,9 +159,15 @@ async fn raw_sink(mut stream: TcpStream) -> io::Result<()> {
 /// default cap of 10,000.
 const FRAMEWIRE_MAX_CONNECTIONS: usize = super::args::MAX_CONNS + 1_000;
 
-/// The framewire server on `listener`: `echo` is the mirror handler of `examples/echo_server.rs`
-/// (every decodable frame fed back, one flush per batch), `sink` drops every frame.
-async fn framewire_serve(listener: TcpListener, mode: ServerMode) -> io::Result<()> {
+/// The framewire server on `listener`, in ack mode with window `ack` if given: `echo` is the
+/// mirror handler of `examples/echo_server.rs` (every decodable frame fed back, one flush per
+/// batch), `sink` drops every frame. The handlers are the same in both modes: in ack mode
+/// `recv` acknowledges what it returns and `feed` waits for room in the client's window.
+async fn framewire_serve(
+    listener: TcpListener,
+    mode: ServerMode,
+    ack: Option<u32>,
+) -> io::Result<()> {
     use framewire_server::{Connection, Server, ServerError};
 
     async fn mirror(mut conn: Connection) -> Result<(), ServerError> {
@@ -162,10 +186,11 @@ async fn framewire_serve(listener: TcpListener, mode: ServerMode) -> io::Result<
         Ok(())
     }
 
-    let server = Server::builder()
-        .max_connections(FRAMEWIRE_MAX_CONNECTIONS)
-        .listener(listener)
-        .map_err(to_io)?;
+    let mut builder = Server::builder().max_connections(FRAMEWIRE_MAX_CONNECTIONS);
+    if let Some(window) = ack {
+        builder = builder.ack_mode(window);
+    }
+    let server = builder.listener(listener).map_err(to_io)?;
     match mode {
         ServerMode::Echo => server.serve(mirror).await,
         ServerMode::Sink => server.serve(sink).await,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use framewire_examples::loadgen::args::{ClientKind, Mode, RunOpts, ServerKind, ServerMode};
 use framewire_examples::loadgen::modes::run;
-use framewire_examples::loadgen::server::serve;
+use framewire_examples::loadgen::server::{serve, serve_with_window};
 use framewire_examples::loadgen::{LoadgenError, Record};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -158,11 +158,86 @@ async fn all_modes() -> Result<(), LoadgenError> {
     Ok(())
 }
 
+/// The ack-mode client against the ack-mode server, with small windows: every frame is
+/// acknowledged (stream into a sink: each batch ends with a flush that waits for every ack)
+/// or comes back (echo).
+async fn ack_mode() -> Result<(), LoadgenError> {
+    // Window 2 on both sides: the server may have 2 replies unacknowledged, the client 2
+    // requests; deeper pipelines must still drain (the client takes replies while it waits for
+    // acks of its requests).
+    const WINDOW: u32 = 2;
+    let start_ack = |mode| async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(serve_with_window(
+            listener,
+            ServerKind::FramewireAck,
+            mode,
+            WINDOW,
+        ));
+        Ok::<_, std::io::Error>((addr, task))
+    };
+    let (echo, h1) = start_ack(ServerMode::Echo).await?;
+    let (sink, h2) = start_ack(ServerMode::Sink).await?;
+    let ack_opts = |mode, addr| {
+        let mut o = opts(mode, addr, ClientKind::FramewireAck);
+        o.window = WINDOW;
+        o
+    };
+
+    let r = run(&ack_opts(Mode::Ping, echo)).await?;
+    assert_eq!(
+        (r.client.as_str(), r.window),
+        ("framewire-ack", Some(WINDOW))
+    );
+    assert!(r.frames > 0, "{r:?}");
+    assert_eq!(r.latency.map(|l| l.samples), Some(r.frames));
+
+    // 4 connections x 8 in flight, 4 times the window: each connection drains to zero.
+    let mut o = ack_opts(Mode::Pipeline, echo);
+    o.conns = 4;
+    o.depth = 8;
+    let r = run(&o).await?;
+    assert!(r.frames >= 32, "{r:?}");
+    assert_eq!(r.latency.map(|l| l.samples), Some(r.frames));
+
+    // One-way stream: counted frames are acknowledged ones.
+    let mut o = ack_opts(Mode::Stream, sink);
+    o.size = 64;
+    let r = run(&o).await?;
+    assert!(r.frames > 0 && r.frames_per_s() > 0.0, "{r:?}");
+    // Streaming echo: the run fails unless every frame sent came back.
+    o.addr = echo;
+    o.echo = true;
+    let r = run(&o).await?;
+    assert!(r.frames > 0, "{r:?}");
+
+    // Stop-and-wait (window 1 on the client) works too.
+    let mut o = ack_opts(Mode::Pipeline, echo);
+    o.window = 1;
+    o.conns = 2;
+    o.depth = 4;
+    let r = run(&o).await?;
+    assert!(r.frames >= 8, "{r:?}");
+
+    for h in [h1, h2] {
+        h.abort();
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mode_runs_against_the_in_binary_servers() {
     match tokio::time::timeout(TEST_TIMEOUT, all_modes()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => panic!("loadgen run failed: {e}"),
         Err(_) => panic!("smoke test did not finish in {TEST_TIMEOUT:?}"),
+    }
+    // Run after the others (not as a test of its own running in parallel), so the memory and
+    // CPU figures read above are this process's alone.
+    match tokio::time::timeout(TEST_TIMEOUT, ack_mode()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("ack-mode loadgen run failed: {e}"),
+        Err(_) => panic!("ack-mode smoke test did not finish in {TEST_TIMEOUT:?}"),
     }
 }

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use framewire_examples::loadgen::args::{
     parse_args, parse_duration, parse_size, ClientKind, Command, Mode, ServerKind, ServerMode,
-    DEFAULT_DEPTH, DEFAULT_PIPELINE_CONNS, MAX_CONNS,
+    DEFAULT_DEPTH, DEFAULT_PIPELINE_CONNS, DEFAULT_WINDOW, MAX_CONNS,
 };
 use framewire_examples::loadgen::client::source_addr;
-use framewire_examples::loadgen::modes::default_batch;
+use framewire_examples::loadgen::modes::{default_batch, next_batch, FIRST_STREAM_BATCH};
 use framewire_examples::loadgen::report::{
     cpu_seconds, csv_escape, json_string, new_histogram, parse_cpu_ticks, LatencySummary,
     MemoryGrowth, ProcMem, Record, COLUMNS,
@@ -185,6 +185,89 @@ fn serve_flags_are_read() {
 }
 
 #[test]
+fn ack_client_and_server_flags() {
+    let o = run_opts(&[
+        "stream",
+        "--addr",
+        "127.0.0.1:1",
+        "--client",
+        "framewire-ack",
+    ]);
+    assert_eq!(
+        (o.client, o.window),
+        (ClientKind::FramewireAck, DEFAULT_WINDOW)
+    );
+    assert_eq!(DEFAULT_WINDOW, 64);
+    assert_eq!(ClientKind::FramewireAck.name(), "framewire-ack");
+    // --window may come before --client.
+    let o = run_opts(&[
+        "pipeline",
+        "--window",
+        "1",
+        "--addr",
+        "127.0.0.1:1",
+        "--client",
+        "framewire-ack",
+    ]);
+    assert_eq!((o.client, o.window), (ClientKind::FramewireAck, 1));
+    let ack = ["ping", "--addr", "127.0.0.1:1", "--client", "framewire-ack"];
+    assert!(parse_err(&[&ack[..], &["--window", "0"]].concat()).contains("--window 0"));
+    assert!(parse_err(&[&ack[..], &["--window", "65537"]].concat()).contains("1..=65536"));
+    assert!(parse_err(&[&ack[..], &["--window", "many"]].concat()).contains("many"));
+    // Only the ack client has a window.
+    assert!(
+        parse_err(&["ping", "--addr", "127.0.0.1:1", "--window", "8"]).contains("framewire-ack")
+    );
+
+    match parse_args([
+        "serve",
+        "--impl",
+        "framewire-ack",
+        "--mode",
+        "sink",
+        "--window",
+        "256",
+    ]) {
+        Ok(Command::Serve(s)) => assert_eq!(
+            (s.kind, s.mode, s.window),
+            (ServerKind::FramewireAck, ServerMode::Sink, 256)
+        ),
+        other => panic!("expected serve, got {other:?}"),
+    }
+    match parse_args(["serve", "--impl", "framewire-ack"]) {
+        Ok(Command::Serve(s)) => assert_eq!(
+            (s.kind, s.mode, s.window),
+            (ServerKind::FramewireAck, ServerMode::Echo, DEFAULT_WINDOW)
+        ),
+        other => panic!("expected serve, got {other:?}"),
+    }
+    assert!(
+        parse_err(&["serve", "--impl", "framewire", "--window", "8"]).contains("framewire-ack")
+    );
+    assert!(
+        parse_err(&["serve", "--impl", "framewire-ack", "--window", "0"]).contains("1..=65536")
+    );
+}
+
+#[test]
+fn stream_batches_fit_the_time_left() {
+    let ms = Duration::from_millis;
+    // Fast frames: double up to the full batch.
+    assert_eq!(next_batch(16, 3855, ms(0), ms(900)), 32);
+    assert_eq!(next_batch(2048, 3855, ms(1), ms(900)), 3855);
+    assert_eq!(next_batch(3855, 3855, ms(1), ms(900)), 3855);
+    // Slow frames (1 ms each, as stop-and-wait over a slow link): no more than fit.
+    assert_eq!(next_batch(16, 3855, ms(16), ms(100)), 32);
+    assert_eq!(next_batch(64, 3855, ms(64), ms(40)), 40);
+    // Out of time: one frame (the loop stops before sending it once the end has passed).
+    assert_eq!(next_batch(64, 3855, ms(64), ms(0)), 1);
+    // Never zero, never above the maximum.
+    assert_eq!(next_batch(0, 3855, ms(0), ms(0)), 1);
+    assert_eq!(next_batch(1, 1, ms(0), ms(500)), 1);
+    assert!(FIRST_STREAM_BATCH <= default_batch(64));
+}
+
+#[test]
 fn help_and_errors() {
     assert_eq!(parse_args(Vec::<String>::new()).ok(), Some(Command::Help));
     assert_eq!(parse_args(["--help"]).ok(), Some(Command::Help));
@@ -297,6 +380,7 @@ fn sample_record() -> Record {
         echo_failed: None,
         client_cpu_s: Some(1.5),
         server_cpu_s: None,
+        window: None,
     }
 }
 
@@ -314,8 +398,14 @@ fn csv_rows_match_the_header() {
         "{row}"
     );
     assert!(row.contains(",40.000,90.500,120.250,3000.0,"), "{row}");
-    // Memory and echo columns are empty for ping.
-    assert!(row.ends_with(",,,,,,,,,,,1.500,"), "{row}");
+    // Memory and echo columns are empty for ping; so are server CPU and the ack window.
+    assert!(row.ends_with(",,,,,,,,,,,1.500,,"), "{row}");
+    let ack = Record {
+        window: Some(8),
+        ..r.clone()
+    };
+    assert!(ack.csv_row().ends_with(",1.500,,8"), "{}", ack.csv_row());
+    assert_eq!(COLUMNS.last(), Some(&"window"));
     assert_eq!(csv_escape("plain"), "plain");
     assert_eq!(csv_escape("a,b"), "\"a,b\"");
     assert_eq!(csv_escape("line\nbreak"), "\"line\nbreak\"");
@@ -335,6 +425,23 @@ fn csv_file_gets_one_header() -> std::io::Result<()> {
     assert_eq!(lines[0], Record::csv_header());
     assert_eq!(lines[1], r.csv_row());
     assert_eq!(lines[1], lines[2]);
+    Ok(())
+}
+
+#[test]
+fn csv_file_with_other_columns_is_refused() -> std::io::Result<()> {
+    let path = std::env::temp_dir().join(format!("loadgen-units-old-{}.csv", std::process::id()));
+    // A file written before the `window` column existed.
+    let old_header = COLUMNS[..COLUMNS.len() - 1].join(",");
+    std::fs::write(&path, format!("{old_header}\n"))?;
+    let err = sample_record().append_csv(&path);
+    let text = std::fs::read_to_string(&path)?;
+    std::fs::remove_file(&path)?;
+    assert_eq!(
+        err.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::InvalidData)
+    );
+    assert_eq!(text.lines().count(), 1, "{text}");
     Ok(())
 }
 
