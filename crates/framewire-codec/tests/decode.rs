@@ -298,3 +298,37 @@ fn encoder_accepts_common_byte_types() {
         ["a", "b", "c", "d", "e", "f", "gh"].map(|s| s.as_bytes().to_vec())
     );
 }
+
+/// `decode_buffered` takes exactly the whole, in-limit frames at the front and otherwise
+/// leaves the buffer and the codec alone for `decode`.
+#[test]
+fn decode_buffered_is_the_fast_path_only() {
+    let mut codec = FrameCodec::builder().max_frame_len(8).build();
+    let mut buf =
+        BytesMut::from(&b"\x00\x00\x00\x01a\x00\x00\x00\x00\x00\x00\x00\x09123456789"[..]);
+    assert_eq!(codec.decode_buffered(&mut buf).as_deref(), Some(&b"a"[..]));
+    assert_eq!(codec.decode_buffered(&mut buf).as_deref(), Some(&b""[..]));
+    // Over the limit: left for `decode`, which reports it.
+    let before = buf.clone();
+    assert_eq!(codec.decode_buffered(&mut buf), None);
+    assert_eq!(buf, before);
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Err(FrameError::IncomingTooLong { len: 9, max: 8 })
+    ));
+
+    // A frame that spans reads: once `decode` has consumed its header, the fast path stays
+    // out of the way until the frame is finished.
+    let mut codec = FrameCodec::new();
+    let mut buf = BytesMut::from(&b"\x00\x00\x00\x03ab"[..]);
+    assert_eq!(codec.decode_buffered(&mut buf), None);
+    assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    buf.extend_from_slice(b"c\x00\x00\x00\x01d");
+    assert_eq!(codec.decode_buffered(&mut buf), None);
+    assert_eq!(
+        codec.decode(&mut buf).unwrap().as_deref(),
+        Some(&b"abc"[..])
+    );
+    assert_eq!(codec.decode_buffered(&mut buf).as_deref(), Some(&b"d"[..]));
+    assert!(buf.is_empty());
+}

@@ -563,11 +563,13 @@ impl<S> Connection<S> {
     #[inline]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, ServerError>> {
         if self.ack.is_none() {
-            let frame = ready!(self.poll_frame(cx, true))?;
-            if frame.is_some() {
+            // Passed through as is, not unwrapped and rewrapped: rewrapping made the compiler
+            // copy the frame through memory once more per call.
+            let polled = self.poll_frame(cx, true);
+            if let Poll::Ready(Ok(Some(_))) = &polled {
                 self.count_frame_in();
             }
-            return Poll::Ready(Ok(frame));
+            return polled;
         }
         self.with_side(cx, Side::Recv, |this, cx| this.poll_recv_ack(cx))
     }
@@ -692,7 +694,7 @@ impl<S> Connection<S> {
     ///
     /// The common case, a whole frame already buffered, is tried here, small and inlined, so
     /// the frame reaches the handler without a trip through memory per call level (see
-    /// `FrameCodec::decode`); everything else is `poll_frame_slow`.
+    /// `FrameCodec::decode_buffered`); everything else is `poll_frame_slow`.
     #[inline]
     fn poll_frame(
         &mut self,
@@ -700,15 +702,11 @@ impl<S> Connection<S> {
         for_recv: bool,
     ) -> Poll<Result<Option<Bytes>, ServerError>> {
         let open = !(self.read_closed || self.eof || (for_recv && self.recv_ended));
-        if open && !self.rbuf.is_empty() {
-            match self.codec.decode(&mut self.rbuf) {
-                Ok(Some(frame)) => {
-                    self.idle_since = None;
-                    self.frame_since = None;
-                    return Poll::Ready(Ok(Some(frame)));
-                }
-                Ok(None) => {}
-                Err(e) => return Poll::Ready(Err(self.read_failed(e.into()))),
+        if open {
+            if let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) {
+                self.idle_since = None;
+                self.frame_since = None;
+                return Poll::Ready(Ok(Some(frame)));
             }
         }
         self.poll_frame_slow(cx, for_recv)
