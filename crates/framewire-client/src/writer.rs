@@ -5,7 +5,8 @@
 //! Here the batch is [`ClientBuilder::write_buffer_limit`](crate::ClientBuilder::write_buffer_limit)
 //! (64 KiB by default: an eighth of the system calls for small frames), and a payload of at
 //! least [`VECTORED_WRITE_MIN`] bytes is not copied: the queued bytes, its header and the
-//! payload go out in one vectored write.
+//! payload go out in one vectored write. The buffer is released by every flush, so an idle
+//! connection holds none.
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
@@ -83,6 +84,12 @@ impl FrameWriter {
         if self.buf.len() >= self.limit {
             self.write_buffered().await.map_err(WriteError::Io)?;
         }
+        if self.buf.capacity() == 0 {
+            // Released by the last flush: take a whole batch's room at once rather than
+            // growing to it by doubling.
+            self.buf
+                .reserve(self.limit.min(DEFAULT_WRITE_BUFFER_LIMIT) + HEADER_LEN + payload.len());
+        }
         self.codec
             .encode(payload, &mut self.buf)
             .map_err(WriteError::Frame)
@@ -93,6 +100,8 @@ impl FrameWriter {
     /// Cancellation safety: cancellation safe; what is not written yet stays queued.
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
         self.write_buffered().await?;
+        // A flush ends a batch: an idle connection holds no write buffer.
+        self.buf = BytesMut::new();
         poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await
     }
 

@@ -99,6 +99,9 @@ pub struct Connection<S = ()> {
     /// Frames taken by the handler but not yet added to the server's shared `frames_in`
     /// counter (see `count_frame_in`).
     frames_in_unpublished: u64,
+    /// Frames queued but not yet added to the server's shared `frames_out` counter (added
+    /// when the write buffer is written).
+    frames_out_unpublished: u64,
     wbuf: BytesMut,
     peer: Address,
     server: ServerHandle<S>,
@@ -244,6 +247,7 @@ impl<S> Connection<S> {
             rbuf: BytesMut::new(),
             read_size: server.shared.config.read_buffer_size,
             frames_in_unpublished: 0,
+            frames_out_unpublished: 0,
             wbuf: BytesMut::new(),
             peer,
             server,
@@ -810,6 +814,16 @@ impl<S> Connection<S> {
         }
     }
 
+    /// Adds the frames queued since the last call to the server's `frames_out` counter.
+    fn publish_frames_out(&mut self) {
+        if self.frames_out_unpublished > 0 {
+            bump(
+                &self.server.shared.counters.frames_out,
+                std::mem::take(&mut self.frames_out_unpublished),
+            );
+        }
+    }
+
     fn between_frames(&self) -> bool {
         self.rbuf.is_empty() && self.codec.is_between_frames()
     }
@@ -990,7 +1004,9 @@ impl<S> Connection<S> {
         };
         match result {
             Ok(()) => {
-                bump(&self.server.shared.counters.frames_out, 1);
+                // Added to the shared counter when the buffer is written (or the connection
+                // dropped): one atomic add per write, not per frame.
+                self.frames_out_unpublished += 1;
                 self.ack_encode();
                 Ok(())
             }
@@ -1004,6 +1020,7 @@ impl<S> Connection<S> {
 
     /// Writes the queued bytes; releases the buffer once it is empty.
     fn poll_write_buf(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
+        self.publish_frames_out();
         while !self.wbuf.is_empty() {
             match Pin::new(&mut self.io).poll_write(cx, &self.wbuf) {
                 Poll::Pending => return self.poll_write_timeout(cx),
@@ -1065,6 +1082,7 @@ impl<S> Connection<S> {
 impl<S> Drop for Connection<S> {
     fn drop(&mut self) {
         self.publish_frames_in();
+        self.publish_frames_out();
     }
 }
 

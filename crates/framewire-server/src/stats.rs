@@ -31,7 +31,9 @@ pub struct Stats {
     /// buffered frames this may trail by up to 63 frames per connection; it is exact once the
     /// connection's buffered bytes are used up or it has closed.
     pub frames_in: u64,
-    /// Frames handlers sent, counted when queued for writing (in ack mode: DATA messages).
+    /// Frames handlers sent (in ack mode: DATA messages), counted when the connection writes
+    /// them out (or closes): a frame queued with `feed` and not yet written is not counted
+    /// yet.
     pub frames_out: u64,
     /// Bytes read from connections.
     pub bytes_in: u64,
