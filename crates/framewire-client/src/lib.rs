@@ -51,6 +51,7 @@ pub use ack::{AckClient, AckReceiver, AckSender, Receipt};
 pub use builder::{ClientBuilder, IntoEndpoint, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
 pub use error::{ClientError, InFlight};
 pub use framewire_codec::ack::Delivery;
+pub use framewire_codec::VECTORED_WRITE_MIN;
 pub use plain::{Client, ClientReceiver, ClientSender, CLOSE_MAX_LATE_BYTES};
 pub use reconnect::{
     Backoff, ReconnectPolicy, DEFAULT_INITIAL_DELAY, DEFAULT_JITTER_PERCENT, DEFAULT_MAX_ATTEMPTS,
@@ -58,4 +59,4 @@ pub use reconnect::{
 };
 pub use transport::Endpoint;
 pub use typed::TypedDelivery;
-pub use writer::{DEFAULT_WRITE_BUFFER_LIMIT, VECTORED_WRITE_MIN};
+pub use writer::DEFAULT_WRITE_BUFFER_LIMIT;

@@ -5,16 +5,16 @@
 //! Here the batch is [`ClientBuilder::write_buffer_limit`](crate::ClientBuilder::write_buffer_limit)
 //! (64 KiB by default: an eighth of the system calls for small frames), and a payload of at
 //! least [`VECTORED_WRITE_MIN`] bytes is not copied: the queued bytes, its header and the
-//! payload go out in one vectored write. The buffer is released by every flush, so an idle
-//! connection holds none.
+//! payload go out in one vectored write ([`VectoredFrame`]). The buffer is released by every
+//! flush, so an idle connection holds none.
 
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BytesMut};
-use framewire_codec::{FrameCodec, FrameError, HEADER_LEN};
+use framewire_codec::{FrameCodec, FrameError, VectoredFrame, HEADER_LEN, VECTORED_WRITE_MIN};
 use tokio::io::AsyncWrite;
 use tokio_util::codec::Encoder;
 
@@ -24,11 +24,6 @@ use crate::transport::WriteHalf;
 /// 64 KiB. Frames fed without a flush are written in one system call once this much is queued,
 /// amortising the call over many small frames (tokio-util's `FramedWrite` writes every 8 KiB).
 pub const DEFAULT_WRITE_BUFFER_LIMIT: usize = 64 * 1024;
-
-/// Payloads of at least this many bytes (16 KiB) are written from the caller's memory with one
-/// vectored write of the queued bytes, the header and the payload, instead of being copied
-/// into the write buffer first. Below it, copying is cheaper than the extra write.
-pub const VECTORED_WRITE_MIN: usize = 16 * 1024;
 
 /// Why writing failed: the codec refused the frame (nothing was queued) or the socket failed.
 #[derive(Debug)]
@@ -66,20 +61,17 @@ impl FrameWriter {
     /// stream never holds half a frame.
     pub(crate) async fn feed(&mut self, payload: &[u8]) -> Result<(), WriteError> {
         if payload.len() >= VECTORED_WRITE_MIN {
-            let header = self
-                .codec
-                .header(payload.len())
+            let mut frame = VectoredFrame::new(&self.codec, payload, &mut self.buf)
                 .map_err(WriteError::Frame)?;
-            let mut frame = Direct {
-                header,
-                payload,
-                written: 0,
-                spill: &mut self.buf,
-            };
             let io = &mut self.io;
-            return poll_fn(|cx| frame.poll_write(io, cx))
-                .await
-                .map_err(WriteError::Io);
+            return poll_fn(|cx| {
+                while !frame.is_written() {
+                    ready!(frame.poll_write(Pin::new(&mut *io), cx))?;
+                }
+                Poll::Ready(Ok(()))
+            })
+            .await
+            .map_err(WriteError::Io);
         }
         if self.buf.len() >= self.limit {
             self.write_buffered().await.map_err(WriteError::Io)?;
@@ -125,70 +117,12 @@ fn poll_write_buf(
     while !buf.is_empty() {
         let n = ready!(Pin::new(&mut *io).poll_write(cx, buf))?;
         if n == 0 {
-            return Poll::Ready(Err(write_zero()));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "the socket accepted 0 bytes",
+            )));
         }
         buf.advance(n);
     }
     Poll::Ready(Ok(()))
-}
-
-fn write_zero() -> io::Error {
-    io::Error::new(io::ErrorKind::WriteZero, "the socket accepted 0 bytes")
-}
-
-/// A large frame being written from the caller's memory, behind whatever was queued before it.
-struct Direct<'a> {
-    header: [u8; HEADER_LEN],
-    payload: &'a [u8],
-    /// Bytes of header + payload written so far.
-    written: usize,
-    /// The write buffer: written first; if the write is abandoned, the rest of the frame is
-    /// copied here so that the stream stays whole.
-    spill: &'a mut BytesMut,
-}
-
-impl Direct<'_> {
-    fn total(&self) -> usize {
-        HEADER_LEN + self.payload.len()
-    }
-
-    fn poll_write(&mut self, io: &mut WriteHalf, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.written < self.total() {
-            let header = self.header.get(self.written..).unwrap_or_default();
-            let payload = self
-                .payload
-                .get(self.written.saturating_sub(HEADER_LEN)..)
-                .unwrap_or_default();
-            let slices = [
-                IoSlice::new(self.spill),
-                IoSlice::new(header),
-                IoSlice::new(payload),
-            ];
-            let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
-            if n == 0 {
-                return Poll::Ready(Err(write_zero()));
-            }
-            let queued = n.min(self.spill.len());
-            self.spill.advance(queued);
-            n -= queued;
-            self.written += n;
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl Drop for Direct<'_> {
-    fn drop(&mut self) {
-        // Abandoned half way (the future was dropped, or the socket failed): queue the rest so
-        // the next flush completes the frame rather than leaving the peer half of it.
-        if self.written < self.total() && self.written > 0 {
-            if let Some(rest) = self.header.get(self.written..) {
-                self.spill.extend_from_slice(rest);
-            }
-            let from = self.written.saturating_sub(HEADER_LEN);
-            if let Some(rest) = self.payload.get(from..) {
-                self.spill.extend_from_slice(rest);
-            }
-        }
-    }
 }

@@ -104,9 +104,11 @@ pub mod ack;
 mod error;
 mod frame;
 pub mod typed;
+mod vectored;
 
 pub use error::FrameError;
 pub use frame::{
     ByteOrder, Discarded, FrameCodec, FrameCodecBuilder, OversizedFrame, DEFAULT_MAX_FRAME_LEN,
     GROWTH_STEP, HEADER_LEN,
 };
+pub use vectored::{VectoredFrame, VECTORED_WRITE_MIN};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use framewire_codec::ack::{AckError, AckState, Delivery, DATA_HEADER_LEN};
 use framewire_codec::typed::{self, Bincode, Format};
-use framewire_codec::FrameCodec;
+use framewire_codec::{FrameCodec, VectoredFrame, VECTORED_WRITE_MIN};
 use futures::{Sink, Stream};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -226,6 +226,23 @@ fn poll_deadline(
         timer.as_mut().reset(deadline);
     }
     timer.as_mut().poll(cx)
+}
+
+/// Polls the write timeout (`None`: none): the clock starts at the first call of a stall
+/// (`since` is set then, and cleared by the caller whenever bytes are written). Ready with
+/// the timeout once it has passed.
+fn poll_write_deadline(
+    timeout: Option<Duration>,
+    since: &mut Option<Instant>,
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Duration> {
+    let Some(t) = timeout else {
+        return Poll::Pending;
+    };
+    let start = *since.get_or_insert_with(Instant::now);
+    ready!(poll_deadline(timer, start + t, cx));
+    Poll::Ready(t)
 }
 
 impl<S> Connection<S> {
@@ -508,8 +525,12 @@ impl<S> Connection<S> {
     ///
     /// If dropped before completing, the message was not queued.
     pub async fn feed(&mut self, frame: impl AsRef<[u8]>) -> Result<(), ServerError> {
+        let frame = frame.as_ref();
+        if frame.len() >= VECTORED_WRITE_MIN && self.ack.is_none() {
+            return self.write_through(frame).await;
+        }
         poll_fn(|cx| self.poll_send_ready(cx)).await?;
-        self.queue(frame.as_ref())
+        self.queue(frame)
     }
 
     /// Writes every queued message (and, in ack mode, pending ACKs) to the socket. In ack
@@ -1044,16 +1065,81 @@ impl<S> Connection<S> {
     }
 
     fn poll_write_timeout(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
-        let Some(t) = self.server.shared.config.write_timeout else {
-            return Poll::Pending;
-        };
-        let since = *self.write_since.get_or_insert_with(Instant::now);
-        ready!(poll_deadline(&mut self.write_timer, since + t, cx));
+        let timeout = self.server.shared.config.write_timeout;
+        let t = ready!(poll_write_deadline(
+            timeout,
+            &mut self.write_since,
+            &mut self.write_timer,
+            cx
+        ));
         let err = ServerError::WriteTimeout {
             timeout_ms: millis(t),
             pending: self.wbuf.len(),
         };
         Poll::Ready(Err(self.write_failed(err)))
+    }
+
+    /// Plain mode: writes one large frame from `payload` behind the queued bytes with
+    /// vectored writes ([`VectoredFrame`]), without copying it into the write buffer. Waits
+    /// until the socket has taken it, under the write timeout.
+    async fn write_through(&mut self, payload: &[u8]) -> Result<(), ServerError> {
+        if self.write_closed {
+            return Err(Self::closed_for_sending());
+        }
+        if let Err(e) = self.codec.header(payload.len()) {
+            // Nothing was queued; the stream is still in sync.
+            let err = ServerError::from(e);
+            self.count_and_log(&err, "send");
+            return Err(err);
+        }
+        self.publish_frames_out();
+        let Connection {
+            io,
+            codec,
+            wbuf,
+            server,
+            write_since,
+            write_timer,
+            ..
+        } = self;
+        // Cannot fail: the length was checked just above.
+        let mut frame = VectoredFrame::new(codec, payload, wbuf)?;
+        let timeout = server.shared.config.write_timeout;
+        let result = poll_fn(|cx| {
+            while !frame.is_written() {
+                match frame.poll_write(Pin::new(&mut **io), cx) {
+                    Poll::Ready(Ok(n)) => {
+                        bump(&server.shared.counters.bytes_out, n as u64);
+                        *write_since = None;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(ServerError::from(e))),
+                    Poll::Pending => {
+                        let t = ready!(poll_write_deadline(timeout, write_since, write_timer, cx));
+                        return Poll::Ready(Err(ServerError::WriteTimeout {
+                            timeout_ms: millis(t),
+                            pending: frame.unwritten(),
+                        }));
+                    }
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await;
+        // If this future is dropped before the frame is written, `frame`'s drop queues what
+        // is left of it, so the next flush completes it (it is then not counted in
+        // `frames_out`).
+        drop(frame);
+        match result {
+            Ok(()) => {
+                self.frames_out_unpublished += 1;
+                if self.wbuf.capacity() > 0 {
+                    self.wbuf = BytesMut::new();
+                }
+                self.write_since = None;
+                Ok(())
+            }
+            Err(err) => Err(self.write_failed(err)),
+        }
     }
 
     fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {

@@ -205,3 +205,33 @@ async fn serves_unix_sockets_through_the_listener_trait() {
     })
     .await;
 }
+
+/// Large frames (written from the handler's buffer with vectored writes) interleaved with small
+/// queued ones arrive whole and in order, and are counted.
+#[tokio::test]
+async fn large_and_small_sends_interleave_in_order() {
+    within(async {
+        let sizes = [5usize, 20_000, 0, 300_000, 9, 16 * 1024];
+        let server = spawn(Server::builder(), move |mut conn: Connection| async move {
+            for (i, &n) in sizes.iter().enumerate() {
+                conn.feed(vec![i as u8; n]).await?;
+            }
+            conn.flush().await?;
+            Ok::<_, ServerError>(())
+        })
+        .await;
+        let mut c = client(server.addr).await;
+        for (i, &n) in sizes.iter().enumerate() {
+            let frame = next_frame(&mut c).await.expect("a frame");
+            assert_eq!(frame.len(), n, "frame {i}");
+            assert!(frame.iter().all(|&b| b == i as u8), "frame {i} damaged");
+        }
+        assert!(closed_by_server(&mut c).await);
+        let stats = wait_for(&server.handle, |s| s.active == 0).await;
+        assert_eq!(stats.frames_out, sizes.len() as u64);
+        let wire: usize = sizes.iter().map(|n| n + 4).sum();
+        assert_eq!(stats.bytes_out, wire as u64);
+        server.stop().await;
+    })
+    .await;
+}

@@ -88,15 +88,26 @@ async fn stall_timeout_does_not_fire_for_a_half_header_that_completes_in_time() 
 
 #[tokio::test]
 async fn write_timeout_fails_sends_to_a_peer_that_stopped_reading() {
+    // 64 KiB frames go out with vectored writes straight from the handler's buffer.
+    write_timeout_with_frames_of(64 * 1024).await;
+}
+
+#[tokio::test]
+async fn write_timeout_fails_buffered_sends_to_a_peer_that_stopped_reading() {
+    // 1 KiB frames are copied into the write buffer first.
+    write_timeout_with_frames_of(1024).await;
+}
+
+async fn write_timeout_with_frames_of(size: usize) {
     within(async {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let builder = Server::builder().write_timeout(Some(T)).state(tx);
         let server = spawn(
             builder,
-            |mut conn: Connection<mpsc::UnboundedSender<ErrorKind>>| async move {
-                let chunk = vec![7u8; 64 * 1024];
-                // Bounded: 4096 x 64 KiB is far more than any socket buffer pair holds.
-                for _ in 0..4096 {
+            move |mut conn: Connection<mpsc::UnboundedSender<ErrorKind>>| async move {
+                let chunk = vec![7u8; size];
+                // Bounded: 256 MiB is far more than any socket buffer pair holds.
+                for _ in 0..(256 << 20) / size {
                     if let Err(e) = conn.send(&chunk).await {
                         let _ = conn.state().send(e.kind());
                         return Err(e);
