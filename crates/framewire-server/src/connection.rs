@@ -517,13 +517,20 @@ impl<S> Connection<S> {
     /// queued; in ack mode, waits for room in the peer's window. Use it to send many messages
     /// with one write, then [`flush`](Connection::flush).
     ///
+    /// In plain mode a payload of at least
+    /// [`VECTORED_WRITE_MIN`](framewire_codec::VECTORED_WRITE_MIN) bytes (16 KiB) is not
+    /// copied into the write buffer: it is written at once from `frame`, behind what was
+    /// queued before it, with vectored writes, so `feed` then waits (under the write timeout)
+    /// until the socket has taken it.
+    ///
     /// # Errors
     ///
     /// As [`send`](Connection::send).
     ///
     /// # Cancellation safety
     ///
-    /// If dropped before completing, the message was not queued.
+    /// If dropped before completing, the message was not queued, or (a large payload already
+    /// partly written) the rest of it was queued, so the stream never carries half a frame.
     pub async fn feed(&mut self, frame: impl AsRef<[u8]>) -> Result<(), ServerError> {
         let frame = frame.as_ref();
         if frame.len() >= VECTORED_WRITE_MIN && self.ack.is_none() {
