@@ -25,12 +25,13 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
 use framewire_codec::ack::{AckError, AckFramed, AckFramedBuilder, Delivery, DATA_HEADER_LEN};
 use framewire_codec::{FrameCodecBuilder, FrameError};
+use futures_util::task::AtomicWaker;
 use futures_util::{Sink, Stream};
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -147,8 +148,33 @@ impl Stop {
     }
 }
 
-/// State shared by the handles and the driver.
+/// The waker the connection is polled with, by the driver and by the receiving half alike.
+///
+/// A socket keeps one read waker, and both tasks read the connection (the driver for ACKs,
+/// the receiving half for DATA). Polled with their own wakers they would keep replacing each
+/// other's registration, and `AckFramed` then wakes the other side after each of its reads so
+/// that it re-registers: two tasks waiting on a quiet socket wake each other in a loop (a
+/// full core). Polled with this one waker, whose clones all `will_wake` each other, the
+/// registration stays put and a readiness event wakes both tasks once.
 #[derive(Debug, Default)]
+struct IoWakers {
+    driver: AtomicWaker,
+    receiver: AtomicWaker,
+}
+
+impl Wake for IoWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.driver.wake();
+        self.receiver.wake();
+    }
+}
+
+/// State shared by the handles and the driver.
+#[derive(Debug)]
 struct Shared {
     inbox: Mutex<Inbox>,
     /// The current connection. The driver polls its sink side; the receiving half polls its
@@ -171,6 +197,31 @@ struct Shared {
     max_payload: AtomicUsize,
     /// Notified when the window gains room or the client stops.
     room: Notify,
+    /// Where the driver and the receiving half register before polling the connection.
+    io: Arc<IoWakers>,
+    /// `io` as the waker the connection is polled with.
+    io_waker: Waker,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        let io = Arc::new(IoWakers::default());
+        Shared {
+            inbox: Mutex::default(),
+            slot: Mutex::default(),
+            next_id: Mutex::default(),
+            accepted: AtomicU64::default(),
+            settled: AtomicU64::default(),
+            received: AtomicU64::default(),
+            reconnects: AtomicU64::default(),
+            redeliveries: AtomicU64::default(),
+            window: AtomicU64::default(),
+            max_payload: AtomicUsize::default(),
+            room: Notify::new(),
+            io_waker: Waker::from(Arc::clone(&io)),
+            io,
+        }
+    }
 }
 
 impl Shared {
@@ -573,6 +624,10 @@ impl Driver {
         let Some(conn) = slot.conn.as_mut() else {
             return Poll::Ready(Outcome::Done);
         };
+        // The connection is polled with the shared waker (see `IoWakers`); everything else
+        // with the driver's own.
+        shared.io.driver.register(cx.waker());
+        let io_cx = &mut Context::from_waker(&shared.io_waker);
         loop {
             let mut progress = false;
 
@@ -602,7 +657,7 @@ impl Driver {
                     }
                 }
                 let Some(s) = self.pending.take() else { break };
-                match Pin::new(&mut *conn).poll_ready(cx) {
+                match Pin::new(&mut *conn).poll_ready(io_cx) {
                     Poll::Ready(Ok(())) => {
                         match conn.start_send_flagged(s.payload.clone(), false) {
                             Ok(seq) => self.tracked.push_back(Tracked {
@@ -638,7 +693,7 @@ impl Driver {
 
             // 2. Write what is queued and read acks while anything is unacknowledged.
             if !self.tracked.is_empty() || !self.closing.is_empty() {
-                if let Poll::Ready(Err(e)) = Pin::new(&mut *conn).poll_flush(cx) {
+                if let Poll::Ready(Err(e)) = Pin::new(&mut *conn).poll_flush(io_cx) {
                     return Poll::Ready(classify(e));
                 }
             }
@@ -661,7 +716,7 @@ impl Driver {
                         continue;
                     }
                 }
-                if let Poll::Ready(r) = Pin::new(&mut *conn).poll_close(cx) {
+                if let Poll::Ready(r) = Pin::new(&mut *conn).poll_close(io_cx) {
                     // The FIN is out (after the acks for everything the receiving half took);
                     // the receiving half goes on reading until the peer closes its side.
                     let outcome = match &r {
@@ -1262,15 +1317,17 @@ impl AckReceiver {
             // Reconnecting.
             return Poll::Pending;
         };
-        let outcome = match Pin::new(conn).poll_next(cx) {
-            Poll::Ready(Some(Ok(delivery))) => {
-                self.shared.received.fetch_add(1, Ordering::Relaxed);
-                return Poll::Ready(Ok(Some(delivery)));
-            }
-            Poll::Ready(Some(Err(e))) => classify(e),
-            Poll::Ready(None) => Outcome::EndOfStream,
-            Poll::Pending => return Poll::Pending,
-        };
+        self.shared.io.receiver.register(cx.waker());
+        let outcome =
+            match Pin::new(conn).poll_next(&mut Context::from_waker(&self.shared.io_waker)) {
+                Poll::Ready(Some(Ok(delivery))) => {
+                    self.shared.received.fetch_add(1, Ordering::Relaxed);
+                    return Poll::Ready(Ok(Some(delivery)));
+                }
+                Poll::Ready(Some(Err(e))) => classify(e),
+                Poll::Ready(None) => Outcome::EndOfStream,
+                Poll::Pending => return Poll::Pending,
+            };
         slot.reported = Some(outcome);
         drop(slot);
         if let Some(w) = self.shared.inbox().driver_waker.take() {
