@@ -1151,45 +1151,61 @@ impl AckSender {
                 max,
             }));
         }
+        let mut payload = payload;
         loop {
+            // Most sends find room: try before registering with `room` (registering and
+            // unregistering a waiter takes the Notify's lock twice).
+            payload = match self.try_accept(payload) {
+                Ok(accepted) => return accepted,
+                Err(payload) => payload,
+            };
             let notified = self.shared.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let mut next_id = self.shared.next_id();
-                if let Some(reason) = self.stopped_reason() {
-                    return Err(ClientError::NotSent { payload, reason });
-                }
-                let in_window = self
-                    .shared
-                    .accepted
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(self.shared.settled.load(Ordering::Relaxed));
-                if in_window < self.shared.window.load(Ordering::Relaxed) {
-                    let id = *next_id;
-                    let (tx, rx) = oneshot::channel();
-                    let cmd = Cmd::Send(SendCmd {
-                        id,
-                        payload,
-                        receipt: tx,
-                    });
-                    if let Err(mpsc::error::SendError(cmd)) = self.cmds.send(cmd) {
-                        let payload = match cmd {
-                            Cmd::Send(s) => s.payload,
-                            Cmd::Flush(_) | Cmd::Close(_) => Bytes::new(),
-                        };
-                        return Err(ClientError::NotSent {
-                            payload,
-                            reason: "the client's background task ended".to_string(),
-                        });
-                    }
-                    *next_id += 1;
-                    self.shared.accepted.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Receipt { id, rx });
-                }
-            }
+            // Room may have come between the check and the registration.
+            payload = match self.try_accept(payload) {
+                Ok(accepted) => return accepted,
+                Err(payload) => payload,
+            };
             notified.await;
         }
+    }
+
+    /// Queues `payload` if the window has room (`Ok` with the outcome: a receipt, or
+    /// `NotSent` if the client stopped); hands it back if the window is full.
+    fn try_accept(&self, payload: Bytes) -> Result<Result<Receipt, ClientError>, Bytes> {
+        let mut next_id = self.shared.next_id();
+        if let Some(reason) = self.stopped_reason() {
+            return Ok(Err(ClientError::NotSent { payload, reason }));
+        }
+        let in_window = self
+            .shared
+            .accepted
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.shared.settled.load(Ordering::Relaxed));
+        if in_window >= self.shared.window.load(Ordering::Relaxed) {
+            return Err(payload);
+        }
+        let id = *next_id;
+        let (tx, rx) = oneshot::channel();
+        let cmd = Cmd::Send(SendCmd {
+            id,
+            payload,
+            receipt: tx,
+        });
+        if let Err(mpsc::error::SendError(cmd)) = self.cmds.send(cmd) {
+            let payload = match cmd {
+                Cmd::Send(s) => s.payload,
+                Cmd::Flush(_) | Cmd::Close(_) => Bytes::new(),
+            };
+            return Ok(Err(ClientError::NotSent {
+                payload,
+                reason: "the client's background task ended".to_string(),
+            }));
+        }
+        *next_id += 1;
+        self.shared.accepted.fetch_add(1, Ordering::Relaxed);
+        Ok(Ok(Receipt { id, rx }))
     }
 
     /// `Some(reason)` once the client stopped accepting sends.
