@@ -11,6 +11,9 @@
 //! * [`AckSender::flush`] resolves when every message accepted so far has been acknowledged.
 //! * [`AckReceiver::recv`] polls the connection's receiving side itself and takes the next
 //!   message from the peer; only then is it acknowledged.
+//! * [`AckSender::close`] is a half-close: once every receipt resolved, the sending direction
+//!   is shut, and the receiving half goes on delivering the peer's messages until the peer
+//!   closes its side. [`AckClient::close`] closes both halves.
 //!
 //! When the connection drops, the driver reconnects according to the [`ReconnectPolicy`],
 //! first resends every unacknowledged message, in order, flagged as a redelivery, then carries
@@ -22,12 +25,13 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
 use framewire_codec::ack::{AckError, AckFramed, AckFramedBuilder, Delivery, DATA_HEADER_LEN};
 use framewire_codec::{FrameCodecBuilder, FrameError};
+use futures_util::task::AtomicWaker;
 use futures_util::{Sink, Stream};
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -71,8 +75,12 @@ impl AckSettings {
 enum Stop {
     /// The peer closed cleanly with nothing unacknowledged.
     PeerClosed,
-    /// [`AckClient::close`] completed.
+    /// [`AckSender::close`] completed and then the peer closed its side too (or the receiving
+    /// half was dropped).
     Closed,
+    /// After [`AckSender::close`], the connection failed while the receiving half was still
+    /// reading the peer's messages. Nothing of ours was unacknowledged.
+    LostAfterClose { reason: String },
     /// The reconnect policy gave up.
     GaveUp {
         attempts: u32,
@@ -92,6 +100,9 @@ impl Stop {
         match self {
             Stop::PeerClosed => "the peer closed the connection".to_string(),
             Stop::Closed => "the client was closed".to_string(),
+            Stop::LostAfterClose { reason } => {
+                format!("the connection failed after the sending half closed: {reason}")
+            }
             other => other.error().to_string(),
         }
     }
@@ -99,7 +110,7 @@ impl Stop {
     /// The error for calls that wait on delivery (flush, close) and for the receiver.
     fn error(&self) -> ClientError {
         match self {
-            Stop::PeerClosed | Stop::Closed => ClientError::Stopped {
+            Stop::PeerClosed | Stop::Closed | Stop::LostAfterClose { .. } => ClientError::Stopped {
                 reason: self.reason(),
             },
             Stop::GaveUp {
@@ -123,7 +134,7 @@ impl Stop {
     /// What `flush`/`close` return once stopped: nothing is unacknowledged after a clean end.
     fn flush_result(&self) -> Result<(), ClientError> {
         match self {
-            Stop::PeerClosed | Stop::Closed => Ok(()),
+            Stop::PeerClosed | Stop::Closed | Stop::LostAfterClose { .. } => Ok(()),
             _ => Err(self.error()),
         }
     }
@@ -137,8 +148,33 @@ impl Stop {
     }
 }
 
-/// State shared by the handles and the driver.
+/// The waker the connection is polled with, by the driver and by the receiving half alike.
+///
+/// A socket keeps one read waker, and both tasks read the connection (the driver for ACKs,
+/// the receiving half for DATA). Polled with their own wakers they would keep replacing each
+/// other's registration, and `AckFramed` then wakes the other side after each of its reads so
+/// that it re-registers: two tasks waiting on a quiet socket wake each other in a loop (a
+/// full core). Polled with this one waker, whose clones all `will_wake` each other, the
+/// registration stays put and a readiness event wakes both tasks once.
 #[derive(Debug, Default)]
+struct IoWakers {
+    driver: AtomicWaker,
+    receiver: AtomicWaker,
+}
+
+impl Wake for IoWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.driver.wake();
+        self.receiver.wake();
+    }
+}
+
+/// State shared by the handles and the driver.
+#[derive(Debug)]
 struct Shared {
     inbox: Mutex<Inbox>,
     /// The current connection. The driver polls its sink side; the receiving half polls its
@@ -161,6 +197,31 @@ struct Shared {
     max_payload: AtomicUsize,
     /// Notified when the window gains room or the client stops.
     room: Notify,
+    /// Where the driver and the receiving half register before polling the connection.
+    io: Arc<IoWakers>,
+    /// `io` as the waker the connection is polled with.
+    io_waker: Waker,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        let io = Arc::new(IoWakers::default());
+        Shared {
+            inbox: Mutex::default(),
+            slot: Mutex::default(),
+            next_id: Mutex::default(),
+            accepted: AtomicU64::default(),
+            settled: AtomicU64::default(),
+            received: AtomicU64::default(),
+            reconnects: AtomicU64::default(),
+            redeliveries: AtomicU64::default(),
+            window: AtomicU64::default(),
+            max_payload: AtomicUsize::default(),
+            room: Notify::new(),
+            io_waker: Waker::from(Arc::clone(&io)),
+            io,
+        }
+    }
 }
 
 impl Shared {
@@ -216,6 +277,8 @@ struct Inbox {
     end: Option<Stop>,
     /// Set (under `next_id`) when the driver stops accepting sends.
     stopping: bool,
+    /// Set with `stopping` when it is because of [`AckSender::close`].
+    sender_closed: bool,
     recv_waker: Option<Waker>,
     driver_waker: Option<Waker>,
     receiver_dropped: bool,
@@ -255,8 +318,12 @@ enum Outcome {
     /// The receiving half saw the end of the stream: the driver decides between
     /// `PeerClosed` and `Drop`.
     EndOfStream,
-    /// `close()` finished, or every handle is gone and nothing is unacknowledged.
+    /// Every handle is gone and nothing is unacknowledged.
     Done,
+    /// `AckSender::close` shut the sending direction: the receiving half may still read.
+    SenderClosed,
+    /// Shutting the sending direction failed (everything was acknowledged before).
+    CloseFailed(String),
 }
 
 fn classify(e: AckError) -> Outcome {
@@ -285,7 +352,8 @@ struct Driver {
     /// The id of the last send taken from the queue.
     last_id: u64,
     flushes: Vec<(u64, oneshot::Sender<Result<(), ClientError>>)>,
-    closing: Option<oneshot::Sender<Result<(), ClientError>>>,
+    /// `close` calls waiting (clones of the sender may each call it).
+    closing: Vec<oneshot::Sender<Result<(), ClientError>>>,
     senders_gone: bool,
     /// When the current connection counts as dead if no ack arrives (with messages in
     /// flight and an ack timeout configured).
@@ -299,9 +367,25 @@ impl Driver {
         self.install(conn);
         loop {
             let outcome = poll_fn(|cx| self.poll_connected(cx)).await;
+            let outcome = match outcome {
+                Outcome::SenderClosed => {
+                    // The connection stays in the slot for the receiving half.
+                    let stop = poll_fn(|cx| self.poll_half_closed(cx)).await;
+                    self.shared.slot().conn = None;
+                    self.stop(stop).await;
+                    return;
+                }
+                Outcome::CloseFailed(reason) => {
+                    // Nothing of ours is unacknowledged: no reconnect.
+                    self.shared.slot().conn = None;
+                    self.stop(Stop::LostAfterClose { reason }).await;
+                    return;
+                }
+                other => other,
+            };
             let conn = self.shared.slot().conn.take();
             match outcome {
-                Outcome::Done => {
+                Outcome::Done | Outcome::SenderClosed | Outcome::CloseFailed(_) => {
                     self.stop(Stop::Closed).await;
                     return;
                 }
@@ -540,6 +624,10 @@ impl Driver {
         let Some(conn) = slot.conn.as_mut() else {
             return Poll::Ready(Outcome::Done);
         };
+        // The connection is polled with the shared waker (see `IoWakers`); everything else
+        // with the driver's own.
+        shared.io.driver.register(cx.waker());
+        let io_cx = &mut Context::from_waker(&shared.io_waker);
         loop {
             let mut progress = false;
 
@@ -561,7 +649,7 @@ impl Driver {
                             progress = true;
                         }
                         Poll::Ready(Some(Cmd::Close(done))) => {
-                            self.closing = Some(done);
+                            self.closing.push(done);
                             progress = true;
                         }
                         Poll::Ready(None) => self.senders_gone = true,
@@ -569,7 +657,7 @@ impl Driver {
                     }
                 }
                 let Some(s) = self.pending.take() else { break };
-                match Pin::new(&mut *conn).poll_ready(cx) {
+                match Pin::new(&mut *conn).poll_ready(io_cx) {
                     Poll::Ready(Ok(())) => {
                         match conn.start_send_flagged(s.payload.clone(), false) {
                             Ok(seq) => self.tracked.push_back(Tracked {
@@ -604,8 +692,8 @@ impl Driver {
             }
 
             // 2. Write what is queued and read acks while anything is unacknowledged.
-            if !self.tracked.is_empty() || self.closing.is_some() {
-                if let Poll::Ready(Err(e)) = Pin::new(&mut *conn).poll_flush(cx) {
+            if !self.tracked.is_empty() || !self.closing.is_empty() {
+                if let Poll::Ready(Err(e)) = Pin::new(&mut *conn).poll_flush(io_cx) {
                     return Poll::Ready(classify(e));
                 }
             }
@@ -614,13 +702,32 @@ impl Driver {
                 return Poll::Ready(Outcome::Drop(reason));
             }
 
-            // 3. Close once everything is acknowledged.
-            if self.closing.is_some() && self.pending.is_none() && self.tracked.is_empty() {
-                if let Poll::Ready(r) = Pin::new(&mut *conn).poll_close(cx) {
-                    if let Some(done) = self.closing.take() {
-                        let _ = done.send(r.map_err(ClientError::Ack));
+            // 3. Close the sending direction once everything is acknowledged.
+            if !self.closing.is_empty()
+                && self.pending.is_none()
+                && self.tracked.is_empty()
+                && self.backlog.is_empty()
+            {
+                if !self.shared.inbox().sender_closed {
+                    // From now on `send` refuses; sends accepted before that (from other
+                    // clones, queued behind the close) still go out first.
+                    self.freeze_queue_for_close();
+                    if !self.backlog.is_empty() {
+                        continue;
                     }
-                    return Poll::Ready(Outcome::Done);
+                }
+                if let Poll::Ready(r) = Pin::new(&mut *conn).poll_close(io_cx) {
+                    // The FIN is out (after the acks for everything the receiving half took);
+                    // the receiving half goes on reading until the peer closes its side.
+                    let outcome = match &r {
+                        Ok(()) => Outcome::SenderClosed,
+                        Err(e) => Outcome::CloseFailed(e.to_string()),
+                    };
+                    let mut r = r.map_err(ClientError::Ack);
+                    for done in self.closing.drain(..) {
+                        let _ = done.send(std::mem::replace(&mut r, Ok(())));
+                    }
+                    return Poll::Ready(outcome);
                 }
             }
 
@@ -654,6 +761,58 @@ impl Driver {
         true
     }
 
+    /// After the sending half closed: answers commands (nothing of ours is unacknowledged)
+    /// until the receiving half saw the end of the connection, or was dropped. Ready with
+    /// how the client ends.
+    fn poll_half_closed(&mut self, cx: &mut Context<'_>) -> Poll<Stop> {
+        {
+            let mut inbox = self.shared.inbox();
+            if inbox.receiver_dropped {
+                return Poll::Ready(Stop::Closed);
+            }
+            match &inbox.driver_waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => inbox.driver_waker = Some(cx.waker().clone()),
+            }
+        }
+        match self.shared.slot().reported.take() {
+            Some(Outcome::Violation(error)) => {
+                return Poll::Ready(Stop::Protocol {
+                    error: Arc::new(error),
+                    unacked: Vec::new(),
+                })
+            }
+            Some(Outcome::Drop(reason)) => return Poll::Ready(Stop::LostAfterClose { reason }),
+            Some(_) => return Poll::Ready(Stop::Closed),
+            None => {}
+        }
+        while !self.senders_gone {
+            match self.cmds.poll_recv(cx) {
+                Poll::Ready(Some(Cmd::Flush(done) | Cmd::Close(done))) => {
+                    let _ = done.send(Ok(()));
+                }
+                // Not accepted after the close (`stopping` is set); `stop` answers it.
+                Poll::Ready(Some(cmd @ Cmd::Send(_))) => self.backlog.push_back(cmd),
+                Poll::Ready(None) => self.senders_gone = true,
+                Poll::Pending => break,
+            }
+        }
+        Poll::Pending
+    }
+
+    /// [`freeze_queue`](Self::freeze_queue) because the sending half closes.
+    fn freeze_queue_for_close(&mut self) {
+        let _ids = self.shared.next_id();
+        {
+            let mut inbox = self.shared.inbox();
+            inbox.stopping = true;
+            inbox.sender_closed = true;
+        }
+        while let Ok(cmd) = self.cmds.try_recv() {
+            self.backlog.push_back(cmd);
+        }
+    }
+
     /// Marks the client stopped (no send is accepted from now on) and moves every queued
     /// command into the backlog, so that the unacked list is final.
     fn freeze_queue(&mut self) {
@@ -684,7 +843,7 @@ impl Driver {
         for (_, done) in self.flushes.drain(..) {
             let _ = done.send(stop.flush_result());
         }
-        if let Some(done) = self.closing.take() {
+        for done in self.closing.drain(..) {
             let _ = done.send(stop.flush_result());
         }
         {
@@ -784,6 +943,10 @@ impl Future for Receipt {
 ///   finds the connection dead and is delivered over a new one. A protocol violation by the peer ends it with
 ///   [`ClientError::Protocol`] (no reconnect: the peer, not the network, is at fault).
 ///
+/// * [`close`](Self::close) waits for every receipt and closes both halves. After
+///   [`split`](Self::split), [`AckSender::close`] is a half-close: the receiving half keeps
+///   delivering the peer's messages until the peer closes its side.
+///
 /// The first connection is not retried: [`connect_ack`](crate::ClientBuilder::connect_ack)
 /// reports its failure directly. A message counts as delivered at least once: a message
 /// whose ack was lost with the connection is delivered again, flagged, so the receiving side
@@ -833,7 +996,7 @@ impl AckClient {
             tracked: VecDeque::new(),
             last_id: 0,
             flushes: Vec::new(),
-            closing: None,
+            closing: Vec::new(),
             senders_gone: false,
             ack_deadline: None,
             deadline_acked: 0,
@@ -924,13 +1087,22 @@ impl AckClient {
         (self.tx, self.rx)
     }
 
-    /// See [`AckSender::close`].
+    /// Closes both halves: waits for every receipt (as [`flush`](Self::flush)), then shuts
+    /// the connection without waiting for the peer to close its side, so it takes as long as
+    /// the acks do (bounded by the [ack timeout](crate::ClientBuilder::ack_timeout) and the
+    /// [`ReconnectPolicy`] when messages are unacknowledged), not longer. Messages from the
+    /// peer that were not taken with [`recv`](Self::recv) are not acknowledged, so the peer
+    /// still holds them as unacknowledged (see [`AckSender::close`] for a half-close that
+    /// keeps receiving).
     ///
     /// # Errors
     ///
     /// As [`AckSender::close`].
     pub async fn close(self) -> Result<(), ClientError> {
-        self.tx.close().await
+        let AckClient { tx, rx } = self;
+        // Nobody receives any more: the connection ends as soon as the FIN is out.
+        drop(rx);
+        tx.close().await
     }
 }
 
@@ -979,45 +1151,61 @@ impl AckSender {
                 max,
             }));
         }
+        let mut payload = payload;
         loop {
+            // Most sends find room: try before registering with `room` (registering and
+            // unregistering a waiter takes the Notify's lock twice).
+            payload = match self.try_accept(payload) {
+                Ok(accepted) => return accepted,
+                Err(payload) => payload,
+            };
             let notified = self.shared.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let mut next_id = self.shared.next_id();
-                if let Some(reason) = self.stopped_reason() {
-                    return Err(ClientError::NotSent { payload, reason });
-                }
-                let in_window = self
-                    .shared
-                    .accepted
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(self.shared.settled.load(Ordering::Relaxed));
-                if in_window < self.shared.window.load(Ordering::Relaxed) {
-                    let id = *next_id;
-                    let (tx, rx) = oneshot::channel();
-                    let cmd = Cmd::Send(SendCmd {
-                        id,
-                        payload,
-                        receipt: tx,
-                    });
-                    if let Err(mpsc::error::SendError(cmd)) = self.cmds.send(cmd) {
-                        let payload = match cmd {
-                            Cmd::Send(s) => s.payload,
-                            Cmd::Flush(_) | Cmd::Close(_) => Bytes::new(),
-                        };
-                        return Err(ClientError::NotSent {
-                            payload,
-                            reason: "the client's background task ended".to_string(),
-                        });
-                    }
-                    *next_id += 1;
-                    self.shared.accepted.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Receipt { id, rx });
-                }
-            }
+            // Room may have come between the check and the registration.
+            payload = match self.try_accept(payload) {
+                Ok(accepted) => return accepted,
+                Err(payload) => payload,
+            };
             notified.await;
         }
+    }
+
+    /// Queues `payload` if the window has room (`Ok` with the outcome: a receipt, or
+    /// `NotSent` if the client stopped); hands it back if the window is full.
+    fn try_accept(&self, payload: Bytes) -> Result<Result<Receipt, ClientError>, Bytes> {
+        let mut next_id = self.shared.next_id();
+        if let Some(reason) = self.stopped_reason() {
+            return Ok(Err(ClientError::NotSent { payload, reason }));
+        }
+        let in_window = self
+            .shared
+            .accepted
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.shared.settled.load(Ordering::Relaxed));
+        if in_window >= self.shared.window.load(Ordering::Relaxed) {
+            return Err(payload);
+        }
+        let id = *next_id;
+        let (tx, rx) = oneshot::channel();
+        let cmd = Cmd::Send(SendCmd {
+            id,
+            payload,
+            receipt: tx,
+        });
+        if let Err(mpsc::error::SendError(cmd)) = self.cmds.send(cmd) {
+            let payload = match cmd {
+                Cmd::Send(s) => s.payload,
+                Cmd::Flush(_) | Cmd::Close(_) => Bytes::new(),
+            };
+            return Ok(Err(ClientError::NotSent {
+                payload,
+                reason: "the client's background task ended".to_string(),
+            }));
+        }
+        *next_id += 1;
+        self.shared.accepted.fetch_add(1, Ordering::Relaxed);
+        Ok(Ok(Receipt { id, rx }))
     }
 
     /// `Some(reason)` once the client stopped accepting sends.
@@ -1026,12 +1214,11 @@ impl AckSender {
         if !inbox.stopping {
             return None;
         }
-        Some(
-            inbox
-                .end
-                .as_ref()
-                .map_or_else(|| "the client is stopping".to_string(), Stop::reason),
-        )
+        Some(match &inbox.end {
+            Some(end) => end.reason(),
+            None if inbox.sender_closed => "the sending half was closed".to_string(),
+            None => "the client is stopping".to_string(),
+        })
     }
 
     /// Waits until every message accepted by [`send`](Self::send) before this call has been
@@ -1050,12 +1237,24 @@ impl AckSender {
         self.request(Cmd::Flush).await
     }
 
-    /// Waits for every receipt (as [`flush`](Self::flush)), then closes the connection. With
-    /// split halves, the receiving half sees the end (`Ok(None)`) afterwards.
+    /// Half-close: waits for every receipt (as [`flush`](Self::flush)), then shuts the
+    /// connection's sending direction (the peer's stream ends; a FIN on TCP) and returns,
+    /// without waiting for the peer. From then on every [`send`](Self::send), from any
+    /// clone, fails with [`ClientError::NotSent`] (sends accepted before the close still
+    /// go out first), and `flush`/`close` return `Ok`.
+    ///
+    /// The [`AckReceiver`] keeps delivering what the peer sends until the peer closes its
+    /// side, then returns `Ok(None)`; dropping it ends the connection early. The acks for
+    /// every message it took before the close go out before the FIN. Messages it takes after
+    /// the close cannot be acknowledged (acks travel on the direction that is now shut): they
+    /// are delivered, but the peer sees them as unacknowledged, and since the peer can have
+    /// at most the window this client granted unacknowledged, at most that many arrive after
+    /// the close. Without a receiving half (dropped, or [`AckClient::close`]) the connection
+    /// is closed right after the FIN.
     ///
     /// # Errors
     ///
-    /// As [`flush`](Self::flush), and transport errors while closing.
+    /// As [`flush`](Self::flush), and transport errors while shutting the sending direction.
     pub async fn close(self) -> Result<(), ClientError> {
         self.request(Cmd::Close).await
     }
@@ -1096,11 +1295,15 @@ impl AckReceiver {
     /// message is acknowledged to the peer once taken here: `recv` reads the connection
     /// itself, so an ack never covers a message the application has not asked for. While the
     /// client reconnects, `recv` waits for the new connection. `Ok(None)` when the connection
-    /// ended cleanly (peer closed with nothing unacknowledged, or the client was closed).
+    /// ended cleanly: the peer closed with nothing unacknowledged, or, after
+    /// [`AckSender::close`], the peer closed its side too (messages the peer sends after that
+    /// close are still delivered, see there).
     ///
     /// # Errors
     ///
-    /// [`ClientError::GaveUp`] / [`ClientError::Protocol`] when the client stopped.
+    /// [`ClientError::GaveUp`] / [`ClientError::Protocol`] when the client stopped;
+    /// [`ClientError::Stopped`] if, after [`AckSender::close`], the connection failed before
+    /// the peer closed its side (the peer may not have sent everything).
     ///
     /// # Cancellation safety
     ///
@@ -1130,15 +1333,17 @@ impl AckReceiver {
             // Reconnecting.
             return Poll::Pending;
         };
-        let outcome = match Pin::new(conn).poll_next(cx) {
-            Poll::Ready(Some(Ok(delivery))) => {
-                self.shared.received.fetch_add(1, Ordering::Relaxed);
-                return Poll::Ready(Ok(Some(delivery)));
-            }
-            Poll::Ready(Some(Err(e))) => classify(e),
-            Poll::Ready(None) => Outcome::EndOfStream,
-            Poll::Pending => return Poll::Pending,
-        };
+        self.shared.io.receiver.register(cx.waker());
+        let outcome =
+            match Pin::new(conn).poll_next(&mut Context::from_waker(&self.shared.io_waker)) {
+                Poll::Ready(Some(Ok(delivery))) => {
+                    self.shared.received.fetch_add(1, Ordering::Relaxed);
+                    return Poll::Ready(Ok(Some(delivery)));
+                }
+                Poll::Ready(Some(Err(e))) => classify(e),
+                Poll::Ready(None) => Outcome::EndOfStream,
+                Poll::Pending => return Poll::Pending,
+            };
         slot.reported = Some(outcome);
         drop(slot);
         if let Some(w) = self.shared.inbox().driver_waker.take() {

@@ -365,3 +365,37 @@ async fn ack_reconnect_to_the_real_server_through_a_flaky_proxy() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn ack_half_close_with_the_real_server() {
+    within(async {
+        let (addr, handle) = spawn_real_server_with(Echo::MIRROR, Some(64)).await;
+        let client = Client::builder()
+            .ack_window(64)
+            .reconnect(ReconnectPolicy::never())
+            .connect_ack(addr)
+            .await
+            .unwrap();
+        let (tx, mut rx) = client.split();
+        // 60 messages fit in the window the client grants: the server can echo them all
+        // without an ack from the client.
+        let sent = payloads(60);
+        for m in &sent {
+            drop(tx.send(m.clone()).await.unwrap());
+        }
+        tx.close().await.unwrap();
+        let mut got = Vec::new();
+        while let Some(d) = rx.recv().await.unwrap() {
+            got.push(d.payload);
+        }
+        assert_eq!(
+            got.len(),
+            sent.len(),
+            "every echo arrives after the sender closed"
+        );
+        assert!(got == sent, "echoes in order");
+        assert_eq!(handle.stats().frames_in, 60);
+        handle.shutdown();
+    })
+    .await;
+}
