@@ -135,10 +135,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Plain mode: how many bytes of frames fed without a flush are queued before they are
-    /// written in one system call (default [`DEFAULT_WRITE_BUFFER_LIMIT`], 64 KiB; values
-    /// below 1 act as 1). Payloads of at least [`VECTORED_WRITE_MIN`](crate::VECTORED_WRITE_MIN) bytes are never copied
-    /// into this buffer; they are written from the caller's memory.
+    /// Plain mode: how many bytes of frames fed without a flush are buffered before the next
+    /// `feed` writes them out (default [`DEFAULT_WRITE_BUFFER_LIMIT`], 64 KiB; values below 1
+    /// act as 1). Payloads of at least [`VECTORED_WRITE_MIN`](crate::VECTORED_WRITE_MIN)
+    /// bytes are written from the caller's memory as far as the socket takes them at once.
     pub fn write_buffer_limit(&mut self, limit: usize) -> &mut Self {
         self.write_buffer_limit = limit.max(1);
         self

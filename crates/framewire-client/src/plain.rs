@@ -190,13 +190,14 @@ impl Client {
         self.tx.send(payload).await
     }
 
-    /// Buffers one frame without flushing (it is written when the buffer reaches
-    /// [`ClientBuilder::write_buffer_limit`], 64 KiB by default, or at the next
-    /// [`flush`](Client::flush)/[`send`](Client::send)). Use it to send a batch with one
-    /// system call. A payload of at least [`VECTORED_WRITE_MIN`](crate::VECTORED_WRITE_MIN)
-    /// bytes is not copied: it is written at once, together with what was buffered before it,
-    /// in one vectored write, so `feed` then waits until the socket has taken it (as `send`
-    /// does).
+    /// Buffers one frame without flushing. Once the buffer holds
+    /// [`ClientBuilder::write_buffer_limit`] bytes (64 KiB by default), the next `feed` first
+    /// writes it out; otherwise frames wait for [`flush`](Client::flush) or
+    /// [`send`](Client::send). Use it to send a batch with few system calls.
+    ///
+    /// A payload of at least [`VECTORED_WRITE_MIN`](crate::VECTORED_WRITE_MIN) bytes is not
+    /// copied first: it is written at once, behind what was buffered, with one vectored write,
+    /// as far as the socket takes it without waiting; only the rest is buffered.
     ///
     /// # Errors
     ///
@@ -204,9 +205,8 @@ impl Client {
     ///
     /// # Cancellation safety
     ///
-    /// If dropped before completing, the frame is either not buffered at all or buffered
-    /// whole (what a large payload had not yet written is copied into the buffer); the stream
-    /// never carries half a frame.
+    /// If dropped before completing, the frame was not buffered (the only wait is for a full
+    /// buffer to be written before the frame is touched).
     pub async fn feed(&mut self, payload: impl AsRef<[u8]>) -> Result<(), ClientError> {
         self.tx.feed(payload).await
     }

@@ -2,11 +2,12 @@
 //! batches, and large payloads are written straight from the caller's memory.
 //!
 //! `FramedWrite` writes whenever 8 KiB are buffered and copies every payload into its buffer.
-//! Here the batch is [`ClientBuilder::write_buffer_limit`](crate::ClientBuilder::write_buffer_limit)
-//! (64 KiB by default: an eighth of the system calls for small frames), and a payload of at
-//! least [`VECTORED_WRITE_MIN`] bytes is not copied: the queued bytes, its header and the
-//! payload go out in one vectored write ([`VectoredFrame`]). The buffer is released by every
-//! flush, so an idle connection holds none.
+//! Here the batch is
+//! [`ClientBuilder::write_buffer_limit`](crate::ClientBuilder::write_buffer_limit) (64 KiB by
+//! default: an eighth of the system calls for small frames), and a payload of at least
+//! [`VECTORED_WRITE_MIN`] bytes is written behind the buffered bytes with one vectored write
+//! ([`VectoredFrame`]) as far as the socket takes it at once; only the rest is copied. The
+//! buffer is released by every flush, so an idle connection holds none.
 
 use std::future::poll_fn;
 use std::io;
@@ -21,8 +22,8 @@ use tokio_util::codec::Encoder;
 use crate::transport::WriteHalf;
 
 /// Default [`ClientBuilder::write_buffer_limit`](crate::ClientBuilder::write_buffer_limit):
-/// 64 KiB. Frames fed without a flush are written in one system call once this much is queued,
-/// amortising the call over many small frames (tokio-util's `FramedWrite` writes every 8 KiB).
+/// 64 KiB. Once this much is queued, the next frame fed first writes the buffer out, so
+/// writes carry about this much (tokio-util's `FramedWrite` writes every 8 KiB).
 pub const DEFAULT_WRITE_BUFFER_LIMIT: usize = 64 * 1024;
 
 /// Why writing failed: the codec refused the frame (nothing was queued) or the socket failed.
@@ -53,34 +54,32 @@ impl FrameWriter {
         }
     }
 
-    /// Queues one frame (writing first if the buffer is at its limit), or writes a large one
-    /// at once from `payload`.
+    /// Queues one frame, writing the buffer first if it is at its limit. A payload of at
+    /// least [`VECTORED_WRITE_MIN`] bytes is written at once from `payload` (behind the
+    /// buffered bytes, one vectored write) as far as the socket takes it without waiting;
+    /// only the rest is copied into the buffer.
     ///
-    /// Cancellation safety: if dropped early, the frame is either not queued at all or queued
-    /// whole (the part of a large payload not yet written is copied into the buffer), so the
-    /// stream never holds half a frame.
+    /// Cancellation safety: the only wait is for the buffer to drain before the frame is
+    /// touched, so if dropped early the frame was not queued at all.
     pub(crate) async fn feed(&mut self, payload: &[u8]) -> Result<(), WriteError> {
-        if payload.len() >= VECTORED_WRITE_MIN {
-            let mut frame = VectoredFrame::new(&self.codec, payload, &mut self.buf)
-                .map_err(WriteError::Frame)?;
-            let io = &mut self.io;
-            return poll_fn(|cx| {
-                while !frame.is_written() {
-                    ready!(frame.poll_write(Pin::new(&mut *io), cx))?;
-                }
-                Poll::Ready(Ok(()))
-            })
-            .await
-            .map_err(WriteError::Io);
-        }
         if self.buf.len() >= self.limit {
             self.write_buffered().await.map_err(WriteError::Io)?;
         }
-        if self.buf.capacity() == 0 {
-            // Released by the last flush: take a whole batch's room at once rather than
-            // growing to it by doubling.
+        if payload.len() >= VECTORED_WRITE_MIN && self.io.is_write_vectored() {
+            let mut frame = VectoredFrame::new(&self.codec, payload, &mut self.buf)
+                .map_err(WriteError::Frame)?;
+            let io = &mut self.io;
+            poll_fn(|cx| Poll::Ready(frame.write_or_queue(Pin::new(&mut *io), cx)))
+                .await
+                .map_err(WriteError::Io)?;
+            return Ok(());
+        }
+        let needed = HEADER_LEN + payload.len();
+        if !self.buf.is_empty() && self.buf.capacity() - self.buf.len() < needed {
+            // A batch is building up: grow to a whole batch's room at once rather than by
+            // doubling. (A lone frame per flush gets a buffer of its own size.)
             self.buf
-                .reserve(self.limit.min(DEFAULT_WRITE_BUFFER_LIMIT) + HEADER_LEN + payload.len());
+                .reserve(self.limit.min(DEFAULT_WRITE_BUFFER_LIMIT).max(needed));
         }
         self.codec
             .encode(payload, &mut self.buf)

@@ -1,5 +1,7 @@
 //! Plain-mode client against an in-test echo server and scripted raw peers on loopback.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use std::time::Duration;
@@ -285,45 +287,65 @@ async fn close_returns_replies_still_on_their_way() {
 
 #[tokio::test]
 async fn close_timeout_bounds_the_flush_to_a_peer_that_never_reads() {
-    within(async {
-        // Accepts and never reads: the client's flush of a large frame can never finish.
-        let addr = spawn_scripted(|stream| async move {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            drop(stream);
-        })
-        .await;
-        let close_timeout = Duration::from_millis(300);
-        // Far more than loopback socket buffers hold, all queued in the client (small frames
-        // and a write buffer limit above the total, so `feed` never writes).
-        const FRAME: usize = 8 * 1024;
-        const FRAMES: usize = 1024;
-        let mut client = Client::builder()
-            .close_timeout(close_timeout)
-            .write_buffer_limit(2 * FRAMES * (FRAME + 4))
-            .connect(addr)
-            .await
-            .unwrap();
-        for _ in 0..FRAMES {
-            client.feed([7u8; FRAME]).await.unwrap();
-        }
-        // A hang guard, far above the close timeout: before the fix, close() never returned.
-        let closed = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
-        let err = closed
-            .expect("close() must give up within its close timeout")
-            .unwrap_err();
-        match err {
-            ClientError::CloseTimeout {
-                timeout_ms,
-                in_flight,
-            } => {
-                assert_eq!(timeout_ms, close_timeout.as_millis());
-                assert_eq!(in_flight.frames_sent, FRAMES as u64);
-                assert_eq!(in_flight.bytes_sent, (FRAMES * FRAME) as u64);
-            }
-            other => panic!("expected CloseTimeout, got {other:?}"),
-        }
+    // Far more than loopback socket buffers hold, all buffered in the client (small frames
+    // and a write buffer limit above the total, so `feed` never writes).
+    const FRAME: usize = 8 * 1024;
+    const FRAMES: usize = 1024;
+    within(close_to_a_peer_that_never_reads(
+        FRAMES,
+        FRAME,
+        2 * FRAMES * (FRAME + 4),
+    ))
+    .await;
+}
+
+/// A large frame fed to a peer that never reads is partly written and partly buffered; `feed`
+/// does not wait for the peer, and `close` gives up within its close timeout.
+#[tokio::test]
+async fn close_timeout_bounds_a_fed_large_frame() {
+    within(close_to_a_peer_that_never_reads(
+        1,
+        8 * 1024 * 1024 - 1,
+        64 * 1024,
+    ))
+    .await;
+}
+
+/// Feeds `frames` frames of `size` bytes to a peer that accepts and never reads, then closes:
+/// `close` must fail with `CloseTimeout` within its timeout, counting everything fed.
+async fn close_to_a_peer_that_never_reads(frames: usize, size: usize, limit: usize) {
+    let addr = spawn_scripted(|stream| async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(stream);
     })
     .await;
+    let close_timeout = Duration::from_millis(300);
+    let mut client = Client::builder()
+        .close_timeout(close_timeout)
+        .write_buffer_limit(limit)
+        .connect(addr)
+        .await
+        .unwrap();
+    let payload = vec![7u8; size];
+    for _ in 0..frames {
+        client.feed(&payload).await.unwrap();
+    }
+    // A hang guard, far above the close timeout: close() must give up by itself.
+    let closed = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+    let err = closed
+        .expect("close() must give up within its close timeout")
+        .unwrap_err();
+    match err {
+        ClientError::CloseTimeout {
+            timeout_ms,
+            in_flight,
+        } => {
+            assert_eq!(timeout_ms, close_timeout.as_millis());
+            assert_eq!(in_flight.frames_sent, frames as u64);
+            assert_eq!(in_flight.bytes_sent, (frames * size) as u64);
+        }
+        other => panic!("expected CloseTimeout, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -419,16 +441,15 @@ async fn large_payloads_are_written_in_order_with_buffered_frames() {
     .await;
 }
 
-/// A large `feed` abandoned half way (the peer is not reading, so the socket fills up) leaves
-/// the rest of its frame queued: after a flush the peer gets every frame whole, the stream in
-/// sync.
+/// A large `feed` to a peer that is not reading (the socket fills up) writes what the socket
+/// takes and buffers the rest without waiting; after a flush the peer gets every frame whole.
 #[tokio::test]
-async fn abandoned_large_feed_keeps_the_stream_whole() {
+async fn large_feed_to_a_full_socket_buffers_the_rest() {
     within(async {
         let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let addr = spawn_scripted(move |stream| async move {
-            // Read nothing until the client has given up on its big frame.
+            // Read nothing until the client has fed its big frame.
             let _ = go_rx.await;
             let _ = tx.send(read_frames(stream, 3).await);
         })
@@ -443,18 +464,20 @@ async fn abandoned_large_feed_keeps_the_stream_whole() {
         let big = Bytes::from(vec![0xab; BIG_FRAME_MAX]);
         let last = Bytes::from_static(b"after");
         client.feed(&first).await.unwrap();
-        let abandoned = tokio::time::timeout(Duration::from_millis(300), client.feed(&big)).await;
-        assert!(
-            abandoned.is_err(),
-            "the socket took 64 MiB without a reader"
-        );
+        client.feed(&big).await.unwrap();
         go_tx.send(()).unwrap();
         client.feed(&last).await.unwrap();
         client.flush().await.unwrap();
+        let counters = client.in_flight();
+        assert_eq!(counters.frames_sent, 3);
+        assert_eq!(
+            counters.bytes_sent,
+            (first.len() + big.len() + last.len()) as u64
+        );
         let received = rx.await.unwrap();
         assert_eq!(received.len(), 3);
         assert_eq!(received[0], first);
-        assert!(received[1] == big, "the abandoned frame arrived damaged");
+        assert!(received[1] == big, "the big frame arrived damaged");
         assert_eq!(received[2], last);
     })
     .await;

@@ -18,35 +18,38 @@ pub const VECTORED_WRITE_MIN: usize = 16 * 1024;
 /// payload reaches the socket without being copied into the write buffer first.
 ///
 /// `queue` is the connection's write buffer: whatever is in it goes out first, in the same
-/// system calls. If the `VectoredFrame` is dropped before the whole frame was written (the
-/// future driving it was cancelled, or the write failed), the part of the frame not yet
-/// written is appended to `queue`, so a later flush completes it and the stream never carries
-/// half a frame. If nothing of the frame was written, nothing is appended: the frame was
-/// simply not sent.
+/// system calls. [`write_or_queue`](Self::write_or_queue) writes while the socket takes bytes
+/// and appends what is left of the frame to `queue` when it would block, so it never waits
+/// and only the part the socket could not take right away is copied. If a `VectoredFrame` is
+/// dropped after part of the frame was written (an error, or a caller driving
+/// [`poll_write`](Self::poll_write) that gave up), the rest is appended to `queue` too: once
+/// the queue is flushed, the peer has the whole frame, never half of it. If nothing of the
+/// frame was written, nothing is appended.
 ///
 /// ```
 /// use bytes::BytesMut;
 /// use framewire_codec::{FrameCodec, VectoredFrame};
+/// use tokio::io::AsyncReadExt;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let (mut client, mut server) = tokio::io::duplex(1 << 20);
+/// // A socket pair whose buffer takes only 16 KiB before a read.
+/// let (mut client, mut server) = tokio::io::duplex(16 * 1024);
 /// let codec = FrameCodec::new();
-/// let mut queued = BytesMut::from(&b"\x00\x00\x00\x02hi"[..]);
+/// let mut queue = BytesMut::from(&b"\x00\x00\x00\x02hi"[..]);
 /// let payload = vec![7u8; 32 * 1024];
-/// let mut frame = VectoredFrame::new(&codec, &payload, &mut queued)?;
-/// std::future::poll_fn(|cx| {
-///     while !frame.is_written() {
-///         std::task::ready!(frame.poll_write(std::pin::Pin::new(&mut client), cx))?;
-///     }
-///     std::task::Poll::Ready(Ok::<(), std::io::Error>(()))
-/// })
-/// .await?;
-/// drop(frame);
-/// assert!(queued.is_empty());
+/// let written = {
+///     let mut frame = VectoredFrame::new(&codec, &payload, &mut queue)?;
+///     std::future::poll_fn(|cx| {
+///         std::task::Poll::Ready(frame.write_or_queue(std::pin::Pin::new(&mut client), cx))
+///     })
+///     .await?
+/// };
+/// // What the socket took went out without a copy; the rest waits in the queue.
+/// assert_eq!(written, 16 * 1024);
+/// assert_eq!(queue.len(), 6 + 4 + payload.len() - written);
 ///
-/// use tokio::io::AsyncReadExt;
-/// let mut wire = vec![0u8; 6 + 4 + payload.len()];
+/// let mut wire = vec![0u8; written];
 /// server.read_exact(&mut wire).await?;
 /// assert_eq!(&wire[..10], b"\x00\x00\x00\x02hi\x00\x00\x80\x00");
 /// # Ok(())
@@ -56,8 +59,8 @@ pub const VECTORED_WRITE_MIN: usize = 16 * 1024;
 pub struct VectoredFrame<'a> {
     header: [u8; HEADER_LEN],
     payload: &'a [u8],
-    /// Bytes of header + payload written so far.
-    written: usize,
+    /// Bytes of header + payload written or handed to the queue so far.
+    done: usize,
     queue: &'a mut BytesMut,
 }
 
@@ -76,19 +79,48 @@ impl<'a> VectoredFrame<'a> {
         Ok(VectoredFrame {
             header: codec.header(payload.len())?,
             payload,
-            written: 0,
+            done: 0,
             queue,
         })
     }
 
+    fn frame_len(&self) -> usize {
+        HEADER_LEN + self.payload.len()
+    }
+
     /// `true` once the queued bytes and the whole frame are written.
     pub fn is_written(&self) -> bool {
-        self.queue.is_empty() && self.written == HEADER_LEN + self.payload.len()
+        self.queue.is_empty() && self.done == self.frame_len()
     }
 
     /// Bytes not yet written: queued bytes plus the rest of the frame.
     pub fn unwritten(&self) -> usize {
-        self.queue.len() + (HEADER_LEN + self.payload.len() - self.written)
+        self.queue.len() + self.frame_len().saturating_sub(self.done)
+    }
+
+    /// Writes while the socket takes bytes, then appends what is left of the frame to the
+    /// queue (the queued bytes before it stay queued too). Never waits: afterwards the frame
+    /// is entirely written or queued. Returns the bytes written (queued bytes included).
+    ///
+    /// # Errors
+    ///
+    /// The socket's error, or [`io::ErrorKind::WriteZero`] if it took 0 bytes; the part of
+    /// the frame already written then has its rest queued when the `VectoredFrame` drops.
+    pub fn write_or_queue<W: AsyncWrite + ?Sized>(
+        &mut self,
+        mut io: Pin<&mut W>,
+        cx: &mut Context<'_>,
+    ) -> io::Result<usize> {
+        let mut written = 0;
+        while !self.is_written() {
+            match self.poll_write(io.as_mut(), cx) {
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            }
+        }
+        self.queue_rest();
+        Ok(written)
     }
 
     /// One vectored write of what is left (queued bytes first); returns how many bytes the
@@ -102,17 +134,18 @@ impl<'a> VectoredFrame<'a> {
         io: Pin<&mut W>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
-        let header = self.header.get(self.written..).unwrap_or_default();
+        let header = self.header.get(self.done..).unwrap_or_default();
         let payload = self
             .payload
-            .get(self.written.saturating_sub(HEADER_LEN)..)
+            .get(self.done.saturating_sub(HEADER_LEN)..)
             .unwrap_or_default();
         let slices = [
             IoSlice::new(&self.queue[..]),
             IoSlice::new(header),
             IoSlice::new(payload),
         ];
-        let n = ready!(io.poll_write_vectored(cx, &slices))?;
+        // A writer claiming more than it was given is not believed.
+        let n = ready!(io.poll_write_vectored(cx, &slices))?.min(self.unwritten());
         if n == 0 && !self.is_written() {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::WriteZero,
@@ -121,21 +154,27 @@ impl<'a> VectoredFrame<'a> {
         }
         let queued = n.min(self.queue.len());
         self.queue.advance(queued);
-        self.written += n - queued;
+        self.done += n - queued;
         Poll::Ready(Ok(n))
+    }
+
+    /// Appends the part of the frame not yet written to the queue.
+    fn queue_rest(&mut self) {
+        if let Some(rest) = self.header.get(self.done..) {
+            self.queue.extend_from_slice(rest);
+        }
+        if let Some(rest) = self.payload.get(self.done.saturating_sub(HEADER_LEN)..) {
+            self.queue.extend_from_slice(rest);
+        }
+        self.done = self.frame_len();
     }
 }
 
 impl Drop for VectoredFrame<'_> {
     fn drop(&mut self) {
         // Abandoned half way: queue the rest so the next flush completes the frame.
-        if self.written > 0 && self.written < HEADER_LEN + self.payload.len() {
-            if let Some(rest) = self.header.get(self.written..) {
-                self.queue.extend_from_slice(rest);
-            }
-            if let Some(rest) = self.payload.get(self.written.saturating_sub(HEADER_LEN)..) {
-                self.queue.extend_from_slice(rest);
-            }
+        if self.done > 0 && self.done < self.frame_len() {
+            self.queue_rest();
         }
     }
 }

@@ -332,3 +332,39 @@ fn decode_buffered_is_the_fast_path_only() {
     assert_eq!(codec.decode_buffered(&mut buf).as_deref(), Some(&b"d"[..]));
     assert!(buf.is_empty());
 }
+
+/// While an oversized frame is being discarded, its remaining bytes can look like frames; the
+/// fast path must leave them to `decode`, which skips them.
+#[test]
+fn decode_buffered_stays_out_of_a_discard_in_progress() {
+    let mut codec = FrameCodec::builder()
+        .max_frame_len(4)
+        .oversized_frame(OversizedFrame::Discard)
+        .build();
+    // A 9-byte frame (over the limit of 4), arriving in two parts; its second part
+    // "\0\0\0\x01z" looks like a whole frame "z".
+    let mut buf = BytesMut::from(&b"\x00\x00\x00\x09abcd"[..]);
+    assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    buf.extend_from_slice(b"\x00\x00\x00\x01z\x00\x00\x00\x02ok");
+    assert_eq!(codec.decode_buffered(&mut buf), None);
+    assert_eq!(codec.decode(&mut buf).unwrap().as_deref(), Some(&b"ok"[..]));
+    assert_eq!(codec.discarded().frames, 1);
+}
+
+#[test]
+fn decode_buffered_little_endian_and_zero_limit() {
+    let mut codec = FrameCodec::builder()
+        .byte_order(ByteOrder::LittleEndian)
+        .build();
+    let mut buf = BytesMut::from(&b"\x02\x00\x00\x00hi"[..]);
+    assert_eq!(codec.decode_buffered(&mut buf).as_deref(), Some(&b"hi"[..]));
+
+    let mut codec = FrameCodec::builder().max_frame_len(0).build();
+    let mut buf = BytesMut::from(&b"\x00\x00\x00\x00\x00\x00\x00\x01x"[..]);
+    assert_eq!(codec.decode_buffered(&mut buf).as_deref(), Some(&b""[..]));
+    assert_eq!(codec.decode_buffered(&mut buf), None);
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Err(FrameError::IncomingTooLong { len: 1, max: 0 })
+    ));
+}

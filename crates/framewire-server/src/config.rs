@@ -278,10 +278,11 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
     }
 
     /// Size of the read buffer a connection allocates when bytes arrive (default
-    /// [`DEFAULT_READ_BUFFER_SIZE`]). Values below 64 act as 64. Reads from a peer that keeps
-    /// them full grow from this size up to 64 KiB (or this size, if larger).
+    /// [`DEFAULT_READ_BUFFER_SIZE`]). Values below 64 act as 64, above 64 MiB as 64 MiB.
+    /// Reads from a peer that keeps them full grow from this size up to 64 KiB (or this size,
+    /// if larger).
     pub fn read_buffer_size(mut self, size: usize) -> Self {
-        self.config.read_buffer_size = size.max(64);
+        self.config.read_buffer_size = size.clamp(64, 64 << 20);
         self
     }
 

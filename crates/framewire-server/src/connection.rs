@@ -40,8 +40,11 @@ use crate::stats::bump;
 /// bytes arrive, and releases the buffer when a read would block with no unfinished frame in
 /// it. While a peer keeps every read full, the reads grow (doubling, up to 64 KiB or the
 /// configured size if larger), so a fast sender costs few system calls; the size starts over
-/// when the buffer is released. The write buffer is allocated when a frame is queued and released once it has been
-/// written. Decoding is [`FrameCodec`]'s, so the wire format and its limits are the codec's.
+/// when the buffer is released. The write buffer is allocated when a frame is queued and
+/// released once it has been written; a payload of 16 KiB or more is written from the
+/// handler's memory with vectored writes as far as the socket takes it, and only the rest is
+/// copied into the write buffer. Decoding is [`FrameCodec`]'s, so the wire format and its
+/// limits are the codec's.
 ///
 /// # Timeouts
 ///
@@ -533,10 +536,10 @@ impl<S> Connection<S> {
     /// partly written) the rest of it was queued, so the stream never carries half a frame.
     pub async fn feed(&mut self, frame: impl AsRef<[u8]>) -> Result<(), ServerError> {
         let frame = frame.as_ref();
-        if frame.len() >= VECTORED_WRITE_MIN && self.ack.is_none() {
-            return self.write_through(frame).await;
-        }
         poll_fn(|cx| self.poll_send_ready(cx)).await?;
+        if frame.len() >= VECTORED_WRITE_MIN && self.ack.is_none() && self.io.is_write_vectored() {
+            return poll_fn(|cx| Poll::Ready(self.write_or_queue(frame, cx))).await;
+        }
         self.queue(frame)
     }
 
@@ -750,6 +753,8 @@ impl<S> Connection<S> {
         cx: &mut Context<'_>,
         for_recv: bool,
     ) -> Poll<Result<Option<Bytes>, ServerError>> {
+        // Once per read (or end of stream), not per frame.
+        self.publish_frames_in();
         if self.read_closed || (for_recv && self.recv_ended) {
             return Poll::Ready(Ok(None));
         }
@@ -789,11 +794,10 @@ impl<S> Connection<S> {
                     Poll::Ready(Ok(())) => {}
                 }
             }
-            self.publish_frames_in();
-            // Read into at least half of `read_size`: `reserve` moves a leftover partial frame
-            // to the front of the buffer when no frame handed out still uses it, or else
-            // allocates a new one; reading into a few leftover bytes would cost a system call
-            // per sliver.
+            // Read into at least half of `read_size` (reading into a few leftover bytes would
+            // cost a system call per sliver). `reserve` reuses the buffer when no frame handed
+            // out still points into it and the leftover partial frame fits in front, else it
+            // allocates a new one.
             if self.rbuf.capacity() - self.rbuf.len() < self.read_size / 2 {
                 self.rbuf.reserve(self.read_size);
             }
@@ -813,7 +817,7 @@ impl<S> Connection<S> {
                     if n == room {
                         // The peer sends faster than we read: larger reads, fewer calls.
                         let max = MAX_READ_SIZE.max(self.server.shared.config.read_buffer_size);
-                        self.read_size = (self.read_size * 2).min(max);
+                        self.read_size = self.read_size.saturating_mul(2).min(max);
                     }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(self.read_failed(e.into()))),
@@ -899,6 +903,7 @@ impl<S> Connection<S> {
     }
 
     fn read_failed(&mut self, err: ServerError) -> ServerError {
+        self.publish_frames_in();
         self.read_closed = true;
         self.rbuf = BytesMut::new();
         self.read_timer = None;
@@ -1057,6 +1062,8 @@ impl<S> Connection<S> {
                     return Poll::Ready(Err(self.write_failed(e.into())));
                 }
                 Poll::Ready(Ok(n)) => {
+                    // A transport claiming more than it was given is not believed.
+                    let n = n.min(self.wbuf.len());
                     self.wbuf.advance(n);
                     self.write_since = None;
                     bump(&self.server.shared.counters.bytes_out, n as u64);
@@ -1087,9 +1094,9 @@ impl<S> Connection<S> {
     }
 
     /// Plain mode: writes one large frame from `payload` behind the queued bytes with
-    /// vectored writes ([`VectoredFrame`]), without copying it into the write buffer. Waits
-    /// until the socket has taken it, under the write timeout.
-    async fn write_through(&mut self, payload: &[u8]) -> Result<(), ServerError> {
+    /// vectored writes ([`VectoredFrame`]) as far as the socket takes it without waiting, and
+    /// queues the rest; the part written is never copied.
+    fn write_or_queue(&mut self, payload: &[u8], cx: &mut Context<'_>) -> Result<(), ServerError> {
         if self.write_closed {
             return Err(Self::closed_for_sending());
         }
@@ -1100,52 +1107,24 @@ impl<S> Connection<S> {
             return Err(err);
         }
         self.publish_frames_out();
-        let Connection {
-            io,
-            codec,
-            wbuf,
-            server,
-            write_since,
-            write_timer,
-            ..
-        } = self;
-        // Cannot fail: the length was checked just above.
-        let mut frame = VectoredFrame::new(codec, payload, wbuf)?;
-        let timeout = server.shared.config.write_timeout;
-        let result = poll_fn(|cx| {
-            while !frame.is_written() {
-                match frame.poll_write(Pin::new(&mut **io), cx) {
-                    Poll::Ready(Ok(n)) => {
-                        bump(&server.shared.counters.bytes_out, n as u64);
-                        *write_since = None;
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(ServerError::from(e))),
-                    Poll::Pending => {
-                        let t = ready!(poll_write_deadline(timeout, write_since, write_timer, cx));
-                        return Poll::Ready(Err(ServerError::WriteTimeout {
-                            timeout_ms: millis(t),
-                            pending: frame.unwritten(),
-                        }));
-                    }
+        self.frames_out_unpublished += 1;
+        let written = match VectoredFrame::new(&self.codec, payload, &mut self.wbuf) {
+            Ok(mut frame) => frame.write_or_queue(Pin::new(&mut self.io), cx),
+            // Cannot happen: the length was checked just above.
+            Err(e) => return Err(ServerError::from(e)),
+        };
+        match written {
+            Ok(n) => {
+                if n > 0 {
+                    bump(&self.server.shared.counters.bytes_out, n as u64);
+                    self.write_since = None;
                 }
-            }
-            Poll::Ready(Ok(()))
-        })
-        .await;
-        // If this future is dropped before the frame is written, `frame`'s drop queues what
-        // is left of it, so the next flush completes it (it is then not counted in
-        // `frames_out`).
-        drop(frame);
-        match result {
-            Ok(()) => {
-                self.frames_out_unpublished += 1;
-                if self.wbuf.capacity() > 0 {
+                if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
                     self.wbuf = BytesMut::new();
                 }
-                self.write_since = None;
                 Ok(())
             }
-            Err(err) => Err(self.write_failed(err)),
+            Err(e) => Err(self.write_failed(e.into())),
         }
     }
 

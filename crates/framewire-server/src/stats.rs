@@ -29,11 +29,12 @@ pub struct Stats {
     /// frames are not counted here, but their bytes are in `bytes_in`). In plain mode a
     /// connection adds its frames in batches, so while a handler works through a burst of
     /// buffered frames this may trail by up to 63 frames per connection; it is exact once the
-    /// connection's buffered bytes are used up or it has closed.
+    /// connection's buffered bytes are used up, it reads again, its receiving side failed or
+    /// it has closed.
     pub frames_in: u64,
-    /// Frames handlers sent (in ack mode: DATA messages), counted when the connection writes
-    /// them out (or closes): a frame queued with `feed` and not yet written is not counted
-    /// yet.
+    /// Frames handlers sent (in ack mode: DATA messages). A connection adds up its frames
+    /// and publishes the count when it next writes (or closes), so a frame queued with `feed`
+    /// and not yet flushed may not be counted yet.
     pub frames_out: u64,
     /// Bytes read from connections.
     pub bytes_in: u64,

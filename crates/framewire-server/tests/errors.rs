@@ -92,25 +92,36 @@ async fn eof_mid_header_closes_only_that_client() {
 
 #[tokio::test]
 async fn an_oversized_send_fails_without_closing_the_connection() {
-    within(async {
-        let builder = Server::builder().max_frame_len(8);
-        let server = spawn(builder, |mut conn: Connection| async move {
-            while let Some(frame) = conn.recv().await? {
-                let reply = match conn.send(vec![0u8; 9]).await {
-                    Err(ServerError::Frame(_)) => frame,
-                    _ => "unexpected".into(),
-                };
-                conn.send(&reply).await?;
-            }
-            Ok::<_, ServerError>(())
-        })
-        .await;
-        let mut c = client(server.addr).await;
-        check_echo(&mut c, "ok").await;
-        assert_eq!(server.handle.stats().errors.outgoing_too_long, 1);
-        server.stop().await;
+    within(oversized_send_case(8, 9)).await;
+}
+
+/// A large send (written with vectored writes) over the limit fails like a small one.
+#[tokio::test]
+async fn an_oversized_large_send_fails_without_closing_the_connection() {
+    within(oversized_send_case(1024, 20_000)).await;
+}
+
+/// Every frame received makes the handler send `size` bytes (over the limit `max`), which
+/// must fail with nothing written, then echo the frame: the connection stays usable and in
+/// sync.
+async fn oversized_send_case(max: usize, size: usize) {
+    let builder = Server::builder().max_frame_len(max);
+    let server = spawn(builder, move |mut conn: Connection| async move {
+        while let Some(frame) = conn.recv().await? {
+            let reply = match conn.send(vec![0u8; size]).await {
+                Err(ServerError::Frame(_)) => frame,
+                _ => "unexpected".into(),
+            };
+            conn.send(&reply).await?;
+        }
+        Ok::<_, ServerError>(())
     })
     .await;
+    let mut c = client(server.addr).await;
+    check_echo(&mut c, "ok").await;
+    check_echo(&mut c, "in sync").await;
+    assert_eq!(server.handle.stats().errors.outgoing_too_long, 2);
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -127,6 +138,41 @@ async fn the_server_keeps_running_when_every_client_misbehaves() {
         assert_eq!(stats.active, 0);
         let mut c = client(addr).await;
         check_echo(&mut c, "fine").await;
+        server.stop().await;
+    })
+    .await;
+}
+
+/// Frames a handler took before the bytes behind them turned out to be bad are counted in
+/// `frames_in` while the handler is still running, not only when the connection is dropped.
+#[tokio::test]
+async fn frames_taken_before_a_receive_error_are_counted() {
+    within(async {
+        let builder = Server::builder().max_frame_len(16);
+        let server = spawn(builder, |mut conn: Connection| async move {
+            loop {
+                match conn.recv().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(_) => {
+                        // Keep the connection alive until the test is done looking.
+                        conn.shutdown_signal().await;
+                        break;
+                    }
+                }
+            }
+            Ok::<_, ServerError>(())
+        })
+        .await;
+        let mut c = client(server.addr).await;
+        // Two good frames and an oversized header, in one write.
+        c.get_mut()
+            .write_all(b"\x00\x00\x00\x01a\x00\x00\x00\x01b\x00\x00\x01\x00")
+            .await
+            .unwrap();
+        let stats = wait_for(&server.handle, |s| s.errors.protocol == 1).await;
+        assert_eq!(stats.frames_in, 2);
+        assert_eq!(stats.active, 1);
         server.stop().await;
     })
     .await;
