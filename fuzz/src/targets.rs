@@ -52,11 +52,14 @@ struct Outcome {
 
 /// Feeds `stream` to `codec` in chunks of the given sizes (cycled), then EOF, checking after
 /// every chunk that the buffer's capacity tracks the bytes buffered, not the bytes announced.
-fn decode_in_chunks(mut codec: FrameCodec, stream: &[u8], sizes: &[u8]) -> Outcome {
+/// Before each `decode` call, the next entry of `fast` (cycled; none if empty) says whether to
+/// try the fast path `decode_buffered` first, as hand-written read loops do.
+fn decode_in_chunks(mut codec: FrameCodec, stream: &[u8], sizes: &[u8], fast: &[bool]) -> Outcome {
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
     let mut rest = stream;
     let mut sizes = sizes.iter().map(|s| usize::from(*s).max(1)).cycle();
+    let mut fast = fast.iter().copied().cycle();
     let end = loop {
         if rest.is_empty() {
             break loop {
@@ -72,6 +75,12 @@ fn decode_in_chunks(mut codec: FrameCodec, stream: &[u8], sizes: &[u8]) -> Outco
         rest = &rest[n..];
         let peak = buf.len();
         let step = loop {
+            if fast.next().unwrap_or(false) {
+                if let Some(f) = codec.decode_buffered(&mut buf) {
+                    frames.push(f.to_vec());
+                    continue;
+                }
+            }
             match codec.decode(&mut buf) {
                 Ok(Some(f)) => frames.push(f.to_vec()),
                 Ok(None) => break Ok(()),
@@ -98,8 +107,9 @@ fn decode_in_chunks(mut codec: FrameCodec, stream: &[u8], sizes: &[u8]) -> Outco
     }
 }
 
-/// The plain decoder on arbitrary bytes, with chunk boundaries chosen by the input: the result
-/// must not depend on the chunking, and memory must track bytes received.
+/// The plain decoder on arbitrary bytes, with chunk boundaries (and, for one of the runs, calls
+/// of the fast path `decode_buffered` mixed in) chosen by the input: the result must not depend
+/// on the chunking or on the fast path, and memory must track bytes received.
 pub fn plain_decode(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let Ok(settings) = Settings::arbitrary(&mut u) else {
@@ -108,10 +118,13 @@ pub fn plain_decode(data: &[u8]) {
     let Ok(sizes) = <Vec<u8>>::arbitrary(&mut u) else {
         return;
     };
+    let Ok(fast) = <Vec<bool>>::arbitrary(&mut u) else {
+        return;
+    };
     let stream = u.take_rest();
-    let whole = decode_in_chunks(settings.codec(), stream, &[]);
-    let chunked = decode_in_chunks(settings.codec(), stream, &sizes);
-    let bytewise = decode_in_chunks(settings.codec(), stream, &[1]);
+    let whole = decode_in_chunks(settings.codec(), stream, &[], &[]);
+    let chunked = decode_in_chunks(settings.codec(), stream, &sizes, &fast);
+    let bytewise = decode_in_chunks(settings.codec(), stream, &[1], &[]);
     assert_eq!(whole.frames, chunked.frames);
     assert_eq!(whole.end, chunked.end);
     assert_eq!(whole.frames, bytewise.frames);
@@ -148,7 +161,8 @@ pub fn plain_roundtrip(data: &[u8]) {
             Err(e) => panic!("unexpected encode error: {e}"),
         }
     }
-    let got = decode_in_chunks(settings.codec(), &wire, &sizes);
+    // Through the fast path wherever it applies: the same frames must come back.
+    let got = decode_in_chunks(settings.codec(), &wire, &sizes, &[true]);
     assert_eq!(got.end, Ok(()));
     assert_eq!(got.frames, sent);
 }
