@@ -233,6 +233,14 @@ impl FrameCodec {
     /// ```
     #[inline]
     pub fn decode_buffered(&mut self, src: &mut BytesMut) -> Option<Bytes> {
+        let len = self.buffered_frame_len(src)?;
+        Some(split_frame(src, len))
+    }
+
+    /// The payload length of the next frame if the fast path applies: between frames, the
+    /// whole frame buffered, within the limit.
+    #[inline]
+    fn buffered_frame_len(&self, src: &BytesMut) -> Option<usize> {
         if self.state != DecodeState::Header || src.len() < HEADER_LEN {
             return None;
         }
@@ -240,12 +248,38 @@ impl FrameCodec {
         if len > self.max_frame_len || src.len() - HEADER_LEN < len {
             return None;
         }
-        Some(split_frame(src, len))
+        Some(len)
     }
 
-    /// Everything but `decode`'s fast path: frames that span reads, oversized frames, discarding.
-    #[inline(never)]
-    fn decode_slow(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+    /// Starts skipping an oversized frame announcing `announced` bytes
+    /// ([`OversizedFrame::Discard`]).
+    #[cold]
+    fn start_discard(&mut self, announced: u32, src: &mut BytesMut) {
+        src.advance(HEADER_LEN);
+        self.discarded.last_len = Some(announced);
+        // u32 -> usize only fails on 16-bit targets; skip what fits.
+        let len = usize::try_from(announced).unwrap_or(usize::MAX);
+        self.state = DecodeState::Discarding(len);
+    }
+
+    fn skip(&mut self, remaining: usize, src: &mut BytesMut) -> usize {
+        let n = remaining.min(src.len());
+        src.advance(n);
+        self.discarded.bytes = self.discarded.bytes.saturating_add(n as u64);
+        remaining - n
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Bytes;
+    type Error = FrameError;
+
+    // One function with the whole-frame case first inside the loop, `#[inline]`: measured
+    // fastest for `Framed`-style callers (about 9 ns per 64 B frame). With the fast path split
+    // out (as `decode_buffered`) and the rest in a function of its own, it measured 19-20 ns,
+    // inlined or not. Hand-written loops that want the fast path alone use `decode_buffered`.
+    #[inline]
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         loop {
             match self.state {
                 DecodeState::Header => {
@@ -297,42 +331,6 @@ impl FrameCodec {
                 }
             }
         }
-    }
-
-    /// Starts skipping an oversized frame announcing `announced` bytes
-    /// ([`OversizedFrame::Discard`]).
-    #[cold]
-    fn start_discard(&mut self, announced: u32, src: &mut BytesMut) {
-        src.advance(HEADER_LEN);
-        self.discarded.last_len = Some(announced);
-        // u32 -> usize only fails on 16-bit targets; skip what fits.
-        let len = usize::try_from(announced).unwrap_or(usize::MAX);
-        self.state = DecodeState::Discarding(len);
-    }
-
-    fn skip(&mut self, remaining: usize, src: &mut BytesMut) -> usize {
-        let n = remaining.min(src.len());
-        src.advance(n);
-        self.discarded.bytes = self.discarded.bytes.saturating_add(n as u64);
-        remaining - n
-    }
-}
-
-impl Decoder for FrameCodec {
-    type Item = Bytes;
-    type Error = FrameError;
-
-    // The common case (a whole frame buffered, within the limit) is small and `#[inline]`, so
-    // it folds into the caller's read loop (`Framed`, the server's connection) and the frame
-    // stays in registers: returned through memory from an out-of-line call, the caller reloads
-    // it with wider loads than the callee stored it with, a store-forwarding stall on every
-    // frame (measured: about 2x slower at 64 B). Everything else is in `decode_slow`.
-    #[inline]
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        if let Some(frame) = self.decode_buffered(src) {
-            return Ok(Some(frame));
-        }
-        self.decode_slow(src)
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
