@@ -190,10 +190,12 @@ impl Client {
         self.tx.send(payload).await
     }
 
-    /// Buffers one frame without flushing. Once the buffer holds
-    /// [`ClientBuilder::write_buffer_limit`] bytes (64 KiB by default), the next `feed` first
-    /// writes it out; otherwise frames wait for [`flush`](Client::flush) or
-    /// [`send`](Client::send). Use it to send a batch with few system calls.
+    /// Buffers one frame without flushing. Frames wait for [`flush`](Client::flush) or
+    /// [`send`](Client::send), except that a long batch is written as it builds up: once
+    /// 16 KiB are buffered, then at twice as much, and so on, whatever the socket takes at that
+    /// moment; `feed` waits for the socket only when
+    /// [`ClientBuilder::write_buffer_limit`] bytes (64 KiB by default) are buffered. Use it to
+    /// send a batch with few system calls.
     ///
     /// A payload of at least [`VECTORED_WRITE_MIN`](crate::VECTORED_WRITE_MIN) bytes is not
     /// copied first: it is written at once, behind what was buffered, with one vectored write,
