@@ -38,6 +38,7 @@ struct Counters {
 
 /// Adds `n` to a counter that only one half of the connection writes: a load and a store,
 /// without the locked read-modify-write of `fetch_add` on every frame.
+#[inline]
 fn add(counter: &AtomicU64, n: u64) {
     counter.store(
         counter.load(Ordering::Relaxed).saturating_add(n),
@@ -47,12 +48,14 @@ fn add(counter: &AtomicU64, n: u64) {
 
 impl Counters {
     /// Written by the sending half only.
+    #[inline]
     fn sent(&self, bytes: usize) {
         add(&self.frames_sent, 1);
         add(&self.bytes_sent, u64::try_from(bytes).unwrap_or(u64::MAX));
     }
 
     /// Written by the receiving half only.
+    #[inline]
     fn received(&self) {
         add(&self.frames_received, 1);
         self.sent_at_last_reply
