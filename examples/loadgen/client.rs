@@ -67,8 +67,9 @@ pub trait ClientImpl: Send + Sync + 'static {
 pub struct ConnOpts {
     /// Ack mode (`framewire-ack`): the window the client grants the server.
     pub window: u32,
-    /// The server answers every frame (echo), so [`FrameTx::finish`] of a client that cannot
-    /// half-close (`framewire-ack`) waits for every reply before closing.
+    /// The server answers every frame (echo), so [`FrameTx::finish`] of a client whose
+    /// half-close cannot acknowledge later replies (`framewire-ack`) waits for every reply
+    /// before closing.
     pub echo: bool,
 }
 
@@ -426,10 +427,12 @@ impl ClientImpl for FramewireClient {
 ///   window the server granted), drops their receipts at once, then `flush`es: the call ends
 ///   when all `n` are acknowledged. So a `stream` batch completes when acknowledged, and
 ///   memory is bounded by the window, not by the batch.
-/// * [`FrameTx::finish`] flushes, then closes the connection. Ack mode has no half-close
-///   (once `AckSender::close` completes, the receiving half ends too), so against an echo
-///   server ([`ConnOpts::echo`]) it first waits, at most [`ACK_FINISH_WAIT`], until a reply
-///   to every frame sent has been taken.
+/// * [`FrameTx::finish`] flushes, then closes the connection. After `AckSender::close` the
+///   receiving half still gets the peer's messages but can no longer acknowledge them (ACKs
+///   travel in the direction just closed), so an echo server would stall once its window of
+///   unacknowledged replies is full; against an echo server ([`ConnOpts::echo`]) `finish`
+///   therefore first waits, at most [`ACK_FINISH_WAIT`], until a reply to every frame sent
+///   has been taken.
 /// * The receiving half runs in a task of its own that takes (and so acknowledges) every
 ///   reply as it arrives and publishes a running count; [`FrameRx::recv`] waits for that count
 ///   to grow. Replies are taken even while the mode's task waits in `send` for acks: with the
