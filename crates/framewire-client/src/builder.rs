@@ -138,8 +138,9 @@ impl ClientBuilder {
     /// Plain mode: the most bytes of frames fed without a flush that are buffered before the
     /// next `feed` writes them out (default [`DEFAULT_WRITE_BUFFER_LIMIT`], 64 KiB; values
     /// below 1 act as 1). A batch's first write goes out at 16 KiB (or this limit, if lower),
-    /// each further one at twice as much, up to this limit. Payloads of at least [`VECTORED_WRITE_MIN`](crate::VECTORED_WRITE_MIN)
-    /// bytes are written from the caller's memory as far as the socket takes them at once.
+    /// each further one at twice as much, up to this limit. Payloads of at least
+    /// [`VECTORED_WRITE_MIN`](crate::VECTORED_WRITE_MIN) bytes are written from the caller's
+    /// memory as far as the socket takes them at once; only the rest is copied.
     pub fn write_buffer_limit(&mut self, limit: usize) -> &mut Self {
         self.write_buffer_limit = limit.max(1);
         self

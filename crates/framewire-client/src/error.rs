@@ -18,13 +18,14 @@ use framewire_codec::FrameError;
 /// came. Use ack mode when that is not good enough.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InFlight {
-    /// Frames written to the connection in total.
+    /// Frames fed to the connection in total (written, or queued for writing: up to 64 KiB of
+    /// frames may wait in the client's write buffer).
     pub frames_sent: u64,
-    /// Payload bytes written to the connection in total.
+    /// Payload bytes of those frames.
     pub bytes_sent: u64,
     /// Frames received in total.
     pub frames_received: u64,
-    /// Frames written since the last frame was received (all of them if none was received).
+    /// Frames fed since the last frame was received (all of them if none was received).
     pub sent_since_last_reply: u64,
     /// Payload bytes of those frames.
     pub bytes_since_last_reply: u64,

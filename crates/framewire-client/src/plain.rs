@@ -221,6 +221,10 @@ impl Client {
     /// # Errors
     ///
     /// [`ClientError::ConnectionLost`] if writing failed.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe: what is not written yet stays buffered for the next flush.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         self.tx.flush().await
     }
@@ -355,6 +359,10 @@ impl ClientSender {
     /// # Errors
     ///
     /// As [`Client::send`].
+    ///
+    /// # Cancellation safety
+    ///
+    /// If dropped before completing, the frame was not buffered (as [`Client::feed`]).
     pub async fn feed(&mut self, payload: impl AsRef<[u8]>) -> Result<(), ClientError> {
         let payload = payload.as_ref();
         self.write
@@ -370,6 +378,10 @@ impl ClientSender {
     /// # Errors
     ///
     /// [`ClientError::ConnectionLost`] if writing failed.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe: what is not written yet stays buffered for the next flush.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         self.write
             .flush()

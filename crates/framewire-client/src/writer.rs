@@ -22,16 +22,18 @@ use tokio_util::codec::Encoder;
 use crate::transport::WriteHalf;
 
 /// Default [`ClientBuilder::write_buffer_limit`](crate::ClientBuilder::write_buffer_limit):
-/// 64 KiB. Once this much is queued, the next frame fed first writes the buffer out, so
-/// writes carry about this much (tokio-util's `FramedWrite` writes every 8 KiB).
+/// 64 KiB. Once this much is queued, the next frame fed first waits until the buffer is
+/// written out, so a long batch's writes carry up to this much (tokio-util's `FramedWrite`
+/// writes every 8 KiB).
 pub const DEFAULT_WRITE_BUFFER_LIMIT: usize = 64 * 1024;
 
 /// The first write of a batch (frames fed since the last flush) goes out once 16 KiB are
 /// buffered, so the peer can start on a burst early; each further write of the same batch
 /// waits for twice as much, up to the write buffer limit, so a long stream costs few system
-/// calls. These writes take what the socket takes at once; only a buffer at the limit waits. (Measured with `cargo bench -p framewire-client --bench client` and `bench/compare.sh`:
-/// a fixed 64 KiB batch streamed 64 B frames about 7% faster but answered a 1000-frame echo
-/// burst 0.87x as fast as `FramedWrite`'s 8 KiB writes; this schedule, about 1.15x.)
+/// calls. These writes take what the socket takes at once; only a buffer at the limit waits.
+/// (Measured with `cargo bench -p framewire-client --bench client` and `bench/compare.sh`: a
+/// fixed 64 KiB batch streamed 64 B frames about 7% faster but answered a 1000-frame echo
+/// burst 0.87x as fast as `FramedWrite`'s 8 KiB writes; this schedule, 1.07x-1.15x.)
 const FIRST_BATCH: usize = 16 * 1024;
 
 /// Why writing failed: the codec refused the frame (nothing was queued) or the socket failed.
@@ -92,16 +94,21 @@ impl FrameWriter {
             let mut frame = VectoredFrame::new(&self.codec, payload, &mut self.buf)
                 .map_err(WriteError::Frame)?;
             let io = &mut self.io;
-            poll_fn(|cx| Poll::Ready(frame.write_or_queue(Pin::new(&mut *io), cx)))
-                .await
-                .map_err(WriteError::Io)?;
+            let result =
+                poll_fn(|cx| Poll::Ready(frame.write_or_queue(Pin::new(&mut *io), cx))).await;
+            if let Err(e) = result {
+                // The connection is lost: no use queueing the rest of the frame.
+                frame.abandon();
+                return Err(WriteError::Io(e));
+            }
             return Ok(());
         }
         let needed = HEADER_LEN + payload.len();
         if !self.buf.is_empty() && self.buf.capacity() - self.buf.len() < needed {
-            // A batch is building up: grow to a whole batch's room at once rather than by
+            // A batch is building up: grow to the next write's size at once rather than by
             // doubling. (A lone frame per flush gets a buffer of its own size.)
-            self.buf.reserve(self.batch.max(needed));
+            self.buf
+                .reserve(self.batch.saturating_sub(self.buf.len()).max(needed));
         }
         self.codec
             .encode(payload, &mut self.buf)

@@ -61,6 +61,8 @@ pub struct VectoredFrame<'a> {
     payload: &'a [u8],
     /// Bytes of header + payload written or handed to the queue so far.
     done: usize,
+    /// Bytes written through this frame so far, queued bytes included.
+    written: usize,
     queue: &'a mut BytesMut,
 }
 
@@ -80,6 +82,7 @@ impl<'a> VectoredFrame<'a> {
             header: codec.header(payload.len())?,
             payload,
             done: 0,
+            written: 0,
             queue,
         })
     }
@@ -93,6 +96,17 @@ impl<'a> VectoredFrame<'a> {
         self.queue.is_empty() && self.done == self.frame_len()
     }
 
+    /// Bytes written through this frame so far (queued bytes included), also after an error.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Drops the frame without appending its unwritten rest to the queue: for a connection
+    /// that is being closed because writing failed, where the copy would be thrown away.
+    pub fn abandon(mut self) {
+        self.done = self.frame_len();
+    }
+
     /// Bytes not yet written: queued bytes plus the rest of the frame.
     pub fn unwritten(&self) -> usize {
         self.queue.len() + self.frame_len().saturating_sub(self.done)
@@ -104,8 +118,9 @@ impl<'a> VectoredFrame<'a> {
     ///
     /// # Errors
     ///
-    /// The socket's error, or [`io::ErrorKind::WriteZero`] if it took 0 bytes; the part of
-    /// the frame already written then has its rest queued when the `VectoredFrame` drops.
+    /// The socket's error, or [`io::ErrorKind::WriteZero`] if it took 0 bytes; if part of the
+    /// frame was already written, its rest is queued when the `VectoredFrame` drops (see
+    /// [`abandon`](Self::abandon) for a connection that is closing anyway).
     pub fn write_or_queue<W: AsyncWrite + ?Sized>(
         &mut self,
         mut io: Pin<&mut W>,
@@ -134,6 +149,9 @@ impl<'a> VectoredFrame<'a> {
         io: Pin<&mut W>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
+        if self.is_written() {
+            return Poll::Ready(Ok(0));
+        }
         let header = self.header.get(self.done..).unwrap_or_default();
         let payload = self
             .payload
@@ -146,7 +164,7 @@ impl<'a> VectoredFrame<'a> {
         ];
         // A writer claiming more than it was given is not believed.
         let n = ready!(io.poll_write_vectored(cx, &slices))?.min(self.unwritten());
-        if n == 0 && !self.is_written() {
+        if n == 0 {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::WriteZero,
                 "the socket accepted 0 bytes",
@@ -155,6 +173,7 @@ impl<'a> VectoredFrame<'a> {
         let queued = n.min(self.queue.len());
         self.queue.advance(queued);
         self.done += n - queued;
+        self.written += n;
         Poll::Ready(Ok(n))
     }
 

@@ -181,3 +181,26 @@ fn a_writer_overclaiming_cannot_corrupt_the_count() {
     assert!(frame.is_written());
     assert_eq!(frame.unwritten(), 0);
 }
+
+/// After a write error, `written` still says how much went out, and `abandon` leaves the
+/// queue without the rest of the frame (the connection is closing).
+#[test]
+fn error_reports_bytes_written_and_abandon_queues_nothing() {
+    let mut cx = Context::from_waker(Waker::noop());
+    let codec = FrameCodec::new();
+    let wire = whole_wire();
+    for budget in 0..=wire.len() - 1 {
+        let mut io = Budget::new(budget, true);
+        let mut queue = BytesMut::from(QUEUED);
+        let mut frame = VectoredFrame::new(&codec, PAYLOAD, &mut queue).unwrap();
+        assert!(frame.write_or_queue(Pin::new(&mut io), &mut cx).is_err());
+        assert_eq!(frame.written(), budget, "budget {budget}");
+        frame.abandon();
+        // Only queued bytes not yet written remain; nothing of the new frame was appended.
+        assert_eq!(
+            &queue[..],
+            &QUEUED[budget.min(QUEUED.len())..],
+            "budget {budget}"
+        );
+    }
+}

@@ -41,9 +41,9 @@ use crate::stats::bump;
 /// it. While a peer keeps every read full, the reads grow (doubling, up to 64 KiB or the
 /// configured size if larger), so a fast sender costs few system calls; the size starts over
 /// when the buffer is released. The write buffer is allocated when a frame is queued and
-/// released once it has been written; a payload of 16 KiB or more is written from the
-/// handler's memory with vectored writes as far as the socket takes it, and only the rest is
-/// copied into the write buffer. Decoding is [`FrameCodec`]'s, so the wire format and its
+/// released once it has been written; a payload of 16 KiB or more sent with `feed`/`send` is
+/// written from the handler's memory with vectored writes as far as the socket takes it, and
+/// only the rest is copied into the write buffer (the `Sink` interface always copies). Decoding is [`FrameCodec`]'s, so the wire format and its
 /// limits are the codec's.
 ///
 /// # Timeouts
@@ -521,10 +521,11 @@ impl<S> Connection<S> {
     /// with one write, then [`flush`](Connection::flush).
     ///
     /// In plain mode a payload of at least
-    /// [`VECTORED_WRITE_MIN`](framewire_codec::VECTORED_WRITE_MIN) bytes (16 KiB) is not
-    /// copied into the write buffer: it is written at once from `frame`, behind what was
-    /// queued before it, with vectored writes, so `feed` then waits (under the write timeout)
-    /// until the socket has taken it.
+    /// [`VECTORED_WRITE_MIN`](framewire_codec::VECTORED_WRITE_MIN) bytes (16 KiB) is written
+    /// at once from `frame`, behind what was queued before it, with vectored writes, as far as
+    /// the socket takes it without waiting; only the rest is copied into the write buffer,
+    /// where it counts toward the limit (so the next `feed` or `flush` waits for it). The
+    /// `Sink` interface always copies (its `start_send` cannot write).
     ///
     /// # Errors
     ///
@@ -532,8 +533,8 @@ impl<S> Connection<S> {
     ///
     /// # Cancellation safety
     ///
-    /// If dropped before completing, the message was not queued, or (a large payload already
-    /// partly written) the rest of it was queued, so the stream never carries half a frame.
+    /// If dropped before completing, the message was not queued (the only wait is for room
+    /// before the message is touched).
     pub async fn feed(&mut self, frame: impl AsRef<[u8]>) -> Result<(), ServerError> {
         let frame = frame.as_ref();
         poll_fn(|cx| self.poll_send_ready(cx)).await?;
@@ -1108,17 +1109,21 @@ impl<S> Connection<S> {
         }
         self.publish_frames_out();
         self.frames_out_unpublished += 1;
-        let written = match VectoredFrame::new(&self.codec, payload, &mut self.wbuf) {
-            Ok(mut frame) => frame.write_or_queue(Pin::new(&mut self.io), cx),
-            // Cannot happen: the length was checked just above.
-            Err(e) => return Err(ServerError::from(e)),
-        };
-        match written {
-            Ok(n) => {
-                if n > 0 {
-                    bump(&self.server.shared.counters.bytes_out, n as u64);
-                    self.write_since = None;
-                }
+        let mut frame = VectoredFrame::new(&self.codec, payload, &mut self.wbuf)?;
+        let result = frame.write_or_queue(Pin::new(&mut self.io), cx);
+        let written = frame.written();
+        if result.is_err() {
+            // The connection stops sending: no use queueing the rest of the frame.
+            frame.abandon();
+        } else {
+            drop(frame);
+        }
+        if written > 0 {
+            bump(&self.server.shared.counters.bytes_out, written as u64);
+            self.write_since = None;
+        }
+        match result {
+            Ok(_) => {
                 if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
                     self.wbuf = BytesMut::new();
                 }
@@ -1174,6 +1179,8 @@ impl<S, T: AsRef<[u8]>> Sink<T> for Connection<S> {
         self.get_mut().poll_send_ready(cx)
     }
 
+    /// Queues the message, copying it into the write buffer (unlike
+    /// [`feed`](Connection::feed), which writes large payloads from their own memory).
     fn start_send(self: Pin<&mut Self>, item: T) -> Result<(), ServerError> {
         self.get_mut().queue(item.as_ref())
     }
