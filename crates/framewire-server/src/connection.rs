@@ -231,23 +231,6 @@ fn poll_deadline(
     timer.as_mut().poll(cx)
 }
 
-/// Polls the write timeout (`None`: none): the clock starts at the first call of a stall
-/// (`since` is set then, and cleared by the caller whenever bytes are written). Ready with
-/// the timeout once it has passed.
-fn poll_write_deadline(
-    timeout: Option<Duration>,
-    since: &mut Option<Instant>,
-    timer: &mut Option<Pin<Box<Sleep>>>,
-    cx: &mut Context<'_>,
-) -> Poll<Duration> {
-    let Some(t) = timeout else {
-        return Poll::Pending;
-    };
-    let start = *since.get_or_insert_with(Instant::now);
-    ready!(poll_deadline(timer, start + t, cx));
-    Poll::Ready(t)
-}
-
 impl<S> Connection<S> {
     pub(crate) fn new(io: Box<dyn Transport>, peer: Address, server: ServerHandle<S>) -> Self {
         let codec = server.shared.config.new_codec();
@@ -1080,13 +1063,11 @@ impl<S> Connection<S> {
     }
 
     fn poll_write_timeout(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
-        let timeout = self.server.shared.config.write_timeout;
-        let t = ready!(poll_write_deadline(
-            timeout,
-            &mut self.write_since,
-            &mut self.write_timer,
-            cx
-        ));
+        let Some(t) = self.server.shared.config.write_timeout else {
+            return Poll::Pending;
+        };
+        let since = *self.write_since.get_or_insert_with(Instant::now);
+        ready!(poll_deadline(&mut self.write_timer, since + t, cx));
         let err = ServerError::WriteTimeout {
             timeout_ms: millis(t),
             pending: self.wbuf.len(),
