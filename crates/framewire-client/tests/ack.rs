@@ -6,17 +6,13 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{spawn_ack_server, spawn_scripted, within, AckEcho};
+use common::{msgs, spawn_ack_server, spawn_scripted, within, AckEcho};
 use framewire_client::{Client, ClientError, ReconnectPolicy};
 use framewire_codec::ack::{AckError, AckFrame, AckFramed, Hello};
 use framewire_codec::{FrameCodec, FrameError};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Encoder;
-
-fn msgs(n: usize) -> Vec<Bytes> {
-    (0..n).map(|i| Bytes::from(format!("m{i:05}"))).collect()
-}
 
 #[tokio::test]
 async fn receipts_resolve_in_order() {

@@ -5,14 +5,10 @@
 mod common;
 
 use bytes::Bytes;
-use common::{spawn_ack_server, spawn_scripted, within, AckEcho};
+use common::{msgs, spawn_ack_server, spawn_scripted, within, AckEcho};
 use framewire_client::{Client, ClientError, ReconnectPolicy};
 use framewire_codec::ack::AckFramed;
 use futures::{SinkExt, StreamExt};
-
-fn msgs(n: usize) -> Vec<Bytes> {
-    (0..n).map(|i| Bytes::from(format!("m{i:05}"))).collect()
-}
 
 /// The client sends N messages and closes its sending half before taking a single reply:
 /// every echo still arrives, in order, then the end.

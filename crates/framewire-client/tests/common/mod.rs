@@ -118,6 +118,11 @@ where
     addr
 }
 
+/// `n` short distinct messages `m00000`, `m00001`, ... in order.
+pub fn msgs(n: usize) -> Vec<Bytes> {
+    (0..n).map(|i| Bytes::from(format!("m{i:05}"))).collect()
+}
+
 /// `n` distinct payloads of varied sizes (including empty), deterministic.
 pub fn payloads(n: usize) -> Vec<Bytes> {
     (0..n)
