@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{msgs, spawn_ack_server, spawn_scripted, within, AckEcho};
+use common::{ack_client, msgs, spawn_ack_server, spawn_scripted, within, AckEcho};
 use framewire_client::{Client, ClientError, ReconnectPolicy};
 use framewire_codec::ack::{AckError, AckFrame, AckFramed, Hello};
 use framewire_codec::{FrameCodec, FrameError};
@@ -23,11 +23,7 @@ async fn receipts_resolve_in_order() {
             greeting: None,
         })
         .await;
-        let client = Client::builder()
-            .reconnect(ReconnectPolicy::never())
-            .connect_ack(addr)
-            .await
-            .unwrap();
+        let client = ack_client(addr, None).await;
         let sent = msgs(20);
         let mut receipts = Vec::new();
         for m in &sent {
@@ -124,7 +120,7 @@ async fn full_window_is_backpressure() {
             while let Some(Ok(_)) = conn.next().await {}
         })
         .await;
-        let client = Client::connect_ack_default(addr).await;
+        let client = ack_client(addr, None).await;
         let r1 = client.send("one").await.unwrap();
         let _r2 = client.send("two").await.unwrap();
         // The window (2) is full: the third send must wait.
@@ -143,21 +139,6 @@ async fn full_window_is_backpressure() {
         client.flush().await.unwrap();
     })
     .await;
-}
-
-/// Plain-mode helper so tests read well.
-trait ConnectAckDefault {
-    async fn connect_ack_default(addr: std::net::SocketAddr) -> framewire_client::AckClient;
-}
-
-impl ConnectAckDefault for Client {
-    async fn connect_ack_default(addr: std::net::SocketAddr) -> framewire_client::AckClient {
-        Client::builder()
-            .reconnect(ReconnectPolicy::never())
-            .connect_ack(addr)
-            .await
-            .expect("ack-mode connect")
-    }
 }
 
 #[tokio::test]
@@ -318,7 +299,7 @@ async fn stray_ack_is_a_protocol_error() {
             }
         })
         .await;
-        let client = Client::connect_ack_default(addr).await;
+        let client = ack_client(addr, None).await;
         client.send("x").await.unwrap();
         let err = client.flush().await.unwrap_err();
         let ClientError::Protocol { source, unacked } = &err else {
@@ -443,7 +424,7 @@ async fn cancelled_send_sends_nothing() {
             }
         })
         .await;
-        let client = Client::connect_ack_default(addr).await;
+        let client = ack_client(addr, None).await;
         let first = client.send("first").await.unwrap();
         // The window (1) is full: this send waits, and is cancelled by the timeout.
         let cancelled =
@@ -468,7 +449,7 @@ async fn clean_close_by_the_peer_ends_the_client() {
             futures::SinkExt::<Bytes>::close(&mut conn).await.unwrap();
         })
         .await;
-        let mut client = Client::connect_ack_default(addr).await;
+        let mut client = ack_client(addr, None).await;
         client.send("only").await.unwrap().await.unwrap();
         assert!(client.recv().await.unwrap().is_none(), "end of stream");
         client.flush().await.unwrap();

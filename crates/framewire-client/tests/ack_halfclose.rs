@@ -5,8 +5,8 @@
 mod common;
 
 use bytes::Bytes;
-use common::{msgs, spawn_ack_server, spawn_scripted, within, AckEcho};
-use framewire_client::{Client, ClientError, ReconnectPolicy};
+use common::{ack_client, msgs, spawn_ack_server, spawn_scripted, within, AckEcho};
+use framewire_client::ClientError;
 use framewire_codec::ack::AckFramed;
 use futures::{SinkExt, StreamExt};
 
@@ -21,12 +21,7 @@ async fn replies_after_the_sender_closed_are_delivered() {
             greeting: None,
         })
         .await;
-        let client = Client::builder()
-            .ack_window(64)
-            .reconnect(ReconnectPolicy::never())
-            .connect_ack(addr)
-            .await
-            .unwrap();
+        let client = ack_client(addr, Some(64)).await;
         let (tx, mut rx) = client.split();
         let sent = msgs(50);
         for m in &sent {
@@ -69,12 +64,7 @@ async fn peer_messages_sent_after_our_fin_arrive() {
             let _ = seen_tx.send(seen);
         })
         .await;
-        let client = Client::builder()
-            .ack_window(8)
-            .reconnect(ReconnectPolicy::never())
-            .connect_ack(addr)
-            .await
-            .unwrap();
+        let client = ack_client(addr, Some(8)).await;
         let (tx, mut rx) = client.split();
         let other = tx.clone();
         tx.send("a").await.unwrap().await.unwrap();
@@ -115,12 +105,7 @@ async fn messages_taken_before_close_are_acknowledged() {
             let _ = done_tx.send((seen, closed.map_err(|e| e.to_string())));
         })
         .await;
-        let client = Client::builder()
-            .ack_window(8)
-            .reconnect(ReconnectPolicy::never())
-            .connect_ack(addr)
-            .await
-            .unwrap();
+        let client = ack_client(addr, Some(8)).await;
         let (tx, mut rx) = client.split();
         for i in 0..5 {
             let d = rx.recv().await.unwrap().unwrap();
@@ -154,11 +139,7 @@ async fn close_does_not_wait_for_the_peer_to_close() {
                 drop(conn);
             })
             .await;
-            let client = Client::builder()
-                .reconnect(ReconnectPolicy::never())
-                .connect_ack(addr)
-                .await
-                .unwrap();
+            let client = ack_client(addr, None).await;
             client.send("one").await.unwrap();
             if split {
                 let (tx, rx) = client.split();

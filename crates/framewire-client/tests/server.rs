@@ -4,7 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{payloads, run_python, spawn_flaky_proxy, within, Echo};
+use common::{ack_client, payloads, run_python, spawn_flaky_proxy, within, Echo};
 use framewire_client::{Client, ReconnectPolicy};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -370,12 +370,7 @@ async fn ack_reconnect_to_the_real_server_through_a_flaky_proxy() {
 async fn ack_half_close_with_the_real_server() {
     within(async {
         let (addr, handle) = spawn_real_server_with(Echo::MIRROR, Some(64)).await;
-        let client = Client::builder()
-            .ack_window(64)
-            .reconnect(ReconnectPolicy::never())
-            .connect_ack(addr)
-            .await
-            .unwrap();
+        let client = ack_client(addr, Some(64)).await;
         let (tx, mut rx) = client.split();
         // 60 messages fit in the window the client grants: the server can echo them all
         // without an ack from the client.
