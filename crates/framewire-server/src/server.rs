@@ -271,6 +271,7 @@ where
                 shutdown: CancellationToken::new(),
                 stopped: CancellationToken::new(),
                 per_ip: Mutex::new(HashMap::new()),
+                aborting: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -420,6 +421,9 @@ where
         }
         let mut aborted = 0u64;
         if !tasks.is_empty() {
+            shared
+                .aborting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             tasks.abort_all();
             while let Some(res) = tasks.join_next().await {
                 match res {
