@@ -12,6 +12,7 @@ use tokio_util::net::Listener;
 
 use crate::address::Address;
 use crate::error::ServerError;
+use crate::proxy::ProxyProtocol;
 use crate::server::Server;
 
 /// Default [`ServerBuilder::max_connections`]: 10,000.
@@ -96,6 +97,7 @@ pub(crate) struct Config {
     pub(crate) write_buffer_limit: usize,
     pub(crate) filter: Option<AcceptFilter>,
     pub(crate) ack: Option<AckConfig>,
+    pub(crate) proxy: Option<ProxyProtocol>,
 }
 
 impl fmt::Debug for Config {
@@ -113,6 +115,7 @@ impl fmt::Debug for Config {
             .field("write_buffer_limit", &self.write_buffer_limit)
             .field("filter", &self.filter.as_ref().map(|_| "<fn>"))
             .field("ack", &self.ack)
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -186,6 +189,7 @@ impl ServerBuilder<()> {
                 write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
                 filter: None,
                 ack: None,
+                proxy: None,
             },
             backlog: DEFAULT_BACKLOG,
         }
@@ -218,7 +222,9 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
         self
     }
 
-    /// The most concurrent connections from one IP address (default: no limit). Further
+    /// The most concurrent connections from one IP address (default: no limit). Behind a
+    /// [PROXY protocol](ServerBuilder::proxy_protocol) balancer the address is the original
+    /// client's, not the balancer's. Further
     /// connections from that address are accepted and closed at once and counted in
     /// [`Stats::refused_per_ip`](crate::Stats::refused_per_ip). Does not apply to Unix
     /// sockets. Values below 1 act as 1.
@@ -294,7 +300,8 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
         self
     }
 
-    /// socketserver's `verify_request`: called with each new peer's address; a connection
+    /// socketserver's `verify_request`: called with each new peer's address (the original
+    /// client's, behind a [PROXY protocol](ServerBuilder::proxy_protocol) balancer); a connection
     /// for which it returns `false` is closed at once and counted in
     /// [`Stats::refused_by_filter`](crate::Stats::refused_by_filter).
     ///
@@ -332,6 +339,26 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
     /// one frame each way, whatever the peer does.
     pub fn ack_config(mut self, config: AckConfig) -> Self {
         self.config.ack = Some(config);
+        self
+    }
+
+    /// Speak the PROXY protocol (v1 and v2) with the load balancers in `proxy`'s trusted
+    /// networks (default: off; every peer is a direct client).
+    ///
+    /// A connection from a trusted address must begin with a PROXY header naming the client it
+    /// relays; the header is read in the connection's own task (never in the accept loop),
+    /// within [`ProxyProtocol::header_timeout`] and [`ProxyProtocol::max_header_len`]. Then
+    /// [`Connection::peer_addr`](crate::Connection::peer_addr), the
+    /// [accept filter](ServerBuilder::accept_filter), the
+    /// [per-IP cap](ServerBuilder::max_connections_per_ip) and the connection's tracing span
+    /// see the original client, and [`Connection::proxied_by`](crate::Connection::proxied_by)
+    /// the balancer. Connections from other addresses are served as direct clients, and
+    /// refused if they send a header. Refusals are counted in
+    /// [`ErrorStats::proxy`](crate::ErrorStats::proxy). The connection cap
+    /// ([`max_connections`](ServerBuilder::max_connections)) counts a connection from accept
+    /// on, header included. See [`ProxyProtocol`] for the rules.
+    pub fn proxy_protocol(mut self, proxy: ProxyProtocol) -> Self {
+        self.config.proxy = Some(proxy);
         self
     }
 

@@ -75,6 +75,10 @@ pub struct ErrorStats {
     pub aborted: u64,
     /// Errors from `accept` (for example too many open files); the accept loop backs off.
     pub accept: u64,
+    /// PROXY protocol refusals: a trusted source's header missing, malformed, too long or too
+    /// slow, or a header from an untrusted source (see
+    /// [`ProxyProtocol`](crate::ProxyProtocol)). A refused header closes the connection.
+    pub proxy: u64,
 }
 
 #[derive(Debug, Default)]
@@ -100,6 +104,7 @@ pub(crate) struct Counters {
     pub(crate) err_panic: AtomicU64,
     pub(crate) err_aborted: AtomicU64,
     pub(crate) err_accept: AtomicU64,
+    pub(crate) err_proxy: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
@@ -117,6 +122,7 @@ impl Counters {
             ErrorKind::IdleTimeout => &self.err_idle,
             ErrorKind::StallTimeout => &self.err_stall,
             ErrorKind::WriteTimeout => &self.err_write,
+            ErrorKind::Proxy => &self.err_proxy,
             ErrorKind::Bind | ErrorKind::Closed | ErrorKind::Usage => return,
         };
         bump(counter, 1);
@@ -151,6 +157,7 @@ impl Counters {
                 panic: get(&self.err_panic),
                 aborted: get(&self.err_aborted),
                 accept: get(&self.err_accept),
+                proxy: get(&self.err_proxy),
             },
         }
     }
