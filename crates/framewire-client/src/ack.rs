@@ -35,10 +35,11 @@ use futures_util::task::AtomicWaker;
 use futures_util::{Sink, Stream};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::transport::Transport;
+use crate::tls::ClientTls;
+use crate::transport::ByteStream;
 use crate::{ClientError, Endpoint, InFlight, ReconnectPolicy};
 
-type Conn = AckFramed<Transport>;
+type Conn = AckFramed<ByteStream>;
 
 /// Everything needed to open (and re-open) an ack-mode connection.
 #[derive(Debug, Clone)]
@@ -49,12 +50,21 @@ pub(crate) struct AckSettings {
     pub(crate) ack: AckFramedBuilder,
     pub(crate) policy: ReconnectPolicy,
     pub(crate) ack_timeout: Option<std::time::Duration>,
+    pub(crate) tls: Option<ClientTls>,
 }
 
 impl AckSettings {
     /// Connects and completes the HELLO exchange, both within the connect timeout.
     async fn open(&self) -> Result<Conn, ClientError> {
-        let transport = self.endpoint.open(self.connect_timeout).await?;
+        let transport = self
+            .endpoint
+            .open(self.connect_timeout, self.tls.as_ref())
+            .await?;
+        self.hello(transport).await
+    }
+
+    /// Completes the HELLO exchange over a connected stream, within the connect timeout.
+    async fn hello(&self, transport: ByteStream) -> Result<Conn, ClientError> {
         let mut conn = self.ack.wrap(self.codec.new_framed(transport));
         match tokio::time::timeout(self.connect_timeout, conn.handshake()).await {
             Ok(Ok(_hello)) => Ok(conn),
@@ -980,8 +990,15 @@ pub struct AckClient {
 }
 
 impl AckClient {
-    pub(crate) async fn connect(settings: AckSettings) -> Result<AckClient, ClientError> {
-        let conn = settings.open().await?;
+    /// Connects (or, given `first`, runs over that stream) and starts the driver.
+    pub(crate) async fn connect(
+        settings: AckSettings,
+        first: Option<ByteStream>,
+    ) -> Result<AckClient, ClientError> {
+        let conn = match first {
+            Some(stream) => settings.hello(stream).await?,
+            None => settings.open().await?,
+        };
         let shared = Arc::new(Shared::default());
         *shared.next_id() = 1;
         shared.set_limits(&conn, settings.codec.build().max_frame_len());

@@ -7,7 +7,11 @@ use framewire_codec::{FrameCodecBuilder, DEFAULT_MAX_FRAME_LEN};
 
 use framewire_codec::ack::{AckFramedBuilder, DEFAULT_WINDOW};
 
+use tokio::io::{AsyncRead, AsyncWrite};
+
 use crate::ack::AckSettings;
+use crate::tls::ClientTls;
+use crate::transport::ByteStream;
 use crate::writer::DEFAULT_WRITE_BUFFER_LIMIT;
 use crate::{AckClient, Client, ClientError, Endpoint, ReconnectPolicy};
 
@@ -91,6 +95,7 @@ pub struct ClientBuilder {
     pub(crate) policy: ReconnectPolicy,
     pub(crate) ack_timeout: Option<Duration>,
     pub(crate) write_buffer_limit: usize,
+    pub(crate) tls: Option<ClientTls>,
 }
 
 impl Default for ClientBuilder {
@@ -113,6 +118,7 @@ impl ClientBuilder {
             policy: ReconnectPolicy::default(),
             ack_timeout: None,
             write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
+            tls: None,
         }
     }
 
@@ -179,6 +185,56 @@ impl ClientBuilder {
         self
     }
 
+    /// TLS (feature `tls`): every connection, and every reconnect in ack mode, runs a TLS
+    /// handshake with this rustls configuration, and the server's certificate must be valid
+    /// for `server_name`. The handshake counts toward the
+    /// [connect timeout](ClientBuilder::connect_timeout); a failed one is
+    /// [`ClientError::Tls`].
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use framewire_client::Client;
+    /// use rustls::pki_types::{CertificateDer, ServerName};
+    ///
+    /// # async fn run(ca: CertificateDer<'static>) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// roots.add(ca)?;
+    /// let provider = Arc::new(rustls::crypto::ring::default_provider());
+    /// let config = rustls::ClientConfig::builder_with_provider(provider)
+    ///     .with_safe_default_protocol_versions()?
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let mut client = Client::builder()
+    ///     .tls(config, ServerName::try_from("localhost")?)
+    ///     .connect("127.0.0.1:9443")
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(
+        &mut self,
+        config: impl Into<std::sync::Arc<rustls::ClientConfig>>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> &mut Self {
+        self.tls = Some(ClientTls::new(config.into(), server_name));
+        self
+    }
+
+    fn ack_settings(&self, endpoint: Endpoint) -> AckSettings {
+        let mut ack = AckFramedBuilder::new();
+        ack.window(self.window);
+        AckSettings {
+            endpoint,
+            connect_timeout: self.connect_timeout,
+            codec: self.codec,
+            ack,
+            policy: self.policy,
+            ack_timeout: self.ack_timeout,
+            tls: self.tls.clone(),
+        }
+    }
+
     /// Connects in ack mode: connects, exchanges HELLOs (within the connect timeout), and
     /// starts the background task that drives the connection.
     ///
@@ -191,17 +247,7 @@ impl ClientBuilder {
     /// without a valid HELLO: a plain-mode peer, another version) or
     /// [`ClientError::HandshakeTimeout`] (no HELLO at all).
     pub async fn connect_ack(&self, endpoint: impl IntoEndpoint) -> Result<AckClient, ClientError> {
-        let mut ack = AckFramedBuilder::new();
-        ack.window(self.window);
-        AckClient::connect(AckSettings {
-            endpoint: endpoint.into_endpoint()?,
-            connect_timeout: self.connect_timeout,
-            codec: self.codec,
-            ack,
-            policy: self.policy,
-            ack_timeout: self.ack_timeout,
-        })
-        .await
+        AckClient::connect(self.ack_settings(endpoint.into_endpoint()?), None).await
     }
 
     /// Connects in plain mode.
@@ -209,16 +255,91 @@ impl ClientBuilder {
     /// # Errors
     ///
     /// [`ClientError::InvalidEndpoint`], [`ClientError::Connect`],
-    /// [`ClientError::ConnectTimeout`].
+    /// [`ClientError::ConnectTimeout`], [`ClientError::Tls`].
     pub async fn connect(&self, endpoint: impl IntoEndpoint) -> Result<Client, ClientError> {
         let endpoint = endpoint.into_endpoint()?;
-        let transport = endpoint.open(self.connect_timeout).await?;
-        Ok(Client::from_transport(
+        let transport = endpoint
+            .open(self.connect_timeout, self.tls.as_ref())
+            .await?;
+        Ok(self.client(transport, endpoint))
+    }
+
+    fn client(&self, transport: ByteStream, endpoint: Endpoint) -> Client {
+        Client::from_transport(
             transport,
             &self.codec,
             endpoint,
             self.close_timeout,
             self.write_buffer_limit,
-        ))
+        )
+    }
+
+    /// Runs the TLS handshake over `stream` if TLS is configured (within the connect
+    /// timeout).
+    async fn secure(&self, stream: ByteStream) -> Result<ByteStream, ClientError> {
+        let Some(tls) = &self.tls else {
+            return Ok(stream);
+        };
+        let endpoint = Endpoint::Stream;
+        match tokio::time::timeout(self.connect_timeout, tls.handshake(stream, &endpoint)).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::ConnectTimeout {
+                endpoint: endpoint.to_string(),
+                timeout_ms: self.connect_timeout.as_millis(),
+            }),
+        }
+    }
+
+    /// Plain mode over a stream the application connected itself: anything
+    /// `AsyncRead + AsyncWrite + Unpin + Send` (an SSH channel, one end of
+    /// `tokio::io::duplex`, a socket type this crate does not know). With
+    /// [`tls`](ClientBuilder::tls), the TLS handshake runs over it first.
+    /// [`Client::endpoint`] is [`Endpoint::Stream`].
+    ///
+    /// Cost: the stream is boxed, and its reading and writing halves share it behind a lock
+    /// (TCP and Unix sockets split without one).
+    ///
+    /// ```
+    /// use framewire_client::Client;
+    ///
+    /// # async fn run() -> Result<(), framewire_client::ClientError> {
+    /// let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    /// # drop(theirs);
+    /// let client = Client::builder().connect_stream(ours).await?;
+    /// # drop(client);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// With TLS: [`ClientError::Tls`], [`ClientError::ConnectTimeout`]. Without TLS it does
+    /// not fail.
+    pub async fn connect_stream(
+        &self,
+        stream: impl AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    ) -> Result<Client, ClientError> {
+        let transport = self.secure(ByteStream::boxed(stream)).await?;
+        Ok(self.client(transport, Endpoint::Stream))
+    }
+
+    /// Ack mode over a stream the application connected itself (see
+    /// [`connect_stream`](ClientBuilder::connect_stream)): exchanges HELLOs over it and starts
+    /// the driver. The stream cannot be reopened, so there is no reconnect: when it drops,
+    /// waiting calls fail with [`ClientError::GaveUp`], which hands back the unacknowledged
+    /// messages (the [reconnect policy](ClientBuilder::reconnect) is not used).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_stream`](ClientBuilder::connect_stream), and [`ClientError::Handshake`]
+    /// or [`ClientError::HandshakeTimeout`] as in [`connect_ack`](ClientBuilder::connect_ack).
+    pub async fn connect_ack_stream(
+        &self,
+        stream: impl AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    ) -> Result<AckClient, ClientError> {
+        let transport = self.secure(ByteStream::boxed(stream)).await?;
+        let mut settings = self.ack_settings(Endpoint::Stream);
+        settings.policy = ReconnectPolicy::never();
+        AckClient::connect(settings, Some(transport)).await
     }
 }

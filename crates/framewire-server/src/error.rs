@@ -68,6 +68,26 @@ pub enum ServerError {
         /// Bytes still waiting to be written when the timeout fired.
         pending: usize,
     },
+    /// The TLS handshake failed: the peer is not speaking TLS (a plain-TCP client, garbage
+    /// instead of a ClientHello), offered nothing this server accepts, sent a client
+    /// certificate the server does not trust, rejected the server's certificate, or went away.
+    /// `source` carries rustls' reason. Counted in
+    /// [`ErrorStats::tls_handshake`](crate::ErrorStats::tls_handshake); the handler never
+    /// runs for that connection.
+    #[error("TLS handshake failed: {source}")]
+    TlsHandshake {
+        /// What rustls or the socket said (for a TLS error, a `rustls::Error` inside an
+        /// `io::Error` of kind `InvalidData`).
+        source: io::Error,
+    },
+    /// The TLS handshake did not finish within the configured handshake timeout (a peer that
+    /// connects and stalls). Counted in
+    /// [`ErrorStats::tls_handshake_timeout`](crate::ErrorStats::tls_handshake_timeout).
+    #[error("TLS handshake timeout: not finished within {timeout_ms} ms")]
+    TlsHandshakeTimeout {
+        /// The configured handshake timeout, in milliseconds.
+        timeout_ms: u64,
+    },
     /// The operation was attempted on a direction of the connection that an earlier error or
     /// a close had already shut.
     #[error("the connection is closed for {direction} after an earlier error or close")]
@@ -102,6 +122,10 @@ pub enum ErrorKind {
     StallTimeout,
     /// The write timeout fired.
     WriteTimeout,
+    /// A TLS handshake failed.
+    TlsHandshake,
+    /// A TLS handshake did not finish in time.
+    TlsHandshakeTimeout,
     /// Use after close.
     Closed,
 }
@@ -130,6 +154,8 @@ impl ServerError {
             ServerError::IdleTimeout { .. } => ErrorKind::IdleTimeout,
             ServerError::StallTimeout { .. } => ErrorKind::StallTimeout,
             ServerError::WriteTimeout { .. } => ErrorKind::WriteTimeout,
+            ServerError::TlsHandshake { .. } => ErrorKind::TlsHandshake,
+            ServerError::TlsHandshakeTimeout { .. } => ErrorKind::TlsHandshakeTimeout,
             ServerError::Closed { .. } => ErrorKind::Closed,
         }
     }

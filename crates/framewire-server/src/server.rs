@@ -253,6 +253,45 @@ async fn run_connection<S, H: Handler<S>>(handler: Arc<H>, conn: Connection<S>, 
     drop(slot);
 }
 
+/// TLS: the handshake (within its timeout, abandoned at shutdown), then the handler. A failed
+/// handshake is logged and counted, and the connection closed (its slot freed).
+#[cfg(feature = "tls")]
+async fn tls_then_run<S, H, T>(
+    acceptor: tokio_rustls::TlsAcceptor,
+    io: T,
+    peer: Address,
+    server: ServerHandle<S>,
+    handler: Arc<H>,
+    slot: Slot<S>,
+) where
+    S: Send + Sync + 'static,
+    H: Handler<S>,
+    T: Transport,
+{
+    let shared = &server.shared;
+    let timeout = shared.config.tls_handshake_timeout;
+    let handshake = crate::tls::accept(&acceptor, io, timeout);
+    let (io, info) = tokio::select! {
+        done = handshake => match done {
+            Ok(done) => done,
+            Err(e) => {
+                shared.counters.count_error(e.kind());
+                tracing::info!(error = %e, "TLS handshake failed; connection closed");
+                return;
+            }
+        },
+        () = shared.shutdown.cancelled() => {
+            tracing::debug!("shutdown during the TLS handshake; connection closed");
+            return;
+        }
+    };
+    tracing::debug!(tls = ?info, "TLS handshake done");
+    let mut conn = Connection::new(Box::new(io), peer, server);
+    conn.set_tls(info);
+    conn.start();
+    run_connection(handler, conn, slot).await;
+}
+
 impl<S, L> Server<S, L>
 where
     S: Send + Sync + 'static,
@@ -361,18 +400,24 @@ where
                         match admit(&shared, &peer, permit, wait_at_cap) {
                             Admission::Admit(slot) => {
                                 let span = tracing::info_span!("connection", peer = %peer);
-                                let mut conn = Connection::new(
-                                    Box::new(io),
-                                    peer,
-                                    ServerHandle { shared: Arc::clone(&shared) },
-                                );
+                                let server = ServerHandle { shared: Arc::clone(&shared) };
+                                let handler = Arc::clone(&handler);
+                                #[cfg(feature = "tls")]
+                                if let Some(acceptor) = &config.tls {
+                                    // The handshake runs in the connection's own task, with
+                                    // its own timeout: a stalled one never holds up accepting.
+                                    let fut = tls_then_run(acceptor.clone(), io, peer, server, handler, slot);
+                                    tasks.spawn(fut.instrument(span));
+                                    continue;
+                                }
+                                let mut conn = Connection::new(Box::new(io), peer, server);
                                 // Ack mode: the HELLO goes out before the handler runs. Done
                                 // here, not in the task: a connection borrowed inside the
                                 // task's future before being moved into the handler keeps a
                                 // second slot in that future (a few hundred bytes per idle
                                 // connection).
                                 conn.start();
-                                let fut = run_connection(Arc::clone(&handler), conn, slot);
+                                let fut = run_connection(handler, conn, slot);
                                 tasks.spawn(fut.instrument(span));
                             }
                             Admission::Refuse(permit) => {
