@@ -13,6 +13,7 @@ use tokio_util::net::Listener;
 use crate::address::Address;
 use crate::error::ServerError;
 use crate::incoming::Incoming;
+use crate::proxy::ProxyProtocol;
 use crate::server::Server;
 
 /// Default [`ServerBuilder::max_connections`]: 10,000.
@@ -108,6 +109,7 @@ pub(crate) struct Config {
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
     pub(crate) tls_handshake_timeout: Duration,
+    pub(crate) proxy: Option<ProxyProtocol>,
 }
 
 impl fmt::Debug for Config {
@@ -124,7 +126,8 @@ impl fmt::Debug for Config {
             .field("read_buffer_size", &self.read_buffer_size)
             .field("write_buffer_limit", &self.write_buffer_limit)
             .field("filter", &self.filter.as_ref().map(|_| "<fn>"))
-            .field("ack_window", &self.ack_window);
+            .field("ack_window", &self.ack_window)
+            .field("proxy", &self.proxy);
         #[cfg(feature = "tls")]
         f.field("tls", &self.tls.is_some());
         f.field("tls_handshake_timeout", &self.tls_handshake_timeout)
@@ -204,6 +207,7 @@ impl ServerBuilder<()> {
                 #[cfg(feature = "tls")]
                 tls: None,
                 tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+                proxy: None,
             },
             backlog: DEFAULT_BACKLOG,
         }
@@ -236,7 +240,9 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
         self
     }
 
-    /// The most concurrent connections from one IP address (default: no limit). Further
+    /// The most concurrent connections from one IP address (default: no limit). Behind a
+    /// [PROXY protocol](ServerBuilder::proxy_protocol) balancer the address is the original
+    /// client's, not the balancer's. Further
     /// connections from that address are accepted and closed at once and counted in
     /// [`Stats::refused_per_ip`](crate::Stats::refused_per_ip). Does not apply to Unix
     /// sockets. Values below 1 act as 1.
@@ -312,7 +318,8 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
         self
     }
 
-    /// socketserver's `verify_request`: called with each new peer's address; a connection
+    /// socketserver's `verify_request`: called with each new peer's address (the original
+    /// client's, behind a [PROXY protocol](ServerBuilder::proxy_protocol) balancer); a connection
     /// for which it returns `false` is closed at once and counted in
     /// [`Stats::refused_by_filter`](crate::Stats::refused_by_filter).
     ///
@@ -416,6 +423,26 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
             self.state,
             self.config,
         )
+    }
+
+    /// Speak the PROXY protocol (v1 and v2) with the load balancers in `proxy`'s trusted
+    /// networks (default: off; every peer is a direct client).
+    ///
+    /// A connection from a trusted address must begin with a PROXY header naming the client it
+    /// relays; the header is read in the connection's own task (never in the accept loop),
+    /// within [`ProxyProtocol::header_timeout`] and [`ProxyProtocol::max_header_len`]. Then
+    /// [`Connection::peer_addr`](crate::Connection::peer_addr), the
+    /// [accept filter](ServerBuilder::accept_filter), the
+    /// [per-IP cap](ServerBuilder::max_connections_per_ip) and the connection's tracing span
+    /// see the original client, and [`Connection::proxied_by`](crate::Connection::proxied_by)
+    /// the balancer. Connections from other addresses are served as direct clients, and
+    /// refused if they send a header. Refusals are counted in
+    /// [`ErrorStats::proxy`](crate::ErrorStats::proxy). The connection cap
+    /// ([`max_connections`](ServerBuilder::max_connections)) counts a connection from accept
+    /// on, header included. See [`ProxyProtocol`] for the rules.
+    pub fn proxy_protocol(mut self, proxy: ProxyProtocol) -> Self {
+        self.config.proxy = Some(proxy);
+        self
     }
 
     /// Binds a TCP listener to `addr` (with `SO_REUSEADDR` and the configured backlog) and

@@ -107,6 +107,9 @@ pub struct Connection<S = ()> {
     frames_out_unpublished: u64,
     wbuf: BytesMut,
     peer: Address,
+    /// The load balancer that relayed this connection (PROXY protocol); boxed, as most
+    /// connections have none.
+    proxied_by: Option<Box<Address>>,
     server: ServerHandle<S>,
     eof: bool,
     read_closed: bool,
@@ -207,6 +210,7 @@ impl<S> fmt::Debug for Connection<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("peer", &self.peer)
+            .field("proxied_by", &self.proxied_by)
             .field("buffered_in", &self.rbuf.len())
             .field("buffered_out", &self.wbuf.len())
             .field("read_closed", &self.read_closed)
@@ -255,6 +259,7 @@ impl<S> Connection<S> {
             frames_out_unpublished: 0,
             wbuf: BytesMut::new(),
             peer,
+            proxied_by: None,
             server,
             eof: false,
             read_closed: false,
@@ -294,9 +299,23 @@ impl<S> Connection<S> {
         }
     }
 
-    /// The peer's address: socketserver's `self.client_address`.
+    /// The peer's address: socketserver's `self.client_address`. Behind a load balancer
+    /// speaking the [PROXY protocol](crate::ServerBuilder::proxy_protocol), the original
+    /// client's address from the header.
     pub fn peer_addr(&self) -> &Address {
         &self.peer
+    }
+
+    /// The load balancer that relayed this connection with a PROXY header (the socket's own
+    /// peer address), or `None` for a direct connection and for headers that name no client
+    /// (`PROXY UNKNOWN`, v2 `LOCAL` as in health checks), whose peer address is the
+    /// balancer's.
+    pub fn proxied_by(&self) -> Option<&Address> {
+        self.proxied_by.as_deref()
+    }
+
+    pub(crate) fn set_proxied_by(&mut self, balancer: Address) {
+        self.proxied_by = Some(Box::new(balancer));
     }
 
     /// The server handle: socketserver's `self.server` (shutdown, stats, local address,

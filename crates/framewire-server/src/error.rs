@@ -6,6 +6,8 @@ use framewire_codec::ack::AckError;
 use framewire_codec::typed::TypedError;
 use framewire_codec::FrameError;
 
+use crate::proxy::ProxyError;
+
 /// Everything that can go wrong while binding, accepting, or serving a connection.
 ///
 /// Every variant says what happened in numbers, so a log line is enough to diagnose it. After
@@ -25,7 +27,10 @@ pub enum ServerError {
         /// What the operating system said.
         source: io::Error,
     },
-    /// The transport failed (connection reset, broken pipe, ...).
+    /// The transport failed (connection reset, broken pipe, ...). A direct client that sent
+    /// a PROXY header to a server speaking the PROXY protocol also ends here, with a
+    /// [`ProxyError::Untrusted`] inside (its [`kind`](ServerError::kind) is
+    /// [`ErrorKind::Proxy`]).
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
     /// The peer sent bytes that are not valid framing (oversized header, end of stream inside
@@ -128,13 +133,30 @@ pub enum ErrorKind {
     TlsHandshakeTimeout,
     /// Use after close.
     Closed,
+    /// A PROXY protocol header refused (see [`ProxyError`](crate::ProxyError)).
+    Proxy,
 }
 
 impl ServerError {
+    /// A TLS handshake that failed because the connection's first bytes were a PROXY header
+    /// from an untrusted source (the PROXY sniffer runs under TLS).
+    #[cfg(feature = "tls")]
+    pub(crate) fn is_proxy_refusal(&self) -> bool {
+        match self {
+            ServerError::TlsHandshake { source } => source
+                .get_ref()
+                .is_some_and(|e| e.is::<crate::proxy::ProxyError>()),
+            _ => false,
+        }
+    }
+
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
             ServerError::Bind { .. } => ErrorKind::Bind,
+            ServerError::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<ProxyError>()) => {
+                ErrorKind::Proxy
+            }
             ServerError::Io(_) => ErrorKind::Io,
             ServerError::Frame(e) if e.is_peer_error() => ErrorKind::Protocol,
             ServerError::Frame(FrameError::Io(_)) => ErrorKind::Io,

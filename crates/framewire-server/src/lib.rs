@@ -9,7 +9,7 @@
 //! | `ThreadingTCPServer(addr, Handler)` | [`Server::bind`], [`ServerBuilder::bind`], [`ServerBuilder::listener`] (TCP or Unix) |
 //! | `BaseRequestHandler.handle()` | [`Handler::handle`], or any `Fn(Connection) -> impl Future` |
 //! | `self.request` | [`Connection`]: a `Stream` of frames and a `Sink` of frames, with [`Connection::recv`] / [`Connection::send`] and the typed [`Connection::recv_typed`] / [`Connection::send_typed`] (serde, bincode by default) |
-//! | `self.client_address` | [`Connection::peer_addr`] |
+//! | `self.client_address` | [`Connection::peer_addr`]; behind a load balancer speaking the PROXY protocol ([`ServerBuilder::proxy_protocol`]) the original client's, with the balancer's in [`Connection::proxied_by`] |
 //! | `self.server` | [`Connection::server`]: a [`ServerHandle`] (shutdown, stats, local address, shared state) |
 //! | `serve_forever()` | [`Server::serve`] |
 //! | `shutdown()` | [`ServerHandle::shutdown`] from anywhere; [`Server::serve_until`] a signal |
@@ -61,6 +61,7 @@ mod connection;
 mod error;
 mod handle;
 mod incoming;
+mod proxy;
 mod server;
 mod signal;
 mod stats;
@@ -77,6 +78,10 @@ pub use connection::Connection;
 pub use error::{ErrorKind, ServerError};
 pub use handle::{ServerHandle, ShutdownSignal};
 pub use incoming::Incoming;
+pub use proxy::{
+    IpNet, ProxyError, ProxyProtocol, DEFAULT_PROXY_HEADER_MAX_LEN, DEFAULT_PROXY_HEADER_TIMEOUT,
+    MIN_PROXY_HEADER_MAX_LEN,
+};
 #[cfg(feature = "tls")]
 pub use rustls;
 pub use server::{Handler, HandlerOutput, Server, ShutdownReport};

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::BytesMut;
 use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -23,6 +24,7 @@ use crate::address::{Address, Transport};
 use crate::config::{AtCapacity, Config, ServerBuilder, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN};
 use crate::connection::Connection;
 use crate::handle::{ServerHandle, Shared};
+use crate::proxy::{read_header, Front, ProxyError};
 use crate::stats::{bump, Counters, Stats};
 use crate::ServerError;
 
@@ -260,6 +262,7 @@ async fn tls_then_run<S, H, T>(
     acceptor: tokio_rustls::TlsAcceptor,
     io: T,
     peer: Address,
+    proxied_by: Option<Address>,
     server: ServerHandle<S>,
     handler: Arc<H>,
     slot: Slot<S>,
@@ -275,8 +278,14 @@ async fn tls_then_run<S, H, T>(
         done = handshake => match done {
             Ok(done) => done,
             Err(e) => {
-                shared.counters.count_error(e.kind());
-                tracing::info!(error = %e, "TLS handshake failed; connection closed");
+                if e.is_proxy_refusal() {
+                    // A direct client that sent a PROXY header: the sniffer refused it.
+                    bump(&shared.counters.err_proxy, 1);
+                    tracing::warn!(error = %e, "PROXY header refused; closing");
+                } else {
+                    shared.counters.count_error(e.kind());
+                    tracing::info!(error = %e, "TLS handshake failed; connection closed");
+                }
                 return;
             }
         },
@@ -287,6 +296,9 @@ async fn tls_then_run<S, H, T>(
     };
     tracing::debug!(tls = ?info, "TLS handshake done");
     let mut conn = Connection::new(Box::new(io), peer, server);
+    if let Some(balancer) = proxied_by {
+        conn.set_proxied_by(balancer);
+    }
     conn.set_tls(info);
     conn.start();
     run_connection(handler, conn, slot).await;
@@ -397,20 +409,54 @@ where
                         } else {
                             Arc::clone(&limit).try_acquire_owned().ok()
                         };
+                        let proxy = config.proxy.as_ref();
+                        let trusted = proxy
+                            .is_some_and(|p| peer.ip().is_some_and(|ip| p.is_trusted(ip)));
+                        if trusted {
+                            // The header is read in the connection's own task; the cap
+                            // counts it from now on.
+                            if permit.is_none() && !wait_at_cap {
+                                refuse_at_capacity(&shared, &peer);
+                                continue;
+                            }
+                            let span = tracing::info_span!("proxy_header", balancer = %peer);
+                            let fut = run_proxied(
+                                Arc::clone(&handler),
+                                io,
+                                peer,
+                                Arc::clone(&shared),
+                                permit,
+                            );
+                            tasks.spawn(fut.instrument(span));
+                            continue;
+                        }
                         match admit(&shared, &peer, permit, wait_at_cap) {
                             Admission::Admit(slot) => {
                                 let span = tracing::info_span!("connection", peer = %peer);
+                                let io: Box<dyn Transport> = if proxy.is_some() {
+                                    Box::new(Front::sniffing(io))
+                                } else {
+                                    Box::new(io)
+                                };
                                 let server = ServerHandle { shared: Arc::clone(&shared) };
                                 let handler = Arc::clone(&handler);
                                 #[cfg(feature = "tls")]
                                 if let Some(acceptor) = &config.tls {
                                     // The handshake runs in the connection's own task, with
                                     // its own timeout: a stalled one never holds up accepting.
-                                    let fut = tls_then_run(acceptor.clone(), io, peer, server, handler, slot);
+                                    let fut = tls_then_run(
+                                        acceptor.clone(),
+                                        io,
+                                        peer,
+                                        None,
+                                        server,
+                                        handler,
+                                        slot,
+                                    );
                                     tasks.spawn(fut.instrument(span));
                                     continue;
                                 }
-                                let mut conn = Connection::new(Box::new(io), peer, server);
+                                let mut conn = Connection::new(io, peer, server);
                                 // Ack mode: the HELLO goes out before the handler runs. Done
                                 // here, not in the task: a connection borrowed inside the
                                 // task's future before being moved into the handler keeps a
@@ -489,6 +535,79 @@ where
     }
 }
 
+fn refuse_at_capacity<S>(shared: &Shared<S>, peer: &Address) {
+    bump(&shared.counters.refused_at_capacity, 1);
+    let max = shared.config.max_connections;
+    tracing::debug!(%peer, max, "refused: at max_connections");
+}
+
+/// A connection from a trusted load balancer: reads its PROXY header (bounded in time and
+/// size), then admits and serves the original client it names.
+async fn run_proxied<S, H, T>(
+    handler: Arc<H>,
+    mut io: T,
+    balancer: Address,
+    shared: Arc<Shared<S>>,
+    permit: Option<OwnedSemaphorePermit>,
+) where
+    S: Send + Sync + 'static,
+    H: Handler<S>,
+    T: Transport,
+{
+    let Some(proxy) = shared.config.proxy.as_ref() else {
+        return;
+    };
+    let timeout = proxy.timeout();
+    let mut buf = BytesMut::new();
+    let read = tokio::select! {
+        read = tokio::time::timeout(timeout, read_header(&mut io, &mut buf, proxy.max_len())) => {
+            read.unwrap_or_else(|_| Err(ProxyError::Timeout {
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                received: buf.len(),
+            }))
+        }
+        () = shared.shutdown.cancelled() => return,
+    };
+    let (header, rest) = match read {
+        Ok(read) => read,
+        Err(e) => {
+            bump(&shared.counters.err_proxy, 1);
+            tracing::warn!(error = %e, "PROXY header refused; closing");
+            return;
+        }
+    };
+    let (peer, proxied_by) = match header.source {
+        Some(client) => (Address::Tcp(client), Some(balancer)),
+        None => (balancer, None),
+    };
+    // A permit was taken (refuse mode) or is held (wait mode): the cap check passes.
+    let Admission::Admit(slot) = admit(&shared, &peer, permit, true) else {
+        return;
+    };
+    let span = match &proxied_by {
+        Some(balancer) => tracing::info_span!("connection", peer = %peer, via = %balancer),
+        None => tracing::info_span!("connection", peer = %peer),
+    };
+    let io: Box<dyn Transport> = if rest.is_empty() {
+        Box::new(io)
+    } else {
+        Box::new(Front::prefixed(rest, io))
+    };
+    let server = ServerHandle { shared };
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = server.shared.config.tls.clone() {
+        // PROXY header first, then the TLS handshake (the balancer relays TLS untouched).
+        let fut = tls_then_run(acceptor, io, peer, proxied_by, server, handler, slot);
+        return fut.instrument(span).await;
+    }
+    let mut conn = Connection::new(io, peer, server);
+    if let Some(balancer) = proxied_by {
+        conn.set_proxied_by(balancer);
+    }
+    conn.start();
+    run_connection(handler, conn, slot).instrument(span).await;
+}
+
 enum Admission<S> {
     Admit(Slot<S>),
     Refuse(Option<OwnedSemaphorePermit>),
@@ -511,8 +630,7 @@ fn admit<S>(
         }
     }
     if permit.is_none() && !wait_at_cap {
-        bump(&counters.refused_at_capacity, 1);
-        tracing::debug!(%peer, max = config.max_connections, "refused: at max_connections");
+        refuse_at_capacity(shared, peer);
         return Admission::Refuse(None);
     }
     let ip = match (config.max_connections_per_ip, peer.ip()) {

@@ -83,6 +83,10 @@ pub struct ErrorStats {
     pub tls_handshake: u64,
     /// TLS handshakes that did not finish within the handshake timeout.
     pub tls_handshake_timeout: u64,
+    /// PROXY protocol refusals: a trusted source's header missing, malformed, too long or too
+    /// slow, or a header from an untrusted source (see
+    /// [`ProxyProtocol`](crate::ProxyProtocol)). A refused header closes the connection.
+    pub proxy: u64,
 }
 
 #[derive(Debug, Default)]
@@ -110,6 +114,7 @@ pub(crate) struct Counters {
     pub(crate) err_accept: AtomicU64,
     pub(crate) err_tls: AtomicU64,
     pub(crate) err_tls_timeout: AtomicU64,
+    pub(crate) err_proxy: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
@@ -129,6 +134,7 @@ impl Counters {
             ErrorKind::WriteTimeout => &self.err_write,
             ErrorKind::TlsHandshake => &self.err_tls,
             ErrorKind::TlsHandshakeTimeout => &self.err_tls_timeout,
+            ErrorKind::Proxy => &self.err_proxy,
             ErrorKind::Bind | ErrorKind::Closed | ErrorKind::Usage => return,
         };
         bump(counter, 1);
@@ -165,6 +171,7 @@ impl Counters {
                 accept: get(&self.err_accept),
                 tls_handshake: get(&self.err_tls),
                 tls_handshake_timeout: get(&self.err_tls_timeout),
+                proxy: get(&self.err_proxy),
             },
         }
     }
