@@ -40,6 +40,12 @@ pub const DEFAULT_ANNOUNCE: u32 = 8 * 1024 * 1024;
 pub const DEFAULT_SERVE_LIFETIME: Duration = Duration::from_secs(3600);
 /// Default `--window` of the ack-mode client and server: the ack protocol's default window.
 pub const DEFAULT_WINDOW: u32 = framewire_codec::ack::DEFAULT_WINDOW;
+/// Longest `ping --interval`.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(1);
+/// Default `zeros` connection count: the issue's flood.
+pub const DEFAULT_ZERO_FLOODERS: usize = 4;
+/// Most `zeros` connections (each runs two threads).
+pub const MAX_ZERO_FLOODERS: usize = 64;
 /// Largest `--window`: each side keeps up to a window of unacknowledged messages in memory.
 pub const MAX_WINDOW: u32 = 65_536;
 
@@ -49,10 +55,12 @@ loadgen: load generator for any u32 big-endian length-prefixed echo server
 
 USAGE:
   loadgen ping     --addr HOST:PORT [--client C] [--size N] [--duration T] [--pid PID]
+                   [--interval T]
   loadgen pipeline --addr HOST:PORT [--client C] [--size N] [--conns N] [--depth D] [--duration T]
   loadgen stream   --addr HOST:PORT [--client C] [--size N] [--duration T] [--echo] [--batch N]
   loadgen conns    --addr HOST:PORT [--client C] [--conns N] [--pid PID] [--sources K]
   loadgen flood    --addr HOST:PORT [--conns N] [--pid PID] [--sources K] [--announce N]
+  loadgen zeros    --addr HOST:PORT [--conns N] [--duration T]
   loadgen serve    --impl tokio-util|raw|codec|framewire|framewire-ack --mode echo|sink
                    [--addr HOST:PORT] [--threads N] [--window N]
 
@@ -72,6 +80,10 @@ COMMON:  --label TEXT   free text stored in the CSV/JSON row (e.g. the server's 
          --quiet        no progress lines
 SIZES accept k/KiB and m/MiB suffixes (64k = 65536); DURATIONS accept ms/s suffixes (500ms, 3s).
 stream without --echo expects a sink server (`serve --mode sink`); with --echo, an echo server.
+ping --interval T pauses T between round trips (a client pinging every T). zeros opens N
+connections (default 4) that pipeline zero-length frames into an echo server as fast as it takes
+them (and read and drop the echoes) for T: run it next to a ping to see whether the server stays
+fair (bench/fairness.sh runs it at nice 19 so the flood does not slow the pinging client).
 --pid PID is the server's pid: conns/flood report its memory growth (/proc/PID/status), the
 timed modes its CPU time (/proc/PID/stat) next to their own.
 ";
@@ -194,6 +206,8 @@ pub enum Mode {
     /// N connections each send one header announcing a large frame and nothing more; server
     /// memory growth per connection.
     Flood,
+    /// N connections pipeline zero-length frames as fast as the server echoes them.
+    Zeros,
 }
 
 impl Mode {
@@ -205,6 +219,7 @@ impl Mode {
             Mode::Stream => "stream",
             Mode::Conns => "conns",
             Mode::Flood => "flood",
+            Mode::Zeros => "zeros",
         }
     }
 }
@@ -252,6 +267,8 @@ pub struct RunOpts {
     pub threads: Option<usize>,
     /// Ack mode (`framewire-ack` client): the window the client grants the server.
     pub window: u32,
+    /// `ping` only: pause between round trips (none: back to back).
+    pub interval: Option<Duration>,
 }
 
 impl RunOpts {
@@ -261,6 +278,7 @@ impl RunOpts {
             Mode::Ping | Mode::Stream => (1, 1),
             Mode::Pipeline => (DEFAULT_PIPELINE_CONNS, DEFAULT_DEPTH),
             Mode::Conns | Mode::Flood => (DEFAULT_IDLE_CONNS, 1),
+            Mode::Zeros => (DEFAULT_ZERO_FLOODERS, 1),
         };
         RunOpts {
             mode,
@@ -284,6 +302,7 @@ impl RunOpts {
             progress: true,
             threads: None,
             window: DEFAULT_WINDOW,
+            interval: None,
         }
     }
 }
@@ -422,9 +441,10 @@ where
         "stream" => Mode::Stream,
         "conns" => Mode::Conns,
         "flood" => Mode::Flood,
+        "zeros" => Mode::Zeros,
         other => {
             return Err(LoadgenError::args(format!(
-                "unknown command {other:?}; expected ping, pipeline, stream, conns, flood, serve or help"
+                "unknown command {other:?}; expected ping, pipeline, stream, conns, flood, zeros, serve or help"
             )))
         }
     };
@@ -448,6 +468,7 @@ where
                 let max = match mode {
                     Mode::Pipeline => MAX_PIPELINE_CONNS,
                     Mode::Conns | Mode::Flood => MAX_CONNS,
+                    Mode::Zeros => MAX_ZERO_FLOODERS,
                     Mode::Ping | Mode::Stream => 1,
                 };
                 o.conns = check_range("--conns", parse_num("--conns", &value("--conns")?)?, 1, max)?
@@ -493,6 +514,17 @@ where
                 })?;
             }
             "--window" => o.window = parse_window(&value("--window")?)?,
+            "--interval" => {
+                let d = parse_duration(&value("--interval")?)?;
+                if d > MAX_INTERVAL {
+                    return Err(LoadgenError::args(format!(
+                        "--interval {} ms exceeds the cap of {} ms",
+                        d.as_millis(),
+                        MAX_INTERVAL.as_millis()
+                    )));
+                }
+                o.interval = Some(d);
+            }
             "--label" => o.label = value("--label")?,
             "--csv" => o.csv = Some(PathBuf::from(value("--csv")?)),
             "--json" => o.json = Some(PathBuf::from(value("--json")?)),
@@ -509,6 +541,12 @@ where
         }
     }
     o.addr = addr.ok_or_else(|| LoadgenError::args(format!("{} needs --addr", mode.name())))?;
+    if mode != Mode::Ping && o.interval.is_some() {
+        return Err(LoadgenError::args(format!(
+            "--interval applies to ping only, not {}",
+            mode.name()
+        )));
+    }
     if window_given && o.client != ClientKind::FramewireAck {
         return Err(LoadgenError::args(format!(
             "--window applies to --client framewire-ack only, not {}",

@@ -72,6 +72,7 @@ async fn run_with<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
         Mode::Stream => stream::<C>(o).await?,
         Mode::Conns => conns::<C>(o).await?,
         Mode::Flood => flood::<C>(o).await?,
+        Mode::Zeros => zeros(o).await?,
     };
     rec.label = o.label.clone();
     rec.mode = o.mode.name().to_owned();
@@ -208,6 +209,9 @@ async fn ping<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
         hist.saturating_record(nanos(t0.elapsed()));
         frames += 1;
         counter.store(frames, Ordering::Relaxed);
+        if let Some(pause) = o.interval {
+            tokio::time::sleep(pause).await;
+        }
     }
     let elapsed = start.elapsed();
     let (client_cpu, server_cpu) = cpu.end()?;
@@ -571,4 +575,64 @@ async fn flood<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
         echo_failed: Some(u64::from(!ok)),
         ..Record::default()
     })
+}
+
+/// `zeros`: `o.conns` [`Flooder`]s for `o.duration`.
+async fn zeros(o: &RunOpts) -> Result<Record, LoadgenError> {
+    let flooders = (0..o.conns)
+        .map(|_| Flooder::start(o.addr))
+        .collect::<Result<Vec<_>, _>>()?;
+    let start = Instant::now();
+    tokio::time::sleep(o.duration).await;
+    let elapsed = start.elapsed();
+    for flooder in flooders {
+        flooder.stop()?;
+    }
+    Ok(Record {
+        conns: o.conns as u64,
+        elapsed_s: elapsed.as_secs_f64(),
+        ..Record::default()
+    })
+}
+
+/// One `zeros` connection: a thread writes zero-length frames (64 KiB of zero bytes per
+/// write, 16,384 frames) as fast as the server takes them, another reads and drops the echoes.
+/// Plain blocking threads, so the flood does not share the pinging task's runtime.
+struct Flooder {
+    stream: std::net::TcpStream,
+    threads: [std::thread::JoinHandle<()>; 2],
+}
+
+impl Flooder {
+    fn start(addr: std::net::SocketAddr) -> Result<Flooder, LoadgenError> {
+        use std::io::{Read, Write};
+        let stream = std::net::TcpStream::connect(addr)?;
+        let mut writer = stream.try_clone()?;
+        let mut reader = stream.try_clone()?;
+        let write = std::thread::spawn(move || {
+            let zeros = vec![0u8; 64 * 1024];
+            // Ends at the first error: `stop` shuts the socket down.
+            while writer.write_all(&zeros).is_ok() {}
+        });
+        let read = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+        });
+        Ok(Flooder {
+            stream,
+            threads: [write, read],
+        })
+    }
+
+    /// Shuts the connection down, which ends both threads.
+    fn stop(self) -> Result<(), LoadgenError> {
+        // Already closed by the server: the threads end by themselves.
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        for t in self.threads {
+            if t.join().is_err() {
+                return Err(io::Error::other("a zeros flood thread panicked").into());
+            }
+        }
+        Ok(())
+    }
 }

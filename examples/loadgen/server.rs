@@ -171,14 +171,7 @@ async fn framewire_serve(
     use framewire_server::{Connection, Server, ServerError};
 
     async fn mirror(mut conn: Connection) -> Result<(), ServerError> {
-        while let Some(frame) = conn.recv().await? {
-            conn.feed(&frame).await?;
-            while let Some(more) = conn.try_recv()? {
-                conn.feed(&more).await?;
-            }
-            conn.flush().await?;
-        }
-        Ok(())
+        crate::mirror(&mut conn).await
     }
 
     async fn sink(mut conn: Connection) -> Result<(), ServerError> {

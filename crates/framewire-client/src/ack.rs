@@ -36,7 +36,7 @@ use futures_util::{Sink, Stream};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::tls::ClientTls;
-use crate::transport::ByteStream;
+use crate::transport::{ByteStream, Endpoints};
 use crate::{ClientError, Endpoint, InFlight, ReconnectPolicy};
 
 type Conn = AckFramed<ByteStream>;
@@ -44,7 +44,7 @@ type Conn = AckFramed<ByteStream>;
 /// Everything needed to open (and re-open) an ack-mode connection.
 #[derive(Debug, Clone)]
 pub(crate) struct AckSettings {
-    pub(crate) endpoint: Endpoint,
+    pub(crate) endpoints: Endpoints,
     pub(crate) connect_timeout: std::time::Duration,
     pub(crate) codec: FrameCodecBuilder,
     pub(crate) ack: AckFramedBuilder,
@@ -54,29 +54,44 @@ pub(crate) struct AckSettings {
 }
 
 impl AckSettings {
-    /// Connects and completes the HELLO exchange, both within the connect timeout.
-    async fn open(&self) -> Result<Conn, ClientError> {
-        let transport = self
-            .endpoint
-            .open(self.connect_timeout, self.tls.as_ref())
-            .await?;
-        self.hello(transport).await
+    /// Connects to the first endpoint that answers, starting with the current one, and
+    /// completes the HELLO exchange (and, with TLS, the TLS handshake before it); both within
+    /// the connect timeout, per endpoint.
+    async fn open(&mut self) -> Result<Conn, ClientError> {
+        let (timeout, codec, ack) = (self.connect_timeout, self.codec, self.ack);
+        let tls = self.tls.clone();
+        self.endpoints
+            .first_answering(|endpoint| {
+                let endpoint = endpoint.clone();
+                let tls = tls.clone();
+                async move {
+                    let transport = endpoint.open(timeout, tls.as_ref()).await?;
+                    hello(ack, codec, timeout, &endpoint, transport).await
+                }
+            })
+            .await
     }
+}
 
-    /// Completes the HELLO exchange over a connected stream, within the connect timeout.
-    async fn hello(&self, transport: ByteStream) -> Result<Conn, ClientError> {
-        let mut conn = self.ack.wrap(self.codec.new_framed(transport));
-        match tokio::time::timeout(self.connect_timeout, conn.handshake()).await {
-            Ok(Ok(_hello)) => Ok(conn),
-            Ok(Err(source)) => Err(ClientError::Handshake {
-                endpoint: self.endpoint.to_string(),
-                source,
-            }),
-            Err(_) => Err(ClientError::HandshakeTimeout {
-                endpoint: self.endpoint.to_string(),
-                timeout_ms: self.connect_timeout.as_millis(),
-            }),
-        }
+/// Completes the HELLO exchange over a connected stream, within `timeout`.
+async fn hello(
+    ack: AckFramedBuilder,
+    codec: FrameCodecBuilder,
+    timeout: std::time::Duration,
+    endpoint: &Endpoint,
+    transport: ByteStream,
+) -> Result<Conn, ClientError> {
+    let mut conn = ack.wrap(codec.new_framed(transport));
+    match tokio::time::timeout(timeout, conn.handshake()).await {
+        Ok(Ok(_hello)) => Ok(conn),
+        Ok(Err(source)) => Err(ClientError::Handshake {
+            endpoint: endpoint.to_string(),
+            source,
+        }),
+        Err(_) => Err(ClientError::HandshakeTimeout {
+            endpoint: endpoint.to_string(),
+            timeout_ms: timeout.as_millis(),
+        }),
     }
 }
 
@@ -992,18 +1007,22 @@ pub struct AckClient {
 impl AckClient {
     /// Connects (or, given `first`, runs over that stream) and starts the driver.
     pub(crate) async fn connect(
-        settings: AckSettings,
+        mut settings: AckSettings,
         first: Option<ByteStream>,
     ) -> Result<AckClient, ClientError> {
         let conn = match first {
-            Some(stream) => settings.hello(stream).await?,
+            Some(stream) => {
+                let endpoint = settings.endpoints.current().clone();
+                let (ack, codec) = (settings.ack, settings.codec);
+                hello(ack, codec, settings.connect_timeout, &endpoint, stream).await?
+            }
             None => settings.open().await?,
         };
         let shared = Arc::new(Shared::default());
         *shared.next_id() = 1;
         shared.set_limits(&conn, settings.codec.build().max_frame_len());
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let endpoint = settings.endpoint.clone();
+        let endpoint = settings.endpoints.current().clone();
         let driver = Driver {
             settings,
             shared: Arc::clone(&shared),
@@ -1032,7 +1051,8 @@ impl AckClient {
         })
     }
 
-    /// Where this client connects.
+    /// Where this client's first connection went (with several endpoints, the first that
+    /// answered); after a failover the connection may be to another of them.
     pub fn endpoint(&self) -> &Endpoint {
         &self.tx.endpoint
     }

@@ -25,6 +25,9 @@
 //! * Any byte stream: [`ClientBuilder::connect_stream`] and
 //!   [`ClientBuilder::connect_ack_stream`] run a connection over a stream the application
 //!   opened itself (anything `AsyncRead + AsyncWrite + Unpin + Send`).
+//! * Failover: both connect to the first of several endpoints that answers
+//!   ([`IntoEndpoints`]); an ack-mode reconnect moves on to the next endpoint when one is
+//!   down.
 //!
 //! ```no_run
 //! use framewire_client::Client;
@@ -54,7 +57,9 @@ mod typed;
 mod writer;
 
 pub use ack::{AckClient, AckReceiver, AckSender, Receipt};
-pub use builder::{ClientBuilder, IntoEndpoint, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
+pub use builder::{
+    ClientBuilder, IntoEndpoint, IntoEndpoints, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+};
 pub use error::{ClientError, InFlight};
 pub use framewire_codec::ack::Delivery;
 pub use framewire_codec::VECTORED_WRITE_MIN;

@@ -59,6 +59,17 @@ use crate::stats::bump;
 /// A timeout is an error from `recv`/`send`; it closes that direction and is counted in
 /// [`Stats::errors`](crate::Stats::errors).
 ///
+/// # Fairness
+///
+/// Each frame taken from the read buffer (by `recv`, `try_recv` or the `Stream`) costs one
+/// unit of the task's tokio cooperative budget ([`tokio::task::coop`], 128 units per
+/// scheduling turn, shared with every socket read and write of the task). When the budget is
+/// used up, `recv` yields to the runtime even though frames are buffered, and `try_recv`
+/// returns `Ok(None)`. A peer pipelining zero-length frames therefore gets at most about 128
+/// frames served per turn, however much it has sent, and cannot starve the other connections
+/// of the runtime. Outside a tokio task (or inside `tokio::task::coop::unconstrained`) there
+/// is no budget and nothing yields.
+///
 /// # Ack mode
 ///
 /// With [`ServerBuilder::ack_mode`](crate::ServerBuilder::ack_mode) the connection speaks
@@ -427,7 +438,8 @@ impl<S> Connection<S> {
 
     /// Returns the next message if it is already complete in the read buffer, without reading
     /// from the socket or waiting. `Ok(None)` means "nothing complete buffered" (not end of
-    /// stream). Lets a handler answer a burst of pipelined frames with one flush:
+    /// stream), or that the task has used up its cooperative budget for this turn (see
+    /// [Fairness](Connection#fairness)): the next `recv` returns the frame after a yield. Lets a handler answer a burst of pipelined frames with one flush:
     ///
     /// ```no_run
     /// # async fn mirror(mut conn: framewire_server::Connection) -> Result<(), framewire_server::ServerError> {
@@ -459,11 +471,18 @@ impl<S> Connection<S> {
             if self.rbuf.is_empty() {
                 return Ok(None);
             }
+            // The task's cooperative budget, as in `recv` (no waker to register here: the
+            // caller's next `recv`, `flush` or other I/O yields).
+            let mut no_waker = Context::from_waker(Waker::noop());
+            let Poll::Ready(coop) = tokio::task::coop::poll_proceed(&mut no_waker) else {
+                return Ok(None);
+            };
             let frame = match self.codec.decode(&mut self.rbuf) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return Ok(None),
                 Err(e) => return Err(self.read_failed(e.into())),
             };
+            coop.made_progress();
             self.idle_since = None;
             self.frame_since = None;
             if self.ack.is_none() {
@@ -757,8 +776,13 @@ impl<S> Connection<S> {
         for_recv: bool,
     ) -> Poll<Result<Option<Bytes>, ServerError>> {
         let open = !(self.read_closed || self.eof || (for_recv && self.recv_ended));
-        if open {
+        if open && !self.rbuf.is_empty() {
+            // One unit of the task's cooperative budget per buffered frame (see
+            // [Fairness](Connection#fairness)): once it is used up, the task yields here
+            // and is polled again after the runtime's other tasks had their turn.
+            let coop = ready!(tokio::task::coop::poll_proceed(cx));
             if let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) {
+                coop.made_progress();
                 self.idle_since = None;
                 self.frame_since = None;
                 return Poll::Ready(Ok(Some(frame)));

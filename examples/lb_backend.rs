@@ -1,0 +1,133 @@
+//! A framewire echo server made to run behind a load balancer: it trusts PROXY headers from
+//! the balancer's network, can cap connections per (original) client IP, and greets each
+//! connection with the address it sees, so a test or a person can check what the balancer
+//! passed on. The HAProxy tests (`examples/tests/haproxy.rs`) and the load-balancer benchmark
+//! (`bench/haproxy.sh`) start it as a separate process.
+//!
+//! ```text
+//! cargo run --release -p framewire-examples --bin lb_backend -- --addr 127.0.0.1:7001 --trust 127.0.0.1/32 --greet
+//! ```
+//!
+//! Flags: `--addr ADDR` (default 127.0.0.1:0), `--trust NET` (repeatable; PROXY headers are
+//! expected from these networks), `--per-ip N` (most connections per client IP), `--ack WINDOW`
+//! (ack mode), `--name NAME` (in the greeting), `--greet` (send `NAME PEER VIA` first, where
+//! `VIA` is the balancer's address or `-`). Prints `listening on ADDR` once bound; SIGTERM or
+//! ctrl-c shuts it down gracefully.
+
+use std::process::ExitCode;
+
+use framewire_server::{termination_signal, Connection, IpNet, ProxyProtocol, Server, ServerError};
+
+const USAGE: &str = "usage: lb_backend [--addr ADDR] [--trust NET]... [--per-ip N] \
+                     [--ack WINDOW] [--name NAME] [--greet]";
+
+/// The command line.
+#[derive(Debug)]
+struct Args {
+    addr: String,
+    trust: Vec<IpNet>,
+    per_ip: Option<usize>,
+    ack: Option<u32>,
+    name: String,
+    greet: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        addr: "127.0.0.1:0".to_owned(),
+        trust: Vec::new(),
+        per_ip: None,
+        ack: None,
+        name: "backend".to_owned(),
+        greet: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match flag.as_str() {
+            "--addr" => args.addr = value("--addr")?,
+            "--trust" => {
+                let net = value("--trust")?;
+                args.trust
+                    .push(net.parse().map_err(|e| format!("--trust {net}: {e}"))?);
+            }
+            "--per-ip" => args.per_ip = Some(number(&value("--per-ip")?, "--per-ip")?),
+            "--ack" => args.ack = Some(number(&value("--ack")?, "--ack")?),
+            "--name" => args.name = value("--name")?,
+            "--greet" => args.greet = true,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("{flag}: {text:?} is not a valid number"))
+}
+
+/// What each connection runs: an optional greeting, then a byte-for-byte echo.
+struct Backend {
+    name: String,
+    greet: bool,
+}
+
+impl framewire_server::Handler for Backend {
+    type Output = Result<(), ServerError>;
+
+    async fn handle(&self, mut conn: Connection) -> Self::Output {
+        if self.greet {
+            let via = conn
+                .proxied_by()
+                .map_or_else(|| "-".to_owned(), ToString::to_string);
+            let greeting = format!("{} {} {via}", self.name, conn.peer_addr());
+            conn.send(greeting).await?;
+        }
+        framewire_examples::mirror(&mut conn).await
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Logs (warnings by default, RUST_LOG to change) go to stderr; stdout is for the test.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .init();
+    let Ok(args) = parse_args().map_err(|msg| eprintln!("lb_backend: {msg}\n{USAGE}")) else {
+        return ExitCode::from(2);
+    };
+    let builder = Server::builder();
+    let builder = match args.trust {
+        nets if nets.is_empty() => builder,
+        nets => builder.proxy_protocol(ProxyProtocol::trusting(nets)),
+    };
+    let builder = match args.ack {
+        Some(window) => builder.ack_mode(window),
+        None => builder,
+    };
+    let builder = match args.per_ip {
+        Some(max) => builder.max_connections_per_ip(max),
+        None => builder,
+    };
+    let bound = builder.bind(args.addr.as_str()).await;
+    let Ok(server) = bound.map_err(|e| eprintln!("lb_backend: {e}")) else {
+        return ExitCode::FAILURE;
+    };
+    println!("listening on {}", server.local_addr());
+    let handler = Backend {
+        name: args.name,
+        greet: args.greet,
+    };
+    let report = server.serve_until(handler, termination_signal()).await;
+    let s = report.stats;
+    println!(
+        "stopped: accepted {} refused_per_ip {} proxy_errors {} frames_in {}",
+        s.accepted, s.refused_per_ip, s.errors.proxy, s.frames_in
+    );
+    ExitCode::SUCCESS
+}
