@@ -2,3 +2,4 @@
 #![forbid(unsafe_code)]
 
 pub mod targets;
+pub mod session_targets;

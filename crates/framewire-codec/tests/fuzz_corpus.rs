@@ -7,6 +7,10 @@
 #[allow(unreachable_pub)]
 mod targets;
 
+#[path = "../../../fuzz/src/session_targets.rs"]
+#[allow(unreachable_pub)]
+mod session_targets;
+
 use std::path::{Path, PathBuf};
 
 fn corpus(target: &str) -> Vec<PathBuf> {
@@ -57,4 +61,9 @@ fn ack_parse_corpus() {
 #[test]
 fn ack_machine_corpus() {
     replay("ack_machine", targets::ack_machine);
+}
+
+#[test]
+fn ack_session_corpus() {
+    replay("ack_session", session_targets::ack_session);
 }

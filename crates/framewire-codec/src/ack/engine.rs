@@ -7,21 +7,29 @@ use bytes::{Buf, Bytes};
 
 use super::config::AckConfig;
 use super::wire::{
-    AckFrame, FrameKind, GoAwayReason, Hello, DATA_HEADER_LEN, FLAG_REDELIVERY, HELLO_LEN, VERSION,
+    AckFrame, FrameKind, GoAwayReason, Hello, SessionId, DATA_HEADER_LEN, FLAG_REDELIVERY,
+    HELLO_LEN, VERSION,
 };
 use super::{AckError, ERROR_PREFIX_LEN};
 
+mod session;
 mod transmit;
+
+pub use session::{new_session_id, MessageId, SessionRequest, SessionStatus, MAX_RESUME_SEQ};
 
 /// One message received by the application side, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Delivery {
-    /// Its sequence number on this connection (1, 2, 3, ...).
+    /// The session it was sent in (all zero: none); with `seq`, its stable
+    /// [`id`](Delivery::id).
+    pub session: SessionId,
+    /// Its sequence number in the session, or on this connection without one (1, 2, 3, ...).
     pub seq: u64,
     /// The application payload.
     pub payload: Bytes,
-    /// The sender flagged it as a redelivery: it may already have been delivered on an earlier
-    /// connection (the sender lost that connection before the ack arrived).
+    /// The sender flagged it as a redelivery: it may already have been delivered before (the
+    /// sender transmitted it on an earlier connection, saw no ack, and the receiving side no
+    /// longer had the session). Never set while both sides keep the session.
     pub redelivered: bool,
 }
 
@@ -180,6 +188,8 @@ pub struct AckState {
     last_heard: Option<Instant>,
     ping_outstanding: bool,
     ping_token: u64,
+    // Sessions (engine/session.rs).
+    session: session::SessionBook,
 }
 
 impl AckState {
@@ -228,6 +238,7 @@ impl AckState {
             last_heard: None,
             ping_outstanding: false,
             ping_token: 0,
+            session: session::SessionBook::new(),
         };
         state.set_ack_threshold(config.ack_threshold.unwrap_or(u64::from(config.window / 2)));
         state
@@ -284,9 +295,7 @@ impl AckState {
                 let seq = u64::from_be_bytes([s0, s1, s2, s3, s4, s5, s6, s7]);
                 let mut payload = frame;
                 payload.advance(DATA_HEADER_LEN);
-                return self
-                    .handle_data(seq, flags & FLAG_REDELIVERY != 0, payload)
-                    .map(Some);
+                return self.handle_data(seq, flags & FLAG_REDELIVERY != 0, payload);
             }
         }
         self.handle(AckFrame::parse_bytes(frame)?)
@@ -324,7 +333,7 @@ impl AckState {
                 seq,
                 redelivery,
                 payload,
-            } => self.handle_data(seq, redelivery, payload).map(Some),
+            } => self.handle_data(seq, redelivery, payload),
             AckFrame::GoAway { reason, through } => {
                 if self.peer_goaway.is_none() {
                     self.peer_goaway = Some((reason, through));
@@ -363,7 +372,7 @@ impl AckState {
         self.send_window = h.window.min(self.config.max_unacked);
         self.send_window_bytes = h.window_bytes.min(self.config.max_unacked_bytes);
         self.peer = Some(h);
-        Ok(())
+        self.session_hello(&h)
     }
 
     fn handle_ack(&mut self, through: u64) -> Result<(), AckError> {
@@ -403,14 +412,18 @@ impl AckState {
         Ok(())
     }
 
-    /// A DATA frame after the handshake: sequence and window checks.
+    /// A DATA frame after the handshake: sequence and window checks. `None` for a repeat
+    /// of what the application already has (see `session_data`).
     fn handle_data(
         &mut self,
         seq: u64,
         redelivery: bool,
         payload: Bytes,
-    ) -> Result<Delivery, AckError> {
+    ) -> Result<Option<Delivery>, AckError> {
         self.heard = true;
+        if self.session_data(seq)? {
+            return Ok(None);
+        }
         let expected = self.received.saturating_add(1);
         if seq != expected {
             return Err(AckError::DataOutOfSequence { expected, got: seq });
@@ -435,11 +448,12 @@ impl AckState {
         self.recv_lens.push_back(len);
         self.recv_unacked_bytes += u64::from(len);
         self.received = seq;
-        Ok(Delivery {
+        Ok(Some(Delivery {
+            session: self.local.session,
             seq,
             payload,
             redelivered: redelivery,
-        })
+        }))
     }
 
     /// The application is done with every received message up to and including `seq`.

@@ -54,7 +54,7 @@ pub enum AckError {
         unit: &'static str,
     },
     /// The peer's HELLO sets flag bits this version does not define.
-    #[error("HELLO with unknown flag bits 0x{flags:02x} (this version defines none)")]
+    #[error("HELLO with unknown flag bits 0x{flags:02x} (this version defines 0x01 only)")]
     UnknownHelloFlags {
         /// The whole flags byte.
         flags: u8,
@@ -213,6 +213,36 @@ pub enum AckError {
         /// The longest payload that fits (max frame length minus the DATA header).
         max: usize,
     },
+    /// A resuming peer's HELLO says it delivered more of the session than this side ever sent.
+    #[error(
+        "peer resumes the session saying it delivered through message {delivered}, but only {sent} were sent"
+    )]
+    ResumeBeyondSent {
+        /// The peer's `delivered through`.
+        delivered: u64,
+        /// The highest seq this side sent in the session.
+        sent: u64,
+    },
+    /// A resuming peer's HELLO says it delivered less of the session than it had already
+    /// acknowledged: it lost state it had confirmed.
+    #[error(
+        "peer resumes the session saying it delivered through message {delivered}, below its earlier ack of {acked}"
+    )]
+    ResumeBehindAck {
+        /// The peer's `delivered through`.
+        delivered: u64,
+        /// The highest cumulative ACK the peer sent earlier in the session.
+        acked: u64,
+    },
+    /// A peer resuming a session this side does not have names a `delivered through` so
+    /// large that continuing the numbering after it could overflow.
+    #[error("peer resumes a session at message {delivered}, above the limit of {max}")]
+    ResumeSeqTooLarge {
+        /// The peer's `delivered through`.
+        delivered: u64,
+        /// [`MAX_RESUME_SEQ`](super::MAX_RESUME_SEQ).
+        max: u64,
+    },
     /// Local misuse: the application reported taking a message that has not arrived.
     #[error("application took message {seq} but only {received} have been received")]
     TakenNotReceived {
@@ -247,7 +277,10 @@ impl AckError {
             | AckError::AckForUnsent { .. }
             | AckError::AckBackwards { .. }
             | AckError::DataOutOfSequence { .. }
-            | AckError::DataBeyondWindow { .. } => true,
+            | AckError::DataBeyondWindow { .. }
+            | AckError::ResumeBeyondSent { .. }
+            | AckError::ResumeBehindAck { .. }
+            | AckError::ResumeSeqTooLarge { .. } => true,
             AckError::ClosedBeforeHello
             | AckError::PeerSilent { .. }
             | AckError::ClosedWithUnacked { .. }

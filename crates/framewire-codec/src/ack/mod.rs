@@ -9,7 +9,8 @@
 //!
 //! * [`AckFrame`]: parsing and encoding of the six frame kinds (this page is their spec).
 //! * [`AckState`]: the sans-IO engine (sequence numbers, windows in messages and bytes, acks,
-//!   keepalive timers, GOAWAY, protocol checks), configured by an [`AckConfig`]. No sockets,
+//!   keepalive timers, GOAWAY, sessions that outlive connections, protocol checks),
+//!   configured by an [`AckConfig`]. No sockets,
 //!   no runtime, no clock reads: drive it from any read/write path.
 //! * [`AckFramed`]: an async `Stream + Sink` adapter over `Framed<T, FrameCodec>` that drives
 //!   the machine.
@@ -38,10 +39,11 @@
 //! frame while fewer than both are unacknowledged, so one frame may overshoot the byte
 //! window. Each side also caps what it keeps unacknowledged by its own settings, whatever the
 //! peer grants ([`AckConfig`]). `max frame length` is the longest frame payload the sender
-//! of the HELLO accepts, ack-mode header included. `flags` must be 0 (none are defined).
-//! `session id` (all zero: no session) and `delivered through` (the highest seq of that
-//! session the sender delivered to its application; 0 without a session) are reserved for
-//! sessions that outlive connections: this version sends zeros and ignores them.
+//! of the HELLO accepts, ack-mode header included. `flags` bit 0 (`0x01`,
+//! [`FLAG_HELLO_RESUME`]) resumes a session (see [Sessions](#sessions)); the other bits must
+//! be 0. `session id` (all zero: no session) names the session the connection belongs to and
+//! `delivered through` is the highest seq of the peer's direction of that session the sender
+//! handed to its application (0 without a session).
 //!
 //! A first frame that is not a valid HELLO is an error naming what arrived instead
 //! ("expected HELLO, got a frame of 5 bytes starting 68 65 6c 6c 6f" for a plain-mode
@@ -92,7 +94,8 @@
 //! +------+----------------+-------+-------------------------------+
 //! ```
 //!
-//! `seq` is 1 for the first DATA in each direction of each connection and grows by exactly 1.
+//! `seq` is 1 for the first DATA in each direction of each connection (of each session, with
+//! a [session](#sessions)) and grows by exactly 1.
 //! `flags` bit 0 (`0x01`, [`FLAG_REDELIVERY`]) marks a message that may have been delivered
 //! before (resent on a new connection after the old one died unacknowledged); the other bits
 //! must be 0. A DATA frame out of sequence, beyond the last ACK sent plus the granted window,
@@ -250,6 +253,133 @@
 //! handler that is aborted while working on a message has not acknowledged it, and its
 //! sender gets it back as unacknowledged.
 //!
+//! # Sessions
+//!
+//! Sequence numbers belong to a session that outlives connections. The connecting side opens
+//! one with a random 128-bit id ([`new_session_id`]: the operating system's generator, so an
+//! id cannot be guessed and holding it is what entitles a connection to the session) and
+//! names it in its HELLO ([`AckState::with_session`]). After losing the connection it sends
+//! the same id with the resume flag and, in `delivered through`, the highest seq of the
+//! server's direction its application got ([`AckState::reconnect`]). The accepting side
+//! ([`AckState::accepting`]) answers from its session store: with the resume flag and its own
+//! `delivered through` if it still has the session ([`AckState::adopt`]), without it if not
+//! ([`AckState::start_session`]). Each side then drops what the peer says it delivered,
+//! resends only what follows, and drops any DATA at or below the point it announced.
+//!
+//! | situation | delivery to the application | redelivery flag | message id |
+//! |---|---|---|---|
+//! | no session | at least once per connection; the client resends unacknowledged messages | "may be a repeat" | seq restarts per connection |
+//! | same process keeps the session (cuts, RST, FIN, GOAWAY) | **exactly once**, in order, both directions | never set | session id + seq |
+//! | session lost (server restarted, linger expired, another server) | **at least once**: messages sent and not acknowledged are resent | set only on messages transmitted on an earlier connection and not acknowledged | the same on every delivery |
+//!
+//! *Acknowledged* means the receiving application is done with the message ([below
+//! ](#when-a-message-is-acknowledged)); on a resume, the peer's `delivered through` also
+//! counts as an acknowledgement of everything up to it: the application has those messages.
+//! Each [`Delivery`] carries its [`MessageId`] (session id + seq, [`Delivery::id`]). When the
+//! session is lost, the accepting side continues the session's numbering from the first DATA
+//! it receives and its own direction after the connecting side's `delivered through`, so ids
+//! stay stable and are never reused for another message.
+//!
+//! A resuming HELLO (window 4,096 messages and 1 MiB, max frame length 8 MiB, session
+//! `00112233445566778899aabbccddeeff`, delivered through 5):
+//!
+//! ```text
+//! 00 00 00 2b  01  46 57 41 4b  02  01  00 00 10 00  00 10 00 00  00 80 00 00
+//! 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff   session id
+//! 00 00 00 00 00 00 00 05                           delivered through 5
+//! ```
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use framewire_codec::{ack::{AckFrame, Hello}, FrameCodec};
+//! use tokio_util::codec::Decoder;
+//!
+//! let mut bytes = vec![
+//!     0x00, 0x00, 0x00, 0x2b, 0x01, 0x46, 0x57, 0x41, 0x4b, 0x02,
+//!     0x01, // flags: resume
+//!     0x00, 0x00, 0x10, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x80, 0x00, 0x00,
+//!     0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+//!     0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, // session id
+//! ];
+//! bytes.extend_from_slice(&5u64.to_be_bytes()); // delivered through 5
+//! let frame = FrameCodec::new().decode(&mut BytesMut::from(&bytes[..]))?.expect("a frame");
+//! let mut expected = Hello::new(4096, 1024 * 1024, 8 * 1024 * 1024);
+//! expected.session = [
+//!     0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+//!     0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+//! ];
+//! expected.delivered = 5;
+//! expected.resume = true;
+//! assert_eq!(AckFrame::parse(&frame)?, AckFrame::Hello(expected));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Worked example: a handler that deduplicates after a server restart
+//!
+//! While the server keeps the session nothing is repeated; after a restart a message may come
+//! again, flagged, with the same id. A handler that must act once keeps the ids it acted on
+//! (in the store it acts on, so they survive the restart with it) and skips a repeat with one
+//! lookup. Here the two engines stand for the client and the server, without sockets:
+//!
+//! ```
+//! use std::collections::{HashMap, HashSet};
+//! use bytes::Bytes;
+//! use framewire_codec::ack::{
+//!     new_session_id, AckConfig, AckState, Delivery, MessageId, SessionId, SessionStatus,
+//! };
+//!
+//! // Moves frames one way; the server answers session requests from its store.
+//! fn pump(
+//!     from: &mut AckState,
+//!     to: &mut AckState,
+//!     store: &mut HashMap<SessionId, AckState>,
+//! ) -> Result<Vec<Delivery>, Box<dyn std::error::Error>> {
+//!     let mut got = Vec::new();
+//!     while let Some(frame) = from.poll_transmit() {
+//!         got.extend(to.handle_frame(frame.to_bytes())?);
+//!         if let Some(req) = to.session_request() {
+//!             match store.remove(&req.id) {
+//!                 Some(stored) => to.adopt(stored)?,
+//!                 None => to.start_session()?,
+//!             }
+//!         }
+//!     }
+//!     Ok(got)
+//! }
+//!
+//! let config = AckConfig::new();
+//! let mut client = AckState::with_session(config, 1 << 20, new_session_id()?);
+//! let mut server = AckState::accepting(config, 1 << 20);
+//! let mut store = HashMap::new(); // the server process's session store
+//! let mut done: HashSet<MessageId> = HashSet::new(); // the handler's durable record
+//! let mut actions = 0;
+//! let mut handle = |d: &Delivery, done: &mut HashSet<MessageId>| {
+//!     if done.insert(d.id()) {
+//!         actions += 1; // act on the message once
+//!     }
+//! };
+//!
+//! pump(&mut client, &mut server, &mut store)?; // HELLO: a new session
+//! pump(&mut server, &mut client, &mut store)?;
+//! client.send(Bytes::from_static(b"debit 10"), false)?;
+//! for d in pump(&mut client, &mut server, &mut store)? {
+//!     handle(&d, &mut done); // acted on, but the process dies before the ACK goes out
+//! }
+//!
+//! // The server restarts: a new process, an empty store. The client resumes.
+//! client.reconnect(client.received_through());
+//! let mut server = AckState::accepting(config, 1 << 20);
+//! let mut store = HashMap::new();
+//! pump(&mut client, &mut server, &mut store)?;
+//! pump(&mut server, &mut client, &mut store)?;
+//! assert_eq!(client.session_status(), SessionStatus::Lost);
+//! let again = pump(&mut client, &mut server, &mut store)?;
+//! assert!(again[0].redelivered, "it may have reached the handler before");
+//! handle(&again[0], &mut done); // the same id: skipped
+//! assert_eq!(actions, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Driving the state machine yourself
 //!
 //! A server with its own read and write paths feeds [`AckState::handle_frame`] with every
@@ -271,10 +401,14 @@ pub use config::{
     AckConfig, DEFAULT_KEEPALIVE, DEFAULT_MAX_UNACKED, DEFAULT_MAX_UNACKED_BYTES,
     DEFAULT_PEER_TIMEOUT, DEFAULT_WINDOW, DEFAULT_WINDOW_BYTES,
 };
-pub use engine::{AckEvent, AckState, Delivery, Outgoing};
+pub use engine::{
+    new_session_id, AckEvent, AckState, Delivery, MessageId, Outgoing, SessionRequest,
+    SessionStatus, MAX_RESUME_SEQ,
+};
 pub use error::{AckError, ERROR_PREFIX_LEN};
 pub use framed::{AckFramed, AckFramedBuilder, DEFAULT_WRITE_HIGH_WATER};
 pub use wire::{
     ack_bytes, data_header, AckFrame, FrameKind, GoAwayReason, Hello, SessionId, ACK_LEN,
-    DATA_HEADER_LEN, FLAG_REDELIVERY, GOAWAY_LEN, HELLO_LEN, MAGIC, PING_LEN, VERSION,
+    DATA_HEADER_LEN, FLAG_HELLO_RESUME, FLAG_REDELIVERY, GOAWAY_LEN, HELLO_LEN, MAGIC, PING_LEN,
+    VERSION,
 };

@@ -26,6 +26,15 @@ pub const MAGIC: [u8; 4] = *b"FWAK";
 /// sender is resending it on a new connection after losing the previous one).
 pub const FLAG_REDELIVERY: u8 = 0x01;
 
+/// Flag bit in a HELLO frame's flags byte: the sender resumes the session named in the HELLO.
+///
+/// From the connecting side: "I had this session before; `delivered through` is what I
+/// delivered of it". From the accepting side, in answer: "I still have this session; my
+/// `delivered through` is authoritative, resend only what follows it". An accepting side that
+/// answers a resuming HELLO without this bit no longer has the session (restarted, linger
+/// expired, another server): delivery falls back to at-least-once with stable message ids.
+pub const FLAG_HELLO_RESUME: u8 = 0x01;
+
 /// Length of a HELLO frame's payload: kind, magic, version, flags, window (messages), window
 /// (bytes), max frame length, session id, delivered-through.
 pub const HELLO_LEN: usize = 1 + 4 + 1 + 1 + 4 + 4 + 4 + 16 + 8;
@@ -111,7 +120,9 @@ impl fmt::Display for FrameKind {
 }
 
 /// A session id: 128 bits naming a session that outlives connections (all zero: no
-/// session). Reserved in version 2 for resumable sessions; this crate sends all zero.
+/// session). Made by [`new_session_id`](super::new_session_id) from the operating system's
+/// random number generator, so it cannot be guessed: knowing it is what entitles a connection
+/// to resume the session.
 pub type SessionId = [u8; 16];
 
 /// The contents of a HELLO frame.
@@ -132,6 +143,8 @@ pub struct Hello {
     /// For a resumed session: the highest seq of the session the sender of this HELLO has
     /// delivered to its application (0 without a session).
     pub delivered: u64,
+    /// The [`FLAG_HELLO_RESUME`] bit: the sender resumes `session` (see there).
+    pub resume: bool,
 }
 
 impl Hello {
@@ -144,6 +157,7 @@ impl Hello {
             max_frame_len,
             session: [0; 16],
             delivered: 0,
+            resume: false,
         }
     }
 
@@ -153,7 +167,7 @@ impl Hello {
         b[0] = FrameKind::Hello.to_byte();
         b[1..5].copy_from_slice(&MAGIC);
         b[5] = self.version;
-        b[6] = 0; // flags: none defined
+        b[6] = if self.resume { FLAG_HELLO_RESUME } else { 0 };
         b[7..11].copy_from_slice(&self.window.to_be_bytes());
         b[11..15].copy_from_slice(&self.window_bytes.to_be_bytes());
         b[15..19].copy_from_slice(&self.max_frame_len.to_be_bytes());
@@ -323,7 +337,7 @@ impl<'a> AckFrame<&'a [u8]> {
         }
         Ok(match kind {
             FrameKind::Hello => {
-                if frame[6] != 0 {
+                if frame[6] & !FLAG_HELLO_RESUME != 0 {
                     return Err(AckError::UnknownHelloFlags { flags: frame[6] });
                 }
                 let mut session = [0u8; 16];
@@ -335,6 +349,7 @@ impl<'a> AckFrame<&'a [u8]> {
                     max_frame_len: be_u32(&frame[15..19]),
                     session,
                     delivered: be_u64(&frame[35..43]),
+                    resume: frame[6] & FLAG_HELLO_RESUME != 0,
                 })
             }
             FrameKind::Data => {

@@ -218,7 +218,7 @@ impl AckState {
             || self.pong_pending.is_some()
             || self.ping_pending.is_some()
             || self.goaway_pending.is_some()
-            || self.transmitted < self.next_seq - 1
+            || (self.transmitted < self.next_seq - 1 && self.peer.is_some())
     }
 
     /// The next frame to transmit, if any: this side's HELLO first, then a pending ACK (one
@@ -268,7 +268,8 @@ impl AckState {
         if let Some(token) = self.ping_pending.take() {
             return Some(AckFrame::Ping { token });
         }
-        if self.transmitted < self.next_seq - 1 {
+        // DATA waits for the peer's HELLO: on a resumed session it says what to skip.
+        if self.transmitted < self.next_seq - 1 && self.peer.is_some() {
             let seq = self.transmitted + 1;
             self.transmitted = seq;
             let m = self.unacked_get(seq)?;
