@@ -15,7 +15,9 @@
 //! stop-and-wait, done by the protocol instead of by hand.
 //!
 //! Flags: `--addr ADDR` (default 127.0.0.1:9999), `--mirror`, `--ack WINDOW`,
-//! `--max-frame-len BYTES`, `--max-connections N`. It prints its listening address; ctrl-c or
+//! `--max-frame-len BYTES`, `--max-connections N`, `--idle-timeout SECONDS` (default 60, the
+//! server's `DEFAULT_IDLE_TIMEOUT`; 0 turns it off), `--max-per-ip N` (default 64, the
+//! server's `DEFAULT_MAX_CONNECTIONS_PER_IP`; 0 lifts the cap). It prints its listening address; ctrl-c or
 //! SIGTERM shuts it down gracefully. Set `RUST_LOG=debug` for per-connection logs.
 //!
 //! Talk to it from Python (4-byte big-endian length, then the payload):
@@ -27,11 +29,13 @@
 //! ```
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use framewire_server::{termination_signal, Connection, Server, ServerError};
 
 const USAGE: &str = "usage: echo_server [--addr ADDR] [--mirror] [--ack WINDOW] \
-                     [--max-frame-len BYTES] [--max-connections N]";
+                     [--max-frame-len BYTES] [--max-connections N] [--idle-timeout SECONDS] \
+                     [--max-per-ip N]";
 
 /// The command line.
 #[derive(Debug)]
@@ -41,6 +45,10 @@ struct Args {
     ack: Option<u32>,
     max_frame_len: Option<usize>,
     max_connections: Option<usize>,
+    /// `Some(0)`: no idle timeout.
+    idle_timeout_s: Option<u64>,
+    /// `Some(0)`: no per-IP cap.
+    max_per_ip: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +58,8 @@ fn parse_args() -> Result<Args, String> {
         ack: None,
         max_frame_len: None,
         max_connections: None,
+        idle_timeout_s: None,
+        max_per_ip: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,6 +74,12 @@ fn parse_args() -> Result<Args, String> {
             "--max-connections" => {
                 args.max_connections =
                     Some(number(&value("--max-connections")?, "--max-connections")?)
+            }
+            "--idle-timeout" => {
+                args.idle_timeout_s = Some(number(&value("--idle-timeout")?, "--idle-timeout")?)
+            }
+            "--max-per-ip" => {
+                args.max_per_ip = Some(number(&value("--max-per-ip")?, "--max-per-ip")?)
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown flag {other}")),
@@ -131,6 +147,12 @@ async fn main() -> ExitCode {
     }
     if let Some(window) = args.ack {
         builder = builder.ack_mode(window);
+    }
+    if let Some(secs) = args.idle_timeout_s {
+        builder = builder.idle_timeout((secs > 0).then(|| Duration::from_secs(secs)));
+    }
+    if let Some(max) = args.max_per_ip {
+        builder = builder.max_connections_per_ip((max > 0).then_some(max));
     }
     let server = match builder.bind(args.addr.as_str()).await {
         Ok(server) => server,

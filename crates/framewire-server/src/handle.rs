@@ -13,6 +13,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use crate::address::Address;
 use crate::config::Config;
 use crate::stats::{Counters, Stats};
+use crate::warn::WarnLimit;
 
 /// What every connection of one server shares.
 pub(crate) struct Shared<S> {
@@ -23,6 +24,8 @@ pub(crate) struct Shared<S> {
     pub(crate) shutdown: CancellationToken,
     pub(crate) stopped: CancellationToken,
     pub(crate) per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Rate limit of the warnings about connections.
+    pub(crate) warn_limit: WarnLimit,
 }
 
 /// A cloneable handle to a running (or not yet running) server: socketserver's `self.server`.
