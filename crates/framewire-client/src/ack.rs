@@ -35,7 +35,7 @@ use futures_util::task::AtomicWaker;
 use futures_util::{Sink, Stream};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::transport::Transport;
+use crate::transport::{Endpoints, Transport};
 use crate::{ClientError, Endpoint, InFlight, ReconnectPolicy};
 
 type Conn = AckFramed<Transport>;
@@ -43,7 +43,7 @@ type Conn = AckFramed<Transport>;
 /// Everything needed to open (and re-open) an ack-mode connection.
 #[derive(Debug, Clone)]
 pub(crate) struct AckSettings {
-    pub(crate) endpoint: Endpoint,
+    pub(crate) endpoints: Endpoints,
     pub(crate) connect_timeout: std::time::Duration,
     pub(crate) codec: FrameCodecBuilder,
     pub(crate) ack: AckFramedBuilder,
@@ -52,21 +52,30 @@ pub(crate) struct AckSettings {
 }
 
 impl AckSettings {
-    /// Connects and completes the HELLO exchange, both within the connect timeout.
-    async fn open(&self) -> Result<Conn, ClientError> {
-        let transport = self.endpoint.open(self.connect_timeout).await?;
-        let mut conn = self.ack.wrap(self.codec.new_framed(transport));
-        match tokio::time::timeout(self.connect_timeout, conn.handshake()).await {
-            Ok(Ok(_hello)) => Ok(conn),
-            Ok(Err(source)) => Err(ClientError::Handshake {
-                endpoint: self.endpoint.to_string(),
-                source,
-            }),
-            Err(_) => Err(ClientError::HandshakeTimeout {
-                endpoint: self.endpoint.to_string(),
-                timeout_ms: self.connect_timeout.as_millis(),
-            }),
-        }
+    /// Connects to the first endpoint that answers, starting with the current one, and
+    /// completes the HELLO exchange; both within the connect timeout, per endpoint.
+    async fn open(&mut self) -> Result<Conn, ClientError> {
+        let (timeout, codec, ack) = (self.connect_timeout, self.codec, self.ack);
+        self.endpoints
+            .first_answering(|endpoint| {
+                let endpoint = endpoint.clone();
+                async move {
+                    let transport = endpoint.open(timeout).await?;
+                    let mut conn = ack.wrap(codec.new_framed(transport));
+                    match tokio::time::timeout(timeout, conn.handshake()).await {
+                        Ok(Ok(_hello)) => Ok(conn),
+                        Ok(Err(source)) => Err(ClientError::Handshake {
+                            endpoint: endpoint.to_string(),
+                            source,
+                        }),
+                        Err(_) => Err(ClientError::HandshakeTimeout {
+                            endpoint: endpoint.to_string(),
+                            timeout_ms: timeout.as_millis(),
+                        }),
+                    }
+                }
+            })
+            .await
     }
 }
 
@@ -980,13 +989,13 @@ pub struct AckClient {
 }
 
 impl AckClient {
-    pub(crate) async fn connect(settings: AckSettings) -> Result<AckClient, ClientError> {
+    pub(crate) async fn connect(mut settings: AckSettings) -> Result<AckClient, ClientError> {
         let conn = settings.open().await?;
         let shared = Arc::new(Shared::default());
         *shared.next_id() = 1;
         shared.set_limits(&conn, settings.codec.build().max_frame_len());
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let endpoint = settings.endpoint.clone();
+        let endpoint = settings.endpoints.current().clone();
         let driver = Driver {
             settings,
             shared: Arc::clone(&shared),
@@ -1015,7 +1024,8 @@ impl AckClient {
         })
     }
 
-    /// Where this client connects.
+    /// Where this client's first connection went (with several endpoints, the first that
+    /// answered); after a failover the connection may be to another of them.
     pub fn endpoint(&self) -> &Endpoint {
         &self.tx.endpoint
     }

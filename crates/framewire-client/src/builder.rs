@@ -8,6 +8,7 @@ use framewire_codec::{FrameCodecBuilder, DEFAULT_MAX_FRAME_LEN};
 use framewire_codec::ack::{AckFramedBuilder, DEFAULT_WINDOW};
 
 use crate::ack::AckSettings;
+use crate::transport::Endpoints;
 use crate::writer::DEFAULT_WRITE_BUFFER_LIMIT;
 use crate::{AckClient, Client, ClientError, Endpoint, ReconnectPolicy};
 
@@ -64,6 +65,72 @@ impl IntoEndpoint for &String {
 impl IntoEndpoint for SocketAddr {
     fn into_endpoint(self) -> Result<Endpoint, ClientError> {
         Ok(Endpoint::from(self))
+    }
+}
+
+/// One endpoint or several: what [`ClientBuilder::connect`] and
+/// [`ClientBuilder::connect_ack`] take. Any [`IntoEndpoint`] is one; an array, a slice or a
+/// `Vec` of them is a list, tried in order (see [`ClientBuilder::connect`]).
+///
+/// ```no_run
+/// use framewire_client::Client;
+///
+/// # async fn run() -> Result<(), framewire_client::ClientError> {
+/// let client = Client::connect(["10.0.0.1:9999", "10.0.0.2:9999", "10.0.0.3:9999"]).await?;
+/// println!("connected to {}", client.endpoint());
+/// # Ok(())
+/// # }
+/// ```
+pub trait IntoEndpoints {
+    /// Converts into a non-empty list of endpoints.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::InvalidEndpoint`] for a string that is not an address or an empty list.
+    fn into_endpoints(self) -> Result<Vec<Endpoint>, ClientError>;
+}
+
+impl<T: IntoEndpoint> IntoEndpoints for T {
+    fn into_endpoints(self) -> Result<Vec<Endpoint>, ClientError> {
+        Ok(vec![self.into_endpoint()?])
+    }
+}
+
+/// Converts every item; an empty list is an error.
+fn endpoint_list<T: IntoEndpoint>(
+    items: impl IntoIterator<Item = T>,
+) -> Result<Vec<Endpoint>, ClientError> {
+    let list = items
+        .into_iter()
+        .map(IntoEndpoint::into_endpoint)
+        .collect::<Result<Vec<_>, _>>()?;
+    if list.is_empty() {
+        return Err(ClientError::InvalidEndpoint {
+            endpoint: String::new(),
+            reason: "the list of endpoints is empty",
+        });
+    }
+    Ok(list)
+}
+
+impl<T: IntoEndpoint, const N: usize> IntoEndpoints for [T; N] {
+    fn into_endpoints(self) -> Result<Vec<Endpoint>, ClientError> {
+        endpoint_list(self)
+    }
+}
+
+impl<T: IntoEndpoint> IntoEndpoints for Vec<T> {
+    fn into_endpoints(self) -> Result<Vec<Endpoint>, ClientError> {
+        endpoint_list(self)
+    }
+}
+
+impl<'a, T> IntoEndpoints for &'a [T]
+where
+    &'a T: IntoEndpoint,
+{
+    fn into_endpoints(self) -> Result<Vec<Endpoint>, ClientError> {
+        endpoint_list(self)
     }
 }
 
@@ -185,16 +252,26 @@ impl ClientBuilder {
     /// The first connection is not retried; the reconnect policy applies to drops after it.
     /// Must be called within a tokio runtime.
     ///
+    /// With several endpoints (failover), the first that answers with a HELLO is used, as in
+    /// [`connect`](Self::connect). After a drop each reconnect attempt of the
+    /// [`ReconnectPolicy`] tries every endpoint once, starting with the one that was
+    /// connected: a backend that is down costs one refused connection, and the client moves
+    /// on to the next. On another server the ack-mode session is new, so messages resent
+    /// there are delivered at least once (see the README's "Running many servers").
+    ///
     /// # Errors
     ///
     /// As [`connect`](Self::connect), and [`ClientError::Handshake`] (the peer answered
     /// without a valid HELLO: a plain-mode peer, another version) or
     /// [`ClientError::HandshakeTimeout`] (no HELLO at all).
-    pub async fn connect_ack(&self, endpoint: impl IntoEndpoint) -> Result<AckClient, ClientError> {
+    pub async fn connect_ack(
+        &self,
+        endpoints: impl IntoEndpoints,
+    ) -> Result<AckClient, ClientError> {
         let mut ack = AckFramedBuilder::new();
         ack.window(self.window);
         AckClient::connect(AckSettings {
-            endpoint: endpoint.into_endpoint()?,
+            endpoints: Endpoints::new(endpoints.into_endpoints()?),
             connect_timeout: self.connect_timeout,
             codec: self.codec,
             ack,
@@ -206,17 +283,30 @@ impl ClientBuilder {
 
     /// Connects in plain mode.
     ///
+    /// `endpoints` is one endpoint or a list (see [`IntoEndpoints`]). A list is tried in
+    /// order, each endpoint with the connect timeout, and the first that accepts the
+    /// connection is used ([`Client::endpoint`] says which). A plain-mode client does not
+    /// reconnect by itself; connecting again with the same list fails over to the next
+    /// server that answers.
+    ///
     /// # Errors
     ///
     /// [`ClientError::InvalidEndpoint`], [`ClientError::Connect`],
-    /// [`ClientError::ConnectTimeout`].
-    pub async fn connect(&self, endpoint: impl IntoEndpoint) -> Result<Client, ClientError> {
-        let endpoint = endpoint.into_endpoint()?;
-        let transport = endpoint.open(self.connect_timeout).await?;
+    /// [`ClientError::ConnectTimeout`]; with several endpoints, when none answered,
+    /// [`ClientError::NoEndpoint`] with each one's error.
+    pub async fn connect(&self, endpoints: impl IntoEndpoints) -> Result<Client, ClientError> {
+        let mut endpoints = Endpoints::new(endpoints.into_endpoints()?);
+        let timeout = self.connect_timeout;
+        let transport = endpoints
+            .first_answering(|e| {
+                let e = e.clone();
+                async move { e.open(timeout).await }
+            })
+            .await?;
         Ok(Client::from_transport(
             transport,
             &self.codec,
-            endpoint,
+            endpoints.current().clone(),
             self.close_timeout,
             self.write_buffer_limit,
         ))

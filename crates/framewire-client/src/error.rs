@@ -31,6 +31,15 @@ pub struct InFlight {
     pub bytes_since_last_reply: u64,
 }
 
+/// `"a; b; c"`: the errors of a failover attempt on one line.
+fn list_errors(errors: &[ClientError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Everything that can go wrong in the client.
 ///
 /// Every message carries the numbers needed to diagnose it from a log line.
@@ -52,6 +61,12 @@ pub enum ClientError {
         endpoint: String,
         /// The operating system's reason.
         source: io::Error,
+    },
+    /// None of several endpoints answered (failover); each one's error, in the order tried.
+    #[error("none of {} endpoints answered: {}", errors.len(), list_errors(errors))]
+    NoEndpoint {
+        /// What each endpoint's attempt ended with.
+        errors: Vec<ClientError>,
     },
     /// Connecting took longer than the configured timeout.
     #[error("connecting to {endpoint} timed out after {timeout_ms} ms")]

@@ -20,6 +20,9 @@
 //!   bincode 2 (`framewire_codec::typed`); a frame that does not decode is
 //!   [`ClientError::Typed`] for that message only, and the next one decodes normally.
 //! * [`ReconnectPolicy`]: exponential backoff with jitter, bounded by attempts and time.
+//! * Failover: both connect to the first of several endpoints that answers
+//!   ([`IntoEndpoints`]); an ack-mode reconnect moves on to the next endpoint when one is
+//!   down.
 //!
 //! ```no_run
 //! use framewire_client::Client;
@@ -48,7 +51,9 @@ mod typed;
 mod writer;
 
 pub use ack::{AckClient, AckReceiver, AckSender, Receipt};
-pub use builder::{ClientBuilder, IntoEndpoint, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
+pub use builder::{
+    ClientBuilder, IntoEndpoint, IntoEndpoints, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+};
 pub use error::{ClientError, InFlight};
 pub use framewire_codec::ack::Delivery;
 pub use framewire_codec::VECTORED_WRITE_MIN;

@@ -13,7 +13,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::transport::{ReadHalf, Transport};
 use crate::writer::{FrameWriter, WriteError};
-use crate::{ClientBuilder, ClientError, Endpoint, InFlight, IntoEndpoint};
+use crate::{ClientBuilder, ClientError, Endpoint, InFlight, IntoEndpoints};
 
 /// How many payload bytes of late frames [`Client::close`] keeps at most (16 MiB, twice the
 /// default maximum frame length), plus the one frame that crosses it.
@@ -134,15 +134,14 @@ pub struct Client {
 impl Client {
     /// Connects with the default settings (see [`ClientBuilder`]).
     ///
-    /// `endpoint` is a `"host:port"` string, `"unix:/path"`, a `SocketAddr` or an
-    /// [`Endpoint`].
+    /// `endpoints` is a `"host:port"` string, `"unix:/path"`, a `SocketAddr` or an
+    /// [`Endpoint`], or a list of them tried in order (see [`ClientBuilder::connect`]).
     ///
     /// # Errors
     ///
-    /// [`ClientError::InvalidEndpoint`], [`ClientError::Connect`],
-    /// [`ClientError::ConnectTimeout`].
-    pub async fn connect(endpoint: impl IntoEndpoint) -> Result<Client, ClientError> {
-        ClientBuilder::new().connect(endpoint).await
+    /// As [`ClientBuilder::connect`].
+    pub async fn connect(endpoints: impl IntoEndpoints) -> Result<Client, ClientError> {
+        ClientBuilder::new().connect(endpoints).await
     }
 
     /// A builder for the connection settings.

@@ -134,6 +134,56 @@ impl From<std::net::SocketAddr> for Endpoint {
     }
 }
 
+/// The endpoints a client may connect to, in order, and which one it is on (failover).
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoints {
+    /// Never empty (checked by `IntoEndpoints`).
+    list: Vec<Endpoint>,
+    current: usize,
+}
+
+impl Endpoints {
+    pub(crate) fn new(list: Vec<Endpoint>) -> Self {
+        Endpoints { list, current: 0 }
+    }
+
+    /// The endpoint connected last (the first one before any connection).
+    pub(crate) fn current(&self) -> &Endpoint {
+        // `current` is always an index into the non-empty list.
+        &self.list[self.current % self.list.len().max(1)]
+    }
+
+    /// Runs `attempt` on each endpoint once, starting with the current one, until one
+    /// succeeds; that one becomes current. With one endpoint its error is returned as is;
+    /// with several, [`ClientError::NoEndpoint`] carries every endpoint's error.
+    pub(crate) async fn first_answering<T, F, Fut>(
+        &mut self,
+        mut attempt: F,
+    ) -> Result<T, ClientError>
+    where
+        F: FnMut(&Endpoint) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let n = self.list.len();
+        let mut errors = Vec::new();
+        for i in 0..n {
+            let index = (self.current + i) % n;
+            match attempt(&self.list[index]).await {
+                Ok(t) => {
+                    self.current = index;
+                    return Ok(t);
+                }
+                Err(e) if n == 1 => return Err(e),
+                Err(e) => {
+                    tracing::debug!(endpoint = %self.list[index], error = %e, "endpoint did not answer; trying the next");
+                    errors.push(e);
+                }
+            }
+        }
+        Err(ClientError::NoEndpoint { errors })
+    }
+}
+
 /// A connected byte stream: TCP or a Unix socket.
 #[derive(Debug)]
 pub(crate) enum Transport {
