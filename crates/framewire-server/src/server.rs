@@ -289,7 +289,9 @@ async fn tls_then_run<S, H, T>(
                 if e.is_proxy_refusal() {
                     // A direct client that sent a PROXY header: the sniffer refused it.
                     bump(&shared.counters.err_proxy, 1);
-                    tracing::warn!(error = %e, "PROXY header refused; closing");
+                    if shared.warn_limit.allow() {
+                        tracing::warn!(%peer, error = %e, "PROXY header refused; closing");
+                    }
                 } else {
                     shared.counters.count_error(e.kind());
                     tracing::info!(error = %e, "TLS handshake failed; connection closed");
