@@ -26,6 +26,10 @@ pub(crate) struct Shared<S> {
     pub(crate) per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Rate limit of the warnings about connections.
     pub(crate) warn_limit: WarnLimit,
+    /// Set just before the handlers still running after the grace period are aborted: an
+    /// aborted handler is not done with the messages it received (ack mode acknowledges
+    /// nothing more from then on).
+    pub(crate) aborting: std::sync::atomic::AtomicBool,
 }
 
 /// A cloneable handle to a running (or not yet running) server: socketserver's `self.server`.

@@ -333,6 +333,7 @@ where
                 stopped: CancellationToken::new(),
                 per_ip: Mutex::new(HashMap::new()),
                 warn_limit: WarnLimit::default(),
+                aborting: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -524,6 +525,9 @@ where
         }
         let mut aborted = 0u64;
         if !tasks.is_empty() {
+            shared
+                .aborting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             tasks.abort_all();
             while let Some(res) = tasks.join_next().await {
                 match res {
