@@ -35,10 +35,11 @@ use futures_util::task::AtomicWaker;
 use futures_util::{Sink, Stream};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::transport::{Endpoints, Transport};
+use crate::tls::ClientTls;
+use crate::transport::{ByteStream, Endpoints};
 use crate::{ClientError, Endpoint, InFlight, ReconnectPolicy};
 
-type Conn = AckFramed<Transport>;
+type Conn = AckFramed<ByteStream>;
 
 /// Everything needed to open (and re-open) an ack-mode connection.
 #[derive(Debug, Clone)]
@@ -49,33 +50,48 @@ pub(crate) struct AckSettings {
     pub(crate) ack: AckFramedBuilder,
     pub(crate) policy: ReconnectPolicy,
     pub(crate) ack_timeout: Option<std::time::Duration>,
+    pub(crate) tls: Option<ClientTls>,
 }
 
 impl AckSettings {
     /// Connects to the first endpoint that answers, starting with the current one, and
-    /// completes the HELLO exchange; both within the connect timeout, per endpoint.
+    /// completes the HELLO exchange (and, with TLS, the TLS handshake before it); both within
+    /// the connect timeout, per endpoint.
     async fn open(&mut self) -> Result<Conn, ClientError> {
         let (timeout, codec, ack) = (self.connect_timeout, self.codec, self.ack);
+        let tls = self.tls.clone();
         self.endpoints
             .first_answering(|endpoint| {
                 let endpoint = endpoint.clone();
+                let tls = tls.clone();
                 async move {
-                    let transport = endpoint.open(timeout).await?;
-                    let mut conn = ack.wrap(codec.new_framed(transport));
-                    match tokio::time::timeout(timeout, conn.handshake()).await {
-                        Ok(Ok(_hello)) => Ok(conn),
-                        Ok(Err(source)) => Err(ClientError::Handshake {
-                            endpoint: endpoint.to_string(),
-                            source,
-                        }),
-                        Err(_) => Err(ClientError::HandshakeTimeout {
-                            endpoint: endpoint.to_string(),
-                            timeout_ms: timeout.as_millis(),
-                        }),
-                    }
+                    let transport = endpoint.open(timeout, tls.as_ref()).await?;
+                    hello(ack, codec, timeout, &endpoint, transport).await
                 }
             })
             .await
+    }
+}
+
+/// Completes the HELLO exchange over a connected stream, within `timeout`.
+async fn hello(
+    ack: AckFramedBuilder,
+    codec: FrameCodecBuilder,
+    timeout: std::time::Duration,
+    endpoint: &Endpoint,
+    transport: ByteStream,
+) -> Result<Conn, ClientError> {
+    let mut conn = ack.wrap(codec.new_framed(transport));
+    match tokio::time::timeout(timeout, conn.handshake()).await {
+        Ok(Ok(_hello)) => Ok(conn),
+        Ok(Err(source)) => Err(ClientError::Handshake {
+            endpoint: endpoint.to_string(),
+            source,
+        }),
+        Err(_) => Err(ClientError::HandshakeTimeout {
+            endpoint: endpoint.to_string(),
+            timeout_ms: timeout.as_millis(),
+        }),
     }
 }
 
@@ -989,8 +1005,19 @@ pub struct AckClient {
 }
 
 impl AckClient {
-    pub(crate) async fn connect(mut settings: AckSettings) -> Result<AckClient, ClientError> {
-        let conn = settings.open().await?;
+    /// Connects (or, given `first`, runs over that stream) and starts the driver.
+    pub(crate) async fn connect(
+        mut settings: AckSettings,
+        first: Option<ByteStream>,
+    ) -> Result<AckClient, ClientError> {
+        let conn = match first {
+            Some(stream) => {
+                let endpoint = settings.endpoints.current().clone();
+                let (ack, codec) = (settings.ack, settings.codec);
+                hello(ack, codec, settings.connect_timeout, &endpoint, stream).await?
+            }
+            None => settings.open().await?,
+        };
         let shared = Arc::new(Shared::default());
         *shared.next_id() = 1;
         shared.set_limits(&conn, settings.codec.build().max_frame_len());

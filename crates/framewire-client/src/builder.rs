@@ -7,8 +7,11 @@ use framewire_codec::{FrameCodecBuilder, DEFAULT_MAX_FRAME_LEN};
 
 use framewire_codec::ack::{AckFramedBuilder, DEFAULT_WINDOW};
 
+use tokio::io::{AsyncRead, AsyncWrite};
+
 use crate::ack::AckSettings;
-use crate::transport::Endpoints;
+use crate::tls::ClientTls;
+use crate::transport::{ByteStream, Endpoints};
 use crate::writer::DEFAULT_WRITE_BUFFER_LIMIT;
 use crate::{AckClient, Client, ClientError, Endpoint, ReconnectPolicy};
 
@@ -158,6 +161,7 @@ pub struct ClientBuilder {
     pub(crate) policy: ReconnectPolicy,
     pub(crate) ack_timeout: Option<Duration>,
     pub(crate) write_buffer_limit: usize,
+    pub(crate) tls: Option<ClientTls>,
 }
 
 impl Default for ClientBuilder {
@@ -180,6 +184,7 @@ impl ClientBuilder {
             policy: ReconnectPolicy::default(),
             ack_timeout: None,
             write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
+            tls: None,
         }
     }
 
@@ -246,6 +251,56 @@ impl ClientBuilder {
         self
     }
 
+    /// TLS (feature `tls`): every connection, and every reconnect in ack mode, runs a TLS
+    /// handshake with this rustls configuration, and the server's certificate must be valid
+    /// for `server_name`. The handshake counts toward the
+    /// [connect timeout](ClientBuilder::connect_timeout); a failed one is
+    /// [`ClientError::Tls`].
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use framewire_client::Client;
+    /// use rustls::pki_types::{CertificateDer, ServerName};
+    ///
+    /// # async fn run(ca: CertificateDer<'static>) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// roots.add(ca)?;
+    /// let provider = Arc::new(rustls::crypto::ring::default_provider());
+    /// let config = rustls::ClientConfig::builder_with_provider(provider)
+    ///     .with_safe_default_protocol_versions()?
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let mut client = Client::builder()
+    ///     .tls(config, ServerName::try_from("localhost")?)
+    ///     .connect("127.0.0.1:9443")
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(
+        &mut self,
+        config: impl Into<std::sync::Arc<rustls::ClientConfig>>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> &mut Self {
+        self.tls = Some(ClientTls::new(config.into(), server_name));
+        self
+    }
+
+    fn ack_settings(&self, endpoints: Endpoints) -> AckSettings {
+        let mut ack = AckFramedBuilder::new();
+        ack.window(self.window);
+        AckSettings {
+            endpoints,
+            connect_timeout: self.connect_timeout,
+            codec: self.codec,
+            ack,
+            policy: self.policy,
+            ack_timeout: self.ack_timeout,
+            tls: self.tls.clone(),
+        }
+    }
+
     /// Connects in ack mode: connects, exchanges HELLOs (within the connect timeout), and
     /// starts the background task that drives the connection.
     ///
@@ -268,17 +323,8 @@ impl ClientBuilder {
         &self,
         endpoints: impl IntoEndpoints,
     ) -> Result<AckClient, ClientError> {
-        let mut ack = AckFramedBuilder::new();
-        ack.window(self.window);
-        AckClient::connect(AckSettings {
-            endpoints: Endpoints::new(endpoints.into_endpoints()?),
-            connect_timeout: self.connect_timeout,
-            codec: self.codec,
-            ack,
-            policy: self.policy,
-            ack_timeout: self.ack_timeout,
-        })
-        .await
+        let endpoints = Endpoints::new(endpoints.into_endpoints()?);
+        AckClient::connect(self.ack_settings(endpoints), None).await
     }
 
     /// Connects in plain mode.
@@ -292,23 +338,98 @@ impl ClientBuilder {
     /// # Errors
     ///
     /// [`ClientError::InvalidEndpoint`], [`ClientError::Connect`],
-    /// [`ClientError::ConnectTimeout`]; with several endpoints, when none answered,
-    /// [`ClientError::NoEndpoint`] with each one's error.
+    /// [`ClientError::ConnectTimeout`], [`ClientError::Tls`]; with several endpoints, when
+    /// none answered, [`ClientError::NoEndpoint`] with each one's error.
     pub async fn connect(&self, endpoints: impl IntoEndpoints) -> Result<Client, ClientError> {
         let mut endpoints = Endpoints::new(endpoints.into_endpoints()?);
         let timeout = self.connect_timeout;
+        let tls = self.tls.clone();
         let transport = endpoints
             .first_answering(|e| {
                 let e = e.clone();
-                async move { e.open(timeout).await }
+                let tls = tls.clone();
+                async move { e.open(timeout, tls.as_ref()).await }
             })
             .await?;
-        Ok(Client::from_transport(
+        Ok(self.client(transport, endpoints.current().clone()))
+    }
+
+    fn client(&self, transport: ByteStream, endpoint: Endpoint) -> Client {
+        Client::from_transport(
             transport,
             &self.codec,
-            endpoints.current().clone(),
+            endpoint,
             self.close_timeout,
             self.write_buffer_limit,
-        ))
+        )
+    }
+
+    /// Runs the TLS handshake over `stream` if TLS is configured (within the connect
+    /// timeout).
+    async fn secure(&self, stream: ByteStream) -> Result<ByteStream, ClientError> {
+        let Some(tls) = &self.tls else {
+            return Ok(stream);
+        };
+        let endpoint = Endpoint::Stream;
+        match tokio::time::timeout(self.connect_timeout, tls.handshake(stream, &endpoint)).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::ConnectTimeout {
+                endpoint: endpoint.to_string(),
+                timeout_ms: self.connect_timeout.as_millis(),
+            }),
+        }
+    }
+
+    /// Plain mode over a stream the application connected itself: anything
+    /// `AsyncRead + AsyncWrite + Unpin + Send` (an SSH channel, one end of
+    /// `tokio::io::duplex`, a socket type this crate does not know). With
+    /// [`tls`](ClientBuilder::tls), the TLS handshake runs over it first.
+    /// [`Client::endpoint`] is [`Endpoint::Stream`].
+    ///
+    /// Cost: the stream is boxed, and its reading and writing halves share it behind a lock
+    /// (TCP and Unix sockets split without one).
+    ///
+    /// ```
+    /// use framewire_client::Client;
+    ///
+    /// # async fn run() -> Result<(), framewire_client::ClientError> {
+    /// let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    /// # drop(theirs);
+    /// let client = Client::builder().connect_stream(ours).await?;
+    /// # drop(client);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// With TLS: [`ClientError::Tls`], [`ClientError::ConnectTimeout`]. Without TLS it does
+    /// not fail.
+    pub async fn connect_stream(
+        &self,
+        stream: impl AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    ) -> Result<Client, ClientError> {
+        let transport = self.secure(ByteStream::boxed(stream)).await?;
+        Ok(self.client(transport, Endpoint::Stream))
+    }
+
+    /// Ack mode over a stream the application connected itself (see
+    /// [`connect_stream`](ClientBuilder::connect_stream)): exchanges HELLOs over it and starts
+    /// the driver. The stream cannot be reopened, so there is no reconnect: when it drops,
+    /// waiting calls fail with [`ClientError::GaveUp`], which hands back the unacknowledged
+    /// messages (the [reconnect policy](ClientBuilder::reconnect) is not used).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_stream`](ClientBuilder::connect_stream), and [`ClientError::Handshake`]
+    /// or [`ClientError::HandshakeTimeout`] as in [`connect_ack`](ClientBuilder::connect_ack).
+    pub async fn connect_ack_stream(
+        &self,
+        stream: impl AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    ) -> Result<AckClient, ClientError> {
+        let transport = self.secure(ByteStream::boxed(stream)).await?;
+        let mut settings = self.ack_settings(Endpoints::new(vec![Endpoint::Stream]));
+        settings.policy = ReconnectPolicy::never();
+        AckClient::connect(settings, Some(transport)).await
     }
 }

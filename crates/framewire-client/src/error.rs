@@ -68,7 +68,19 @@ pub enum ClientError {
         /// What each endpoint's attempt ended with.
         errors: Vec<ClientError>,
     },
-    /// Connecting took longer than the configured timeout.
+    /// The TLS handshake failed (feature `tls`): the server's certificate is not trusted,
+    /// expired or not valid for the configured server name, the server does not speak TLS
+    /// or rejected this client's certificate, ... `source` carries rustls' reason (a
+    /// `rustls::Error` inside an `io::Error` of kind `InvalidData`).
+    #[error("TLS handshake with {endpoint} failed: {source}")]
+    Tls {
+        /// Where the client connected.
+        endpoint: String,
+        /// What rustls or the socket said.
+        source: io::Error,
+    },
+    /// Connecting (including the TLS handshake, with TLS) took longer than the configured
+    /// timeout.
     #[error("connecting to {endpoint} timed out after {timeout_ms} ms")]
     ConnectTimeout {
         /// Where the client tried to connect.

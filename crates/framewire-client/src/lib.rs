@@ -20,6 +20,11 @@
 //!   bincode 2 (`framewire_codec::typed`); a frame that does not decode is
 //!   [`ClientError::Typed`] for that message only, and the next one decodes normally.
 //! * [`ReconnectPolicy`]: exponential backoff with jitter, bounded by attempts and time.
+//! * TLS (feature `tls`, rustls with the ring provider): [`ClientBuilder::tls`], in plain
+//!   and ack mode, on every reconnect too.
+//! * Any byte stream: [`ClientBuilder::connect_stream`] and
+//!   [`ClientBuilder::connect_ack_stream`] run a connection over a stream the application
+//!   opened itself (anything `AsyncRead + AsyncWrite + Unpin + Send`).
 //! * Failover: both connect to the first of several endpoints that answers
 //!   ([`IntoEndpoints`]); an ack-mode reconnect moves on to the next endpoint when one is
 //!   down.
@@ -46,6 +51,7 @@ mod builder;
 mod error;
 mod plain;
 mod reconnect;
+mod tls;
 mod transport;
 mod typed;
 mod writer;
@@ -62,6 +68,8 @@ pub use reconnect::{
     Backoff, ReconnectPolicy, DEFAULT_INITIAL_DELAY, DEFAULT_JITTER_PERCENT, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_DELAY, DEFAULT_MULTIPLIER,
 };
+#[cfg(feature = "tls")]
+pub use rustls;
 pub use transport::Endpoint;
 pub use typed::TypedDelivery;
 pub use writer::DEFAULT_WRITE_BUFFER_LIMIT;

@@ -11,7 +11,7 @@ use framewire_codec::{FrameCodec, FrameCodecBuilder, FrameError};
 use futures_util::{Stream, StreamExt};
 use tokio_util::codec::FramedRead;
 
-use crate::transport::{ReadHalf, Transport};
+use crate::transport::{ByteStream, ReadHalf};
 use crate::writer::{FrameWriter, WriteError};
 use crate::{ClientBuilder, ClientError, Endpoint, InFlight, IntoEndpoints};
 
@@ -150,7 +150,7 @@ impl Client {
     }
 
     pub(crate) fn from_transport(
-        transport: Transport,
+        transport: ByteStream,
         codec: &FrameCodecBuilder,
         endpoint: Endpoint,
         close_timeout: Duration,

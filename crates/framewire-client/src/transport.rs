@@ -1,4 +1,5 @@
-//! Where to connect, and the byte streams a connection runs over (TCP or a Unix socket).
+//! Where to connect, and the byte streams a connection runs over: TCP, a Unix socket, TLS
+//! over either (feature `tls`), or the application's own stream.
 
 use std::fmt;
 use std::io;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::tls::ClientTls;
 use crate::ClientError;
 
 /// The address a client connects to.
@@ -40,6 +42,10 @@ pub enum Endpoint {
     /// A Unix domain socket path.
     #[cfg(unix)]
     Unix(PathBuf),
+    /// A stream the application connected itself and handed over
+    /// ([`ClientBuilder::connect_stream`](crate::ClientBuilder::connect_stream)). It cannot
+    /// be reopened: a reconnect fails with [`ClientError::Connect`].
+    Stream,
 }
 
 impl Endpoint {
@@ -55,7 +61,8 @@ impl Endpoint {
         Endpoint::Unix(path.into())
     }
 
-    /// Opens a byte stream to this endpoint, giving up after `timeout`.
+    /// Opens a byte stream to this endpoint and, with `tls`, runs the TLS handshake over it,
+    /// giving up after `timeout` for both together.
     ///
     /// TCP connections get `TCP_NODELAY`: framewire writes whole frames and flushes them on
     /// purpose, so Nagle's algorithm would only add latency to request/response traffic.
@@ -63,27 +70,43 @@ impl Endpoint {
     /// # Errors
     ///
     /// [`ClientError::ConnectTimeout`] when `timeout` passes first, [`ClientError::Connect`]
-    /// when the connection is refused or the name does not resolve.
-    pub(crate) async fn open(&self, timeout: Duration) -> Result<Transport, ClientError> {
+    /// when the connection is refused or the name does not resolve (or the endpoint is
+    /// [`Endpoint::Stream`]), [`ClientError::Tls`] when the TLS handshake fails.
+    pub(crate) async fn open(
+        &self,
+        timeout: Duration,
+        tls: Option<&ClientTls>,
+    ) -> Result<ByteStream, ClientError> {
         let attempt = async {
-            match self {
+            let stream = match self {
                 Endpoint::Tcp(addr) => {
-                    let stream = TcpStream::connect(addr.as_str()).await?;
-                    stream.set_nodelay(true)?;
-                    Ok::<_, io::Error>(Transport::Tcp(stream))
+                    async {
+                        let stream = TcpStream::connect(addr.as_str()).await?;
+                        stream.set_nodelay(true)?;
+                        Ok::<_, io::Error>(ByteStream::Tcp(stream))
+                    }
+                    .await
                 }
                 #[cfg(unix)]
-                Endpoint::Unix(path) => Ok(Transport::Unix(
-                    tokio::net::UnixStream::connect(path).await?,
+                Endpoint::Unix(path) => tokio::net::UnixStream::connect(path)
+                    .await
+                    .map(ByteStream::Unix),
+                Endpoint::Stream => Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "a stream handed over by the application cannot be reopened",
                 )),
+            };
+            let stream = stream.map_err(|source| ClientError::Connect {
+                endpoint: self.to_string(),
+                source,
+            })?;
+            match tls {
+                Some(tls) => tls.handshake(stream, self).await,
+                None => Ok(stream),
             }
         };
         match tokio::time::timeout(timeout, attempt).await {
-            Ok(Ok(transport)) => Ok(transport),
-            Ok(Err(source)) => Err(ClientError::Connect {
-                endpoint: self.to_string(),
-                source,
-            }),
+            Ok(result) => result,
             Err(_) => Err(ClientError::ConnectTimeout {
                 endpoint: self.to_string(),
                 timeout_ms: timeout.as_millis(),
@@ -98,6 +121,7 @@ impl fmt::Display for Endpoint {
             Endpoint::Tcp(addr) => f.write_str(addr),
             #[cfg(unix)]
             Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+            Endpoint::Stream => f.write_str("(application stream)"),
         }
     }
 }
@@ -184,60 +208,102 @@ impl Endpoints {
     }
 }
 
-/// A connected byte stream: TCP or a Unix socket.
+/// Anything a connection can run over besides TCP and Unix sockets: TLS sessions and the
+/// application's own streams.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A boxed [`Io`] (TLS over another [`ByteStream`], or the application's stream).
+pub(crate) struct Boxed(pub(crate) Box<dyn Io>);
+
+impl Drop for Boxed {
+    /// Shuts the stream down if the client was dropped without
+    /// [`Client::close`](crate::Client::close): best effort, without waiting. For TLS this
+    /// sends close_notify, so the server sees an orderly end rather than rustls'
+    /// `UnexpectedEof`; for other streams it is what dropping them would do anyway.
+    fn drop(&mut self) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let _ = Pin::new(&mut *self.0).poll_shutdown(&mut cx);
+    }
+}
+
+impl fmt::Debug for Boxed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Boxed(..)")
+    }
+}
+
+/// A connected byte stream: TCP, a Unix socket, or a boxed one (TLS, the application's).
+///
+/// TCP and Unix sockets split into owned halves with no lock between them; a boxed stream
+/// splits with `tokio::io::split`, whose halves share the stream behind a lock (uncontended
+/// unless a reader and a writer poll at the same instant).
 #[derive(Debug)]
-pub(crate) enum Transport {
+pub(crate) enum ByteStream {
     Tcp(TcpStream),
     #[cfg(unix)]
     Unix(tokio::net::UnixStream),
+    Boxed(Boxed),
 }
 
-impl Transport {
-    /// Splits into owned halves (no lock between them).
+impl ByteStream {
+    /// Boxes any stream.
+    pub(crate) fn boxed(io: impl Io) -> Self {
+        ByteStream::Boxed(Boxed(Box::new(io)))
+    }
+
+    /// Splits into owned halves.
     pub(crate) fn into_split(self) -> (ReadHalf, WriteHalf) {
         match self {
-            Transport::Tcp(s) => {
+            ByteStream::Tcp(s) => {
                 let (r, w) = s.into_split();
                 (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
             }
             #[cfg(unix)]
-            Transport::Unix(s) => {
+            ByteStream::Unix(s) => {
                 let (r, w) = s.into_split();
                 (ReadHalf::Unix(r), WriteHalf::Unix(w))
+            }
+            ByteStream::Boxed(b) => {
+                let (r, w) = tokio::io::split(b);
+                (ReadHalf::Boxed(r), WriteHalf::Boxed(w))
             }
         }
     }
 }
 
-/// The reading half of a [`Transport`].
+/// The reading half of a [`ByteStream`].
 #[derive(Debug)]
 pub(crate) enum ReadHalf {
     Tcp(tokio::net::tcp::OwnedReadHalf),
     #[cfg(unix)]
     Unix(tokio::net::unix::OwnedReadHalf),
+    Boxed(tokio::io::ReadHalf<Boxed>),
 }
 
-/// The writing half of a [`Transport`].
+/// The writing half of a [`ByteStream`].
 #[derive(Debug)]
 pub(crate) enum WriteHalf {
     Tcp(tokio::net::tcp::OwnedWriteHalf),
     #[cfg(unix)]
     Unix(tokio::net::unix::OwnedWriteHalf),
+    Boxed(tokio::io::WriteHalf<Boxed>),
 }
 
-/// Evaluates `$body` with `$s` bound to the stream inside whichever variant (`Tcp` or `Unix`)
-/// of the enum `$ty` the value `$this` is.
+/// Evaluates `$body` with `$s` bound to the stream inside whichever variant (`Tcp`, `Unix` or
+/// `Boxed`) of the enum `$ty` the value `$this` is.
 macro_rules! dispatch {
     ($ty:ident, $this:expr, $s:ident => $body:expr) => {
         match $this {
             $ty::Tcp($s) => $body,
             #[cfg(unix)]
             $ty::Unix($s) => $body,
+            $ty::Boxed($s) => $body,
         }
     };
 }
-
-/// Implements `AsyncRead` for a `Tcp`/`Unix` enum by forwarding to the variant's stream.
+/// Implements `AsyncRead` for a `Tcp`/`Unix`/`Boxed` enum by forwarding to the variant's stream.
 macro_rules! impl_async_read {
     ($ty:ident) => {
         impl AsyncRead for $ty {
@@ -252,7 +318,7 @@ macro_rules! impl_async_read {
     };
 }
 
-/// Implements `AsyncWrite` for a `Tcp`/`Unix` enum by forwarding to the variant's stream.
+/// Implements `AsyncWrite` for a `Tcp`/`Unix`/`Boxed` enum by forwarding to the variant's stream.
 macro_rules! impl_async_write {
     ($ty:ident) => {
         impl AsyncWrite for $ty {
@@ -288,6 +354,46 @@ macro_rules! impl_async_write {
 }
 
 impl_async_read!(ReadHalf);
-impl_async_read!(Transport);
+impl_async_read!(ByteStream);
 impl_async_write!(WriteHalf);
-impl_async_write!(Transport);
+impl_async_write!(ByteStream);
+
+impl AsyncRead for Boxed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Boxed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().0).poll_shutdown(cx)
+    }
+}

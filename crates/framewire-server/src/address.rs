@@ -16,6 +16,9 @@ pub enum Address {
     /// A Unix-domain socket address (often unnamed for peers).
     #[cfg(unix)]
     Unix(tokio::net::unix::SocketAddr),
+    /// A peer named by the application: the address given with a stream of its own (an SSH
+    /// channel, an in-memory pipe; see [`ServerBuilder::incoming`](crate::ServerBuilder::incoming)).
+    Other(String),
 }
 
 impl Address {
@@ -30,6 +33,7 @@ impl Address {
             Address::Tcp(a) => Some(*a),
             #[cfg(unix)]
             Address::Unix(_) => None,
+            Address::Other(_) => None,
         }
     }
 }
@@ -43,6 +47,7 @@ impl fmt::Display for Address {
                 Some(path) => write!(f, "unix:{}", path.display()),
                 None => f.write_str("unix:(unnamed)"),
             },
+            Address::Other(name) => f.write_str(name),
         }
     }
 }
@@ -61,16 +66,29 @@ impl From<tokio::net::unix::SocketAddr> for Address {
 }
 
 /// A byte stream a [`Connection`](crate::Connection) can run on: implemented for
-/// `TcpStream` and (on Unix) `UnixStream`.
+/// `TcpStream`, (on Unix) `UnixStream`, and `Box<dyn Transport>`. TLS (feature `tls`) and a
+/// user's own streams ([`ServerBuilder::incoming`](crate::ServerBuilder::incoming)) are
+/// wrapped into one by the server.
 ///
 /// Beyond `AsyncRead + AsyncWrite`, a transport reports read readiness without reading, which
 /// lets an idle connection wait for bytes without holding a read buffer.
+///
+/// # What each costs while idle
+///
+/// * TCP and Unix sockets: no read buffer; the connection waits for readiness and allocates
+///   its read buffer only when bytes arrive.
+/// * TLS over either: no framewire read buffer either (the connection waits on the socket's
+///   readiness once a read found nothing buffered in rustls); rustls keeps its own state and
+///   buffers for the session (see the README's TLS section for the measured figure).
+/// * A user's own stream without readiness: the connection allocates its read buffer for each
+///   read attempt and frees it when the read finds nothing, so an idle connection holds none
+///   either; a stream that wakes its reader without data costs an allocation per wake-up.
 pub trait Transport: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {
     /// Polls until the transport may have bytes to read (or end of stream, or an error).
     ///
     /// Contract: returns `Pending` (and wakes `cx` later) when no read could make progress.
-    /// A spurious `Ready` is allowed but must not repeat forever: after a read returned
-    /// `Pending`, the next call must return `Pending` until new bytes arrive.
+    /// A transport that cannot tell returns `Ready` at once; the connection then tries a
+    /// read, which registers the wake-up if it finds nothing.
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 
     /// Turns off any write coalescing delay (Nagle's algorithm), called once when the
@@ -97,5 +115,15 @@ impl Transport for tokio::net::TcpStream {
 impl Transport for tokio::net::UnixStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         tokio::net::UnixStream::poll_read_ready(self, cx)
+    }
+}
+
+impl Transport for Box<dyn Transport> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        (**self).poll_read_ready(cx)
+    }
+
+    fn set_nodelay(&self) -> io::Result<()> {
+        (**self).set_nodelay()
     }
 }

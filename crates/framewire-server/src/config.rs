@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use framewire_codec::{FrameCodec, FrameCodecBuilder};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
 use tokio_util::net::Listener;
 
 use crate::address::Address;
 use crate::error::ServerError;
+use crate::incoming::Incoming;
 use crate::proxy::ProxyProtocol;
 use crate::server::Server;
 
@@ -58,6 +60,14 @@ pub const DEFAULT_READ_BUFFER_SIZE: usize = 8 * 1024;
 /// handler can queue in front of a slow peer.
 pub const DEFAULT_WRITE_BUFFER_LIMIT: usize = 64 * 1024;
 
+/// Default [`ServerBuilder::tls_handshake_timeout`]: 10 seconds.
+///
+/// A TLS handshake is one or two round trips and a few signature checks: well under a second
+/// on a working network, a few seconds on a satellite or congested mobile link. 10 s covers
+/// those, and bounds how long a peer that connects and stalls mid-handshake (slowloris on the
+/// handshake) holds a connection slot and rustls' handshake buffers.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// First pause after a failed `accept` (10 ms); doubled on each further failure.
 pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 
@@ -96,13 +106,16 @@ pub(crate) struct Config {
     pub(crate) write_buffer_limit: usize,
     pub(crate) filter: Option<AcceptFilter>,
     pub(crate) ack_window: Option<u32>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    pub(crate) tls_handshake_timeout: Duration,
     pub(crate) proxy: Option<ProxyProtocol>,
 }
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("codec", &self.codec)
+        let mut f = f.debug_struct("Config");
+        f.field("codec", &self.codec)
             .field("max_connections", &self.max_connections)
             .field("at_capacity", &self.at_capacity)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
@@ -114,7 +127,10 @@ impl fmt::Debug for Config {
             .field("write_buffer_limit", &self.write_buffer_limit)
             .field("filter", &self.filter.as_ref().map(|_| "<fn>"))
             .field("ack_window", &self.ack_window)
-            .field("proxy", &self.proxy)
+            .field("proxy", &self.proxy);
+        #[cfg(feature = "tls")]
+        f.field("tls", &self.tls.is_some());
+        f.field("tls_handshake_timeout", &self.tls_handshake_timeout)
             .finish()
     }
 }
@@ -188,6 +204,9 @@ impl ServerBuilder<()> {
                 write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
                 filter: None,
                 ack_window: None,
+                #[cfg(feature = "tls")]
+                tls: None,
+                tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
                 proxy: None,
             },
             backlog: DEFAULT_BACKLOG,
@@ -328,6 +347,82 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
     pub fn ack_mode(mut self, window: u32) -> Self {
         self.config.ack_window = Some(window.max(1));
         self
+    }
+
+    /// TLS (feature `tls`): every connection, whatever the listener, runs a TLS handshake with
+    /// this rustls configuration in its own task (within the
+    /// [handshake timeout](ServerBuilder::tls_handshake_timeout)) before its handler runs.
+    /// Ask the config for client certificates (mTLS) with a client-certificate verifier and
+    /// for ALPN with its `alpn_protocols`; the handler sees the outcome in
+    /// [`Connection::tls`](crate::Connection::tls). A failed handshake closes the connection
+    /// and is counted in [`ErrorStats::tls_handshake`](crate::ErrorStats::tls_handshake) (or
+    /// `tls_handshake_timeout`); everyone else is served as before.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use framewire_server::Server;
+    /// use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    ///
+    /// # async fn run(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<(), Box<dyn std::error::Error>> {
+    /// let provider = Arc::new(rustls::crypto::ring::default_provider());
+    /// let config = rustls::ServerConfig::builder_with_provider(provider)
+    ///     .with_safe_default_protocol_versions()?
+    ///     .with_no_client_auth()
+    ///     .with_single_cert(chain, key)?;
+    /// let server = Server::builder().tls(config).bind("127.0.0.1:9443").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: impl Into<Arc<rustls::ServerConfig>>) -> Self {
+        self.config.tls = Some(tokio_rustls::TlsAcceptor::from(config.into()));
+        self
+    }
+
+    /// How long a TLS handshake may take (default [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`]). Only
+    /// used with [`tls`](ServerBuilder::tls).
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.tls_handshake_timeout = timeout;
+        self
+    }
+
+    /// Serves the application's own connections: a `Stream` of byte streams (anything
+    /// `AsyncRead + AsyncWrite + Unpin + Send`: an SSH channel, an in-memory
+    /// `tokio::io::duplex`, a socket type tokio does not know), each with the peer's
+    /// [`Address`] (often [`Address::Other`]). `local` is what
+    /// [`Server::local_addr`] reports.
+    ///
+    /// Everything else applies as with a TCP listener: caps, the accept filter, timeouts, ack
+    /// mode, TLS over the stream. Such a stream cannot report read readiness, so the
+    /// connection reads to find out whether bytes arrived; it still holds no read buffer while
+    /// idle (see [`Transport`](crate::Transport) for what each kind of stream costs). An
+    /// `Err` item counts as an accept error; when the stream ends the server accepts nothing
+    /// more and keeps serving until it is shut down.
+    ///
+    /// One connection (for example one end of a duplex pipe) is a stream of one:
+    ///
+    /// ```
+    /// use framewire_server::{Address, Connection, Server, ServerError};
+    ///
+    /// # async fn run() {
+    /// let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    /// # drop(theirs);
+    /// let one = futures::stream::iter([Ok((ours, Address::Other("pipe".into())))]);
+    /// let server = Server::builder().incoming(one, Address::Other("pipes".into()));
+    /// # let _ = server.handle();
+    /// # }
+    /// ```
+    pub fn incoming<St, T>(self, streams: St, local: Address) -> Server<S, Incoming<St>>
+    where
+        St: futures::Stream<Item = io::Result<(T, Address)>> + Send + Unpin + 'static,
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        Server::new(
+            Incoming::new(streams, local.clone()),
+            local,
+            self.state,
+            self.config,
+        )
     }
 
     /// Speak the PROXY protocol (v1 and v2) with the load balancers in `proxy`'s trusted

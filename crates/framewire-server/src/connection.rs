@@ -135,6 +135,8 @@ pub struct Connection<S = ()> {
     write_timer: Option<Pin<Box<Sleep>>>,
     shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     ack: Option<Box<AckConn>>,
+    #[cfg(feature = "tls")]
+    tls: Option<Box<crate::tls::TlsInfo>>,
 }
 
 /// The most room one read asks for once a fast sender has made reads grow (64 KiB), unless
@@ -281,7 +283,22 @@ impl<S> Connection<S> {
             write_timer: None,
             shutdown: None,
             ack,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn set_tls(&mut self, info: crate::tls::TlsInfo) {
+        self.tls = Some(Box::new(info));
+    }
+
+    /// The TLS session (feature `tls`, with [`ServerBuilder::tls`](crate::ServerBuilder::tls)):
+    /// the negotiated ALPN protocol, the client's certificate chain (mTLS), SNI, version and
+    /// cipher suite. `None` on a connection without TLS.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<&crate::tls::TlsInfo> {
+        self.tls.as_deref()
     }
 
     /// Ack mode: writes the HELLO if the socket takes it right away (a fresh socket always

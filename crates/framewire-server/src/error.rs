@@ -73,6 +73,26 @@ pub enum ServerError {
         /// Bytes still waiting to be written when the timeout fired.
         pending: usize,
     },
+    /// The TLS handshake failed: the peer is not speaking TLS (a plain-TCP client, garbage
+    /// instead of a ClientHello), offered nothing this server accepts, sent a client
+    /// certificate the server does not trust, rejected the server's certificate, or went away.
+    /// `source` carries rustls' reason. Counted in
+    /// [`ErrorStats::tls_handshake`](crate::ErrorStats::tls_handshake); the handler never
+    /// runs for that connection.
+    #[error("TLS handshake failed: {source}")]
+    TlsHandshake {
+        /// What rustls or the socket said (for a TLS error, a `rustls::Error` inside an
+        /// `io::Error` of kind `InvalidData`).
+        source: io::Error,
+    },
+    /// The TLS handshake did not finish within the configured handshake timeout (a peer that
+    /// connects and stalls). Counted in
+    /// [`ErrorStats::tls_handshake_timeout`](crate::ErrorStats::tls_handshake_timeout).
+    #[error("TLS handshake timeout: not finished within {timeout_ms} ms")]
+    TlsHandshakeTimeout {
+        /// The configured handshake timeout, in milliseconds.
+        timeout_ms: u64,
+    },
     /// The operation was attempted on a direction of the connection that an earlier error or
     /// a close had already shut.
     #[error("the connection is closed for {direction} after an earlier error or close")]
@@ -107,6 +127,10 @@ pub enum ErrorKind {
     StallTimeout,
     /// The write timeout fired.
     WriteTimeout,
+    /// A TLS handshake failed.
+    TlsHandshake,
+    /// A TLS handshake did not finish in time.
+    TlsHandshakeTimeout,
     /// Use after close.
     Closed,
     /// A PROXY protocol header refused (see [`ProxyError`](crate::ProxyError)).
@@ -114,6 +138,18 @@ pub enum ErrorKind {
 }
 
 impl ServerError {
+    /// A TLS handshake that failed because the connection's first bytes were a PROXY header
+    /// from an untrusted source (the PROXY sniffer runs under TLS).
+    #[cfg(feature = "tls")]
+    pub(crate) fn is_proxy_refusal(&self) -> bool {
+        match self {
+            ServerError::TlsHandshake { source } => source
+                .get_ref()
+                .is_some_and(|e| e.is::<crate::proxy::ProxyError>()),
+            _ => false,
+        }
+    }
+
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -140,6 +176,8 @@ impl ServerError {
             ServerError::IdleTimeout { .. } => ErrorKind::IdleTimeout,
             ServerError::StallTimeout { .. } => ErrorKind::StallTimeout,
             ServerError::WriteTimeout { .. } => ErrorKind::WriteTimeout,
+            ServerError::TlsHandshake { .. } => ErrorKind::TlsHandshake,
+            ServerError::TlsHandshakeTimeout { .. } => ErrorKind::TlsHandshakeTimeout,
             ServerError::Closed { .. } => ErrorKind::Closed,
         }
     }

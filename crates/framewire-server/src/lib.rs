@@ -21,6 +21,8 @@
 //! | none | [`ServerBuilder::max_connections`] with [`AtCapacity`], [`ServerBuilder::max_connections_per_ip`] |
 //! | none | ack mode: [`ServerBuilder::ack_mode`], every connection speaks ack mode with the configured window ([`Connection`#ack-mode](Connection#ack-mode)) |
 //! | none | [`ServerHandle::stats`] |
+//! | `ssl.SSLContext.wrap_socket(server_side=True)` | [`ServerBuilder::tls`] (feature `tls`: rustls with the ring provider), [`Connection::tls`] for ALPN and the client's certificates |
+//! | none | [`ServerBuilder::incoming`]: serve the application's own byte streams (any `AsyncRead + AsyncWrite`) |
 //!
 //! # Example: the tutorial's echo server
 //!
@@ -58,24 +60,32 @@ mod config;
 mod connection;
 mod error;
 mod handle;
+mod incoming;
 mod proxy;
 mod server;
 mod signal;
 mod stats;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use address::{Address, Transport};
 pub use config::{
     AtCapacity, ServerBuilder, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, DEFAULT_BACKLOG,
     DEFAULT_GRACE_PERIOD, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_BUFFER_SIZE, DEFAULT_STALL_TIMEOUT,
-    DEFAULT_WRITE_BUFFER_LIMIT, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_WRITE_BUFFER_LIMIT, DEFAULT_WRITE_TIMEOUT,
 };
 pub use connection::Connection;
 pub use error::{ErrorKind, ServerError};
 pub use handle::{ServerHandle, ShutdownSignal};
+pub use incoming::Incoming;
 pub use proxy::{
     IpNet, ProxyError, ProxyProtocol, DEFAULT_PROXY_HEADER_MAX_LEN, DEFAULT_PROXY_HEADER_TIMEOUT,
     MIN_PROXY_HEADER_MAX_LEN,
 };
+#[cfg(feature = "tls")]
+pub use rustls;
 pub use server::{Handler, HandlerOutput, Server, ShutdownReport};
 pub use signal::termination_signal;
 pub use stats::{ErrorStats, Stats};
+#[cfg(feature = "tls")]
+pub use tls::TlsInfo;

@@ -255,6 +255,55 @@ async fn run_connection<S, H: Handler<S>>(handler: Arc<H>, conn: Connection<S>, 
     drop(slot);
 }
 
+/// TLS: the handshake (within its timeout, abandoned at shutdown), then the handler. A failed
+/// handshake is logged and counted, and the connection closed (its slot freed).
+#[cfg(feature = "tls")]
+async fn tls_then_run<S, H, T>(
+    acceptor: tokio_rustls::TlsAcceptor,
+    io: T,
+    peer: Address,
+    proxied_by: Option<Address>,
+    server: ServerHandle<S>,
+    handler: Arc<H>,
+    slot: Slot<S>,
+) where
+    S: Send + Sync + 'static,
+    H: Handler<S>,
+    T: Transport,
+{
+    let shared = &server.shared;
+    let timeout = shared.config.tls_handshake_timeout;
+    let handshake = crate::tls::accept(&acceptor, io, timeout);
+    let (io, info) = tokio::select! {
+        done = handshake => match done {
+            Ok(done) => done,
+            Err(e) => {
+                if e.is_proxy_refusal() {
+                    // A direct client that sent a PROXY header: the sniffer refused it.
+                    bump(&shared.counters.err_proxy, 1);
+                    tracing::warn!(error = %e, "PROXY header refused; closing");
+                } else {
+                    shared.counters.count_error(e.kind());
+                    tracing::info!(error = %e, "TLS handshake failed; connection closed");
+                }
+                return;
+            }
+        },
+        () = shared.shutdown.cancelled() => {
+            tracing::debug!("shutdown during the TLS handshake; connection closed");
+            return;
+        }
+    };
+    tracing::debug!(tls = ?info, "TLS handshake done");
+    let mut conn = Connection::new(Box::new(io), peer, server);
+    if let Some(balancer) = proxied_by {
+        conn.set_proxied_by(balancer);
+    }
+    conn.set_tls(info);
+    conn.start();
+    run_connection(handler, conn, slot).await;
+}
+
 impl<S, L> Server<S, L>
 where
     S: Send + Sync + 'static,
@@ -389,18 +438,32 @@ where
                                 } else {
                                     Box::new(io)
                                 };
-                                let mut conn = Connection::new(
-                                    io,
-                                    peer,
-                                    ServerHandle { shared: Arc::clone(&shared) },
-                                );
+                                let server = ServerHandle { shared: Arc::clone(&shared) };
+                                let handler = Arc::clone(&handler);
+                                #[cfg(feature = "tls")]
+                                if let Some(acceptor) = &config.tls {
+                                    // The handshake runs in the connection's own task, with
+                                    // its own timeout: a stalled one never holds up accepting.
+                                    let fut = tls_then_run(
+                                        acceptor.clone(),
+                                        io,
+                                        peer,
+                                        None,
+                                        server,
+                                        handler,
+                                        slot,
+                                    );
+                                    tasks.spawn(fut.instrument(span));
+                                    continue;
+                                }
+                                let mut conn = Connection::new(io, peer, server);
                                 // Ack mode: the HELLO goes out before the handler runs. Done
                                 // here, not in the task: a connection borrowed inside the
                                 // task's future before being moved into the handler keeps a
                                 // second slot in that future (a few hundred bytes per idle
                                 // connection).
                                 conn.start();
-                                let fut = run_connection(Arc::clone(&handler), conn, slot);
+                                let fut = run_connection(handler, conn, slot);
                                 tasks.spawn(fut.instrument(span));
                             }
                             Admission::Refuse(permit) => {
@@ -530,7 +593,14 @@ async fn run_proxied<S, H, T>(
     } else {
         Box::new(Front::prefixed(rest, io))
     };
-    let mut conn = Connection::new(io, peer, ServerHandle { shared });
+    let server = ServerHandle { shared };
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = server.shared.config.tls.clone() {
+        // PROXY header first, then the TLS handshake (the balancer relays TLS untouched).
+        let fut = tls_then_run(acceptor, io, peer, proxied_by, server, handler, slot);
+        return fut.instrument(span).await;
+    }
+    let mut conn = Connection::new(io, peer, server);
     if let Some(balancer) = proxied_by {
         conn.set_proxied_by(balancer);
     }

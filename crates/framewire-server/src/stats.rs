@@ -13,7 +13,8 @@ use crate::error::ErrorKind;
 pub struct Stats {
     /// Connections whose handler is running now.
     pub active: u64,
-    /// Connections that were handed to a handler, since the server started.
+    /// Connections admitted (past the accept filter and the caps) since the server started:
+    /// handed to a handler or, with TLS, to the handshake first.
     pub accepted: u64,
     /// Connections accepted from the operating system and closed at once, for any reason
     /// (the sum of the three `refused_*` counters).
@@ -75,6 +76,13 @@ pub struct ErrorStats {
     pub aborted: u64,
     /// Errors from `accept` (for example too many open files); the accept loop backs off.
     pub accept: u64,
+    /// TLS handshakes that failed (not TLS, untrusted or rejected certificates, no common
+    /// version or cipher suite, the peer went away). Those connections are counted in
+    /// [`Stats::accepted`] (they hold a connection slot during the handshake) but never reach
+    /// a handler.
+    pub tls_handshake: u64,
+    /// TLS handshakes that did not finish within the handshake timeout.
+    pub tls_handshake_timeout: u64,
     /// PROXY protocol refusals: a trusted source's header missing, malformed, too long or too
     /// slow, or a header from an untrusted source (see
     /// [`ProxyProtocol`](crate::ProxyProtocol)). A refused header closes the connection.
@@ -104,6 +112,8 @@ pub(crate) struct Counters {
     pub(crate) err_panic: AtomicU64,
     pub(crate) err_aborted: AtomicU64,
     pub(crate) err_accept: AtomicU64,
+    pub(crate) err_tls: AtomicU64,
+    pub(crate) err_tls_timeout: AtomicU64,
     pub(crate) err_proxy: AtomicU64,
 }
 
@@ -122,6 +132,8 @@ impl Counters {
             ErrorKind::IdleTimeout => &self.err_idle,
             ErrorKind::StallTimeout => &self.err_stall,
             ErrorKind::WriteTimeout => &self.err_write,
+            ErrorKind::TlsHandshake => &self.err_tls,
+            ErrorKind::TlsHandshakeTimeout => &self.err_tls_timeout,
             ErrorKind::Proxy => &self.err_proxy,
             ErrorKind::Bind | ErrorKind::Closed | ErrorKind::Usage => return,
         };
@@ -157,6 +169,8 @@ impl Counters {
                 panic: get(&self.err_panic),
                 aborted: get(&self.err_aborted),
                 accept: get(&self.err_accept),
+                tls_handshake: get(&self.err_tls),
+                tls_handshake_timeout: get(&self.err_tls_timeout),
                 proxy: get(&self.err_proxy),
             },
         }

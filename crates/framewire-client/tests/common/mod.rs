@@ -118,6 +118,13 @@ where
     addr
 }
 
+/// Waits until `cond` holds, checking every 5 ms (bounded by the caller's [`within`]).
+pub async fn wait_until(cond: impl Fn() -> bool) {
+    while !cond() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// An ack-mode client to `addr` that grants `window` (`None`: the default) and never
 /// reconnects, so a drop fails the test instead of being hidden by a resend.
 pub async fn ack_client(addr: SocketAddr, window: Option<u32>) -> framewire_client::AckClient {
