@@ -10,16 +10,25 @@
 //!
 //! cargo run --example echo_server -- --ack 8           # ack mode: both sides must use it
 //! cargo run --example echo_client -- --ack 8
+//!
+//! cargo run --example echo_server -- --tls-cert cert.pem --tls-key key.pem
+//! cargo run --example echo_client -- --tls-ca cert.pem  # TLS (the README makes the pair)
 //! ```
 //!
 //! Flags: `--addr ADDR` (`host:port` or `unix:/path`, default `127.0.0.1:9999`), `--ack WINDOW`
 //! (ack mode: each line is confirmed as taken by the server before its reply is printed, and a
-//! dropped connection is re-established without losing a line).
+//! dropped connection is re-established without losing a line), `--tls-ca FILE` (TLS, trusting
+//! the PEM CA certificate(s) in FILE; the server's certificate must be valid for the host in
+//! `--addr`, or for `--tls-name NAME`), `--tls-cert FILE --tls-key FILE` (with `--tls-ca`:
+//! present this PEM client certificate and key, for servers that require one).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use framewire_client::{Client, ClientError, ReconnectPolicy};
+use framewire_client::rustls::pki_types::ServerName;
+use framewire_client::{Client, ClientBuilder, ClientError, ReconnectPolicy};
+use framewire_examples::tls;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How long to wait for a greeting before assuming the server sends none (`--mirror` servers).
@@ -28,12 +37,23 @@ const GREETING_WAIT: Duration = Duration::from_secs(1);
 struct Args {
     addr: String,
     ack: Option<u32>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_name: Option<String>,
 }
+
+const USAGE: &str = "usage: echo_client [--addr HOST:PORT|unix:PATH] [--ack WINDOW] \
+                     [--tls-ca FILE [--tls-name NAME] [--tls-cert FILE --tls-key FILE]]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         addr: "127.0.0.1:9999".to_string(),
         ack: None,
+        tls_ca: None,
+        tls_cert: None,
+        tls_key: None,
+        tls_name: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,13 +66,21 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| format!("--ack: {w:?} is not a window size"))?;
                 args.ack = Some(w);
             }
-            "-h" | "--help" => {
-                return Err(
-                    "usage: echo_client [--addr HOST:PORT|unix:PATH] [--ack WINDOW]".to_string(),
-                )
+            "--tls-ca" => args.tls_ca = Some(it.next().ok_or("--tls-ca needs a file")?.into()),
+            "--tls-cert" => {
+                args.tls_cert = Some(it.next().ok_or("--tls-cert needs a file")?.into())
             }
+            "--tls-key" => args.tls_key = Some(it.next().ok_or("--tls-key needs a file")?.into()),
+            "--tls-name" => args.tls_name = Some(it.next().ok_or("--tls-name needs a name")?),
+            "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
+    }
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".to_string());
+    }
+    if args.tls_ca.is_none() && (args.tls_cert.is_some() || args.tls_name.is_some()) {
+        return Err("--tls-cert, --tls-key and --tls-name need --tls-ca".to_string());
     }
     Ok(args)
 }
@@ -61,8 +89,33 @@ fn show(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(bytes)
 }
 
-async fn run_ack(addr: &str, window: u32) -> Result<(), ClientError> {
-    let mut client = Client::builder()
+/// The client settings: TLS from the `--tls-*` flags, if any.
+fn builder(args: &Args) -> Result<ClientBuilder, String> {
+    let mut builder = Client::builder();
+    let Some(ca) = &args.tls_ca else {
+        return Ok(builder);
+    };
+    let cert_and_key = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+    let config = tls::client_config(ca, cert_and_key)?;
+    // The name the server's certificate must carry: --tls-name, or the host of --addr.
+    let host = match &args.tls_name {
+        Some(name) => name.clone(),
+        None => match args.addr.rsplit_once(':') {
+            Some((host, _)) => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            None => args.addr.clone(),
+        },
+    };
+    let name = ServerName::try_from(host.clone())
+        .map_err(|e| format!("{host:?} is not a valid TLS server name: {e} (use --tls-name)"))?;
+    builder.tls(config, name);
+    Ok(builder)
+}
+
+async fn run_ack(builder: &mut ClientBuilder, addr: &str, window: u32) -> Result<(), ClientError> {
+    let mut client = builder
         .ack_window(window)
         .reconnect(ReconnectPolicy::default())
         .connect_ack(addr)
@@ -116,11 +169,11 @@ async fn run_ack(addr: &str, window: u32) -> Result<(), ClientError> {
     Ok(())
 }
 
-async fn run(args: Args) -> Result<(), ClientError> {
+async fn run(args: Args, mut builder: ClientBuilder) -> Result<(), ClientError> {
     if let Some(window) = args.ack {
-        return run_ack(&args.addr, window).await;
+        return run_ack(&mut builder, &args.addr, window).await;
     }
-    let mut client = Client::connect(args.addr.as_str()).await?;
+    let mut client = builder.connect(args.addr.as_str()).await?;
     println!("connected to {} (plain mode)", client.endpoint());
     match tokio::time::timeout(GREETING_WAIT, client.recv()).await {
         Ok(Ok(Some(greeting))) if greeting.starts_with(b"\x01FWAK") => {
@@ -160,7 +213,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(args).await {
+    let builder = match builder(&args) {
+        Ok(builder) => builder,
+        Err(msg) => {
+            eprintln!("echo_client: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(args, builder).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -7,6 +7,7 @@
 //! cargo run --release -p framewire-examples --example echo_server
 //! cargo run --release -p framewire-examples --example echo_server -- --addr 127.0.0.1:9999 --mirror --max-connections 1000
 //! cargo run --release -p framewire-examples --example echo_server -- --ack 1
+//! cargo run --release -p framewire-examples --example echo_server -- --tls-cert cert.pem --tls-key key.pem
 //! ```
 //!
 //! `--ack WINDOW` makes every connection speak ack mode (see `framewire_codec::ack`): each
@@ -15,7 +16,10 @@
 //! stop-and-wait, done by the protocol instead of by hand.
 //!
 //! Flags: `--addr ADDR` (default 127.0.0.1:9999), `--mirror`, `--ack WINDOW`,
-//! `--max-frame-len BYTES`, `--max-connections N`. It prints its listening address; ctrl-c or
+//! `--max-frame-len BYTES`, `--max-connections N`, `--tls-cert FILE --tls-key FILE` (TLS with
+//! this PEM certificate chain and private key; the README's TLS section makes a test pair with
+//! `openssl`), `--tls-client-ca FILE` (with TLS: require client certificates signed by this PEM
+//! CA, mTLS). It prints its listening address; ctrl-c or
 //! SIGTERM shuts it down gracefully. Set `RUST_LOG=debug` for per-connection logs.
 //!
 //! Talk to it from Python (4-byte big-endian length, then the payload):
@@ -28,10 +32,14 @@
 
 use std::process::ExitCode;
 
-use framewire_server::{termination_signal, Connection, Server, ServerError};
+use std::path::PathBuf;
+
+use framewire_examples::{mirror, tls, tutorial};
+use framewire_server::{termination_signal, Connection, Server};
 
 const USAGE: &str = "usage: echo_server [--addr ADDR] [--mirror] [--ack WINDOW] \
-                     [--max-frame-len BYTES] [--max-connections N]";
+                     [--max-frame-len BYTES] [--max-connections N] \
+                     [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]";
 
 /// The command line.
 #[derive(Debug)]
@@ -41,6 +49,9 @@ struct Args {
     ack: Option<u32>,
     max_frame_len: Option<usize>,
     max_connections: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +61,9 @@ fn parse_args() -> Result<Args, String> {
         ack: None,
         max_frame_len: None,
         max_connections: None,
+        tls_cert: None,
+        tls_key: None,
+        tls_client_ca: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,9 +79,18 @@ fn parse_args() -> Result<Args, String> {
                 args.max_connections =
                     Some(number(&value("--max-connections")?, "--max-connections")?)
             }
+            "--tls-cert" => args.tls_cert = Some(value("--tls-cert")?.into()),
+            "--tls-key" => args.tls_key = Some(value("--tls-key")?.into()),
+            "--tls-client-ca" => args.tls_client_ca = Some(value("--tls-client-ca")?.into()),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown flag {other}")),
         }
+    }
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".to_owned());
+    }
+    if args.tls_client_ca.is_some() && args.tls_cert.is_none() {
+        return Err("--tls-client-ca needs --tls-cert and --tls-key".to_owned());
     }
     Ok(args)
 }
@@ -75,30 +98,6 @@ fn parse_args() -> Result<Args, String> {
 fn number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
     text.parse()
         .map_err(|_| format!("{flag}: {text:?} is not a valid number"))
-}
-
-/// The tutorial: greet, reply with the frame plus 好, stop at `q`.
-async fn tutorial(mut conn: Connection) -> Result<(), ServerError> {
-    conn.send("你好欢迎你").await?;
-    while let Some(frame) = conn.recv().await? {
-        if &frame[..] == b"q" {
-            break;
-        }
-        conn.send([&frame[..], "好".as_bytes()].concat()).await?;
-    }
-    Ok(())
-}
-
-/// Byte-for-byte echo; a burst of pipelined frames is answered with one write.
-async fn mirror(mut conn: Connection) -> Result<(), ServerError> {
-    while let Some(frame) = conn.recv().await? {
-        conn.feed(&frame).await?;
-        while let Some(more) = conn.try_recv()? {
-            conn.feed(&more).await?;
-        }
-        conn.flush().await?;
-    }
-    Ok(())
 }
 
 #[tokio::main]
@@ -132,6 +131,15 @@ async fn main() -> ExitCode {
     if let Some(window) = args.ack {
         builder = builder.ack_mode(window);
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        match tls::server_config(cert, key, args.tls_client_ca.as_deref()) {
+            Ok(config) => builder = builder.tls(config),
+            Err(e) => {
+                eprintln!("echo_server: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let server = match builder.bind(args.addr.as_str()).await {
         Ok(server) => server,
         Err(e) => {
@@ -143,15 +151,23 @@ async fn main() -> ExitCode {
         Some(window) => format!(", ack mode with window {window}"),
         None => String::new(),
     };
+    let tls = match (&args.tls_cert, &args.tls_client_ca) {
+        (None, _) => "",
+        (Some(_), None) => ", TLS",
+        (Some(_), Some(_)) => ", TLS with client certificates",
+    };
     println!(
-        "echo_server listening on {} ({} mode{ack})",
+        "echo_server listening on {} ({} mode{ack}{tls})",
         server.local_addr(),
         if args.mirror { "mirror" } else { "tutorial" }
     );
     let report = if args.mirror {
-        server.serve_until(mirror, termination_signal()).await
+        let handler = |mut conn: Connection| async move { mirror(&mut conn).await };
+        server.serve_until(handler, termination_signal()).await
     } else {
-        server.serve_until(tutorial, termination_signal()).await
+        server
+            .serve_until(tutorial::<()>, termination_signal())
+            .await
     };
     let s = report.stats;
     println!(

@@ -18,3 +18,107 @@ pub async fn mirror<S>(conn: &mut Connection<S>) -> Result<(), ServerError> {
     }
     Ok(())
 }
+
+/// The tutorial's conversation on a framewire server connection: greet with `你好欢迎你`,
+/// answer every frame with the frame plus `好`, end at `q` (as `examples/echo_server.rs`
+/// does by default).
+pub async fn tutorial<S>(mut conn: Connection<S>) -> Result<(), ServerError> {
+    conn.send("你好欢迎你").await?;
+    while let Some(frame) = conn.recv().await? {
+        if &frame[..] == b"q" {
+            break;
+        }
+        conn.send([&frame[..], "好".as_bytes()].concat()).await?;
+    }
+    Ok(())
+}
+
+/// rustls configurations from PEM files, for the programs' `--tls-*` flags. Both use the
+/// ring provider explicitly (the one framewire's `tls` feature compiles in), so they never
+/// depend on a process-wide default provider.
+pub mod tls {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::server::WebPkiClientVerifier;
+    use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    /// Every certificate in a PEM file (a chain: the leaf first).
+    fn certs(path: &Path, flag: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "{flag} {}: no CERTIFICATE in the file",
+                path.display()
+            ));
+        }
+        Ok(certs)
+    }
+
+    fn key(path: &Path, flag: &str) -> Result<PrivateKeyDer<'static>, String> {
+        PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+    }
+
+    fn roots(path: &Path, flag: &str) -> Result<RootCertStore, String> {
+        let mut roots = RootCertStore::empty();
+        for cert in certs(path, flag)? {
+            roots
+                .add(cert)
+                .map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+        }
+        Ok(roots)
+    }
+
+    /// A server config presenting `cert` (PEM chain) with `key` (PEM private key); with
+    /// `client_ca`, clients must present a certificate signed by it (mTLS).
+    pub fn server_config(
+        cert: &Path,
+        key_file: &Path,
+        client_ca: Option<&Path>,
+    ) -> Result<ServerConfig, String> {
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let builder = match client_ca {
+            Some(ca) => {
+                let verifier = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots(ca, "--tls-client-ca")?),
+                    provider(),
+                )
+                .build()
+                .map_err(|e| format!("--tls-client-ca {}: {e}", ca.display()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        builder
+            .with_single_cert(certs(cert, "--tls-cert")?, key(key_file, "--tls-key")?)
+            .map_err(|e| format!("--tls-cert/--tls-key: {e}"))
+    }
+
+    /// A client config trusting the CA certificates in `ca`; with `cert_and_key`, it presents
+    /// that client certificate (mTLS).
+    pub fn client_config(
+        ca: &Path,
+        cert_and_key: Option<(&Path, &Path)>,
+    ) -> Result<ClientConfig, String> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots(ca, "--tls-ca")?);
+        match cert_and_key {
+            Some((cert, key_file)) => builder
+                .with_client_auth_cert(certs(cert, "--tls-cert")?, key(key_file, "--tls-key")?)
+                .map_err(|e| format!("--tls-cert/--tls-key: {e}")),
+            None => Ok(builder.with_no_client_auth()),
+        }
+    }
+}

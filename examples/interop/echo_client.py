@@ -11,11 +11,17 @@ mode, checks every reply, and exits 0 only if all of them were right.
     cargo run --example echo_server -- --mirror      # byte-for-byte echo, no greeting
     python3 examples/interop/echo_client.py --mirror
 
-Options: --addr HOST:PORT (default 127.0.0.1:9999), --mirror.
+    cargo run --example echo_server -- --tls-cert cert.pem --tls-key key.pem
+    python3 examples/interop/echo_client.py --tls-ca cert.pem   # over TLS (Python's ssl)
+
+Options: --addr HOST:PORT (default 127.0.0.1:9999), --mirror, --tls-ca FILE (TLS, verifying
+the server's certificate against the CA certificate(s) in FILE and its name against the host
+in --addr, or --tls-name NAME).
 """
 
 import argparse
 import socket
+import ssl
 import struct
 import sys
 
@@ -49,12 +55,21 @@ def main():
     parser.add_argument("--addr", default="127.0.0.1:9999")
     parser.add_argument("--mirror", action="store_true",
                         help="the server echoes byte for byte and sends no greeting")
+    parser.add_argument("--tls-ca", metavar="FILE",
+                        help="speak TLS, trusting the CA certificate(s) in FILE")
+    parser.add_argument("--tls-name", metavar="NAME",
+                        help="the name the server's certificate must carry (default: the host)")
     args = parser.parse_args()
     host, _, port = args.addr.rpartition(":")
     suffix = b"" if args.mirror else "好".encode("utf-8")
 
     sock = socket.create_connection((host, int(port)), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if args.tls_ca:
+        # The standard library's defaults: certificate and host name verified.
+        context = ssl.create_default_context(cafile=args.tls_ca)
+        sock = context.wrap_socket(sock, server_hostname=args.tls_name or host)
+        print("TLS: %s, %s" % (sock.version(), sock.cipher()[0]))
     failures = 0
     checked = 0
 
@@ -96,7 +111,9 @@ def main():
 
     # 4. End the conversation: `q` in tutorial mode, a half-close in mirror mode. Either way
     #    the server closes its side, which we see as end of stream.
-    if args.mirror:
+    if args.mirror and args.tls_ca:
+        sock = sock.unwrap()  # TLS close_notify both ways, then plain TCP
+    elif args.mirror:
         sock.shutdown(socket.SHUT_WR)
     else:
         send_frame(sock, b"q")
