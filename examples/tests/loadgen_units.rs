@@ -197,7 +197,7 @@ fn ack_client_and_server_flags() {
         (o.client, o.window),
         (ClientKind::FramewireAck, DEFAULT_WINDOW)
     );
-    assert_eq!(DEFAULT_WINDOW, 64);
+    assert_eq!(DEFAULT_WINDOW, framewire_codec::ack::DEFAULT_WINDOW);
     assert_eq!(ClientKind::FramewireAck.name(), "framewire-ack");
     // --window may come before --client.
     let o = run_opts(&[

@@ -263,11 +263,17 @@ enum AckOp {
     Idle,
     /// Arbitrary bytes arrive at the side as a frame (a hostile or broken peer).
     Garbage(Vec<u8>),
+    /// Virtual time advances by this many seconds at the side (keepalive, peer timeout).
+    Tick(u8),
+    /// The side is going away (GOAWAY).
+    GoAway,
 }
 
 struct AckSide {
     state: framewire_codec::ack::AckState,
     window: u32,
+    window_bytes: u32,
+    now: std::time::Instant,
     sent: Vec<bytes::Bytes>,
     wire: std::collections::VecDeque<bytes::Bytes>,
     inbox: std::collections::VecDeque<framewire_codec::ack::Delivery>,
@@ -275,10 +281,19 @@ struct AckSide {
 }
 
 impl AckSide {
-    fn new(window: u32) -> AckSide {
+    fn new(window: u32, window_bytes: u32, cap_bytes: u32, start: std::time::Instant) -> AckSide {
+        let mut config = framewire_codec::ack::AckConfig::new();
+        config
+            .window(window)
+            .window_bytes(window_bytes)
+            .max_unacked_bytes(cap_bytes);
+        let mut state = config.build(1024);
+        state.handle_timeout(start).expect("arming the timers");
         AckSide {
-            state: framewire_codec::ack::AckState::new(window, 1024),
+            state,
             window,
+            window_bytes,
+            now: start,
             sent: Vec::new(),
             wire: Default::default(),
             inbox: Default::default(),
@@ -306,6 +321,15 @@ fn ack_invariants(tx: &AckSide, rx: &AckSide) {
             tx.state.in_flight() <= u64::from(rx.window),
             "window exceeded"
         );
+        // One frame (at most 255 bytes here) may overshoot the byte window, no more; and the
+        // sender's own cap holds whatever the peer granted.
+        let cap = u64::from(tx.state.config().get_max_unacked_bytes());
+        assert!(
+            tx.state.in_flight_bytes() <= u64::from(rx.window_bytes).min(cap) + 255,
+            "byte window exceeded: {} bytes in flight",
+            tx.state.in_flight_bytes()
+        );
+        assert!(rx.state.received_unacked_bytes() <= u64::from(rx.window_bytes) + 255);
     }
     let unacked: Vec<bytes::Bytes> = tx.state.unacked().map(|m| m.payload.clone()).collect();
     assert_eq!(
@@ -353,6 +377,19 @@ fn ack_step(me: &mut AckSide, peer: &mut AckSide, op: AckOp, counter: &mut u64) 
             }
         }
         AckOp::Idle => me.state.reader_idle(),
+        AckOp::Tick(secs) => {
+            me.now += std::time::Duration::from_secs(u64::from(secs));
+            if let Err(e) = me.state.handle_timeout(me.now) {
+                assert!(
+                    matches!(e, framewire_codec::ack::AckError::PeerSilent { .. }),
+                    "a timer may only fail with PeerSilent: {e}"
+                );
+                return false;
+            }
+        }
+        AckOp::GoAway => me
+            .state
+            .go_away(framewire_codec::ack::GoAwayReason::Shutdown),
         AckOp::Garbage(bytes) => {
             // A hostile frame may be accepted only if it is well-formed; any error ends the
             // connection, and must carry a message.
@@ -375,8 +412,18 @@ pub fn ack_machine(data: &[u8]) {
     let (Ok(wa), Ok(wb)) = (u.int_in_range(1u32..=8), u.int_in_range(1u32..=8)) else {
         return;
     };
-    let mut a = AckSide::new(wa);
-    let mut b = AckSide::new(wb);
+    // Byte windows and caps from 1 byte (every message alone) to "never binding".
+    let (Ok(ba), Ok(bb), Ok(ca), Ok(cb)) = (
+        u.int_in_range(1u32..=2048),
+        u.int_in_range(1u32..=2048),
+        u.int_in_range(1u32..=u32::MAX),
+        u.int_in_range(1u32..=u32::MAX),
+    ) else {
+        return;
+    };
+    let start = std::time::Instant::now();
+    let mut a = AckSide::new(wa, ba, ca, start);
+    let mut b = AckSide::new(wb, bb, cb, start);
     let mut counter = 0;
     // `arbitrary` keeps producing default values once the input runs out: stop there, and
     // bound the number of steps regardless.

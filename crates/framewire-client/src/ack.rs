@@ -29,7 +29,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
-use framewire_codec::ack::{AckError, AckFramed, AckFramedBuilder, Delivery, DATA_HEADER_LEN};
+use framewire_codec::ack::{
+    AckError, AckFramed, AckFramedBuilder, Delivery, GoAwayReason, DATA_HEADER_LEN,
+};
 use framewire_codec::{FrameCodecBuilder, FrameError};
 use futures_util::task::AtomicWaker;
 use futures_util::{Sink, Stream};
@@ -213,11 +215,19 @@ struct Shared {
     accepted: AtomicU64,
     /// Messages acknowledged (or given up on); `accepted - settled` is what the window holds.
     settled: AtomicU64,
+    /// Payload bytes of the messages accepted, and of those settled: the byte window.
+    accepted_bytes: AtomicU64,
+    settled_bytes: AtomicU64,
     received: AtomicU64,
     reconnects: AtomicU64,
     redeliveries: AtomicU64,
-    /// The window the current peer granted.
+    /// The window the current peer granted, clamped to this client's caps, in messages and
+    /// in bytes.
     window: AtomicU64,
+    window_bytes: AtomicU64,
+    /// Messages received on a connection that ended (the peer went away) and not yet taken
+    /// by `recv`: delivered before anything from the next connection.
+    carry: Mutex<VecDeque<Delivery>>,
     /// The longest payload the current peer (and this side's codec) accepts.
     max_payload: AtomicUsize,
     /// Notified when the window gains room or the client stops.
@@ -237,10 +247,14 @@ impl Default for Shared {
             next_id: Mutex::default(),
             accepted: AtomicU64::default(),
             settled: AtomicU64::default(),
+            accepted_bytes: AtomicU64::default(),
+            settled_bytes: AtomicU64::default(),
             received: AtomicU64::default(),
             reconnects: AtomicU64::default(),
             redeliveries: AtomicU64::default(),
             window: AtomicU64::default(),
+            window_bytes: AtomicU64::default(),
+            carry: Mutex::default(),
             max_payload: AtomicUsize::default(),
             room: Notify::new(),
             io_waker: Waker::from(Arc::clone(&io)),
@@ -259,6 +273,10 @@ impl Shared {
         self.slot.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn carry(&self) -> MutexGuard<'_, VecDeque<Delivery>> {
+        self.carry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn next_id(&self) -> MutexGuard<'_, u64> {
         self.next_id.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -267,7 +285,9 @@ impl Shared {
     fn set_limits(&self, conn: &Conn, codec_max: usize) {
         let state = conn.state();
         self.window
-            .store(u64::from(state.peer_window()), Ordering::Relaxed);
+            .store(u64::from(state.send_window()), Ordering::Relaxed);
+        self.window_bytes
+            .store(u64::from(state.send_window_bytes()), Ordering::Relaxed);
         let ours = codec_max.saturating_sub(DATA_HEADER_LEN);
         self.max_payload
             .store(state.max_payload_len().min(ours), Ordering::Relaxed);
@@ -351,6 +371,12 @@ enum Outcome {
     CloseFailed(String),
 }
 
+/// The peer said it is going away (shutdown, restart, idle close): reconnect, whatever is in
+/// flight, unlike a plain close, which ends the conversation.
+fn going_away(reason: GoAwayReason) -> Outcome {
+    Outcome::Drop(format!("the server is going away ({reason}); reconnecting"))
+}
+
 fn classify(e: AckError) -> Outcome {
     match &e {
         AckError::Frame(
@@ -385,6 +411,8 @@ struct Driver {
     ack_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The connection's `acked_through` when the deadline was last reset.
     deadline_acked: u64,
+    /// The engine's keepalive / peer-timeout timer for the current connection.
+    keepalive: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Driver {
@@ -447,10 +475,17 @@ impl Driver {
                     return;
                 }
                 Outcome::Drop(error) => {
-                    if let Some(conn) = &conn {
-                        self.settle(conn);
+                    if let Some(conn) = conn {
+                        self.settle(&conn);
+                        // Messages received and not yet taken are still delivered, first.
+                        let (_, _, inbox) = conn.into_parts();
+                        if !inbox.is_empty() {
+                            self.shared.carry().extend(inbox);
+                            if let Some(w) = self.shared.inbox().recv_waker.take() {
+                                w.wake();
+                            }
+                        }
                     }
-                    drop(conn);
                     tracing::info!(
                         %error,
                         unacked = self.tracked.len(),
@@ -485,7 +520,10 @@ impl Driver {
     }
 
     /// Makes `conn` the current connection and wakes the receiving half.
-    fn install(&mut self, conn: Conn) {
+    fn install(&mut self, mut conn: Conn) {
+        // Arms the keepalive and peer-timeout timers (the first call cannot fail).
+        let _ = conn.handle_timeout(Instant::now());
+        self.keepalive = None;
         {
             let mut slot = self.shared.slot();
             slot.conn = Some(conn);
@@ -569,6 +607,9 @@ impl Driver {
         while self.tracked.front().is_some_and(|t| t.seq <= through) {
             if let Some(t) = self.tracked.pop_front() {
                 self.shared.settled.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .settled_bytes
+                    .fetch_add(t.payload.len() as u64, Ordering::Relaxed);
                 if let Some(receipt) = t.receipt {
                     let _ = receipt.send(Ok(t.id));
                 }
@@ -618,6 +659,31 @@ impl Driver {
         }
     }
 
+    /// The engine's timers: `Ready(Ok)` when a keepalive PING was queued, `Ready(Err)` with
+    /// the reason when the peer has been silent for the peer timeout.
+    fn poll_keepalive(
+        &mut self,
+        conn: &mut Conn,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), String>> {
+        let Some(deadline) = conn.poll_timeout() else {
+            self.keepalive = None;
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let timer = self
+            .keepalive
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        std::task::ready!(timer.as_mut().poll(cx));
+        Poll::Ready(
+            conn.handle_timeout(Instant::now())
+                .map_err(|e| e.to_string()),
+        )
+    }
+
     fn poll_connected(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
         let shared = Arc::clone(&self.shared);
         let receiver_dropped = {
@@ -631,6 +697,9 @@ impl Driver {
         let mut slot = shared.slot();
         match slot.reported.take() {
             Some(Outcome::EndOfStream) => {
+                if let Some(reason) = slot.conn.as_ref().and_then(|c| c.peer_going_away()) {
+                    return Poll::Ready(going_away(reason));
+                }
                 return Poll::Ready(if self.tracked.is_empty() && self.pending.is_none() {
                     Outcome::PeerClosed
                 } else {
@@ -695,6 +764,9 @@ impl Driver {
                                 // Checked by `send` against the peer of the time; a peer
                                 // reached after a reconnect may accept less.
                                 self.shared.settled.fetch_add(1, Ordering::Relaxed);
+                                self.shared
+                                    .settled_bytes
+                                    .fetch_add(s.payload.len() as u64, Ordering::Relaxed);
                                 self.shared.room.notify_waiters();
                                 let _ = s.receipt.send(Err(ClientError::Ack(e)));
                             }
@@ -716,15 +788,25 @@ impl Driver {
                 }
             }
 
-            // 2. Write what is queued and read acks while anything is unacknowledged.
-            if !self.tracked.is_empty() || !self.closing.is_empty() {
-                if let Poll::Ready(Err(e)) = Pin::new(&mut *conn).poll_flush(io_cx) {
-                    return Poll::Ready(classify(e));
-                }
+            // 2. Write what is queued, and keep reading: acks, keepalive, and a GOAWAY the
+            // client acts on whatever its tasks are doing (a message read meanwhile waits in
+            // the connection for `recv`; only `recv` marks it done).
+            if let Poll::Ready(Err(e)) = conn.poll_deliver(io_cx) {
+                return Poll::Ready(classify(e));
             }
             progress |= self.settle(conn);
+            if conn.is_read_closed() {
+                if let Some(reason) = conn.peer_going_away() {
+                    return Poll::Ready(going_away(reason));
+                }
+            }
             if let Poll::Ready(reason) = self.poll_ack_timeout(conn, cx) {
                 return Poll::Ready(Outcome::Drop(reason));
+            }
+            match self.poll_keepalive(conn, cx) {
+                Poll::Ready(Ok(())) => progress = true,
+                Poll::Ready(Err(reason)) => return Poll::Ready(Outcome::Drop(reason)),
+                Poll::Pending => {}
             }
 
             // 3. Close the sending direction once everything is acknowledged.
@@ -1036,6 +1118,7 @@ impl AckClient {
             senders_gone: false,
             ack_deadline: None,
             deadline_acked: 0,
+            keepalive: None,
         };
         tokio::spawn(driver.run(conn));
         Ok(AckClient {
@@ -1220,9 +1303,20 @@ impl AckSender {
             .accepted
             .load(Ordering::Relaxed)
             .saturating_sub(self.shared.settled.load(Ordering::Relaxed));
-        if in_window >= self.shared.window.load(Ordering::Relaxed) {
+        let in_window_bytes = self
+            .shared
+            .accepted_bytes
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.shared.settled_bytes.load(Ordering::Relaxed));
+        // As on the wire: a message is accepted while fewer messages and fewer bytes than the
+        // window are unacknowledged, so what the client holds is bounded by its byte cap plus
+        // one message, whatever the server grants.
+        if in_window >= self.shared.window.load(Ordering::Relaxed)
+            || in_window_bytes >= self.shared.window_bytes.load(Ordering::Relaxed)
+        {
             return Err(payload);
         }
+        let len = payload.len() as u64;
         let id = *next_id;
         let (tx, rx) = oneshot::channel();
         let cmd = Cmd::Send(SendCmd {
@@ -1242,6 +1336,7 @@ impl AckSender {
         }
         *next_id += 1;
         self.shared.accepted.fetch_add(1, Ordering::Relaxed);
+        self.shared.accepted_bytes.fetch_add(len, Ordering::Relaxed);
         Ok(Ok(Receipt { id, rx }))
     }
 
@@ -1360,6 +1455,10 @@ impl AckReceiver {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 _ => inbox.recv_waker = Some(cx.waker().clone()),
             }
+        }
+        if let Some(d) = self.shared.carry().pop_front() {
+            self.shared.received.fetch_add(1, Ordering::Relaxed);
+            return Poll::Ready(Ok(Some(d)));
         }
         let mut slot = self.shared.slot();
         if slot.reported.is_some() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use framewire_codec::{FrameCodecBuilder, DEFAULT_MAX_FRAME_LEN};
 
-use framewire_codec::ack::{AckFramedBuilder, DEFAULT_WINDOW};
+use framewire_codec::ack::{AckConfig, AckFramedBuilder};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -157,7 +157,7 @@ pub struct ClientBuilder {
     pub(crate) connect_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) codec: FrameCodecBuilder,
-    pub(crate) window: u32,
+    pub(crate) ack: AckConfig,
     pub(crate) policy: ReconnectPolicy,
     pub(crate) ack_timeout: Option<Duration>,
     pub(crate) write_buffer_limit: usize,
@@ -180,7 +180,7 @@ impl ClientBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             codec,
-            window: DEFAULT_WINDOW,
+            ack: AckConfig::new(),
             policy: ReconnectPolicy::default(),
             ack_timeout: None,
             write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
@@ -226,11 +226,22 @@ impl ClientBuilder {
     }
 
     /// Ack mode: the window this client grants the server (how many of the server's messages
-    /// may be unacknowledged at once; default `DEFAULT_WINDOW` of `framewire_codec::ack`, 64;
-    /// 1 is stop-and-wait). How many of *this* client's messages may be in flight is the
-    /// window the server grants in its HELLO.
+    /// may be unacknowledged at once; default `DEFAULT_WINDOW` of `framewire_codec::ack`,
+    /// 4,096; 1 is stop-and-wait). How many of *this* client's messages may be in flight is
+    /// the window the server grants in its HELLO, clamped to this client's own caps (see
+    /// [`ack_config`](Self::ack_config)). Shorthand for `AckConfig::window`.
     pub fn ack_window(&mut self, window: u32) -> &mut Self {
-        self.window = window.max(1);
+        self.ack.window(window);
+        self
+    }
+
+    /// Ack mode: every setting at once (see `AckConfig` in `framewire_codec::ack`): the
+    /// windows this client grants in messages and bytes, the caps on what it keeps
+    /// unacknowledged whatever the server grants (1 MiB by default: a server granting
+    /// `u32::MAX` does not make `send` buffer without limit), keepalive (PING after 15 s of
+    /// silence) and the peer timeout (60 s, then the client reconnects).
+    pub fn ack_config(&mut self, config: AckConfig) -> &mut Self {
+        self.ack = config;
         self
     }
 
@@ -242,10 +253,11 @@ impl ClientBuilder {
     }
 
     /// Ack mode: treat the connection as dropped (and reconnect) when messages are in flight
-    /// and no ack has arrived for `timeout`. Detects a peer that vanished without closing
-    /// (no FIN, no reset). Off by default: an ack means the peer's *application* took the
-    /// message, so a slow consumer would also trip it and then see redeliveries; choose a
-    /// timeout well above the peer's longest pause.
+    /// and no ack has arrived for `timeout`. Off by default: a peer that vanished without
+    /// closing is already detected by the keepalive (see [`ack_config`](Self::ack_config)),
+    /// and an ack means the peer's *application* is done with the message, so a slow consumer
+    /// would also trip this and then see redeliveries; choose a timeout well above the peer's
+    /// longest pause.
     pub fn ack_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
         self.ack_timeout = timeout;
         self
@@ -289,7 +301,7 @@ impl ClientBuilder {
 
     fn ack_settings(&self, endpoints: Endpoints) -> AckSettings {
         let mut ack = AckFramedBuilder::new();
-        ack.window(self.window);
+        ack.config(self.ack);
         AckSettings {
             endpoints,
             connect_timeout: self.connect_timeout,

@@ -180,7 +180,7 @@ fn frame(payload: &[u8]) -> Vec<u8> {
 }
 
 fn hello_frame(version: u8) -> Vec<u8> {
-    let mut hello = Hello::new(8, 8 * 1024 * 1024).to_bytes();
+    let mut hello = Hello::new(8, 1 << 20, 8 * 1024 * 1024).to_bytes();
     hello[5] = version;
     frame(&hello)
 }
@@ -229,7 +229,7 @@ async fn wrong_hello_version() {
             matches!(
                 err,
                 ClientError::Handshake {
-                    source: AckError::VersionMismatch { ours: 1, theirs: 9 },
+                    source: AckError::VersionMismatch { ours: 2, theirs: 9 },
                     ..
                 }
             ),
@@ -285,10 +285,13 @@ async fn missing_hello_times_out_or_closes() {
 #[tokio::test]
 async fn stray_ack_is_a_protocol_error() {
     within(async {
-        // HELLO; after the client's HELLO and first message (18 + 4 + 10 + 1 bytes), ACK 5.
+        // HELLO; after the client's HELLO and first message (47 + 4 + 10 + 1 bytes), ACK 5.
         let addr = spawn_scripted(|mut stream| async move {
-            stream.write_all(&hello_frame(1)).await.unwrap();
-            let mut buf = [0u8; 33];
+            stream
+                .write_all(&hello_frame(framewire_codec::ack::VERSION))
+                .await
+                .unwrap();
+            let mut buf = [0u8; 62];
             stream.read_exact(&mut buf).await.unwrap();
             let ack = frame(&AckFrame::<Bytes>::Ack { through: 5 }.to_bytes());
             stream.write_all(&ack).await.unwrap();
@@ -329,9 +332,12 @@ async fn oversized_frame_is_a_protocol_error_with_unacked_back() {
     within(async {
         // HELLO, then (after the client's first message arrives) a 9,000,000-byte header.
         let addr = spawn_scripted(|mut stream| async move {
-            stream.write_all(&hello_frame(1)).await.unwrap();
-            // The client's HELLO (18 bytes) and its DATA "never acked" (4 + 10 + 11 bytes).
-            let mut buf = [0u8; 43];
+            stream
+                .write_all(&hello_frame(framewire_codec::ack::VERSION))
+                .await
+                .unwrap();
+            // The client's HELLO (47 bytes) and its DATA "never acked" (4 + 10 + 11 bytes).
+            let mut buf = [0u8; 72];
             stream.read_exact(&mut buf).await.unwrap();
             stream.write_all(&9_000_000u32.to_be_bytes()).await.unwrap();
             while let Ok(n) = stream.read(&mut buf).await {

@@ -148,15 +148,20 @@ async fn echo_split_tasks_window_64() {
 async fn per_message_receipts() {
     timeout(NET_TIMEOUT, async {
         let (c, s) = tcp_pair().await;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        // `true`: take the next message; `false`: acknowledge what was taken.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bool>(1);
         let server = tokio::spawn(async move {
             let mut conn = AckFramed::builder().window(8).new_framed(s);
             // The handshake is lazy: without a poll this side's HELLO would not go out.
             conn.handshake().await.unwrap();
             // Take one message per permit, so the client can watch acks arrive one by one.
             let mut got = Vec::new();
-            while rx.recv().await.is_some() {
-                got.push(conn.next().await.unwrap().unwrap().seq);
+            while let Some(take) = rx.recv().await {
+                if take {
+                    got.push(conn.next().await.unwrap().unwrap().seq);
+                } else {
+                    conn.acknowledge().await.unwrap();
+                }
             }
             got
         });
@@ -167,16 +172,17 @@ async fn per_message_receipts() {
         }
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
         assert_eq!(conn.acked_through(), 0, "nothing taken yet");
-        // The server grants window 8, so it acks after 4 taken while more is buffered...
-        for _ in 0..4 {
-            tx.send(()).await.unwrap();
+        // A message is done when the next one is asked for: taking the 5th makes 4 done, and
+        // the server grants window 8, so it acks after 4 done while more is buffered...
+        for _ in 0..5 {
+            tx.send(true).await.unwrap();
         }
         conn.wait_acked(4).await.unwrap();
         assert_eq!(conn.poll_acked(), Some(1..=4));
         assert_eq!(conn.poll_acked(), None);
         assert_eq!(conn.unacked(), [message(4)]);
-        // ...and at once when it takes the last buffered message.
-        tx.send(()).await.unwrap();
+        // ...and the 5th once the server acknowledges it explicitly.
+        tx.send(false).await.unwrap();
         conn.wait_acked(5).await.unwrap();
         assert_eq!(conn.poll_acked(), Some(5..=5));
         assert!(conn.unacked().is_empty());

@@ -13,7 +13,7 @@ use framewire_codec::ack::{
 };
 
 fn hello_bytes(version: u8, window: u32, max: u32) -> Bytes {
-    let mut h = Hello::new(window, max).to_bytes();
+    let mut h = Hello::new(window, 1 << 20, max).to_bytes();
     h[5] = version;
     Bytes::copy_from_slice(&h)
 }
@@ -74,25 +74,33 @@ fn long_non_hello_frame_shows_only_its_start() {
 #[test]
 fn version_mismatch() {
     let mut s = AckState::new(8, 1024);
-    let err = s.handle_frame(hello_bytes(2, 8, 1024)).unwrap_err();
+    // A version 1 peer (14-byte HELLO) is named as such.
+    let err = s
+        .handle_frame(Bytes::from_static(b"\x01FWAK\x01\0\0\0\x40\0\x80\0\0"))
+        .unwrap_err();
     assert!(matches!(
         err,
-        AckError::VersionMismatch { ours: 1, theirs: 2 }
+        AckError::VersionMismatch { ours: 2, theirs: 1 }
     ));
     assert_eq!(
         err.to_string(),
-        "peer speaks ack-mode version 2, this side speaks version 1"
+        "peer speaks ack-mode version 1, this side speaks version 2"
     );
+    let mut s = AckState::new(8, 1024);
+    let err = s.handle_frame(hello_bytes(3, 8, 1024)).unwrap_err();
+    assert!(matches!(
+        err,
+        AckError::VersionMismatch { ours: 2, theirs: 3 }
+    ));
     // Also through the parsed input.
     let mut s = AckState::new(8, 1024);
     let h = Hello {
         version: 9,
-        window: 8,
-        max_frame_len: 1024,
+        ..Hello::new(8, 1024, 1024)
     };
     assert!(matches!(
         s.handle(AckFrame::Hello(h)),
-        Err(AckError::VersionMismatch { ours: 1, theirs: 9 })
+        Err(AckError::VersionMismatch { ours: 2, theirs: 9 })
     ));
 }
 
@@ -115,7 +123,23 @@ fn unusable_hellos() {
     let mut s = AckState::new(8, 1024);
     assert!(matches!(
         s.handle_frame(hello_bytes(VERSION, 0, 1024)),
-        Err(AckError::ZeroWindow)
+        Err(AckError::ZeroWindow { unit: "messages" })
+    ));
+    let mut zero_bytes = Hello::new(4, 1024, 1024).to_bytes();
+    zero_bytes[11..15].copy_from_slice(&[0; 4]);
+    let err = AckState::new(8, 1024)
+        .handle_frame(Bytes::copy_from_slice(&zero_bytes))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "peer granted a window of 0 bytes");
+    let mut flags = Hello::new(4, 1024, 1024).to_bytes();
+    flags[6] = 0x80;
+    let err = AckState::new(8, 1024)
+        .handle_frame(Bytes::copy_from_slice(&flags))
+        .unwrap_err();
+    assert!(matches!(err, AckError::ExpectedHello { .. }), "{err}");
+    assert!(matches!(
+        AckFrame::parse(&flags),
+        Err(AckError::UnknownHelloFlags { flags: 0x80 })
     ));
     let mut s = AckState::new(8, 1024);
     let err = s.handle_frame(hello_bytes(VERSION, 4, 3)).unwrap_err();
@@ -179,15 +203,22 @@ fn malformed_frames() {
 
     let err = AckFrame::parse(b"\x01FWAX\x01").unwrap_err();
     assert!(matches!(err, AckError::BadMagic { magic } if &magic == b"FWAX"));
-    let err = AckFrame::parse(b"\x01FWAK\x01\0\0").unwrap_err();
+    let err = AckFrame::parse(b"\x01FWAK\x02\0\0").unwrap_err();
     assert!(matches!(
         err,
         AckError::BadLength {
             kind: FrameKind::Hello,
             len: 8,
-            expected: 14
+            expected: 43
         }
     ));
+    for (kind, name, len) in [(4u8, "GOAWAY", 10), (5, "PING", 9), (6, "PONG", 9)] {
+        let err = AckFrame::parse(&[kind, 0, 0]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{name} frame of 3 bytes, expected {len} bytes")
+        );
+    }
 }
 
 #[test]
@@ -299,7 +330,8 @@ fn local_misuse_is_an_error_not_a_panic() {
         s.send(Bytes::from_static(b"x"), false),
         Err(AckError::WindowFull {
             in_flight: 0,
-            window: 0
+            window: 0,
+            ..
         })
     ));
     let mut s = after_hello(8, 1);
@@ -307,17 +339,18 @@ fn local_misuse_is_an_error_not_a_panic() {
     let err = s.send(Bytes::from_static(b"y"), false).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "no room to send: 1 of a window of 1 messages unacknowledged"
+        "no room to send: 1 messages (1 bytes) unacknowledged, the window is 1 messages \
+         (1048576 bytes)"
     );
     assert!(!err.is_peer_error());
 
     let mut s = AckState::new(8, 1024);
-    s.handle_frame(hello_bytes(VERSION, 8, 20)).unwrap();
+    s.handle_frame(hello_bytes(VERSION, 8, 50)).unwrap();
     assert!(matches!(
-        s.send(Bytes::from(vec![0u8; 11]), false),
-        Err(AckError::PayloadTooLong { len: 11, max: 10 })
+        s.send(Bytes::from(vec![0u8; 41]), false),
+        Err(AckError::PayloadTooLong { len: 41, max: 40 })
     ));
-    assert_eq!(s.send(Bytes::from(vec![0u8; 10]), false).unwrap(), 1);
+    assert_eq!(s.send(Bytes::from(vec![0u8; 40]), false).unwrap(), 1);
 
     assert!(matches!(
         s.taken(1),
@@ -333,7 +366,11 @@ fn hello_first_then_acks_then_data() {
     let mut s = AckState::new(4, 1024);
     assert_eq!(
         s.poll_transmit(),
-        Some(AckFrame::Hello(Hello::new(4, 1024)))
+        Some(AckFrame::Hello(Hello::new(
+            4,
+            framewire_codec::ack::DEFAULT_WINDOW_BYTES,
+            1024
+        )))
     );
     assert_eq!(s.poll_transmit(), None);
     assert!(!s.has_room(), "no room before the peer's HELLO");

@@ -16,9 +16,16 @@ fn framed(payload: &[u8]) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn split_reads_ack_on_take_and_eof_mid_frame() {
-    let our_hello = framed(&Hello::new(2, 8 * 1024 * 1024).to_bytes());
-    let peer_hello = framed(&Hello::new(4, 1024).to_bytes());
+async fn split_reads_ack_when_done_and_eof_mid_frame() {
+    let our_hello = framed(
+        &Hello::new(
+            2,
+            framewire_codec::ack::DEFAULT_WINDOW_BYTES,
+            8 * 1024 * 1024,
+        )
+        .to_bytes(),
+    );
+    let peer_hello = framed(&Hello::new(4, 1024, 1024).to_bytes());
     let mut data = data_header(1, true).to_vec();
     data.extend_from_slice(b"hi");
     let data = framed(&data);
@@ -30,7 +37,8 @@ async fn split_reads_ack_on_take_and_eof_mid_frame() {
         .read(&peer_hello[..7])
         .read(&[&peer_hello[7..], &data[..3]].concat())
         .read(&data[3..])
-        // Taking the only buffered message acks it at once.
+        // Asking for the next message acks the one before at once (the application is done
+        // with it).
         .write(&ack)
         // Then 6 bytes of a 12-byte frame, and end of stream.
         .read(&[0, 0, 0, 12, 2, 0])
@@ -44,8 +52,12 @@ async fn split_reads_ack_on_take_and_eof_mid_frame() {
         (d.seq, &d.payload[..], d.redelivered),
         (1, &b"hi"[..], true)
     );
-    assert_eq!(conn.state().peer_hello(), Some(Hello::new(4, 1024)));
-    assert_eq!(conn.state().ack_sent_through(), 1);
+    assert_eq!(conn.state().peer_hello(), Some(Hello::new(4, 1024, 1024)));
+    assert_eq!(
+        conn.state().ack_sent_through(),
+        0,
+        "handed out is not done: no ack yet"
+    );
 
     let err = conn.next().await.unwrap().unwrap_err();
     assert!(
@@ -59,6 +71,7 @@ async fn split_reads_ack_on_take_and_eof_mid_frame() {
         "{err:?}"
     );
     assert!(conn.next().await.is_none());
+    assert_eq!(conn.state().ack_sent_through(), 1);
 }
 
 /// A protocol violation read right after a message was handed out (the read that decides
@@ -91,7 +104,7 @@ async fn violation_read_after_take_is_reported_typed() {
         let (ours, mut peer) = tokio::io::duplex(64 * 1024);
         let mut conn = AckFramed::builder().window(8).new_framed(ours);
         peer.write_all(&encode(&[
-            AckFrame::Hello(Hello::new(8, 1024)),
+            AckFrame::Hello(Hello::new(8, 1024, 1024)),
             data(1),
             data(2),
         ]))

@@ -5,6 +5,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use framewire_codec::ack::AckConfig;
 use framewire_codec::{FrameCodec, FrameCodecBuilder};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
@@ -105,7 +106,7 @@ pub(crate) struct Config {
     pub(crate) read_buffer_size: usize,
     pub(crate) write_buffer_limit: usize,
     pub(crate) filter: Option<AcceptFilter>,
-    pub(crate) ack_window: Option<u32>,
+    pub(crate) ack: Option<AckConfig>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
     pub(crate) tls_handshake_timeout: Duration,
@@ -126,7 +127,7 @@ impl fmt::Debug for Config {
             .field("read_buffer_size", &self.read_buffer_size)
             .field("write_buffer_limit", &self.write_buffer_limit)
             .field("filter", &self.filter.as_ref().map(|_| "<fn>"))
-            .field("ack_window", &self.ack_window)
+            .field("ack", &self.ack)
             .field("proxy", &self.proxy);
         #[cfg(feature = "tls")]
         f.field("tls", &self.tls.is_some());
@@ -142,7 +143,7 @@ impl Config {
     pub(crate) fn new_codec(&self) -> FrameCodec {
         let codec = self.codec.build();
         let hello = framewire_codec::ack::HELLO_LEN;
-        if self.ack_window.is_some() && codec.max_frame_len() < hello {
+        if self.ack.is_some() && codec.max_frame_len() < hello {
             let mut builder = self.codec;
             return builder.max_frame_len(hello).build();
         }
@@ -203,7 +204,7 @@ impl ServerBuilder<()> {
                 read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
                 write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
                 filter: None,
-                ack_window: None,
+                ack: None,
                 #[cfg(feature = "tls")]
                 tls: None,
                 tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
@@ -339,13 +340,24 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
     }
 
     /// Ack mode: every connection speaks framewire's ack mode (see
-    /// [`framewire_codec::ack`]), granting each peer a window of `window` unacknowledged
-    /// messages (0 acts as 1; [`framewire_codec::ack::DEFAULT_WINDOW`] is a good default).
-    /// Handlers use the same `recv`/`send` API: `recv` yields messages and acknowledges them
-    /// as taken, `send` waits for room in the peer's window. See
-    /// [`Connection`](crate::Connection#ack-mode).
-    pub fn ack_mode(mut self, window: u32) -> Self {
-        self.config.ack_window = Some(window.max(1));
+    /// [`framewire_codec::ack`]) with the [`AckConfig`] defaults, granting each peer a window
+    /// of `window` unacknowledged messages (0 acts as 1;
+    /// [`framewire_codec::ack::DEFAULT_WINDOW`] is a good default). Shorthand for
+    /// [`ack_config`](Self::ack_config). Handlers use the same `recv`/`send` API: `recv`
+    /// yields messages and acknowledges each once the handler asks for the next one, `send`
+    /// waits for room in the peer's window. See [`Connection`](crate::Connection#ack-mode).
+    pub fn ack_mode(self, window: u32) -> Self {
+        let mut config = AckConfig::new();
+        config.window(window);
+        self.ack_config(config)
+    }
+
+    /// Ack mode with every setting given: the windows granted to each peer (messages and
+    /// bytes), the caps on what a connection keeps unacknowledged whatever the peer grants,
+    /// keepalive and peer timeout. Memory per connection is bounded by these settings, plus
+    /// one frame each way, whatever the peer does.
+    pub fn ack_config(mut self, config: AckConfig) -> Self {
+        self.config.ack = Some(config);
         self
     }
 

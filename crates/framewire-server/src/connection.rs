@@ -10,7 +10,7 @@ use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use framewire_codec::ack::{AckError, AckState, Delivery, DATA_HEADER_LEN};
+use framewire_codec::ack::{AckError, AckState, Delivery, GoAwayReason, DATA_HEADER_LEN};
 use framewire_codec::typed::{self, Bincode, Format};
 use framewire_codec::{FrameCodec, VectoredFrame, VECTORED_WRITE_MIN};
 use futures::{Sink, Stream};
@@ -78,9 +78,22 @@ use crate::stats::bump;
 ///
 /// * The HELLO goes out as soon as the connection is accepted, before the handler runs
 ///   (if the socket cannot take it at once, with the first poll of `recv` or `send`).
-/// * `recv` yields the payload of each DATA message, in order. A message counts as *taken*
-///   when `recv` returns it; ACKs (cumulative, coalesced) follow from that, and are written
-///   as soon as the reader has nothing more buffered or half the window was taken.
+/// * `recv` yields the payload of each DATA message, in order. A message is acknowledged when
+///   the handler is *done* with it: when it calls `recv` (or `try_recv`) again, calls
+///   [`wait_acked`](Connection::wait_acked), or returns. Merely returning it from `recv` is
+///   not enough: a handler that panics or is aborted at the end of the shutdown grace
+///   period has not acknowledged the message it was working on, and the peer gets it back
+///   as unacknowledged. ACKs are cumulative and coalesced, written as soon as the reader has
+///   nothing more buffered or half the window was taken.
+/// * Memory is bounded by the [`AckConfig`](framewire_codec::ack::AckConfig) whatever the
+///   peer does: the peer's window grant is clamped to this side's caps, and a peer sending
+///   beyond the window granted to it is a protocol error.
+/// * Keepalive: after the configured interval without hearing from the peer (15 s by
+///   default) a PING goes out while the handler waits in `recv`; after the peer timeout
+///   (60 s) `recv` fails with [`AckError::PeerSilent`].
+/// * Going away: when the server shuts down (`recv` returns `Ok(None)` between messages) or
+///   closes an idle connection (idle timeout), the peer first gets a GOAWAY, telling it to
+///   reconnect; a handler that returns ends the conversation with a plain close.
 /// * `send`/`feed` wait while the peer's window is full (reading the peer's ACKs meanwhile;
 ///   messages that arrive then are kept for `recv`); `flush` writes, it does not wait for
 ///   ACKs; [`wait_acked`](Connection::wait_acked) does.
@@ -204,6 +217,11 @@ struct AckConn {
     inbox: VecDeque<Delivery>,
     /// Whether the message most recently handed to the handler was flagged as a redelivery.
     last_redelivered: bool,
+    /// The seq of the message most recently handed to the handler: done (and acknowledged)
+    /// once the handler asks for the next one.
+    yielded: u64,
+    /// The engine's keepalive / peer-timeout timer.
+    timer: Option<Pin<Box<Sleep>>>,
     wakers: Arc<SideWakers>,
     waker: Waker,
 }
@@ -251,12 +269,17 @@ fn poll_deadline(
 impl<S> Connection<S> {
     pub(crate) fn new(io: Box<dyn Transport>, peer: Address, server: ServerHandle<S>) -> Self {
         let codec = server.shared.config.new_codec();
-        let ack = server.shared.config.ack_window.map(|window| {
+        let ack = server.shared.config.ack.map(|config| {
             let wakers = Arc::new(SideWakers::default());
+            let mut state = config.build(codec.max_frame_len());
+            // Arms the timers; cannot fail on the first call.
+            let _ = state.handle_timeout(Instant::now().into_std());
             Box::new(AckConn {
-                state: AckState::new(window, codec.max_frame_len()),
+                state,
                 inbox: VecDeque::new(),
                 last_redelivered: false,
+                yielded: 0,
+                timer: None,
                 waker: Waker::from(Arc::clone(&wakers)),
                 wakers,
             })
@@ -461,6 +484,7 @@ impl<S> Connection<S> {
     /// [`ServerError::Frame`] or [`ServerError::Ack`] if the buffered bytes are invalid; the
     /// receive side is then closed, as with [`recv`](Connection::recv).
     pub fn try_recv(&mut self) -> Result<Option<Bytes>, ServerError> {
+        self.ack_release();
         loop {
             if self.read_closed || self.recv_ended {
                 return Ok(None);
@@ -596,7 +620,8 @@ impl<S> Connection<S> {
         poll_fn(|cx| self.poll_flush_all(cx)).await
     }
 
-    /// Ack mode: flushes, then waits until the peer's application has taken (acknowledged)
+    /// Ack mode: acknowledges every message `recv` returned so far (the handler is done with
+    /// them), flushes, then waits until the peer's application is done with (acknowledged)
     /// every message sent so far. Returns at once in plain mode.
     ///
     /// # Errors
@@ -609,6 +634,9 @@ impl<S> Connection<S> {
     ///
     /// Cancellation safe: messages read meanwhile stay buffered for `recv`.
     pub async fn wait_acked(&mut self) -> Result<(), ServerError> {
+        // Waiting for the peer's acks while holding back ours could deadlock two peers doing
+        // request/response: the messages received so far count as done.
+        self.ack_release();
         self.flush().await?;
         poll_fn(|cx| self.poll_ack_wait(cx, AckWait::AllAcked)).await
     }
@@ -668,6 +696,8 @@ impl<S> Connection<S> {
     }
 
     fn poll_recv_ack(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, ServerError>> {
+        // Asking for the next message: the handler is done with the previous one.
+        self.ack_release();
         loop {
             self.ack_pump(cx);
             if let Some(d) = self.ack.as_mut().and_then(|a| a.inbox.pop_front()) {
@@ -680,6 +710,9 @@ impl<S> Connection<S> {
                     // Nothing more to read now: acknowledge everything taken.
                     if let Some(a) = self.ack.as_mut() {
                         a.state.reader_idle();
+                    }
+                    if let Poll::Ready(Err(e)) = self.poll_ack_timer(cx) {
+                        return Poll::Ready(Err(e));
                     }
                     self.ack_pump(cx);
                     return Poll::Pending;
@@ -721,19 +754,64 @@ impl<S> Connection<S> {
         }
     }
 
-    /// The handler takes `d`: report it to the machine (which queues an ACK when due).
+    /// The handler takes `d`; it is done with it (and it is acknowledged) once it asks for
+    /// the next one (see `ack_release`).
     fn ack_took(&mut self, d: Delivery) -> Bytes {
         let rbuf_empty = self.rbuf.is_empty();
         if let Some(a) = self.ack.as_mut() {
-            // `taken` only fails for a seq never received; `d` was received.
-            let _ = a.state.taken(d.seq);
+            a.yielded = d.seq;
             a.last_redelivered = d.redelivered;
             if a.inbox.is_empty() && rbuf_empty {
+                // Nothing more buffered: acknowledge what the handler is done with (the
+                // messages before this one) now, not when it next asks.
                 a.state.reader_idle();
             }
         }
         bump(&self.server.shared.counters.frames_in, 1);
         d.payload
+    }
+
+    /// The handler is done with every message handed to it: report them to the machine
+    /// (which queues an ACK when due, or at once if nothing more is buffered).
+    fn ack_release(&mut self) {
+        let rbuf_empty = self.rbuf.is_empty();
+        if let Some(a) = self.ack.as_mut() {
+            if a.yielded > a.state.taken_through() {
+                // `taken` only fails for a seq never received; `yielded` was received.
+                let _ = a.state.taken(a.yielded);
+                if a.inbox.is_empty() && rbuf_empty {
+                    a.state.reader_idle();
+                }
+            }
+        }
+    }
+
+    /// Ack mode: runs the engine's keepalive and peer-timeout timer. Ready with an error when
+    /// the peer has been silent for the peer timeout; a keepalive PING is queued when due.
+    fn poll_ack_timer(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
+        let Some(a) = self.ack.as_mut() else {
+            return Poll::Pending;
+        };
+        loop {
+            let Some(deadline) = a.state.poll_timeout() else {
+                a.timer = None;
+                return Poll::Pending;
+            };
+            let deadline = Instant::from_std(deadline);
+            ready!(poll_deadline(&mut a.timer, deadline, cx));
+            if let Err(e) = a.state.handle_timeout(Instant::now().into_std()) {
+                return Poll::Ready(Err(self.read_failed(ServerError::Ack(e))));
+            }
+        }
+    }
+
+    /// Ack mode: tells the peer this side is going away (it should reconnect), written now
+    /// if the socket takes it.
+    fn ack_go_away(&mut self, reason: GoAwayReason, cx: &mut Context<'_>) {
+        if let Some(a) = self.ack.as_mut() {
+            a.state.go_away(reason);
+            self.ack_pump(cx);
+        }
     }
 
     /// Ack mode: moves the machine's frames (HELLO, ACKs, DATA) into the write buffer.
@@ -828,6 +906,9 @@ impl<S> Connection<S> {
             if for_recv && self.between_frames() && self.poll_shutdown_requested(cx) {
                 tracing::debug!("shutdown requested; ending the incoming stream");
                 self.recv_ended = true;
+                // Ack mode: the peer learns that the server is going away (reconnect), not
+                // that the conversation is over.
+                self.ack_go_away(GoAwayReason::Shutdown, cx);
                 return Poll::Ready(Ok(None));
             }
             if self.rbuf.capacity() == 0 {
@@ -943,6 +1024,11 @@ impl<S> Connection<S> {
             (since + t, err)
         };
         ready!(poll_deadline(&mut self.read_timer, deadline, cx));
+        if matches!(err, ServerError::IdleTimeout { .. }) {
+            // Ack mode: an idle close means "reconnect when you need me", not "the
+            // conversation is over".
+            self.ack_go_away(GoAwayReason::Idle, cx);
+        }
         Poll::Ready(Err(self.read_failed(err)))
     }
 
@@ -1200,6 +1286,22 @@ impl<S> Connection<S> {
 impl<S> Drop for Connection<S> {
     fn drop(&mut self) {
         self.publish_frames_in();
+        // Ack mode: a handler that returned is done with every message it received: write
+        // their ACK now if the socket takes it (the socket closes right after). A handler
+        // that panicked, or was aborted after the shutdown grace period, is not.
+        let aborted = self
+            .server
+            .shared
+            .aborting
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if self.ack.is_some() && !std::thread::panicking() && !aborted && !self.write_closed {
+            self.ack_release();
+            if let Some(a) = self.ack.as_mut() {
+                a.state.reader_idle();
+            }
+            let mut cx = Context::from_waker(Waker::noop());
+            self.ack_pump(&mut cx);
+        }
         self.publish_frames_out();
     }
 }

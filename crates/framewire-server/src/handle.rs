@@ -23,6 +23,10 @@ pub(crate) struct Shared<S> {
     pub(crate) shutdown: CancellationToken,
     pub(crate) stopped: CancellationToken,
     pub(crate) per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Set just before the handlers still running after the grace period are aborted: an
+    /// aborted handler is not done with the messages it received (ack mode acknowledges
+    /// nothing more from then on).
+    pub(crate) aborting: std::sync::atomic::AtomicBool,
 }
 
 /// A cloneable handle to a running (or not yet running) server: socketserver's `self.server`.

@@ -322,6 +322,7 @@ where
                 shutdown: CancellationToken::new(),
                 stopped: CancellationToken::new(),
                 per_ip: Mutex::new(HashMap::new()),
+                aborting: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -511,6 +512,9 @@ where
         }
         let mut aborted = 0u64;
         if !tasks.is_empty() {
+            shared
+                .aborting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             tasks.abort_all();
             while let Some(res) = tasks.join_next().await {
                 match res {

@@ -115,7 +115,7 @@ impl RawPeer {
         let mut framed = client(addr).await;
         framed
             .send(Bytes::copy_from_slice(
-                &Hello::new(window, 1 << 20).to_bytes(),
+                &Hello::new(window, 1 << 20, 1 << 20).to_bytes(),
             ))
             .await
             .unwrap();
@@ -191,7 +191,7 @@ async fn handler_sends_respect_the_peers_window() {
 }
 
 #[tokio::test]
-async fn messages_are_acknowledged_when_the_handler_takes_them() {
+async fn messages_are_acknowledged_when_the_handler_is_done_with_them() {
     within(async {
         let gate = Arc::new(Semaphore::new(0));
         let builder = Server::builder().ack_mode(8).state(Arc::clone(&gate));
@@ -217,16 +217,23 @@ async fn messages_are_acknowledged_when_the_handler_takes_them() {
         // Received by the server, not taken: no ACK.
         let quiet = Duration::from_millis(200);
         assert!(silent_for(&mut peer.framed, quiet).await);
+        // The handler takes all three; it is done with 1 and 2 (it asked for the next one),
+        // still working on 3.
         gate.add_permits(3);
+        let ack = |frame: Bytes| match AckFrame::parse(&frame).unwrap() {
+            AckFrame::Ack { through } => through,
+            other => panic!("unexpected {other:?}"),
+        };
         let mut through = 0;
-        while through < 3 {
-            let frame = peer.next().await.unwrap();
-            match AckFrame::parse(&frame).unwrap() {
-                AckFrame::Ack { through: t } => through = t,
-                other => panic!("unexpected {other:?}"),
-            }
+        while through < 2 {
+            through = ack(peer.next().await.unwrap());
         }
+        assert_eq!(through, 2, "taken is not done: 3 is not acknowledged");
+        assert!(silent_for(&mut peer.framed, quiet).await);
         assert_eq!(server.handle.stats().frames_in, 3);
+        // Asking for the next message makes 3 done.
+        gate.add_permits(1);
+        assert_eq!(ack(peer.next().await.unwrap()), 3);
         gate.add_permits(1);
         drop(peer);
         server.stop().await;
@@ -354,6 +361,8 @@ async fn at_shutdown_a_handler_can_still_send_and_wait_for_acks() {
         server.handle.shutdown();
         assert_eq!(next_payload(&mut c).await.as_deref(), Some(&b"bye 1"[..]));
         assert_eq!(next_payload(&mut c).await.as_deref(), Some(&b"bye 2"[..]));
+        // The client is done with "bye 2": the handler's `wait_acked` returns.
+        c.acknowledge().await.unwrap();
         let report = server.task.await.unwrap();
         assert_eq!((report.finished, report.aborted), (1, 0));
         assert_eq!(report.stats.errors.handler, 0);

@@ -709,7 +709,7 @@ fn connection_flood_at_capacity_wait() {
 }
 
 fn hello(window: u32) -> Bytes {
-    Bytes::copy_from_slice(&Hello::new(window, 1 << 20).to_bytes())
+    Bytes::copy_from_slice(&Hello::new(window, 1 << 20, 1 << 20).to_bytes())
 }
 
 fn data(seq: u64) -> Bytes {

@@ -47,9 +47,18 @@ pub enum AckError {
         /// The max frame length the second HELLO announced.
         max_frame_len: u32,
     },
-    /// The peer granted a window of 0: nothing could ever be sent to it.
-    #[error("peer granted a window of 0 messages")]
-    ZeroWindow,
+    /// The peer granted a window of 0 messages or 0 bytes: nothing could ever be sent to it.
+    #[error("peer granted a window of 0 {unit}")]
+    ZeroWindow {
+        /// `"messages"` or `"bytes"`.
+        unit: &'static str,
+    },
+    /// The peer's HELLO sets flag bits this version does not define.
+    #[error("HELLO with unknown flag bits 0x{flags:02x} (this version defines none)")]
+    UnknownHelloFlags {
+        /// The whole flags byte.
+        flags: u8,
+    },
     /// The peer's maximum frame length cannot even carry an ACK frame.
     #[error(
         "peer's max frame length of {max_frame_len} bytes is below the {min} bytes ack mode needs"
@@ -63,7 +72,7 @@ pub enum AckError {
     /// A frame with no bytes at all (ack-mode frames start with a kind byte).
     #[error("empty frame: every ack-mode frame starts with a kind byte")]
     EmptyFrame,
-    /// A frame whose kind byte is not HELLO, DATA or ACK.
+    /// A frame whose kind byte is none of HELLO, DATA, ACK, GOAWAY, PING, PONG.
     #[error("unknown ack-mode frame kind 0x{kind:02x} in a frame of {len} bytes")]
     UnknownKind {
         /// The kind byte.
@@ -71,7 +80,7 @@ pub enum AckError {
         /// Length of the frame (payload bytes, without the length prefix).
         len: usize,
     },
-    /// A HELLO, DATA or ACK frame of the wrong length.
+    /// A frame of the wrong length for its kind.
     #[error("{kind} frame of {len} bytes, expected {}{expected} bytes", if *.kind == FrameKind::Data { "at least " } else { "" })]
     BadLength {
         /// The frame's kind.
@@ -132,6 +141,31 @@ pub enum AckError {
         /// The highest cumulative ACK this side has transmitted.
         acked: u64,
     },
+    /// A DATA frame beyond the byte window this side granted: the peer sent it while at least
+    /// the whole byte window was already unacknowledged.
+    #[error(
+        "DATA {seq} of {len} bytes exceeds the granted window of {window_bytes} bytes: \
+         {unacked_bytes} bytes were already unacknowledged"
+    )]
+    DataBeyondByteWindow {
+        /// The sequence number that arrived.
+        seq: u64,
+        /// Its payload length.
+        len: usize,
+        /// Payload bytes received and not yet covered by an ACK this side transmitted.
+        unacked_bytes: u64,
+        /// The byte window this side granted in its HELLO.
+        window_bytes: u32,
+    },
+    /// Nothing arrived from the peer for the peer timeout, although keepalive PINGs were
+    /// sent: the peer (or the path to it) is gone without closing.
+    #[error("peer silent for {silent_ms} ms (timeout {timeout_ms} ms; keepalive PING unanswered)")]
+    PeerSilent {
+        /// How long nothing arrived, in milliseconds.
+        silent_ms: u64,
+        /// The configured peer timeout, in milliseconds.
+        timeout_ms: u64,
+    },
     /// The peer closed the connection before sending its HELLO.
     #[error("connection closed before the peer's HELLO arrived")]
     ClosedBeforeHello,
@@ -156,12 +190,20 @@ pub enum AckError {
     #[error("cannot send: this side already closed its sending half")]
     SinkClosed,
     /// Local misuse: a send while the window has no room (or before the peer's HELLO).
-    #[error("no room to send: {in_flight} of a window of {window} messages unacknowledged")]
+    #[error(
+        "no room to send: {in_flight} messages ({in_flight_bytes} bytes) unacknowledged, \
+         the window is {window} messages ({window_bytes} bytes)"
+    )]
     WindowFull {
         /// Messages sent and not yet acknowledged.
         in_flight: u64,
-        /// The window the peer granted (0 before its HELLO arrived).
+        /// Their payload bytes.
+        in_flight_bytes: u64,
+        /// The window in messages: the peer's grant clamped to this side's cap (0 before the
+        /// peer's HELLO arrived).
         window: u32,
+        /// The window in bytes, likewise.
+        window_bytes: u32,
     },
     /// Local misuse: a payload too long for the peer's (or this side's) maximum frame length.
     #[error("payload of {len} bytes exceeds the limit of {max} bytes for one DATA frame")]
@@ -193,7 +235,9 @@ impl AckError {
             AckError::ExpectedHello { .. }
             | AckError::VersionMismatch { .. }
             | AckError::SecondHello { .. }
-            | AckError::ZeroWindow
+            | AckError::ZeroWindow { .. }
+            | AckError::UnknownHelloFlags { .. }
+            | AckError::DataBeyondByteWindow { .. }
             | AckError::PeerMaxTooSmall { .. }
             | AckError::EmptyFrame
             | AckError::UnknownKind { .. }
@@ -205,6 +249,7 @@ impl AckError {
             | AckError::DataOutOfSequence { .. }
             | AckError::DataBeyondWindow { .. } => true,
             AckError::ClosedBeforeHello
+            | AckError::PeerSilent { .. }
             | AckError::ClosedWithUnacked { .. }
             | AckError::Failed { .. }
             | AckError::SinkClosed

@@ -12,8 +12,9 @@ use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 
-use super::machine::{AckState, Delivery, DEFAULT_WINDOW};
-use super::wire::{Hello, DATA_HEADER_LEN};
+use super::config::AckConfig;
+use super::engine::{AckState, Delivery};
+use super::wire::{GoAwayReason, Hello, DATA_HEADER_LEN};
 use super::AckError;
 use crate::{FrameCodec, HEADER_LEN};
 
@@ -59,7 +60,9 @@ enum Side {
 ///   buffer is above its high-water mark.
 /// * `start_send` queues one DATA frame (seq 1, 2, 3, ...).
 /// * `poll_flush` completes only when every message sent so far has been acknowledged, i.e.
-///   taken by the peer's application. So `sink.send(m).await` is stop-and-wait, and
+///   the peer's application is done with it. It also counts every message the stream
+///   yielded before it as done (waiting for the peer's acks while holding back ours would
+///   deadlock two peers doing request/response). So `sink.send(m).await` is stop-and-wait, and
 ///   `feed` many then `flush` confirms a pipelined batch.
 /// * `poll_close` flushes (waits for every ack), writes the acks for everything taken so far
 ///   and shuts the transport's write half; the peer's stream then ends. No ack can be written
@@ -77,17 +80,25 @@ enum Side {
 /// # Stream
 ///
 /// Yields every received message in order, exactly once, as a [`Delivery`] (seq, payload,
-/// redelivery flag). A message counts as *taken* — and becomes eligible for acknowledgement —
-/// when the stream yields it. Acks are cumulative and coalesced: one is written when half the
+/// redelivery flag). A message counts as *done* — and becomes eligible for acknowledgement —
+/// when the stream is polled for the next one, when [`acknowledge`](Self::acknowledge) is
+/// called, or when the sink is closed; merely yielding it is not enough (an application that
+/// dies while working on a message has not acknowledged it). Acks are cumulative and coalesced: one is written when half the
 /// granted window has been taken since the last, or when the reader has nothing more buffered.
 /// The stream ends (`None`) when the peer closes its write half; after an error it yields that
 /// error once and then ends.
 ///
-/// Acks are written from within polls of this adapter. When the stream yields the last
-/// buffered message and the transport has nothing more ready, the ack goes out right away; while
-/// more messages are buffered, the ack for those already taken waits until half the window
-/// has been taken or the buffer runs dry, i.e. it lags by at most half the window as long as
-/// the application keeps polling the stream.
+/// Acks are written from within polls of this adapter. When the stream is polled again with
+/// nothing more buffered and nothing ready on the transport, the ack goes out right away;
+/// while more messages are buffered, the ack for those already done waits until half the
+/// window has been taken or the buffer runs dry.
+///
+/// # Timers
+///
+/// The adapter reads no clock (this crate has no runtime): call
+/// [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout) has
+/// passed (and once at start) to get keepalive PINGs and the peer timeout; without that, a
+/// silent peer is not detected.
 ///
 /// # Connection loss
 ///
@@ -141,6 +152,8 @@ pub struct AckFramed<T> {
     /// The typed error behind `failed` when it was recorded outside a poll that could return
     /// it (in `after_take`): the next guarded poll returns it once, later ones `Failed`.
     pending: Option<AckError>,
+    /// The seq of the last message the stream yielded: done once the stream is polled again.
+    yielded: u64,
     error_reported: bool,
     high_water: usize,
     stream_waker: Option<Waker>,
@@ -159,16 +172,14 @@ pub struct AckFramed<T> {
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct AckFramedBuilder {
-    window: u32,
-    ack_threshold: Option<u64>,
+    config: AckConfig,
     high_water: usize,
 }
 
 impl Default for AckFramedBuilder {
     fn default() -> Self {
         AckFramedBuilder {
-            window: DEFAULT_WINDOW,
-            ack_threshold: None,
+            config: AckConfig::default(),
             high_water: DEFAULT_WRITE_HIGH_WATER,
         }
     }
@@ -180,11 +191,18 @@ impl AckFramedBuilder {
         Self::default()
     }
 
+    /// Every ack-mode setting at once (windows, caps, keepalive).
+    pub fn config(&mut self, config: AckConfig) -> &mut Self {
+        self.config = config;
+        self
+    }
+
     /// The window this side grants the peer: how many of its messages may be unacknowledged
     /// at once, and so how many received messages this side buffers at most (default
-    /// [`DEFAULT_WINDOW`]; 1 is stop-and-wait; 0 is raised to 1).
+    /// [`DEFAULT_WINDOW`](super::DEFAULT_WINDOW); 1 is stop-and-wait; 0 is raised to 1).
+    /// Shorthand for [`AckConfig::window`].
     pub fn window(&mut self, window: u32) -> &mut Self {
-        self.window = window.max(1);
+        self.config.window(window);
         self
     }
 
@@ -194,7 +212,7 @@ impl AckFramedBuilder {
     /// window has been taken, the fewest ACK writes: for a consumer that keeps up it measured
     /// 1.15x to 1.4x the messages/s of the default at window 64 (64-byte messages, loopback).
     pub fn ack_threshold(&mut self, threshold: u64) -> &mut Self {
-        self.ack_threshold = Some(threshold);
+        self.config.ack_threshold(threshold);
         self
     }
 
@@ -206,11 +224,7 @@ impl AckFramedBuilder {
 
     /// A state machine with this window, for a peer that accepts frames of `max_frame_len`.
     pub fn build_state(&self, max_frame_len: usize) -> AckState {
-        let mut state = AckState::new(self.window, max_frame_len);
-        if let Some(t) = self.ack_threshold {
-            state.set_ack_threshold(t);
-        }
-        state
+        self.config.build(max_frame_len)
     }
 
     /// Wraps an existing plain-mode transport. Its codec's maximum frame length goes into
@@ -226,6 +240,7 @@ impl AckFramedBuilder {
             write_closed: false,
             failed: None,
             pending: None,
+            yielded: 0,
             error_reported: false,
             high_water: self.high_water,
             stream_waker: None,
@@ -247,7 +262,7 @@ impl AckFramed<()> {
 }
 
 impl<T> AckFramed<T> {
-    /// Wraps `framed` with the defaults ([`DEFAULT_WINDOW`]).
+    /// Wraps `framed` with the defaults ([`AckConfig::default`]).
     pub fn new(framed: Framed<T, FrameCodec>) -> AckFramed<T> {
         AckFramedBuilder::new().wrap(framed)
     }
@@ -272,6 +287,41 @@ impl<T> AckFramed<T> {
     /// callers that track individual messages).
     pub fn poll_acked(&mut self) -> Option<RangeInclusive<u64>> {
         self.state.poll_acked()
+    }
+
+    /// Advances the engine's timers to `now` (see [`AckState::handle_timeout`]): queues a
+    /// keepalive PING when due; written with the next poll.
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::PeerSilent`] once nothing arrived for the peer timeout; the adapter is
+    /// failed from then on.
+    pub fn handle_timeout(&mut self, now: std::time::Instant) -> Result<(), AckError> {
+        if let Some(first) = &self.failed {
+            return Err(AckError::Failed {
+                first: first.clone(),
+            });
+        }
+        self.state.handle_timeout(now).inspect_err(|e| {
+            self.failed = Some(e.to_string());
+        })
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should be called next.
+    pub fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.state.poll_timeout()
+    }
+
+    /// Queues a GOAWAY (this side is going away: the peer should reconnect); it is written
+    /// with the next poll, after what is queued. Then close the sink.
+    pub fn go_away(&mut self, reason: GoAwayReason) {
+        self.state.go_away(reason);
+    }
+
+    /// The peer's GOAWAY reason, once one arrived: reconnect rather than treat the end of the
+    /// stream as the end of the conversation.
+    pub fn peer_going_away(&self) -> Option<GoAwayReason> {
+        self.state.peer_going_away()
     }
 
     /// Copies of the payloads sent and not yet acknowledged, oldest first.
@@ -368,6 +418,38 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
                 } else {
                     Poll::Pending
                 }
+            })
+        })
+        .await
+    }
+
+    /// Writes what is queued and reads (acks, and messages for the stream) until every
+    /// message sent is acknowledged: `poll_flush` without counting what the stream yielded as
+    /// done. For a driver that shares the adapter with a task consuming the stream, where
+    /// only that task knows when it is done with a message.
+    pub fn poll_deliver(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        self.guard(Side::Sink, cx, |this, cx| this.poll_all_acked(cx))
+    }
+
+    /// `true` once the peer closed its sending direction (or the connection failed): no
+    /// more frames will be read.
+    pub fn is_read_closed(&self) -> bool {
+        self.read_closed
+    }
+
+    /// Acknowledges every message the stream has yielded so far (the application is done
+    /// with them) and writes the ACK, without waiting for the next poll of the stream.
+    /// Cancel-safe.
+    ///
+    /// # Errors
+    ///
+    /// Protocol and transport errors.
+    pub async fn acknowledge(&mut self) -> Result<(), AckError> {
+        poll_fn(|cx| {
+            self.guard(Side::Stream, cx, |this, cx| {
+                this.release_yielded(cx)?;
+                this.state.reader_idle();
+                this.poll_write(cx)
             })
         })
         .await
@@ -593,6 +675,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
     }
 
     fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        // Waiting for the peer's acks while holding back ours could deadlock two peers doing
+        // request/response: what the stream yielded before this flush counts as done.
+        self.release_yielded(cx)?;
+        self.poll_all_acked(cx)
+    }
+
+    fn poll_all_acked(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
         self.progress(cx, Side::Sink)?;
         if self.state.all_acked() && !self.state.has_transmit() && !self.needs_flush {
             Poll::Ready(Ok(()))
@@ -603,9 +692,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
         }
     }
 
-    fn take_delivery(&mut self, cx: &mut Context<'_>) -> Option<Result<Delivery, AckError>> {
+    fn take_delivery(&mut self) -> Option<Delivery> {
         let d = self.inbox.pop_front()?;
-        Some(self.after_take(d.seq, cx).map(|()| d))
+        self.yielded = d.seq;
+        Some(d)
+    }
+
+    /// The application is done with what the stream yielded (it polls for the next one, or
+    /// acknowledges, or closes): report it to the machine and write the ack if one is due.
+    fn release_yielded(&mut self, cx: &mut Context<'_>) -> Result<(), AckError> {
+        if self.yielded > self.state.taken_through() {
+            self.after_take(self.yielded, cx)?;
+        }
+        Ok(())
     }
 
     /// The application took the delivery `seq` (just popped from the inbox): report it to the
@@ -646,12 +745,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Delivery>, AckError>> {
-        if let Some(r) = self.take_delivery(cx) {
-            return Poll::Ready(r.map(Some));
+        self.release_yielded(cx)?;
+        if let Some(d) = self.take_delivery() {
+            return Poll::Ready(Ok(Some(d)));
         }
         self.progress(cx, Side::Stream)?;
-        if let Some(r) = self.take_delivery(cx) {
-            return Poll::Ready(r.map(Some));
+        if let Some(d) = self.take_delivery() {
+            return Poll::Ready(Ok(Some(d)));
         }
         if self.read_closed {
             if !self.state.is_established() {
@@ -673,20 +773,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for AckFramed<T> {
             if this.error_reported {
                 return Poll::Ready(None);
             }
-        } else if let Some(d) = this.inbox.pop_front() {
+        } else if this.pending.is_none() && !this.inbox.is_empty() {
             // Fast path, same as `guard` + `poll_next_inner` with a buffered message, without
             // moving the delivery through their nested results.
-            this.stream_waker = None;
-            return match this.after_take(d.seq, cx) {
-                Ok(()) => Poll::Ready(Some(Ok(d))),
-                Err(e) => {
-                    if !e.is_local_misuse() {
-                        this.failed = Some(e.to_string());
-                    }
-                    this.error_reported = true;
-                    Poll::Ready(Some(Err(e)))
+            if let Err(e) = this.release_yielded(cx) {
+                if !e.is_local_misuse() {
+                    this.failed = Some(e.to_string());
                 }
-            };
+                this.error_reported = true;
+                return Poll::Ready(Some(Err(e)));
+            }
+            if let Some(d) = this.take_delivery() {
+                this.stream_waker = None;
+                return Poll::Ready(Some(Ok(d)));
+            }
         }
         match this.guard(Side::Stream, cx, |this, cx| this.poll_next_inner(cx)) {
             Poll::Pending => Poll::Pending,
@@ -722,6 +822,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for AckFramed<T> {
             if this.write_closed {
                 return Poll::Ready(Ok(()));
             }
+            // Closing: the application is done with everything the stream yielded.
+            this.release_yielded(cx)?;
+            this.state.reader_idle();
             ready!(this.poll_flush_inner(cx))?;
             ready!(<Framed<T, FrameCodec> as Sink<Bytes>>::poll_close(
                 Pin::new(&mut this.framed),

@@ -1,15 +1,16 @@
 //! Ack mode: windowed, cumulative acknowledgements on top of plain framing.
 //!
-//! In ack mode the sender learns that the receiving *application* took each message, with up
-//! to `window` messages unacknowledged at once. A window of 1 is stop-and-wait (send, wait for
+//! In ack mode the sender learns that the receiving *application* is done with each message,
+//! with up to a window of messages *and* of bytes unacknowledged at once. A window of 1 is stop-and-wait (send, wait for
 //! the peer to confirm, send the next); larger windows pipeline. Acks are cumulative and
 //! coalesced, so a large window costs little.
 //!
 //! The module has three layers:
 //!
-//! * [`AckFrame`]: parsing and encoding of the three frame kinds (this page is their spec).
-//! * [`AckState`]: the sans-IO state machine (sequence numbers, windows, acks, protocol
-//!   checks). No sockets, no runtime, no clock: drive it from any read/write path.
+//! * [`AckFrame`]: parsing and encoding of the six frame kinds (this page is their spec).
+//! * [`AckState`]: the sans-IO engine (sequence numbers, windows in messages and bytes, acks,
+//!   keepalive timers, GOAWAY, protocol checks), configured by an [`AckConfig`]. No sockets,
+//!   no runtime, no clock reads: drive it from any read/write path.
 //! * [`AckFramed`]: an async `Stream + Sink` adapter over `Framed<T, FrameCodec>` that drives
 //!   the machine.
 //!
@@ -20,27 +21,40 @@
 //! can always split the stream; only the meaning of the payload changes. All numbers are
 //! fixed-width and big-endian.
 //!
-//! ## HELLO (kind `0x01`, 14 bytes)
+//! ## HELLO (kind `0x01`, 43 bytes)
 //!
 //! ```text
-//! +------+-------------+---------+----------------+------------------------+
-//! | 0x01 | 46 57 41 4b | version | window: u32 BE | max frame length: u32 BE|
-//! |      | "FWAK"      | u8 = 1  |                |                        |
-//! +------+-------------+---------+----------------+------------------------+
+//! +------+-------------+---------+-------+------------------+------------------+
+//! | 0x01 | 46 57 41 4b | version | flags | window: u32 BE   | window bytes:    |
+//! |      | "FWAK"      | u8 = 2  | u8 = 0| (messages)       | u32 BE           |
+//! +------+-------------+---------+-------+------------------+------------------+
+//! | max frame length: u32 BE | session id: 16 bytes | delivered through: u64 BE |
+//! +--------------------------+----------------------+---------------------------+
 //! ```
 //!
-//! Each side sends HELLO as its first frame, without waiting for the peer's. `window` is how
-//! many unacknowledged DATA frames the *peer* may have in flight towards the sender of the
-//! HELLO (at least 1); `max frame length` is the longest frame payload the sender of the HELLO
-//! accepts, ack-mode header included. A first frame that is not a valid HELLO is an error
-//! naming what arrived instead ("expected HELLO, got a frame of 5 bytes starting 68 65 6c 6c
-//! 6f" for a plain-mode `"hello"`); another `version` is a version mismatch; a second HELLO
-//! is an error.
+//! Each side sends HELLO as its first frame, without waiting for the peer's. `window` and
+//! `window bytes` are how many DATA frames, and how many payload bytes, the *peer* may have
+//! unacknowledged towards the sender of the HELLO (each at least 1); the peer may send a DATA
+//! frame while fewer than both are unacknowledged, so one frame may overshoot the byte
+//! window. Each side also caps what it keeps unacknowledged by its own settings, whatever the
+//! peer grants ([`AckConfig`]). `max frame length` is the longest frame payload the sender
+//! of the HELLO accepts, ack-mode header included. `flags` must be 0 (none are defined).
+//! `session id` (all zero: no session) and `delivered through` (the highest seq of that
+//! session the sender delivered to its application; 0 without a session) are reserved for
+//! sessions that outlive connections: this version sends zeros and ignores them.
 //!
-//! Window 64, max frame length 8 MiB, with its length prefix:
+//! A first frame that is not a valid HELLO is an error naming what arrived instead
+//! ("expected HELLO, got a frame of 5 bytes starting 68 65 6c 6c 6f" for a plain-mode
+//! `"hello"`); a HELLO of another `version` is an error naming both ("peer speaks ack-mode
+//! version 1, this side speaks version 2"); a second HELLO is an error.
+//!
+//! Window 4,096 messages and 1 MiB, max frame length 8 MiB, no session, with its length
+//! prefix:
 //!
 //! ```text
-//! 00 00 00 0e  01  46 57 41 4b  01  00 00 00 40  00 80 00 00
+//! 00 00 00 2b  01  46 57 41 4b  02  00  00 00 10 00  00 10 00 00  00 80 00 00
+//! 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00   session id (none)
+//! 00 00 00 00 00 00 00 00                           delivered through
 //! ```
 //!
 //! ```
@@ -48,17 +62,25 @@
 //! use framewire_codec::{ack::{AckFrame, Hello}, FrameCodec};
 //! use tokio_util::codec::Decoder;
 //!
-//! let mut buf = BytesMut::from(&[
-//!     0x00, 0x00, 0x00, 0x0e, // length 14
-//!     0x01, 0x46, 0x57, 0x41, 0x4b, 0x01, // HELLO, "FWAK", version 1
-//!     0x00, 0x00, 0x00, 0x40, // window 64
+//! let mut bytes = vec![
+//!     0x00, 0x00, 0x00, 0x2b, // length 43
+//!     0x01, 0x46, 0x57, 0x41, 0x4b, 0x02, 0x00, // HELLO, "FWAK", version 2, flags 0
+//!     0x00, 0x00, 0x10, 0x00, // window 4096 messages
+//!     0x00, 0x10, 0x00, 0x00, // window 1 MiB
 //!     0x00, 0x80, 0x00, 0x00, // max frame length 8 MiB
-//! ][..]);
+//! ];
+//! bytes.extend_from_slice(&[0; 16]); // session id: none
+//! bytes.extend_from_slice(&[0; 8]); // delivered through 0
+//! let mut buf = BytesMut::from(&bytes[..]);
 //! let frame = FrameCodec::new().decode(&mut buf)?.expect("one whole frame");
 //! assert_eq!(
 //!     AckFrame::parse(&frame)?,
-//!     AckFrame::Hello(Hello { version: 1, window: 64, max_frame_len: 8 * 1024 * 1024 })
+//!     AckFrame::Hello(Hello::new(4096, 1024 * 1024, 8 * 1024 * 1024))
 //! );
+//!
+//! // A version 1 peer's HELLO is refused, naming both versions.
+//! let err = AckFrame::parse(b"\x01FWAK\x01\0\0\0\x40\0\x80\0\0").unwrap_err();
+//! assert_eq!(err.to_string(), "peer speaks ack-mode version 1, this side speaks version 2");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -73,8 +95,8 @@
 //! `seq` is 1 for the first DATA in each direction of each connection and grows by exactly 1.
 //! `flags` bit 0 (`0x01`, [`FLAG_REDELIVERY`]) marks a message that may have been delivered
 //! before (resent on a new connection after the old one died unacknowledged); the other bits
-//! must be 0. A DATA frame out of sequence, or beyond the last ACK sent plus the granted
-//! window, is an error.
+//! must be 0. A DATA frame out of sequence, beyond the last ACK sent plus the granted window,
+//! or arriving while the whole granted byte window is unacknowledged, is an error.
 //!
 //! `"hi"` as seq 1, then again as a redelivery:
 //!
@@ -114,10 +136,11 @@
 //! +------+--------------------+
 //! ```
 //!
-//! Every DATA up to and including `through` was taken by the receiving application (not
-//! merely received). Cumulative: an ACK for a seq never sent, or lower than an earlier ACK, is
-//! an error. A receiver sends one when half the window it granted has been taken since its
-//! previous ACK, or when it has nothing more buffered.
+//! The receiving application is done with every DATA up to and including `through` (not
+//! merely received it: see [below](#when-a-message-is-acknowledged)). Cumulative: an ACK for
+//! a seq never sent, or lower than an earlier ACK, is an error. A receiver sends one when half
+//! the window it granted (messages or bytes) has been taken since its previous ACK, or when
+//! it has nothing more buffered.
 //!
 //! ```text
 //! 00 00 00 09  03  00 00 00 00 00 00 00 01
@@ -134,36 +157,124 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! ## A whole exchange
-//!
-//! A sends `"hi"` to B with window 1 (stop-and-wait):
+//! ## GOAWAY (kind `0x04`, 10 bytes)
 //!
 //! ```text
-//! A -> B  00 00 00 0e 01 46 57 41 4b 01 00 00 00 01 00 80 00 00   HELLO window 1
-//! B -> A  00 00 00 0e 01 46 57 41 4b 01 00 00 00 01 00 80 00 00   HELLO window 1
-//! A -> B  00 00 00 0c 02 00 00 00 00 00 00 00 01 00 68 69         DATA 1 "hi"
-//! B -> A  00 00 00 09 03 00 00 00 00 00 00 00 01                  ACK 1 (B's app took it)
+//! +------+------------+---------------------------+
+//! | 0x04 | reason: u8 | delivered through: u64 BE |
+//! +------+------------+---------------------------+
 //! ```
+//!
+//! The sender is going away and the peer should reconnect (to it again, or to another
+//! server): `0x01` shutdown (graceful shutdown, rolling restart), `0x02` idle close; other
+//! codes are accepted and treated alike. `delivered through` is the highest seq the sender's
+//! application took. The sender then writes what is queued and closes. This is distinct from
+//! a close without GOAWAY, which means "the conversation is over" (a server handler
+//! returned): a client reconnects after a GOAWAY, and ends after a plain close.
+//!
+//! Shutdown, application took through seq 5:
+//!
+//! ```text
+//! 00 00 00 0a  04  01  00 00 00 00 00 00 00 05
+//! ```
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use framewire_codec::{ack::{AckFrame, GoAwayReason}, FrameCodec};
+//! use tokio_util::codec::Decoder;
+//!
+//! let mut buf = BytesMut::from(&[0, 0, 0, 0x0a, 0x04, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x05][..]);
+//! let frame = FrameCodec::new().decode(&mut buf)?.expect("one whole frame");
+//! assert_eq!(
+//!     AckFrame::parse(&frame)?,
+//!     AckFrame::GoAway { reason: GoAwayReason::Shutdown, through: 5 }
+//! );
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## PING (kind `0x05`) and PONG (kind `0x06`), 9 bytes each
+//!
+//! ```text
+//! +------+-----------------+
+//! | 0x05 | token: u64 BE   |   PING
+//! +------+-----------------+
+//! | 0x06 | token: u64 BE   |   PONG: the token of the PING it answers
+//! +------+-----------------+
+//! ```
+//!
+//! Keepalive: a side that received nothing for its keepalive interval (default 15 s) sends a
+//! PING; the peer answers with a PONG as soon as it reads it. Any frame received counts as a
+//! sign of life; a side that receives nothing for its peer timeout (default 60 s) closes the
+//! connection with an error saying so.
+//!
+//! PING 7 and its PONG:
+//!
+//! ```text
+//! 00 00 00 09  05  00 00 00 00 00 00 00 07
+//! 00 00 00 09  06  00 00 00 00 00 00 00 07
+//! ```
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use framewire_codec::{ack::AckFrame, FrameCodec};
+//! use tokio_util::codec::Decoder;
+//!
+//! let mut buf = BytesMut::from(&[
+//!     0, 0, 0, 0x09, 0x05, 0, 0, 0, 0, 0, 0, 0, 0x07,
+//!     0, 0, 0, 0x09, 0x06, 0, 0, 0, 0, 0, 0, 0, 0x07,
+//! ][..]);
+//! let mut codec = FrameCodec::new();
+//! let ping = codec.decode(&mut buf)?.expect("frame 1");
+//! let pong = codec.decode(&mut buf)?.expect("frame 2");
+//! assert_eq!(AckFrame::parse(&ping)?, AckFrame::Ping { token: 7 });
+//! assert_eq!(AckFrame::parse(&pong)?, AckFrame::Pong { token: 7 });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## A whole exchange
+//!
+//! A sends `"hi"` to B with window 1 (stop-and-wait; HELLOs shown without their 24 bytes of
+//! session fields):
+//!
+//! ```text
+//! A -> B  00 00 00 2b 01 46 57 41 4b 02 00 00 00 00 01 00 10 00 00 00 80 00 00 ..  HELLO window 1
+//! B -> A  00 00 00 2b 01 46 57 41 4b 02 00 00 00 00 01 00 10 00 00 00 80 00 00 ..  HELLO window 1
+//! A -> B  00 00 00 0c 02 00 00 00 00 00 00 00 01 00 68 69    DATA 1 "hi"
+//! B -> A  00 00 00 09 03 00 00 00 00 00 00 00 01             ACK 1 (B's app is done with it)
+//! ```
+//!
+//! ## When a message is acknowledged
+//!
+//! An ACK means the receiving application is *done* with the message: it asked for the next
+//! one, or acknowledged it explicitly. Returning a message from `recv` is not enough: a
+//! handler that is aborted while working on a message has not acknowledged it, and its
+//! sender gets it back as unacknowledged.
 //!
 //! # Driving the state machine yourself
 //!
 //! A server with its own read and write paths feeds [`AckState::handle_frame`] with every
 //! frame payload its [`FrameCodec`](crate::FrameCodec) decodes, reports
-//! [`AckState::taken`] when its handler took a message and [`AckState::reader_idle`] when its
+//! [`AckState::taken`] when its handler is done with a message and [`AckState::reader_idle`] when its
 //! read buffer is empty, queues messages with [`AckState::send`] while
 //! [`AckState::has_room`], and writes whatever [`AckState::poll_transmit`] returns (with
 //! [`AckFrame::encode`], or [`data_header`] for vectored writes). See [`AckState`] for a
-//! complete two-peer example.
+//! complete two-peer example. It calls [`AckState::handle_timeout`] at start and whenever
+//! [`AckState::poll_timeout`] has passed, so keepalive and the peer timeout work.
 
+mod config;
+mod engine;
 mod error;
 mod framed;
-mod machine;
 mod wire;
 
+pub use config::{
+    AckConfig, DEFAULT_KEEPALIVE, DEFAULT_MAX_UNACKED, DEFAULT_MAX_UNACKED_BYTES,
+    DEFAULT_PEER_TIMEOUT, DEFAULT_WINDOW, DEFAULT_WINDOW_BYTES,
+};
+pub use engine::{AckEvent, AckState, Delivery, Outgoing};
 pub use error::{AckError, ERROR_PREFIX_LEN};
 pub use framed::{AckFramed, AckFramedBuilder, DEFAULT_WRITE_HIGH_WATER};
-pub use machine::{AckState, Delivery, Outgoing, DEFAULT_WINDOW};
 pub use wire::{
-    ack_bytes, data_header, AckFrame, FrameKind, Hello, ACK_LEN, DATA_HEADER_LEN, FLAG_REDELIVERY,
-    HELLO_LEN, MAGIC, VERSION,
+    ack_bytes, data_header, AckFrame, FrameKind, GoAwayReason, Hello, SessionId, ACK_LEN,
+    DATA_HEADER_LEN, FLAG_REDELIVERY, GOAWAY_LEN, HELLO_LEN, MAGIC, PING_LEN, VERSION,
 };

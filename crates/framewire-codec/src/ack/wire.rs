@@ -10,7 +10,11 @@ use super::AckError;
 use crate::{FrameCodec, FrameError};
 
 /// The ack-mode protocol version this crate speaks.
-pub const VERSION: u8 = 1;
+///
+/// Version 2 added the byte window, the session fields of HELLO, and the GOAWAY, PING and
+/// PONG frames. A version 1 peer's HELLO is refused with [`AckError::VersionMismatch`] naming
+/// both versions.
+pub const VERSION: u8 = 2;
 
 /// The four magic bytes after a HELLO's kind byte: `FWAK` (framewire ack).
 ///
@@ -22,14 +26,21 @@ pub const MAGIC: [u8; 4] = *b"FWAK";
 /// sender is resending it on a new connection after losing the previous one).
 pub const FLAG_REDELIVERY: u8 = 0x01;
 
-/// Length of a HELLO frame's payload: kind, magic, version, window, max frame length.
-pub const HELLO_LEN: usize = 1 + 4 + 1 + 4 + 4;
+/// Length of a HELLO frame's payload: kind, magic, version, flags, window (messages), window
+/// (bytes), max frame length, session id, delivered-through.
+pub const HELLO_LEN: usize = 1 + 4 + 1 + 1 + 4 + 4 + 4 + 16 + 8;
 
 /// Length of a DATA frame's header (before the application payload): kind, seq, flags.
 pub const DATA_HEADER_LEN: usize = 1 + 8 + 1;
 
 /// Length of an ACK frame's payload: kind, cumulative seq.
 pub const ACK_LEN: usize = 1 + 8;
+
+/// Length of a GOAWAY frame's payload: kind, reason, delivered-through.
+pub const GOAWAY_LEN: usize = 1 + 1 + 8;
+
+/// Length of a PING or PONG frame's payload: kind, token.
+pub const PING_LEN: usize = 1 + 8;
 
 /// The kind byte that starts every ack-mode frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,6 +51,12 @@ pub enum FrameKind {
     Data,
     /// `0x03`: cumulative acknowledgement.
     Ack,
+    /// `0x04`: this side is going away (shutdown, restart, idle close): reconnect.
+    GoAway,
+    /// `0x05`: keepalive probe; the peer answers with PONG.
+    Ping,
+    /// `0x06`: answer to a PING.
+    Pong,
 }
 
 impl FrameKind {
@@ -49,6 +66,9 @@ impl FrameKind {
             FrameKind::Hello => 0x01,
             FrameKind::Data => 0x02,
             FrameKind::Ack => 0x03,
+            FrameKind::GoAway => 0x04,
+            FrameKind::Ping => 0x05,
+            FrameKind::Pong => 0x06,
         }
     }
 
@@ -58,7 +78,21 @@ impl FrameKind {
             0x01 => Some(FrameKind::Hello),
             0x02 => Some(FrameKind::Data),
             0x03 => Some(FrameKind::Ack),
+            0x04 => Some(FrameKind::GoAway),
+            0x05 => Some(FrameKind::Ping),
+            0x06 => Some(FrameKind::Pong),
             _ => None,
+        }
+    }
+
+    /// The exact payload length of a fixed-size kind (`None` for DATA).
+    const fn fixed_len(self) -> Option<usize> {
+        match self {
+            FrameKind::Hello => Some(HELLO_LEN),
+            FrameKind::Data => None,
+            FrameKind::Ack => Some(ACK_LEN),
+            FrameKind::GoAway => Some(GOAWAY_LEN),
+            FrameKind::Ping | FrameKind::Pong => Some(PING_LEN),
         }
     }
 }
@@ -69,28 +103,47 @@ impl fmt::Display for FrameKind {
             FrameKind::Hello => "HELLO",
             FrameKind::Data => "DATA",
             FrameKind::Ack => "ACK",
+            FrameKind::GoAway => "GOAWAY",
+            FrameKind::Ping => "PING",
+            FrameKind::Pong => "PONG",
         })
     }
 }
+
+/// A session id: 128 bits naming a session that outlives connections (all zero: no
+/// session). Reserved in version 2 for resumable sessions; this crate sends all zero.
+pub type SessionId = [u8; 16];
 
 /// The contents of a HELLO frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Hello {
     /// Protocol version; [`VERSION`] for this crate.
     pub version: u8,
-    /// How many DATA frames the peer may have sent and not yet had acknowledged.
+    /// How many DATA frames the peer may have sent and not yet had acknowledged (at least 1).
     pub window: u32,
+    /// How many payload bytes the peer may have sent and not yet had acknowledged (at least 1).
+    /// The peer may send a DATA frame while fewer bytes than this are unacknowledged, so one
+    /// frame may overshoot it.
+    pub window_bytes: u32,
     /// The longest frame payload (ack-mode header included) the sender of this HELLO accepts.
     pub max_frame_len: u32,
+    /// The session this connection belongs to (all zero: none).
+    pub session: SessionId,
+    /// For a resumed session: the highest seq of the session the sender of this HELLO has
+    /// delivered to its application (0 without a session).
+    pub delivered: u64,
 }
 
 impl Hello {
-    /// A HELLO of this crate's [`VERSION`].
-    pub const fn new(window: u32, max_frame_len: u32) -> Hello {
+    /// A HELLO of this crate's [`VERSION`], without a session.
+    pub const fn new(window: u32, window_bytes: u32, max_frame_len: u32) -> Hello {
         Hello {
             version: VERSION,
             window,
+            window_bytes,
             max_frame_len,
+            session: [0; 16],
+            delivered: 0,
         }
     }
 
@@ -100,9 +153,56 @@ impl Hello {
         b[0] = FrameKind::Hello.to_byte();
         b[1..5].copy_from_slice(&MAGIC);
         b[5] = self.version;
-        b[6..10].copy_from_slice(&self.window.to_be_bytes());
-        b[10..14].copy_from_slice(&self.max_frame_len.to_be_bytes());
+        b[6] = 0; // flags: none defined
+        b[7..11].copy_from_slice(&self.window.to_be_bytes());
+        b[11..15].copy_from_slice(&self.window_bytes.to_be_bytes());
+        b[15..19].copy_from_slice(&self.max_frame_len.to_be_bytes());
+        b[19..35].copy_from_slice(&self.session);
+        b[35..43].copy_from_slice(&self.delivered.to_be_bytes());
         b
+    }
+}
+
+/// Why a peer sent GOAWAY: it is going away and the connection should be re-established
+/// (possibly with another server), as opposed to a plain close, which means "the conversation
+/// is over".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GoAwayReason {
+    /// `0x01`: the server is shutting down (graceful shutdown, rolling restart).
+    Shutdown,
+    /// `0x02`: the connection was idle too long and is closed to save resources.
+    Idle,
+    /// Any other code (a newer peer's reason): treated like the others, reconnect.
+    Other(u8),
+}
+
+impl GoAwayReason {
+    /// The code on the wire.
+    pub const fn to_byte(self) -> u8 {
+        match self {
+            GoAwayReason::Shutdown => 0x01,
+            GoAwayReason::Idle => 0x02,
+            GoAwayReason::Other(b) => b,
+        }
+    }
+
+    /// The reason a code stands for.
+    pub const fn from_byte(b: u8) -> GoAwayReason {
+        match b {
+            0x01 => GoAwayReason::Shutdown,
+            0x02 => GoAwayReason::Idle,
+            other => GoAwayReason::Other(other),
+        }
+    }
+}
+
+impl fmt::Display for GoAwayReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GoAwayReason::Shutdown => f.write_str("the server is shutting down"),
+            GoAwayReason::Idle => f.write_str("the connection was idle"),
+            GoAwayReason::Other(b) => write!(f, "reason code 0x{b:02x}"),
+        }
     }
 }
 
@@ -139,6 +239,23 @@ pub enum AckFrame<P = Bytes> {
         /// The cumulative sequence number.
         through: u64,
     },
+    /// The sender is going away: reconnect (see [`GoAwayReason`]).
+    GoAway {
+        /// Why.
+        reason: GoAwayReason,
+        /// The highest seq the sender's application took (what its last ACK says, or more).
+        through: u64,
+    },
+    /// Keepalive probe: answer with a PONG carrying the same token.
+    Ping {
+        /// Chosen by the sender, echoed in the PONG.
+        token: u64,
+    },
+    /// Answer to a PING.
+    Pong {
+        /// The PING's token.
+        token: u64,
+    },
 }
 
 fn be_u64(b: &[u8]) -> u64 {
@@ -157,13 +274,14 @@ impl<'a> AckFrame<&'a [u8]> {
     /// Parses one frame payload (what [`FrameCodec`] decoded, without the length prefix).
     ///
     /// Checks everything that can be checked without state: the kind byte, the exact length
-    /// of HELLO and ACK, the minimum length of DATA, HELLO's magic and version, and that no
-    /// unknown DATA flag bit is set. Never panics.
+    /// of every fixed-size kind, the minimum length of DATA, HELLO's magic, version and flags,
+    /// and that no unknown DATA flag bit is set. Never panics.
     ///
     /// # Errors
     ///
     /// [`AckError::EmptyFrame`], [`AckError::UnknownKind`], [`AckError::BadLength`],
-    /// [`AckError::BadMagic`], [`AckError::VersionMismatch`], [`AckError::UnknownFlags`].
+    /// [`AckError::BadMagic`], [`AckError::VersionMismatch`], [`AckError::UnknownFlags`],
+    /// [`AckError::UnknownHelloFlags`].
     pub fn parse(frame: &'a [u8]) -> Result<AckFrame<&'a [u8]>, AckError> {
         let Some(&kind_byte) = frame.first() else {
             return Err(AckError::EmptyFrame);
@@ -179,58 +297,72 @@ impl<'a> AckFrame<&'a [u8]> {
             len: frame.len(),
             expected,
         };
-        match kind {
+        if kind == FrameKind::Hello {
+            if frame.len() < 5 {
+                return Err(bad_len(HELLO_LEN));
+            }
+            let magic = [frame[1], frame[2], frame[3], frame[4]];
+            if magic != MAGIC {
+                return Err(AckError::BadMagic { magic });
+            }
+            // The version comes before the length check: another version has another HELLO
+            // length, and "version mismatch" is the useful message then.
+            if let Some(&version) = frame.get(5) {
+                if version != VERSION {
+                    return Err(AckError::VersionMismatch {
+                        ours: VERSION,
+                        theirs: version,
+                    });
+                }
+            }
+        }
+        match kind.fixed_len() {
+            Some(n) if frame.len() != n => return Err(bad_len(n)),
+            None if frame.len() < DATA_HEADER_LEN => return Err(bad_len(DATA_HEADER_LEN)),
+            _ => {}
+        }
+        Ok(match kind {
             FrameKind::Hello => {
-                if frame.len() < 5 {
-                    return Err(bad_len(HELLO_LEN));
+                if frame[6] != 0 {
+                    return Err(AckError::UnknownHelloFlags { flags: frame[6] });
                 }
-                let magic = [frame[1], frame[2], frame[3], frame[4]];
-                if magic != MAGIC {
-                    return Err(AckError::BadMagic { magic });
-                }
-                // The version comes before the length check: a future version may have a
-                // longer HELLO, and "version mismatch" is the useful message then.
-                if let Some(&version) = frame.get(5) {
-                    if version != VERSION {
-                        return Err(AckError::VersionMismatch {
-                            ours: VERSION,
-                            theirs: version,
-                        });
-                    }
-                }
-                if frame.len() != HELLO_LEN {
-                    return Err(bad_len(HELLO_LEN));
-                }
-                Ok(AckFrame::Hello(Hello {
+                let mut session = [0u8; 16];
+                session.copy_from_slice(&frame[19..35]);
+                AckFrame::Hello(Hello {
                     version: frame[5],
-                    window: be_u32(&frame[6..10]),
-                    max_frame_len: be_u32(&frame[10..14]),
-                }))
+                    window: be_u32(&frame[7..11]),
+                    window_bytes: be_u32(&frame[11..15]),
+                    max_frame_len: be_u32(&frame[15..19]),
+                    session,
+                    delivered: be_u64(&frame[35..43]),
+                })
             }
             FrameKind::Data => {
-                if frame.len() < DATA_HEADER_LEN {
-                    return Err(bad_len(DATA_HEADER_LEN));
-                }
                 let seq = be_u64(&frame[1..9]);
                 let flags = frame[9];
                 if flags & !FLAG_REDELIVERY != 0 {
                     return Err(AckError::UnknownFlags { seq, flags });
                 }
-                Ok(AckFrame::Data {
+                AckFrame::Data {
                     seq,
                     redelivery: flags & FLAG_REDELIVERY != 0,
                     payload: &frame[DATA_HEADER_LEN..],
-                })
-            }
-            FrameKind::Ack => {
-                if frame.len() != ACK_LEN {
-                    return Err(bad_len(ACK_LEN));
                 }
-                Ok(AckFrame::Ack {
-                    through: be_u64(&frame[1..9]),
-                })
             }
-        }
+            FrameKind::Ack => AckFrame::Ack {
+                through: be_u64(&frame[1..9]),
+            },
+            FrameKind::GoAway => AckFrame::GoAway {
+                reason: GoAwayReason::from_byte(frame[1]),
+                through: be_u64(&frame[2..10]),
+            },
+            FrameKind::Ping => AckFrame::Ping {
+                token: be_u64(&frame[1..9]),
+            },
+            FrameKind::Pong => AckFrame::Pong {
+                token: be_u64(&frame[1..9]),
+            },
+        })
     }
 }
 
@@ -242,8 +374,6 @@ impl AckFrame<Bytes> {
     /// As [`AckFrame::parse`].
     pub fn parse_bytes(mut frame: Bytes) -> Result<AckFrame<Bytes>, AckError> {
         Ok(match AckFrame::parse(&frame)? {
-            AckFrame::Hello(h) => AckFrame::Hello(h),
-            AckFrame::Ack { through } => AckFrame::Ack { through },
             AckFrame::Data {
                 seq, redelivery, ..
             } => {
@@ -255,7 +385,30 @@ impl AckFrame<Bytes> {
                     payload: frame,
                 }
             }
+            other => other.map_payload(|_| Bytes::new()),
         })
+    }
+}
+
+impl<P> AckFrame<P> {
+    /// The same frame with the DATA payload converted by `f` (other kinds carry none).
+    pub fn map_payload<Q>(self, f: impl FnOnce(P) -> Q) -> AckFrame<Q> {
+        match self {
+            AckFrame::Hello(h) => AckFrame::Hello(h),
+            AckFrame::Data {
+                seq,
+                redelivery,
+                payload,
+            } => AckFrame::Data {
+                seq,
+                redelivery,
+                payload: f(payload),
+            },
+            AckFrame::Ack { through } => AckFrame::Ack { through },
+            AckFrame::GoAway { reason, through } => AckFrame::GoAway { reason, through },
+            AckFrame::Ping { token } => AckFrame::Ping { token },
+            AckFrame::Pong { token } => AckFrame::Pong { token },
+        }
     }
 }
 
@@ -266,17 +419,19 @@ impl<P: AsRef<[u8]>> AckFrame<P> {
             AckFrame::Hello(_) => FrameKind::Hello,
             AckFrame::Data { .. } => FrameKind::Data,
             AckFrame::Ack { .. } => FrameKind::Ack,
+            AckFrame::GoAway { .. } => FrameKind::GoAway,
+            AckFrame::Ping { .. } => FrameKind::Ping,
+            AckFrame::Pong { .. } => FrameKind::Pong,
         }
     }
 
     /// Length of the frame payload (what the length prefix will say).
     pub fn len(&self) -> usize {
         match self {
-            AckFrame::Hello(_) => HELLO_LEN,
             AckFrame::Data { payload, .. } => {
                 DATA_HEADER_LEN.saturating_add(payload.as_ref().len())
             }
-            AckFrame::Ack { .. } => ACK_LEN,
+            other => other.kind().fixed_len().unwrap_or(0),
         }
     }
 
@@ -284,6 +439,50 @@ impl<P: AsRef<[u8]>> AckFrame<P> {
     /// `len_without_is_empty`.)
     pub fn is_empty(&self) -> bool {
         false
+    }
+
+    /// The frame's bytes before the DATA payload (the whole frame for other kinds), and the
+    /// DATA payload (empty for other kinds).
+    fn parts(&self) -> (ControlBytes, &[u8]) {
+        let mut c = ControlBytes {
+            buf: [0u8; HELLO_LEN],
+            len: 0,
+        };
+        let mut put = |bytes: &[u8]| {
+            c.buf[..bytes.len()].copy_from_slice(bytes);
+            c.len = bytes.len();
+        };
+        let payload: &[u8] = match self {
+            AckFrame::Hello(h) => {
+                put(&h.to_bytes());
+                &[]
+            }
+            AckFrame::Data {
+                seq,
+                redelivery,
+                payload,
+            } => {
+                put(&data_header(*seq, *redelivery));
+                payload.as_ref()
+            }
+            AckFrame::Ack { through } => {
+                put(&ack_bytes(*through));
+                &[]
+            }
+            AckFrame::GoAway { reason, through } => {
+                put(&goaway_bytes(*reason, *through));
+                &[]
+            }
+            AckFrame::Ping { token } => {
+                put(&ping_bytes(FrameKind::Ping, *token));
+                &[]
+            }
+            AckFrame::Pong { token } => {
+                put(&ping_bytes(FrameKind::Pong, *token));
+                &[]
+            }
+        };
+        (c, payload)
     }
 
     /// Encodes the frame with `codec` (length prefix included) onto `dst`.
@@ -306,33 +505,17 @@ impl<P: AsRef<[u8]>> AckFrame<P> {
     /// # Ok::<(), framewire_codec::FrameError>(())
     /// ```
     pub fn encode(&self, codec: &mut FrameCodec, dst: &mut BytesMut) -> Result<(), FrameError> {
-        match self {
-            AckFrame::Hello(h) => codec.encode_parts(&[&h.to_bytes()], dst),
-            AckFrame::Ack { through } => codec.encode_parts(&[&ack_bytes(*through)], dst),
-            AckFrame::Data {
-                seq,
-                redelivery,
-                payload,
-            } => codec.encode_parts(&[&data_header(*seq, *redelivery), payload.as_ref()], dst),
-        }
+        let (head, payload) = self.parts();
+        codec.encode_parts(&[head.as_slice(), payload], dst)
     }
 
     /// Appends the frame payload *without* the length prefix to `dst` (for callers that frame
     /// it themselves).
     pub fn write_payload(&self, dst: &mut BytesMut) {
-        match self {
-            AckFrame::Hello(h) => dst.put_slice(&h.to_bytes()),
-            AckFrame::Ack { through } => dst.put_slice(&ack_bytes(*through)),
-            AckFrame::Data {
-                seq,
-                redelivery,
-                payload,
-            } => {
-                dst.reserve(self.len());
-                dst.put_slice(&data_header(*seq, *redelivery));
-                dst.put_slice(payload.as_ref());
-            }
-        }
+        let (head, payload) = self.parts();
+        dst.reserve(head.len + payload.len());
+        dst.put_slice(head.as_slice());
+        dst.put_slice(payload);
     }
 
     /// The frame payload without the length prefix, as a new buffer.
@@ -340,6 +523,18 @@ impl<P: AsRef<[u8]>> AckFrame<P> {
         let mut b = BytesMut::with_capacity(self.len());
         self.write_payload(&mut b);
         b.freeze()
+    }
+}
+
+/// The bytes of a control frame (or a DATA header), on the stack.
+struct ControlBytes {
+    buf: [u8; HELLO_LEN],
+    len: usize,
+}
+
+impl ControlBytes {
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -358,5 +553,22 @@ pub fn ack_bytes(through: u64) -> [u8; ACK_LEN] {
     let mut b = [0u8; ACK_LEN];
     b[0] = FrameKind::Ack.to_byte();
     b[1..9].copy_from_slice(&through.to_be_bytes());
+    b
+}
+
+/// The [`GOAWAY_LEN`] bytes of a GOAWAY frame's payload.
+fn goaway_bytes(reason: GoAwayReason, through: u64) -> [u8; GOAWAY_LEN] {
+    let mut b = [0u8; GOAWAY_LEN];
+    b[0] = FrameKind::GoAway.to_byte();
+    b[1] = reason.to_byte();
+    b[2..10].copy_from_slice(&through.to_be_bytes());
+    b
+}
+
+/// The [`PING_LEN`] bytes of a PING or PONG frame's payload.
+fn ping_bytes(kind: FrameKind, token: u64) -> [u8; PING_LEN] {
+    let mut b = [0u8; PING_LEN];
+    b[0] = kind.to_byte();
+    b[1..9].copy_from_slice(&token.to_be_bytes());
     b
 }

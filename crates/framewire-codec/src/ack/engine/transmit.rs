@@ -1,0 +1,295 @@
+//! The engine's sending side, timers and output: what [`AckState`] transmits, and when.
+
+use std::ops::RangeInclusive;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{AckEvent, AckState, Outgoing};
+use crate::ack::wire::{AckFrame, GoAwayReason, DATA_HEADER_LEN};
+use crate::ack::AckError;
+
+impl AckState {
+    // ---------------------------------------------------------------- sending
+
+    /// The window the peer granted, in messages (0 until its HELLO arrives), before clamping.
+    pub fn peer_window(&self) -> u32 {
+        self.peer.map_or(0, |h| h.window)
+    }
+
+    /// The window this side sends with, in messages: the peer's grant clamped to
+    /// [`AckConfig::max_unacked`](crate::ack::AckConfig::max_unacked) (0 until the peer's HELLO arrives).
+    pub fn send_window(&self) -> u32 {
+        self.send_window
+    }
+
+    /// The window this side sends with, in bytes: the peer's grant clamped to
+    /// [`AckConfig::max_unacked_bytes`](crate::ack::AckConfig::max_unacked_bytes) (0 until the peer's HELLO arrives).
+    pub fn send_window_bytes(&self) -> u32 {
+        self.send_window_bytes
+    }
+
+    /// Messages sent (accepted by [`send`](Self::send)) and not yet acknowledged.
+    pub fn in_flight(&self) -> u64 {
+        self.unacked.len() as u64
+    }
+
+    /// Payload bytes of the messages in flight.
+    pub fn in_flight_bytes(&self) -> u64 {
+        self.unacked_bytes
+    }
+
+    /// How many more messages the window takes now, by count alone (0 before the peer's
+    /// HELLO, and 0 while the byte window is used up).
+    pub fn room(&self) -> u64 {
+        if self.unacked_bytes >= u64::from(self.send_window_bytes) {
+            return 0;
+        }
+        u64::from(self.send_window).saturating_sub(self.in_flight())
+    }
+
+    /// `true` if [`send`](Self::send) accepts a message now: fewer messages and fewer bytes
+    /// than the window are unacknowledged.
+    pub fn has_room(&self) -> bool {
+        self.room() > 0
+    }
+
+    /// The longest application payload the peer accepts in one DATA frame (0 before its
+    /// HELLO).
+    pub fn max_payload_len(&self) -> usize {
+        self.peer.map_or(0, |h| {
+            (h.max_frame_len as usize).saturating_sub(DATA_HEADER_LEN)
+        })
+    }
+
+    /// Queues `payload` as the next DATA frame and returns its sequence number.
+    ///
+    /// `redelivery` sets the frame's redelivery flag: the message may have been delivered
+    /// before, on an earlier connection. The payload is kept (a cheap `Bytes` clone) until it
+    /// is acknowledged.
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::WindowFull`] if there is no [`room`](Self::room) (including before the
+    /// peer's HELLO), [`AckError::PayloadTooLong`] if it exceeds
+    /// [`max_payload_len`](Self::max_payload_len). Nothing is queued then.
+    pub fn send(&mut self, payload: Bytes, redelivery: bool) -> Result<u64, AckError> {
+        if !self.has_room() {
+            return Err(AckError::WindowFull {
+                in_flight: self.in_flight(),
+                in_flight_bytes: self.unacked_bytes,
+                window: self.send_window,
+                window_bytes: self.send_window_bytes,
+            });
+        }
+        let max = self.max_payload_len();
+        if payload.len() > max {
+            return Err(AckError::PayloadTooLong {
+                len: payload.len(),
+                max,
+            });
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.unacked_bytes += payload.len() as u64;
+        self.unacked.push_back(Outgoing {
+            seq,
+            payload,
+            redelivery,
+        });
+        Ok(seq)
+    }
+
+    /// The highest seq accepted by [`send`](Self::send) (0 before the first).
+    pub fn last_sent(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// The highest seq handed out by [`poll_transmit`](Self::poll_transmit).
+    pub fn transmitted_through(&self) -> u64 {
+        self.transmitted
+    }
+
+    /// The peer's highest cumulative ACK.
+    pub fn acked_through(&self) -> u64 {
+        self.acked
+    }
+
+    /// `true` when every message sent has been acknowledged.
+    pub fn all_acked(&self) -> bool {
+        self.unacked.is_empty()
+    }
+
+    /// The sequence numbers acknowledged since the previous call, if any.
+    pub fn poll_acked(&mut self) -> Option<RangeInclusive<u64>> {
+        if self.acked > self.reported_acked {
+            let r = self.reported_acked + 1..=self.acked;
+            self.reported_acked = self.acked;
+            Some(r)
+        } else {
+            None
+        }
+    }
+
+    /// The next thing the engine noticed (at most one pending event of each kind: acks are
+    /// coalesced into the latest).
+    pub fn poll_event(&mut self) -> Option<AckEvent> {
+        self.events.pop_front()
+    }
+
+    /// The sent but unacknowledged messages, oldest first (transmitted or not).
+    pub fn unacked(&self) -> impl ExactSizeIterator<Item = &Outgoing> + '_ {
+        self.unacked.iter()
+    }
+
+    /// Removes and returns the payloads of every sent but unacknowledged message, oldest
+    /// first. For when the connection is gone: resend them (flagged as redeliveries) on a new
+    /// connection, or report them lost. The state should not be used for sending afterwards.
+    pub fn take_unacked(&mut self) -> Vec<Bytes> {
+        self.unacked_bytes = 0;
+        self.unacked.drain(..).map(|m| m.payload).collect()
+    }
+
+    /// This side is going away (shutdown, restart, idle close): queues a GOAWAY, sent after
+    /// the frames already queued. The peer should reconnect rather than take the close that
+    /// follows as the end of the conversation. Only the first call queues one.
+    pub fn go_away(&mut self, reason: GoAwayReason) {
+        if !self.goaway_sent && self.goaway_pending.is_none() {
+            self.goaway_pending = Some(reason);
+        }
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    /// Advances the timers to `now`. The first call arms them. Queues a keepalive PING after
+    /// [`AckConfig::keepalive`](crate::ack::AckConfig::keepalive) without receiving anything.
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::PeerSilent`] after [`AckConfig::peer_timeout`](crate::ack::AckConfig::peer_timeout) without receiving anything.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), AckError> {
+        let Some(last) = self.last_heard.filter(|_| !self.heard) else {
+            self.heard = false;
+            self.last_heard = Some(now);
+            self.ping_outstanding = false;
+            return Ok(());
+        };
+        let silent = now.saturating_duration_since(last);
+        if let Some(t) = self.config.peer_timeout {
+            if silent >= t {
+                return Err(AckError::PeerSilent {
+                    silent_ms: u64::try_from(silent.as_millis()).unwrap_or(u64::MAX),
+                    timeout_ms: u64::try_from(t.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+        }
+        if let Some(k) = self.config.keepalive {
+            if silent >= k && !self.ping_outstanding {
+                self.ping_outstanding = true;
+                self.ping_token = self.ping_token.wrapping_add(1);
+                self.ping_pending = Some(self.ping_token);
+            }
+        }
+        Ok(())
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should be called next (`None` before
+    /// its first call, or with neither keepalive nor peer timeout configured).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let last = self.last_heard?;
+        let keepalive = self
+            .config
+            .keepalive
+            .filter(|_| !self.ping_outstanding || self.heard)
+            .and_then(|k| last.checked_add(k));
+        let timeout = self.config.peer_timeout.and_then(|t| last.checked_add(t));
+        match (keepalive, timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ---------------------------------------------------------------- output
+
+    /// `true` if [`poll_transmit`](Self::poll_transmit) would return a frame.
+    pub fn has_transmit(&self) -> bool {
+        self.hello_pending
+            || self.ack_pending
+            || self.pong_pending.is_some()
+            || self.ping_pending.is_some()
+            || self.goaway_pending.is_some()
+            || self.transmitted < self.next_seq - 1
+    }
+
+    /// The next frame to transmit, if any: this side's HELLO first, then a pending ACK (one
+    /// cumulative ACK however many messages it covers), PONG, PING, DATA frames in seq order,
+    /// and a GOAWAY last.
+    ///
+    /// Handing a frame out counts as transmitting it; the caller must write it to the
+    /// transport in the order returned.
+    pub fn poll_transmit(&mut self) -> Option<AckFrame<Bytes>> {
+        let frame = self.poll_transmit_ref()?;
+        let AckFrame::Data { seq, .. } = frame else {
+            return Some(frame.map_payload(|_| Bytes::new()));
+        };
+        // `poll_transmit_ref` returned the message at `seq`, which is still unacked.
+        let m = self.unacked_get(seq)?;
+        Some(AckFrame::Data {
+            seq,
+            redelivery: m.redelivery,
+            payload: m.payload.clone(),
+        })
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit) with a DATA payload borrowed from the unacked
+    /// queue rather than cloned: for drivers that copy the frame into a write buffer at once.
+    pub fn poll_transmit_ref(&mut self) -> Option<AckFrame<&[u8]>> {
+        if self.hello_pending {
+            self.hello_pending = false;
+            return Some(AckFrame::Hello(self.local));
+        }
+        if self.ack_pending {
+            self.ack_pending = false;
+            // Forget the lengths the ACK covers: the peer may use that room again.
+            for _ in self.ack_sent..self.taken {
+                if let Some(len) = self.recv_lens.pop_front() {
+                    self.recv_unacked_bytes -= u64::from(len);
+                }
+            }
+            self.taken_unacked_bytes = 0;
+            self.ack_sent = self.taken;
+            return Some(AckFrame::Ack {
+                through: self.taken,
+            });
+        }
+        if let Some(token) = self.pong_pending.take() {
+            return Some(AckFrame::Pong { token });
+        }
+        if let Some(token) = self.ping_pending.take() {
+            return Some(AckFrame::Ping { token });
+        }
+        if self.transmitted < self.next_seq - 1 {
+            let seq = self.transmitted + 1;
+            self.transmitted = seq;
+            let m = self.unacked_get(seq)?;
+            return Some(AckFrame::Data {
+                seq,
+                redelivery: m.redelivery,
+                payload: &m.payload[..],
+            });
+        }
+        let reason = self.goaway_pending.take()?;
+        self.goaway_sent = true;
+        Some(AckFrame::GoAway {
+            reason,
+            through: self.taken,
+        })
+    }
+
+    /// The unacked message `seq`, if it is still unacked.
+    fn unacked_get(&self, seq: u64) -> Option<&Outgoing> {
+        let front = self.unacked.front()?.seq;
+        let idx = usize::try_from(seq.checked_sub(front)?).ok()?;
+        self.unacked.get(idx)
+    }
+}
