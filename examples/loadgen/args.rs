@@ -46,6 +46,10 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_ZERO_FLOODERS: usize = 4;
 /// Most `zeros` connections (each runs two threads).
 pub const MAX_ZERO_FLOODERS: usize = 64;
+/// Default `setup` concurrency: connections being set up at the same time.
+pub const DEFAULT_SETUP_CONNS: usize = 8;
+/// Most `setup` loops at once.
+pub const MAX_SETUP_CONNS: usize = 256;
 /// Largest `--window`: each side keeps up to a window of unacknowledged messages in memory.
 pub const MAX_WINDOW: u32 = 65_536;
 
@@ -61,6 +65,8 @@ USAGE:
   loadgen conns    --addr HOST:PORT [--client C] [--conns N] [--pid PID] [--sources K]
   loadgen flood    --addr HOST:PORT [--conns N] [--pid PID] [--sources K] [--announce N]
   loadgen zeros    --addr HOST:PORT [--conns N] [--duration T]
+  loadgen setup    --addr HOST:PORT [--conns N] [--size N] [--duration T] [--sources K]
+                   [--proxy-v2]
   loadgen serve    --impl tokio-util|raw|codec|framewire|framewire-ack --mode echo|sink
                    [--addr HOST:PORT] [--threads N] [--window N]
 
@@ -208,6 +214,9 @@ pub enum Mode {
     Flood,
     /// N connections pipeline zero-length frames as fast as the server echoes them.
     Zeros,
+    /// Connection setup rate: N loops each connect, (with `--proxy-v2`) write a PROXY v2
+    /// header as a load balancer would, echo one frame, close; connections per second.
+    Setup,
 }
 
 impl Mode {
@@ -220,6 +229,7 @@ impl Mode {
             Mode::Conns => "conns",
             Mode::Flood => "flood",
             Mode::Zeros => "zeros",
+            Mode::Setup => "setup",
         }
     }
 }
@@ -269,6 +279,9 @@ pub struct RunOpts {
     pub window: u32,
     /// `ping` only: pause between round trips (none: back to back).
     pub interval: Option<Duration>,
+    /// `setup` only: start each connection with a PROXY protocol v2 header naming the
+    /// client's own address (what HAProxy's `send-proxy-v2` sends).
+    pub proxy_v2: bool,
 }
 
 impl RunOpts {
@@ -279,6 +292,7 @@ impl RunOpts {
             Mode::Pipeline => (DEFAULT_PIPELINE_CONNS, DEFAULT_DEPTH),
             Mode::Conns | Mode::Flood => (DEFAULT_IDLE_CONNS, 1),
             Mode::Zeros => (DEFAULT_ZERO_FLOODERS, 1),
+            Mode::Setup => (DEFAULT_SETUP_CONNS, 1),
         };
         RunOpts {
             mode,
@@ -303,6 +317,7 @@ impl RunOpts {
             threads: None,
             window: DEFAULT_WINDOW,
             interval: None,
+            proxy_v2: false,
         }
     }
 }
@@ -442,9 +457,10 @@ where
         "conns" => Mode::Conns,
         "flood" => Mode::Flood,
         "zeros" => Mode::Zeros,
+        "setup" => Mode::Setup,
         other => {
             return Err(LoadgenError::args(format!(
-                "unknown command {other:?}; expected ping, pipeline, stream, conns, flood, zeros, serve or help"
+                "unknown command {other:?}; expected ping, pipeline, stream, conns, flood, zeros, setup, serve or help"
             )))
         }
     };
@@ -469,6 +485,7 @@ where
                     Mode::Pipeline => MAX_PIPELINE_CONNS,
                     Mode::Conns | Mode::Flood => MAX_CONNS,
                     Mode::Zeros => MAX_ZERO_FLOODERS,
+                    Mode::Setup => MAX_SETUP_CONNS,
                     Mode::Ping | Mode::Stream => 1,
                 };
                 o.conns = check_range("--conns", parse_num("--conns", &value("--conns")?)?, 1, max)?
@@ -525,6 +542,7 @@ where
                 }
                 o.interval = Some(d);
             }
+            "--proxy-v2" => o.proxy_v2 = true,
             "--label" => o.label = value("--label")?,
             "--csv" => o.csv = Some(PathBuf::from(value("--csv")?)),
             "--json" => o.json = Some(PathBuf::from(value("--json")?)),
@@ -544,6 +562,12 @@ where
     if mode != Mode::Ping && o.interval.is_some() {
         return Err(LoadgenError::args(format!(
             "--interval applies to ping only, not {}",
+            mode.name()
+        )));
+    }
+    if o.proxy_v2 && mode != Mode::Setup {
+        return Err(LoadgenError::args(format!(
+            "--proxy-v2 applies to setup only, not {}",
             mode.name()
         )));
     }

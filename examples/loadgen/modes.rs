@@ -73,6 +73,7 @@ async fn run_with<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
         Mode::Conns => conns::<C>(o).await?,
         Mode::Flood => flood::<C>(o).await?,
         Mode::Zeros => zeros(o).await?,
+        Mode::Setup => setup(o).await?,
     };
     rec.label = o.label.clone();
     rec.mode = o.mode.name().to_owned();
@@ -251,6 +252,18 @@ async fn pipeline<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     for (i, (tx, rx)) in conns.into_iter().enumerate() {
         tasks.spawn(pipeline_conn(i, tx, rx, o.depth, end, counter.clone()));
     }
+    timed_record(tasks, start, cpu, o.conns, o.depth).await
+}
+
+/// Joins tasks that each return a count and a latency histogram, and makes the record of a
+/// run that started at `start`.
+async fn timed_record(
+    mut tasks: JoinSet<Result<(u64, Histogram<u64>), LoadgenError>>,
+    start: Instant,
+    cpu: CpuWindow,
+    conns: usize,
+    depth: usize,
+) -> Result<Record, LoadgenError> {
     let mut frames = 0u64;
     let mut hist = new_histogram()?;
     while let Some(joined) = tasks.join_next().await {
@@ -262,8 +275,8 @@ async fn pipeline<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     let elapsed = start.elapsed();
     let (client_cpu, server_cpu) = cpu.end()?;
     Ok(Record {
-        conns: o.conns as u64,
-        depth: o.depth as u64,
+        conns: conns as u64,
+        depth: depth as u64,
         elapsed_s: elapsed.as_secs_f64(),
         frames,
         latency: LatencySummary::from_histogram(&hist),
@@ -635,4 +648,79 @@ impl Flooder {
         }
         Ok(())
     }
+}
+
+/// `setup`: `o.conns` loops, each opening a connection (from the next 127.0.0.x source, so
+/// TIME_WAIT entries spread over the sources' port ranges), writing the optional PROXY v2
+/// header and one frame in one write, reading the echo and closing; until `o.duration`.
+/// Raw sockets: what is measured is the server's per-connection cost (accept, header, first
+/// frame, close), not a client library's. A frame is counted per connection completed.
+async fn setup(o: &RunOpts) -> Result<Record, LoadgenError> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let _progress = ProgressGuard(progress(o.progress, counter.clone(), "connections"));
+    let cpu = CpuWindow::start(o.pid)?;
+    let start = Instant::now();
+    let end = start + o.duration;
+    let body = payload(o.size);
+    let mut tasks = JoinSet::new();
+    for lane in 0..o.conns {
+        let (o, body, counter) = (o.clone(), body.clone(), counter.clone());
+        tasks.spawn(async move {
+            let mut hist = new_histogram()?;
+            let mut done = 0u64;
+            let mut index = lane;
+            while Instant::now() < end {
+                let t0 = Instant::now();
+                setup_once(&o, index, &body).await?;
+                hist.saturating_record(nanos(t0.elapsed()));
+                done += 1;
+                index += o.conns;
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, LoadgenError>((done, hist))
+        });
+    }
+    timed_record(tasks, start, cpu, o.conns, 1).await
+}
+
+/// One `setup` connection: connect, [PROXY v2 header +] frame, echo, close.
+async fn setup_once(o: &RunOpts, index: usize, body: &Bytes) -> Result<(), LoadgenError> {
+    use tokio::io::AsyncReadExt;
+
+    let mut stream = connect(o.addr, source_addr(o.addr, index, o.sources)).await?;
+    let mut out = Vec::with_capacity(28 + 4 + body.len());
+    if o.proxy_v2 {
+        out.extend_from_slice(&proxy_v2_header(stream.local_addr()?, o.addr));
+    }
+    // Payloads are capped at 8 MiB by argument parsing, so the length always fits.
+    out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(body);
+    stream.write_all(&out).await?;
+    let mut reply = vec![0u8; 4 + body.len()];
+    tokio::time::timeout(ECHO_TIMEOUT, stream.read_exact(&mut reply))
+        .await
+        .map_err(|_| LoadgenError::args(format!("no echo within {ECHO_TIMEOUT:?}")))??;
+    if reply[4..] != body[..] {
+        return Err(LoadgenError::Io(io::Error::other(
+            "echo differs from the frame sent",
+        )));
+    }
+    Ok(())
+}
+
+/// A PROXY protocol v2 header for a TCP connection from `source` to `dest` (IPv4 only; other
+/// families get a LOCAL header, which names no client).
+pub fn proxy_v2_header(source: std::net::SocketAddr, dest: std::net::SocketAddr) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    match (source, dest) {
+        (std::net::SocketAddr::V4(s), std::net::SocketAddr::V4(d)) => {
+            h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+            h.extend_from_slice(&s.ip().octets());
+            h.extend_from_slice(&d.ip().octets());
+            h.extend_from_slice(&s.port().to_be_bytes());
+            h.extend_from_slice(&d.port().to_be_bytes());
+        }
+        _ => h.extend_from_slice(&[0x20, 0x00, 0, 0]),
+    }
+    h
 }

@@ -321,7 +321,7 @@ impl Record {
         let lat =
             |f: fn(&LatencySummary) -> f64| self.latency.as_ref().map_or(Empty, |l| Float(f(l)));
         let mem = |f: fn(&MemoryGrowth) -> Field| self.memory.as_ref().map_or(Empty, f);
-        let timed = matches!(self.mode.as_str(), "ping" | "pipeline" | "stream");
+        let timed = matches!(self.mode.as_str(), "ping" | "pipeline" | "stream" | "setup");
         vec![
             Str(self.label.clone()),
             Str(self.mode.clone()),

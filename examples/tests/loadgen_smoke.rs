@@ -111,6 +111,43 @@ async fn all_modes() -> Result<(), LoadgenError> {
         assert!(r.frames > 0, "{r:?}");
     }
 
+    // setup: connect, one echo (checked byte for byte), close, 4 at a time.
+    let mut o = opts(Mode::Setup, fw_echo, ClientKind::Raw);
+    o.conns = 4;
+    let r = run(&o).await?;
+    assert!(r.frames > 0, "{r:?}");
+    assert_eq!(r.latency.map(|l| l.samples), Some(r.frames));
+    // With a PROXY v2 header, against a framewire server that trusts the loopback sources.
+    let (proxy_echo, h9) = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let server = framewire_server::Server::builder()
+            .proxy_protocol(framewire_server::ProxyProtocol::trusting(["127.0.0.0/8"
+                .parse()
+                .map_err(|e| LoadgenError::Args(format!("{e}")))?]))
+            .listener(TcpListener::from_std(listener)?)
+            .map_err(|e| LoadgenError::Args(e.to_string()))?;
+        let addr = server
+            .local_addr()
+            .tcp()
+            .ok_or_else(|| LoadgenError::Args("tcp".into()))?;
+        let handle = server.handle();
+        let task = tokio::spawn(server.serve(
+            |mut conn: framewire_server::Connection| async move {
+                framewire_examples::mirror(&mut conn).await
+            },
+        ));
+        (addr, (handle, task))
+    };
+    o.addr = proxy_echo;
+    o.proxy_v2 = true;
+    let r = run(&o).await?;
+    assert!(r.frames > 0, "{r:?}");
+    h9.0.shutdown();
+    let report = h9.1.await.map_err(|e| LoadgenError::Args(e.to_string()))?;
+    assert_eq!(report.stats.errors.proxy, 0, "every PROXY header accepted");
+    assert_eq!(report.stats.accepted, r.frames, "one connection per echo");
+
     // conns: 40 idle connections from 4 source addresses, all still echo; memory read from
     // this process (the server runs in it).
     let mut o = opts(Mode::Conns, codec_echo, ClientKind::TokioUtil);
