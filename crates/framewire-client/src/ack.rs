@@ -43,6 +43,14 @@ use crate::{ClientError, Endpoint, InFlight, ReconnectPolicy};
 
 type Conn = AckFramed<ByteStream>;
 
+/// How long `send` or `flush` waits with no acknowledgement, while the peer's messages fill
+/// this client's receive window and nothing calls `recv`, before failing with
+/// [`ClientError::Deadlock`] instead of waiting forever: 2 s. Long enough that a peer that is
+/// merely slow to take messages (and will acknowledge) is not mistaken for one that waits for
+/// its replies to be read; short enough that the classic mistake (sending many messages to an
+/// echo server without reading the replies) is an error with advice, not a hang.
+pub const DEADLOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Everything needed to open (and re-open) an ack-mode connection.
 #[derive(Debug, Clone)]
 pub(crate) struct AckSettings {
@@ -232,6 +240,8 @@ struct Shared {
     max_payload: AtomicUsize,
     /// Notified when the window gains room or the client stops.
     room: Notify,
+    /// `true` while the receiving half waits in `recv` (for the deadlock check).
+    receiving: std::sync::atomic::AtomicBool,
     /// Where the driver and the receiving half register before polling the connection.
     io: Arc<IoWakers>,
     /// `io` as the waker the connection is polled with.
@@ -257,6 +267,7 @@ impl Default for Shared {
             carry: Mutex::default(),
             max_payload: AtomicUsize::default(),
             room: Notify::new(),
+            receiving: std::sync::atomic::AtomicBool::new(false),
             io_waker: Waker::from(Arc::clone(&io)),
             io,
         }
@@ -292,6 +303,35 @@ impl Shared {
         self.max_payload
             .store(state.max_payload_len().min(ours), Ordering::Relaxed);
         self.room.notify_waiters();
+    }
+
+    /// The deadlock check: `Some` with the error when nothing waits in `recv` and the peer's
+    /// messages fill the receive window this client granted (the peer cannot send more).
+    fn deadlock(
+        &self,
+        op: &'static str,
+        payload: Option<Bytes>,
+        waited: u64,
+    ) -> Option<ClientError> {
+        if self.receiving.load(Ordering::SeqCst) {
+            return None;
+        }
+        let slot = self.slot();
+        let state = slot.conn.as_ref()?.state();
+        let local = state.local_hello();
+        let unread = state.received_through() - state.ack_sent_through();
+        let unread_bytes = state.received_unacked_bytes();
+        let full =
+            unread >= u64::from(local.window) || unread_bytes >= u64::from(local.window_bytes);
+        full.then_some(ClientError::Deadlock {
+            op,
+            payload,
+            waited_ms: waited,
+            unread,
+            unread_bytes,
+            window: local.window,
+            window_bytes: local.window_bytes,
+        })
     }
 
     fn in_flight(&self) -> InFlight {
@@ -1037,7 +1077,13 @@ impl Future for Receipt {
 /// * [`send`](Self::send) returns once the message fits in the peer's window, with a
 ///   [`Receipt`] to await its acknowledgement; [`flush`](Self::flush) waits for all of them.
 /// * [`recv`](Self::recv) returns the next message with its redelivery flag; it is
-///   acknowledged only when taken this way.
+///   acknowledged once the application is done with it: when `recv` is called again (or the
+///   client is closed).
+/// * Against a peer that replies, receive concurrently ([`split`](Self::split) and `recv`
+///   in another task): replies that are never taken fill the window this client granted,
+///   and a peer that waits for its replies to be read stops taking messages. `send` and
+///   `flush` then fail with [`ClientError::Deadlock`] after [`DEADLOCK_GRACE`] instead of
+///   waiting forever.
 /// * After a drop (I/O error, reset, close with messages unacknowledged, or no ack within the
 ///   [ack timeout](crate::ClientBuilder::ack_timeout) if one is set) the client
 ///   reconnects per its [`ReconnectPolicy`], resends every unacknowledged message in order
@@ -1065,18 +1111,30 @@ impl Future for Receipt {
 /// use framewire_client::{Client, ReconnectPolicy};
 ///
 /// # async fn run() -> Result<(), framewire_client::ClientError> {
-/// let mut client = Client::builder()
+/// let client = Client::builder()
 ///     .ack_window(16)
 ///     .reconnect(ReconnectPolicy::default())
 ///     .connect_ack("127.0.0.1:9999")
 ///     .await?;
-/// let receipt = client.send("hello").await?; // fits in the window
-/// receipt.await?; // the server's application took it
+/// // A server that replies (an echo server) needs a concurrent `recv`: its replies would
+/// // otherwise fill the window this client granted and stop it (see
+/// // `ClientError::Deadlock`).
+/// let (tx, mut rx) = client.split();
+/// let replies = tokio::spawn(async move {
+///     let mut n = 0;
+///     while n < 101 && rx.recv().await?.is_some() {
+///         n += 1; // a reply is acknowledged when `recv` is called again
+///     }
+///     Ok::<_, framewire_client::ClientError>(n)
+/// });
+/// let receipt = tx.send("hello").await?; // fits in the window
+/// receipt.await?; // the server's application is done with it
 /// for i in 0..100 {
-///     client.send(format!("message {i}")).await?;
+///     tx.send(format!("message {i}")).await?;
 /// }
-/// client.flush().await?; // all 100 acknowledged
-/// client.close().await?;
+/// tx.flush().await?; // all 100 acknowledged
+/// println!("{} replies", replies.await.expect("receiver task")?);
+/// tx.close().await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -1287,7 +1345,18 @@ impl AckSender {
                 Ok(accepted) => return accepted,
                 Err(payload) => payload,
             };
-            notified.await;
+            let settled = self.shared.settled.load(Ordering::Relaxed);
+            if tokio::time::timeout(DEADLOCK_GRACE, notified)
+                .await
+                .is_err()
+                && self.shared.settled.load(Ordering::Relaxed) == settled
+            {
+                let waited = DEADLOCK_GRACE.as_millis() as u64;
+                let payload = Some(payload.clone());
+                if let Some(e) = self.shared.deadlock("send", payload, waited) {
+                    return Err(e);
+                }
+            }
         }
     }
 
@@ -1366,7 +1435,27 @@ impl AckSender {
     ///
     /// Cancellation safe: nothing is lost; a later `flush` waits again.
     pub async fn flush(&self) -> Result<(), ClientError> {
-        self.request(Cmd::Flush).await
+        let (tx, mut rx) = oneshot::channel();
+        self.cmds.send(Cmd::Flush(tx)).map_err(|_| Self::gone())?;
+        loop {
+            let settled = self.shared.settled.load(Ordering::Relaxed);
+            match tokio::time::timeout(DEADLOCK_GRACE, &mut rx).await {
+                Ok(done) => return done.unwrap_or_else(|_| Err(Self::gone())),
+                Err(_) if self.shared.settled.load(Ordering::Relaxed) == settled => {
+                    let waited = DEADLOCK_GRACE.as_millis() as u64;
+                    if let Some(e) = self.shared.deadlock("flush", None, waited) {
+                        return Err(e);
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn gone() -> ClientError {
+        ClientError::Stopped {
+            reason: "the client's background task ended".to_string(),
+        }
     }
 
     /// Half-close: waits for every receipt (as [`flush`](Self::flush)), then shuts the
@@ -1445,6 +1534,17 @@ impl AckReceiver {
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Delivery>, ClientError>> {
+        let r = self.poll_recv_inner(cx);
+        self.shared
+            .receiving
+            .store(r.is_pending(), Ordering::SeqCst);
+        r
+    }
+
+    fn poll_recv_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Delivery>, ClientError>> {
         // Register first: a connection installed (or a stop) after the checks below wakes us.
         {
             let mut inbox = self.shared.inbox();

@@ -219,6 +219,35 @@ pub enum ClientError {
         /// Why the client stopped.
         reason: String,
     },
+    /// Ack mode: `send` or `flush` waited [`DEADLOCK_GRACE`](crate::DEADLOCK_GRACE) with no
+    /// acknowledgement while the peer's messages filled this client's receive window and
+    /// nothing called `recv`. The peer cannot send more, so (an echo server, a
+    /// request/response peer) it has most likely stopped taking this client's messages until
+    /// its replies are read: both sides would wait forever. The connection is unaffected;
+    /// receive concurrently (split the client and call `recv` in another task) and retry.
+    #[error(
+        "{op} blocked for {waited_ms} ms with no acknowledgement: the peer's window is full, \
+         and {unread} of the peer's messages ({unread_bytes} bytes) fill this client's receive \
+         window of {window} messages ({window_bytes} bytes) while nothing calls recv, so the \
+         peer cannot send more and likely waits too. Receive concurrently: split the client \
+         (AckClient::split) and call recv in another task"
+    )]
+    Deadlock {
+        /// `"send"` or `"flush"`.
+        op: &'static str,
+        /// The message `send` did not accept (`None` for `flush`).
+        payload: Option<Bytes>,
+        /// How long it waited, in milliseconds.
+        waited_ms: u64,
+        /// The peer's messages received and not yet acknowledged.
+        unread: u64,
+        /// Their payload bytes.
+        unread_bytes: u64,
+        /// The window this client granted, in messages.
+        window: u32,
+        /// The window this client granted, in bytes.
+        window_bytes: u32,
+    },
     /// Ack mode: the client has already stopped (closed, or its background task ended).
     #[error("client stopped: {reason}")]
     Stopped {

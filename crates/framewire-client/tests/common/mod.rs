@@ -353,3 +353,19 @@ pub async fn run_python(addr: SocketAddr, mirror: bool) -> String {
     );
     stdout
 }
+
+/// A real framewire server: `builder` bound to an ephemeral loopback port, serving `handler`
+/// in a background task. Returns its address, its handle and the task (the shutdown report).
+pub async fn serve_real<H: framewire_server::Handler<()>>(
+    builder: framewire_server::ServerBuilder,
+    handler: H,
+) -> (
+    SocketAddr,
+    framewire_server::ServerHandle,
+    tokio::task::JoinHandle<framewire_server::ShutdownReport>,
+) {
+    let server = builder.bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = server.local_addr().tcp().expect("a TCP address");
+    let handle = server.handle();
+    (addr, handle, tokio::spawn(server.serve(handler)))
+}
