@@ -31,7 +31,7 @@ use std::alloc::System;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -51,18 +51,9 @@ use tokio::task::JoinSet;
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// One test at a time: the memory figures are per process.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Runs `body` alone (see [`SERIAL`]) on a fresh two-worker runtime, within the test timeout.
+/// Runs `body` alone (the memory figures are per process) on a fresh runtime.
 fn run<F: Future<Output = ()>>(body: F) {
-    let _alone = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(within(body));
+    run_alone(body);
 }
 
 /// As [`run`], on a current-thread runtime: every task takes its turns on one thread, so how
