@@ -298,7 +298,9 @@ fn stalled_and_dripping_handshakes_are_ended_by_the_handshake_timeout() {
         let server = spawn(
             Server::builder()
                 .tls(server_config(&leaf, None))
-                .tls_handshake_timeout(Duration::from_millis(1500)),
+                .tls_handshake_timeout(Duration::from_millis(1500))
+                // All 100 attackers come from 127.0.0.1: lift the default per-IP cap (64).
+                .max_connections_per_ip(None),
             echo,
         )
         .await;
