@@ -61,6 +61,8 @@ mod connection;
 mod error;
 mod handle;
 mod incoming;
+#[cfg(feature = "metrics")]
+mod metrics_export;
 mod proxy;
 mod server;
 mod signal;
@@ -81,6 +83,8 @@ pub use connection::Connection;
 pub use error::{ErrorKind, ServerError};
 pub use handle::{ServerHandle, ShutdownSignal};
 pub use incoming::Incoming;
+#[cfg(feature = "metrics")]
+pub use metrics_export::METRICS_INTERVAL;
 pub use proxy::{
     IpNet, ProxyError, ProxyProtocol, DEFAULT_PROXY_HEADER_MAX_LEN, DEFAULT_PROXY_HEADER_TIMEOUT,
     MIN_PROXY_HEADER_MAX_LEN,

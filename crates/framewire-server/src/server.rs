@@ -392,6 +392,10 @@ where
         tokio::pin!(pause, signal);
         let mut paused = false;
         tracing::info!(addr = %shared.local_addr, "listening");
+        #[cfg(feature = "metrics")]
+        let metrics = tokio::spawn(crate::metrics_export::publish_every_interval(Arc::clone(
+            &shared,
+        )));
 
         loop {
             let may_accept = !paused && (!wait_at_cap || held.is_some());
@@ -544,6 +548,16 @@ where
         }
         shared.warn_limit.flush();
         tracing::info!(finished, aborted, "server stopped");
+        #[cfg(feature = "metrics")]
+        {
+            // Stopped first, so that no older snapshot lands after the last one.
+            metrics.abort();
+            let _ = metrics.await;
+            crate::metrics_export::publish(
+                &shared.counters.snapshot(),
+                &shared.local_addr.to_string(),
+            );
+        }
         shared.stopped.cancel();
         ShutdownReport {
             finished,
