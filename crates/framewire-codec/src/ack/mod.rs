@@ -395,6 +395,7 @@ mod config;
 mod engine;
 mod error;
 mod framed;
+mod session_store;
 mod wire;
 
 pub use config::{
@@ -407,6 +408,9 @@ pub use engine::{
 };
 pub use error::{AckError, ERROR_PREFIX_LEN};
 pub use framed::{AckFramed, AckFramedBuilder, DEFAULT_WRITE_HIGH_WATER};
+pub use session_store::{
+    SessionStore, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSION_BYTES, DEFAULT_SESSION_LINGER,
+};
 pub use wire::{
     ack_bytes, data_header, AckFrame, FrameKind, GoAwayReason, Hello, SessionId, ACK_LEN,
     DATA_HEADER_LEN, FLAG_HELLO_RESUME, FLAG_REDELIVERY, GOAWAY_LEN, HELLO_LEN, MAGIC, PING_LEN,
