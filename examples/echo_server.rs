@@ -16,7 +16,9 @@
 //! stop-and-wait, done by the protocol instead of by hand.
 //!
 //! Flags: `--addr ADDR` (default 127.0.0.1:9999), `--mirror`, `--ack WINDOW`,
-//! `--max-frame-len BYTES`, `--max-connections N`, `--tls-cert FILE --tls-key FILE` (TLS with
+//! `--max-frame-len BYTES`, `--max-connections N`, `--idle-timeout SECONDS` (default 60, the
+//! server's `DEFAULT_IDLE_TIMEOUT`; 0 turns it off), `--max-per-ip N` (default 64, the
+//! server's `DEFAULT_MAX_CONNECTIONS_PER_IP`; 0 lifts the cap), `--tls-cert FILE --tls-key FILE` (TLS with
 //! this PEM certificate chain and private key; the README's TLS section makes a test pair with
 //! `openssl`), `--tls-client-ca FILE` (with TLS: require client certificates signed by this PEM
 //! CA, mTLS). It prints its listening address; ctrl-c or
@@ -31,6 +33,7 @@
 //! ```
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use std::path::PathBuf;
 
@@ -38,8 +41,8 @@ use framewire_examples::{mirror, tls, tutorial};
 use framewire_server::{termination_signal, Connection, Server};
 
 const USAGE: &str = "usage: echo_server [--addr ADDR] [--mirror] [--ack WINDOW] \
-                     [--max-frame-len BYTES] [--max-connections N] \
-                     [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]";
+                     [--max-frame-len BYTES] [--max-connections N] [--idle-timeout SECONDS] \
+                     [--max-per-ip N] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]";
 
 /// The command line.
 #[derive(Debug)]
@@ -49,6 +52,10 @@ struct Args {
     ack: Option<u32>,
     max_frame_len: Option<usize>,
     max_connections: Option<usize>,
+    /// `Some(0)`: no idle timeout.
+    idle_timeout_s: Option<u64>,
+    /// `Some(0)`: no per-IP cap.
+    max_per_ip: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
@@ -61,6 +68,8 @@ fn parse_args() -> Result<Args, String> {
         ack: None,
         max_frame_len: None,
         max_connections: None,
+        idle_timeout_s: None,
+        max_per_ip: None,
         tls_cert: None,
         tls_key: None,
         tls_client_ca: None,
@@ -78,6 +87,12 @@ fn parse_args() -> Result<Args, String> {
             "--max-connections" => {
                 args.max_connections =
                     Some(number(&value("--max-connections")?, "--max-connections")?)
+            }
+            "--idle-timeout" => {
+                args.idle_timeout_s = Some(number(&value("--idle-timeout")?, "--idle-timeout")?)
+            }
+            "--max-per-ip" => {
+                args.max_per_ip = Some(number(&value("--max-per-ip")?, "--max-per-ip")?)
             }
             "--tls-cert" => args.tls_cert = Some(value("--tls-cert")?.into()),
             "--tls-key" => args.tls_key = Some(value("--tls-key")?.into()),
@@ -130,6 +145,12 @@ async fn main() -> ExitCode {
     }
     if let Some(window) = args.ack {
         builder = builder.ack_mode(window);
+    }
+    if let Some(secs) = args.idle_timeout_s {
+        builder = builder.idle_timeout((secs > 0).then(|| Duration::from_secs(secs)));
+    }
+    if let Some(max) = args.max_per_ip {
+        builder = builder.max_connections_per_ip((max > 0).then_some(max));
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         match tls::server_config(cert, key, args.tls_client_ca.as_deref()) {

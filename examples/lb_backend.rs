@@ -11,15 +11,18 @@
 //! Flags: `--addr ADDR` (default 127.0.0.1:0), `--trust NET` (repeatable; PROXY headers are
 //! expected from these networks), `--per-ip N` (most connections per client IP), `--ack WINDOW`
 //! (ack mode), `--name NAME` (in the greeting), `--greet` (send `NAME PEER VIA` first, where
-//! `VIA` is the balancer's address or `-`). Prints `listening on ADDR` once bound; SIGTERM or
-//! ctrl-c shuts it down gracefully.
+//! `VIA` is the balancer's address or `-`), `--record` (instead of echoing, print each message
+//! received as a line `m PAYLOAD REDELIVERED` on stdout before taking the next one, so what a
+//! killed process had acknowledged is still in the pipe). Prints `listening on ADDR` once
+//! bound; SIGTERM or ctrl-c shuts it down gracefully (in ack mode clients are told to go
+//! elsewhere first).
 
 use std::process::ExitCode;
 
 use framewire_server::{termination_signal, Connection, IpNet, ProxyProtocol, Server, ServerError};
 
 const USAGE: &str = "usage: lb_backend [--addr ADDR] [--trust NET]... [--per-ip N] \
-                     [--ack WINDOW] [--name NAME] [--greet]";
+                     [--ack WINDOW] [--name NAME] [--greet] [--record]";
 
 /// The command line.
 #[derive(Debug)]
@@ -30,6 +33,7 @@ struct Args {
     ack: Option<u32>,
     name: String,
     greet: bool,
+    record: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -40,6 +44,7 @@ fn parse_args() -> Result<Args, String> {
         ack: None,
         name: "backend".to_owned(),
         greet: false,
+        record: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
             "--ack" => args.ack = Some(number(&value("--ack")?, "--ack")?),
             "--name" => args.name = value("--name")?,
             "--greet" => args.greet = true,
+            "--record" => args.record = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown flag {other}")),
         }
@@ -67,10 +73,12 @@ fn number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
         .map_err(|_| format!("{flag}: {text:?} is not a valid number"))
 }
 
-/// What each connection runs: an optional greeting, then a byte-for-byte echo.
+/// What each connection runs: an optional greeting, then a byte-for-byte echo or a record of
+/// every message.
 struct Backend {
     name: String,
     greet: bool,
+    record: bool,
 }
 
 impl framewire_server::Handler for Backend {
@@ -84,7 +92,16 @@ impl framewire_server::Handler for Backend {
             let greeting = format!("{} {} {via}", self.name, conn.peer_addr());
             conn.send(greeting).await?;
         }
-        framewire_examples::mirror(&mut conn).await
+        if !self.record {
+            return framewire_examples::mirror(&mut conn).await;
+        }
+        // Printed before the next `recv`, which is what acknowledges it in ack mode: every
+        // message a client saw acknowledged is on stdout.
+        while let Some(frame) = conn.recv().await? {
+            let redelivered = u8::from(conn.last_was_redelivery());
+            println!("m {} {redelivered}", String::from_utf8_lossy(&frame));
+        }
+        Ok(())
     }
 }
 
@@ -122,6 +139,7 @@ async fn main() -> ExitCode {
     let handler = Backend {
         name: args.name,
         greet: args.greet,
+        record: args.record,
     };
     let report = server.serve_until(handler, termination_signal()).await;
     let s = report.stats;

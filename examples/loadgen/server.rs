@@ -179,7 +179,12 @@ async fn framewire_serve(
         Ok(())
     }
 
-    let mut builder = Server::builder().max_connections(FRAMEWIRE_MAX_CONNECTIONS);
+    // The benchmarks open up to 15,000 connections from 8 loopback addresses and hold them
+    // idle for a while: no per-IP cap here, and no idle timeout.
+    let mut builder = Server::builder()
+        .max_connections(FRAMEWIRE_MAX_CONNECTIONS)
+        .max_connections_per_ip(None)
+        .idle_timeout(None);
     if let Some(window) = ack {
         builder = builder.ack_mode(window);
     }

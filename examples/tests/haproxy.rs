@@ -5,9 +5,11 @@
 //! Without an `haproxy` binary the tests fail when `CI=true` and otherwise print a loud
 //! "SKIPPED" message and pass (install it with `apt-get install haproxy`).
 
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,6 +44,15 @@ fn haproxy_available() -> bool {
     found
 }
 
+/// Runs `test` if HAProxy is available (see [`haproxy_available`]), bounded by `limit`.
+async fn with_haproxy(limit: Duration, test: impl std::future::Future<Output = ()>) {
+    if haproxy_available() {
+        tokio::time::timeout(limit, test)
+            .await
+            .expect("test timed out");
+    }
+}
+
 /// A child process killed when dropped (a failed test leaves nothing running).
 struct Proc {
     child: Child,
@@ -53,18 +64,24 @@ impl Drop for Proc {
     }
 }
 
+/// What a `--record` backend process received: `(message number, redelivered)` in order.
+type Record = Arc<Mutex<Vec<(u64, bool)>>>;
+
 /// A running `lb_backend`.
 struct Backend {
     proc: Proc,
     addr: SocketAddr,
+    record: Record,
+    reader: tokio::task::JoinHandle<()>,
 }
 
-/// Starts `lb_backend` with `args` on `addr` (port 0 for any), trusting the balancer at
-/// 127.0.0.1, and waits for its "listening on" line.
+/// Starts `lb_backend --name NAME` with `args` on `addr` (port 0 for any), trusting the
+/// balancer at 127.0.0.1, and waits for its "listening on" line. Later `m N R` lines (with
+/// `--record`) are collected into [`Backend::record`].
 async fn backend(name: &str, addr: SocketAddr, args: &[&str]) -> Backend {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lb_backend"))
         .args(["--addr", &addr.to_string(), "--trust", "127.0.0.1/32"])
-        .args(["--name", name, "--greet"])
+        .args(["--name", name])
         .args(args)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -81,11 +98,51 @@ async fn backend(name: &str, addr: SocketAddr, args: &[&str]) -> Backend {
         .strip_prefix("listening on ")
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("unexpected first line from lb_backend: {line:?}"));
-    // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let record = Record::default();
+    let log = Arc::clone(&record);
+    // Keep reading stdout (so the child never blocks on a full pipe) until it closes.
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut parts = line.split(' ');
+            if let (Some("m"), Some(n), Some(r)) = (parts.next(), parts.next(), parts.next()) {
+                let n = n.parse().expect("numbered messages only");
+                log.lock().expect("record lock").push((n, r == "1"));
+            }
+        }
+    });
     Backend {
         proc: Proc { child },
         addr,
+        record,
+        reader,
+    }
+}
+
+impl Backend {
+    /// Messages recorded so far.
+    fn recorded(&self) -> usize {
+        self.record.lock().expect("record lock").len()
+    }
+
+    /// Sends `signal` (`"TERM"` or `"KILL"`), waits for the process to exit and for its
+    /// stdout to be read to the end; returns everything it recorded.
+    async fn stop(mut self, signal: &str) -> Vec<(u64, bool)> {
+        let pid = self.proc.child.id().expect("running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} {pid} failed");
+        tokio::time::timeout(Duration::from_secs(15), self.proc.child.wait())
+            .await
+            .expect("backend did not exit within 15 s")
+            .expect("wait for backend");
+        tokio::time::timeout(Duration::from_secs(5), &mut self.reader)
+            .await
+            .expect("backend stdout not closed")
+            .expect("reader task");
+        let record = self.record.lock().expect("record lock").clone();
+        record
     }
 }
 
@@ -99,7 +156,43 @@ fn free_port() -> u16 {
 struct Haproxy {
     _proc: Proc,
     addr: SocketAddr,
-    _dir: TempDir,
+    dir: TempDir,
+}
+
+impl Haproxy {
+    /// How many servers HAProxy's health checks have up (from its stats socket).
+    async fn servers_up(&self) -> usize {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut sock) = tokio::net::UnixStream::connect(self.dir.0.join("admin.sock")).await
+        else {
+            return 0;
+        };
+        if sock
+            .write_all(b"show servers state servers\n")
+            .await
+            .is_err()
+        {
+            return 0;
+        }
+        let mut out = String::new();
+        let _ = sock.read_to_string(&mut out).await;
+        // Columns: be_id be_name srv_id srv_name srv_addr srv_op_state ...; 2 is running.
+        out.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(' ').nth(5) == Some("2"))
+            .count()
+    }
+
+    /// Waits (bounded) until `n` servers are up.
+    async fn wait_up(&self, n: usize) {
+        for _ in 0..200 {
+            if self.servers_up().await == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("HAProxy did not see {n} servers up within 10 s");
+    }
 }
 
 /// A directory removed when dropped.
@@ -112,18 +205,19 @@ impl Drop for TempDir {
 }
 
 /// The minimal configuration the README shows, on loopback ports: mode tcp, round robin,
-/// `send-proxy-v2` and health checks every 200 ms (down after 1 failure, up after 1 success,
+/// `send-proxy-v2` and health checks every 200 ms (down after 2 failures, up after 1 success,
 /// so the tests do not wait long).
-fn haproxy_cfg(listen: SocketAddr, backends: &[SocketAddr]) -> String {
+fn haproxy_cfg(listen: SocketAddr, backends: &[SocketAddr], admin: &std::path::Path) -> String {
     let mut cfg = format!(
-        "global\n    maxconn 512\n\n\
+        "global\n    maxconn 512\n    stats socket {}\n\n\
          defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n    retries 3\n    option redispatch\n\n\
          frontend fw\n    bind {listen}\n    default_backend servers\n\n\
-         backend servers\n    balance roundrobin\n"
+         backend servers\n    balance roundrobin\n",
+        admin.display()
     );
     for (i, b) in backends.iter().enumerate() {
         cfg.push_str(&format!(
-            "    server s{i} {b} send-proxy-v2 check inter 200ms fall 1 rise 1\n"
+            "    server s{i} {b} send-proxy-v2 check inter 200ms fall 2 rise 1\n"
         ));
     }
     cfg
@@ -139,7 +233,8 @@ async fn haproxy(backends: &[SocketAddr]) -> Haproxy {
     let dir = TempDir(dir);
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let cfg = dir.0.join("haproxy.cfg");
-    std::fs::write(&cfg, haproxy_cfg(addr, backends)).expect("write haproxy.cfg");
+    let admin = dir.0.join("admin.sock");
+    std::fs::write(&cfg, haproxy_cfg(addr, backends, &admin)).expect("write haproxy.cfg");
     let child = Command::new("haproxy")
         .arg("-db") // foreground, no daemon
         .arg("-f")
@@ -152,7 +247,7 @@ async fn haproxy(backends: &[SocketAddr]) -> Haproxy {
     let h = Haproxy {
         _proc: Proc { child },
         addr,
-        _dir: dir,
+        dir,
     };
     // Wait (bounded) until HAProxy listens.
     for _ in 0..100 {
@@ -192,7 +287,7 @@ async fn greeting(c: &mut Client) -> Option<(String, String, String)> {
 /// both.
 async fn wait_both_up(addr: SocketAddr) {
     for round in 0..100u8 {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         for k in 0..2u8 {
             // A fresh source address per probe: the backends cap connections per client IP.
             let (mut c, _) = client_from(Ipv4Addr::new(127, 0, 1 + k, round), addr).await;
@@ -210,13 +305,10 @@ async fn wait_both_up(addr: SocketAddr) {
 
 #[tokio::test]
 async fn handlers_see_clients_own_addresses_and_per_ip_caps_act_on_them() {
-    if !haproxy_available() {
-        return;
-    }
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    with_haproxy(TEST_TIMEOUT, async {
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let b1 = backend("b1", any, &["--per-ip", "1"]).await;
-        let b2 = backend("b2", any, &["--per-ip", "1"]).await;
+        let b1 = backend("b1", any, &["--greet", "--per-ip", "1"]).await;
+        let b2 = backend("b2", any, &["--greet", "--per-ip", "1"]).await;
         let lb = haproxy(&[b1.addr, b2.addr]).await;
         wait_both_up(lb.addr).await;
 
@@ -267,6 +359,267 @@ async fn handlers_see_clients_own_addresses_and_per_ip_caps_act_on_them() {
         assert_eq!(peer, local.to_string());
         drop((kept, held, b1.proc, b2.proc));
     })
-    .await
-    .expect("test timed out");
+    .await;
+}
+
+/// Upper bound for each ack-mode test (two backend restarts and 100,000 messages).
+const ACK_TEST_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Messages each ack-mode test streams.
+const MESSAGES: u64 = 100_000;
+
+/// The window of the backends and of the client.
+const WINDOW: &str = "64";
+
+/// An ack-mode client through HAProxy that keeps reconnecting (through HAProxy, which picks a
+/// backend that is up) for as long as a restart takes.
+async fn ack_client(lb: SocketAddr) -> framewire_client::AckClient {
+    let mut builder = framewire_client::Client::builder();
+    builder.ack_window(64).reconnect(
+        framewire_client::ReconnectPolicy::default()
+            .initial_delay(Duration::from_millis(20))
+            .max_delay(Duration::from_millis(500))
+            .max_attempts(Some(100)),
+    );
+    builder
+        .connect_ack(lb)
+        .await
+        .expect("ack-mode connect through haproxy")
+}
+
+/// Which of `backends` the client's messages currently go to: the one whose record grows
+/// (waits, bounded, for one to take a message after `index`'s last count).
+async fn current(backends: &[&Backend]) -> usize {
+    let before: Vec<usize> = backends.iter().map(|b| b.recorded()).collect();
+    for _ in 0..500 {
+        for (i, b) in backends.iter().enumerate() {
+            if b.recorded() > before[i] {
+                return i;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no backend took a message for 5 s");
+}
+
+/// Every message `0..MESSAGES` reached some backend's handler (0 lost); returns how many
+/// arrived more than once, after checking that every repeat is flagged as a redelivery.
+fn check_none_lost(lives: &[Vec<(u64, bool)>]) -> usize {
+    let mut seen: HashMap<u64, Vec<bool>> = HashMap::new();
+    for (n, redelivered) in lives.iter().flatten() {
+        seen.entry(*n).or_default().push(*redelivered);
+    }
+    let missing: Vec<u64> = (0..MESSAGES).filter(|n| !seen.contains_key(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} messages lost, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert_eq!(
+        seen.len() as u64,
+        MESSAGES,
+        "messages that were never sent arrived"
+    );
+    let repeated: Vec<(&u64, &Vec<bool>)> = seen.iter().filter(|(_, v)| v.len() > 1).collect();
+    for (n, flags) in &repeated {
+        assert!(
+            flags.iter().any(|r| *r),
+            "message {n} arrived {} times, none flagged as a redelivery",
+            flags.len()
+        );
+    }
+    repeated.len()
+}
+
+/// Streams `MESSAGES` numbered messages. An event `at(i)` starts in its own task when message
+/// `i` is about to be sent and runs while the stream goes on (a kill lands mid-stream, with
+/// messages in flight); the stream waits for the previous event to finish before starting the
+/// next, and for the last before its final flush. Returns once every receipt resolved (each
+/// is checked to be `Ok`), with the client's reconnect and redelivery counts.
+async fn stream<F, Fut>(client: framewire_client::AckClient, mut at: F) -> (u64, u64)
+where
+    F: FnMut(u64) -> Option<Fut>,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut receipts = Vec::with_capacity(MESSAGES as usize);
+    let mut running: Option<tokio::task::JoinHandle<()>> = None;
+    for i in 0..MESSAGES {
+        if let Some(event) = at(i) {
+            if let Some(previous) = running.take() {
+                previous.await.expect("event task");
+            }
+            running = Some(tokio::spawn(event));
+        }
+        receipts.push(client.send(i.to_string()).await.expect("send"));
+    }
+    if let Some(last) = running {
+        last.await.expect("event task");
+    }
+    client
+        .flush()
+        .await
+        .expect("flush: every message acknowledged");
+    for (i, r) in receipts.into_iter().enumerate() {
+        r.await
+            .unwrap_or_else(|e| panic!("receipt of message {i} failed: {e}"));
+    }
+    let counts = (client.reconnects(), client.redeliveries());
+    client.close().await.expect("close");
+    counts
+}
+
+/// The arguments of every ack-mode backend.
+const ACK_ARGS: [&str; 3] = ["--ack", WINDOW, "--record"];
+
+/// Two recording ack-mode backends behind HAProxy, both up, and a client connected through it.
+struct Cluster {
+    lb: Arc<Haproxy>,
+    /// The running backends (a restarted one takes its predecessor's place).
+    backends: Arc<tokio::sync::Mutex<Vec<Backend>>>,
+    /// What each stopped backend process recorded, in the order they stopped.
+    lives: Arc<Lives>,
+    client: framewire_client::AckClient,
+}
+
+/// What each stopped backend process recorded.
+type Lives = Mutex<Vec<Vec<(u64, bool)>>>;
+
+async fn cluster() -> Cluster {
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let b1 = backend("b1", any, &ACK_ARGS).await;
+    let b2 = backend("b2", any, &ACK_ARGS).await;
+    let lb = Arc::new(haproxy(&[b1.addr, b2.addr]).await);
+    lb.wait_up(2).await;
+    let client = ack_client(lb.addr).await;
+    Cluster {
+        lb,
+        backends: Arc::new(tokio::sync::Mutex::new(vec![b1, b2])),
+        lives: Arc::default(),
+        client,
+    }
+}
+
+impl Cluster {
+    /// Stops the backends still running (gracefully) and returns what every backend process
+    /// recorded, the stopped ones first.
+    async fn finish(
+        backends: &tokio::sync::Mutex<Vec<Backend>>,
+        lives: &Mutex<Vec<Vec<(u64, bool)>>>,
+    ) -> Vec<Vec<(u64, bool)>> {
+        let running = std::mem::take(&mut *backends.lock().await);
+        let mut all = std::mem::take(&mut *lives.lock().expect("lives"));
+        for b in running {
+            all.push(b.stop("TERM").await);
+        }
+        all
+    }
+}
+
+#[tokio::test]
+async fn ack_stream_survives_a_backend_killed_and_restarted() {
+    with_haproxy(ACK_TEST_TIMEOUT, async {
+        let c = cluster().await;
+        let (lb, backends, lives, client) = (c.lb, c.backends, c.lives, c.client);
+        let killed_at = Arc::new(Mutex::new(None));
+        let (reconnects, redelivered) = stream(client, |i| {
+            let (backends, lives, killed_at, lb) =
+                (backends.clone(), lives.clone(), killed_at.clone(), lb.clone());
+            (i == 30_000 || i == 60_000).then_some(async move {
+                let mut backends = backends.lock().await;
+                if i == 30_000 {
+                    // SIGKILL the backend the stream goes to: no GOAWAY, no FIN from it.
+                    let victim = current(&[&backends[0], &backends[1]]).await;
+                    let b = backends.remove(victim);
+                    let addr = b.addr;
+                    let life = b.stop("KILL").await;
+                    lives.lock().expect("lives").push(life);
+                    *killed_at.lock().expect("killed") = Some((victim, addr));
+                } else {
+                    // Later: restart it on the same port; HAProxy's checks see it up again.
+                    let (victim, addr) = killed_at.lock().expect("killed").expect("killed");
+                    backends.insert(victim, backend("restarted", addr, &ACK_ARGS).await);
+                    lb.wait_up(2).await;
+                }
+            })
+        })
+        .await;
+
+        let (victim, _) = killed_at.lock().expect("killed").expect("a backend was killed");
+        // [killed, then the running ones in place order: the restarted one at `victim`].
+        let lives = Cluster::finish(&backends, &lives).await;
+        let (survivor, restarted) = (&lives[2 - victim], &lives[1 + victim]);
+        let repeats = check_none_lost(&lives);
+        eprintln!(
+            "SIGKILL: {} messages on the killed backend, {} on the survivor, {} on the restarted one; \
+             {repeats} arrived twice; the client reconnected {reconnects} times and resent \
+             {redelivered} messages",
+            lives[0].len(),
+            survivor.len(),
+            restarted.len()
+        );
+        assert!(reconnects >= 1, "the client never reconnected");
+        assert!(
+            !lives[0].is_empty() && survivor.len() as u64 >= MESSAGES - 60_000,
+            "the stream did not move to the survivor"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rolling_graceful_restart_of_both_backends_loses_nothing() {
+    with_haproxy(ACK_TEST_TIMEOUT, async {
+        let Cluster {
+            lb,
+            backends,
+            lives,
+            client,
+        } = cluster().await;
+        let (reconnects, redelivered) = stream(client, |i| {
+            let (backends, lives, lb) = (backends.clone(), lives.clone(), lb.clone());
+            (i == 25_000 || i == 60_000).then_some(async move {
+                // Restart the backend the stream goes to (first one, then the other):
+                // SIGTERM (graceful: GOAWAY to the client, which reconnects through HAProxy to
+                // the other backend), wait for it to exit, start it again on the same port and
+                // wait for HAProxy to see it up.
+                let mut backends = backends.lock().await;
+                let victim = current(&[&backends[0], &backends[1]]).await;
+                let b = backends.remove(victim);
+                let addr = b.addr;
+                let life = b.stop("TERM").await;
+                lives.lock().expect("lives").push(life);
+                backends.insert(victim, backend("restarted", addr, &ACK_ARGS).await);
+                lb.wait_up(2).await;
+            })
+        })
+        .await;
+
+        let lives = Cluster::finish(&backends, &lives).await;
+        // Within one backend process, no message reaches the handler twice.
+        for (k, life) in lives.iter().enumerate() {
+            let mut once = HashSet::new();
+            for (n, _) in life {
+                assert!(
+                    once.insert(*n),
+                    "message {n} reached backend life {k} twice"
+                );
+            }
+        }
+        let repeats = check_none_lost(&lives);
+        let sizes: Vec<usize> = lives.iter().map(Vec::len).collect();
+        eprintln!(
+            "rolling restart: messages per backend life {sizes:?}; {repeats} arrived on two \
+             backends; the client reconnected {reconnects} times and resent {redelivered} messages"
+        );
+        assert!(
+            reconnects >= 2,
+            "one reconnect per restart expected, got {reconnects}"
+        );
+        assert!(
+            sizes[0] > 0 && sizes[1] > 0,
+            "both restarts happened mid-stream: {sizes:?}"
+        );
+    })
+    .await;
 }

@@ -29,8 +29,37 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 ///
 /// A real peer that has begun a frame finishes it in well under a second unless the frame is
 /// huge or the network is dying; a slowloris peer drips bytes to hold a connection forever.
-/// 30 s is generous to the first and still bounds the second.
+/// 30 s is generous to the first and still bounds the second. The time counts across frames,
+/// less what the bytes received earn back at [`DEFAULT_MIN_RECEIVE_RATE`] (see
+/// [`ServerBuilder::min_receive_rate`]).
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default [`ServerBuilder::min_receive_rate`]: 500 bytes per second.
+///
+/// Apache's `mod_reqtimeout` default (`MinRate=500` for headers and bodies). Any live link
+/// moves a frame that is under way far faster (a 2G mobile link does 5 KB/s or more), so only
+/// a peer that drips bytes on purpose stays below it; one dripping complete 5-byte frames at
+/// 1 byte/s spends 4 s of every 5 inside a frame and is closed after about 37 s.
+pub const DEFAULT_MIN_RECEIVE_RATE: u32 = 500;
+
+/// Default [`ServerBuilder::idle_timeout`]: 60 seconds.
+///
+/// nginx closes a connection that has not sent a request header within
+/// `client_header_timeout` (60 s) and a kept-alive connection after `keepalive_timeout` (75 s)
+/// of silence; Netty's `IdleStateHandler` leaves the value to the application, which usually
+/// pings well within a minute. A server on a network must close silent connections by
+/// default, or idle sockets accumulate until the connection cap locks everyone out; an
+/// application with quieter peers raises it or has them send a heartbeat frame.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default [`ServerBuilder::max_connections_per_ip`]: 64.
+///
+/// One address may hold at most 64 of the [`DEFAULT_MAX_CONNECTIONS`] (10,000), so it takes
+/// over 150 addresses to fill the server, and a newcomer from another address is served
+/// while one address opens thousands. 64 still leaves room for a NAT gateway or a proxy in
+/// front of a few dozen users (behind a PROXY-protocol balancer the cap applies to the
+/// original clients). Raise or lift it (`None`) for known heavy clients, benchmarks or tests.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
 
 /// Default [`ServerBuilder::write_timeout`]: 30 seconds.
 ///
@@ -80,13 +109,16 @@ pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AtCapacity {
     /// Stop accepting until a connection ends. New peers wait in the listen backlog (the
-    /// kernel completes their handshake; they see no reply yet). The default, as in
-    /// mini-redis: no peer is turned away by a short burst.
-    #[default]
+    /// kernel completes their handshake; they see no reply, and once the backlog is full their
+    /// SYNs are dropped and retried for seconds). As in mini-redis: no peer is turned away by
+    /// a short burst, but a server held at capacity answers newcomers with silence.
     Wait,
     /// Accept and close at once, counting the connection in
     /// [`Stats::refused_at_capacity`](crate::Stats::refused_at_capacity). Peers learn at once
-    /// that the server is full.
+    /// that the server is full and can retry later or elsewhere. The default: a server on a
+    /// network cannot tell a burst from a flood, and a prompt refusal is an answer where a
+    /// wait in the backlog is none.
+    #[default]
     Refuse,
 }
 
@@ -101,6 +133,7 @@ pub(crate) struct Config {
     pub(crate) max_connections_per_ip: Option<usize>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) stall_timeout: Option<Duration>,
+    pub(crate) min_receive_rate: Option<u32>,
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) grace_period: Duration,
     pub(crate) read_buffer_size: usize,
@@ -122,6 +155,7 @@ impl fmt::Debug for Config {
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("idle_timeout", &self.idle_timeout)
             .field("stall_timeout", &self.stall_timeout)
+            .field("min_receive_rate", &self.min_receive_rate)
             .field("write_timeout", &self.write_timeout)
             .field("grace_period", &self.grace_period)
             .field("read_buffer_size", &self.read_buffer_size)
@@ -195,10 +229,11 @@ impl ServerBuilder<()> {
             config: Config {
                 codec: FrameCodecBuilder::new(),
                 max_connections: DEFAULT_MAX_CONNECTIONS,
-                at_capacity: AtCapacity::Wait,
-                max_connections_per_ip: None,
-                idle_timeout: None,
+                at_capacity: AtCapacity::Refuse,
+                max_connections_per_ip: Some(DEFAULT_MAX_CONNECTIONS_PER_IP),
+                idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
                 stall_timeout: Some(DEFAULT_STALL_TIMEOUT),
+                min_receive_rate: Some(DEFAULT_MIN_RECEIVE_RATE),
                 write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
                 grace_period: DEFAULT_GRACE_PERIOD,
                 read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
@@ -235,35 +270,54 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
         self
     }
 
-    /// What happens at the cap (default [`AtCapacity::Wait`]).
+    /// What happens at the cap (default [`AtCapacity::Refuse`]).
     pub fn at_capacity(mut self, policy: AtCapacity) -> Self {
         self.config.at_capacity = policy;
         self
     }
 
-    /// The most concurrent connections from one IP address (default: no limit). Behind a
+    /// The most concurrent connections from one IP address (default
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_IP`]; `None`: no limit). Behind a
     /// [PROXY protocol](ServerBuilder::proxy_protocol) balancer the address is the original
     /// client's, not the balancer's. Further
     /// connections from that address are accepted and closed at once and counted in
     /// [`Stats::refused_per_ip`](crate::Stats::refused_per_ip). Does not apply to Unix
     /// sockets. Values below 1 act as 1.
-    pub fn max_connections_per_ip(mut self, max: usize) -> Self {
-        self.config.max_connections_per_ip = Some(max.max(1));
+    pub fn max_connections_per_ip(mut self, max: impl Into<Option<usize>>) -> Self {
+        self.config.max_connections_per_ip = max.into().map(|max| max.max(1));
         self
     }
 
     /// Close a connection whose handler waited in `recv` for this long without a frame
-    /// arriving (default: none). See [`Connection`](crate::Connection) for exactly when the
-    /// clock runs.
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle_timeout = Some(timeout);
+    /// arriving (default [`DEFAULT_IDLE_TIMEOUT`]; `None` disables it). See
+    /// [`Connection`](crate::Connection) for exactly when the clock runs.
+    pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config.idle_timeout = timeout.into();
         self
     }
 
-    /// Close a connection whose peer began a frame and did not finish it within this time
-    /// (default [`DEFAULT_STALL_TIMEOUT`]). `None` disables it.
+    /// Close a connection whose peer keeps the handler waiting inside unfinished frames for
+    /// this long in total (default [`DEFAULT_STALL_TIMEOUT`]). `None` disables it. The time
+    /// counts across frames, and every byte received earns back `1 / min_receive_rate`
+    /// seconds, up to this much (see [`min_receive_rate`](ServerBuilder::min_receive_rate)).
     pub fn stall_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.stall_timeout = timeout;
+        self
+    }
+
+    /// The slowest rate, in bytes per second, at which a peer may send frames that are under
+    /// way without using up the [stall timeout](ServerBuilder::stall_timeout) (default
+    /// [`DEFAULT_MIN_RECEIVE_RATE`]; 0 acts as 1).
+    ///
+    /// The stall timeout is an allowance: time the handler spends waiting in `recv` for the
+    /// rest of a frame is taken from it, every byte received adds `1 / rate` seconds back,
+    /// and it never holds more than the stall timeout. A peer whose frames arrive whole (the
+    /// normal case: small frames in one segment) or at least `rate` bytes per second never
+    /// runs out; a peer dripping bytes, even complete 5-byte frames at 1 byte per second,
+    /// does, and gets [`ServerError::StallTimeout`]. `None`: bytes earn nothing back, and the
+    /// allowance starts over with each frame (the stall timeout bounds each frame alone).
+    pub fn min_receive_rate(mut self, rate: Option<u32>) -> Self {
+        self.config.min_receive_rate = rate.map(|r| r.max(1));
         self
     }
 

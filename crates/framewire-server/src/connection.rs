@@ -22,7 +22,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::address::{Address, Transport};
-use crate::error::{ErrorKind, ServerError};
+use crate::error::ServerError;
 use crate::handle::{ServerHandle, ShutdownSignal};
 use crate::stats::bump;
 
@@ -53,7 +53,10 @@ use crate::stats::bump;
 ///   elsewhere is never timed out for its own slowness.
 /// * Stall timeout: once bytes of a frame have arrived and the handler waits in `recv` for
 ///   the rest, the frame must be finished within the stall timeout. Dripping one byte at a
-///   time does not reset it.
+///   time does not reset it. With a [minimum receive
+///   rate](crate::ServerBuilder::min_receive_rate) (the default) the stall timeout is an
+///   allowance across frames: waits inside frames use it up, bytes received earn it back at
+///   that rate, so a peer dripping complete small frames runs out too.
 /// * Write timeout: a flush that cannot write a single byte for this long fails.
 ///
 /// A timeout is an error from `recv`/`send`; it closes that direction and is counted in
@@ -142,7 +145,11 @@ pub struct Connection<S = ()> {
     recv_ended: bool,
     write_closed: bool,
     idle_since: Option<Instant>,
+    /// When the current wait inside an unfinished frame began.
     frame_since: Option<Instant>,
+    /// What is left of the stall allowance when less than the whole stall timeout (see
+    /// `account_stall`); `None`: all of it.
+    stall_left: Option<Duration>,
     write_since: Option<Instant>,
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
@@ -301,6 +308,7 @@ impl<S> Connection<S> {
             write_closed: false,
             idle_since: None,
             frame_since: None,
+            stall_left: None,
             write_since: None,
             read_timer: None,
             write_timer: None,
@@ -985,6 +993,9 @@ impl<S> Connection<S> {
                 Poll::Ready(Ok(0)) => self.eof = true,
                 Poll::Ready(Ok(n)) => {
                     bump(&self.server.shared.counters.bytes_in, n as u64);
+                    if self.frame_since.is_some() || self.stall_left.is_some() {
+                        self.account_stall(n);
+                    }
                     if n == room {
                         // The peer sends faster than we read: larger reads, fewer calls.
                         let max = MAX_READ_SIZE.max(self.server.shared.config.read_buffer_size);
@@ -1067,7 +1078,7 @@ impl<S> Connection<S> {
                 stall_ms: millis(t),
                 buffered: self.rbuf.len(),
             };
-            (since + t, err)
+            (since + self.stall_left.unwrap_or(t), err)
         };
         ready!(poll_deadline(&mut self.read_timer, deadline, cx));
         if matches!(err, ServerError::IdleTimeout { .. }) {
@@ -1076,6 +1087,25 @@ impl<S> Connection<S> {
             self.ack_go_away(GoAwayReason::Idle, cx);
         }
         Poll::Ready(Err(self.read_failed(err)))
+    }
+
+    /// Bytes arrived: with a minimum receive rate, the wait inside a frame that just ended is
+    /// taken from the stall allowance and the bytes earn time back (see
+    /// [`ServerBuilder::min_receive_rate`](crate::ServerBuilder::min_receive_rate)). Without
+    /// one, the wait goes on until the frame is complete (the stall timeout bounds each frame).
+    #[inline(never)]
+    fn account_stall(&mut self, received: usize) {
+        let config = &self.server.shared.config;
+        let (Some(full), Some(rate)) = (config.stall_timeout, config.min_receive_rate) else {
+            return;
+        };
+        let mut left = self.stall_left.unwrap_or(full);
+        if let Some(since) = self.frame_since.take() {
+            left = left.saturating_sub(since.elapsed());
+        }
+        let earned_ns = (received as u64).saturating_mul(1_000_000_000) / u64::from(rate);
+        left = left.saturating_add(Duration::from_nanos(earned_ns));
+        self.stall_left = (left < full).then_some(left);
     }
 
     fn read_failed(&mut self, err: ServerError) -> ServerError {
@@ -1099,12 +1129,11 @@ impl<S> Connection<S> {
         err
     }
 
+    /// Counts the error; logs it at DEBUG only: the handler returns it (or decides it is
+    /// harmless), and the server logs a handler's error once, at WARN, with the peer.
     fn count_and_log(&self, err: &ServerError, what: &str) {
         self.server.shared.counters.count_error(err.kind());
-        match err.kind() {
-            ErrorKind::Io => tracing::info!(error = %err, "{what} failed"),
-            _ => tracing::warn!(error = %err, "{what} failed"),
-        }
+        tracing::debug!(peer = %self.peer, error = %err, "{what} failed");
     }
 
     fn closed_for_sending() -> ServerError {

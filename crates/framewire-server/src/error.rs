@@ -52,10 +52,12 @@ pub enum ServerError {
         /// The configured idle timeout, in milliseconds.
         idle_ms: u64,
     },
-    /// A frame was begun but not finished within the configured stall timeout (a slowloris
-    /// peer, or one that died mid-frame without closing).
+    /// The peer kept the handler waiting inside unfinished frames for longer than the stall
+    /// timeout allows (a slowloris peer, one dripping bytes below the minimum receive rate, or
+    /// one that died mid-frame without closing); see
+    /// [`ServerBuilder::min_receive_rate`](crate::ServerBuilder::min_receive_rate).
     #[error(
-        "stall timeout: a frame begun {stall_ms} ms ago is still unfinished ({buffered} bytes buffered)"
+        "stall timeout: the peer used up the stall allowance of {stall_ms} ms waiting inside unfinished frames ({buffered} bytes of the current frame buffered)"
     )]
     StallTimeout {
         /// The configured stall timeout, in milliseconds.

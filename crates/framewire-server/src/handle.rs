@@ -13,6 +13,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use crate::address::Address;
 use crate::config::Config;
 use crate::stats::{Counters, Stats};
+use crate::warn::WarnLimit;
 
 /// What every connection of one server shares.
 pub(crate) struct Shared<S> {
@@ -23,6 +24,8 @@ pub(crate) struct Shared<S> {
     pub(crate) shutdown: CancellationToken,
     pub(crate) stopped: CancellationToken,
     pub(crate) per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Rate limit of the warnings about connections.
+    pub(crate) warn_limit: WarnLimit,
     /// Set just before the handlers still running after the grace period are aborted: an
     /// aborted handler is not done with the messages it received (ack mode acknowledges
     /// nothing more from then on).

@@ -61,23 +61,30 @@ mod connection;
 mod error;
 mod handle;
 mod incoming;
+#[cfg(feature = "metrics")]
+mod metrics_export;
 mod proxy;
 mod server;
 mod signal;
 mod stats;
 #[cfg(feature = "tls")]
 mod tls;
+mod warn;
 
 pub use address::{Address, Transport};
 pub use config::{
     AtCapacity, ServerBuilder, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, DEFAULT_BACKLOG,
-    DEFAULT_GRACE_PERIOD, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_BUFFER_SIZE, DEFAULT_STALL_TIMEOUT,
-    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_WRITE_BUFFER_LIMIT, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_GRACE_PERIOD, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MIN_RECEIVE_RATE, DEFAULT_READ_BUFFER_SIZE,
+    DEFAULT_STALL_TIMEOUT, DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_WRITE_BUFFER_LIMIT,
+    DEFAULT_WRITE_TIMEOUT,
 };
 pub use connection::Connection;
 pub use error::{ErrorKind, ServerError};
 pub use handle::{ServerHandle, ShutdownSignal};
 pub use incoming::Incoming;
+#[cfg(feature = "metrics")]
+pub use metrics_export::METRICS_INTERVAL;
 pub use proxy::{
     IpNet, ProxyError, ProxyProtocol, DEFAULT_PROXY_HEADER_MAX_LEN, DEFAULT_PROXY_HEADER_TIMEOUT,
     MIN_PROXY_HEADER_MAX_LEN,

@@ -26,6 +26,7 @@ use crate::connection::Connection;
 use crate::handle::{ServerHandle, Shared};
 use crate::proxy::{read_header, Front, ProxyError};
 use crate::stats::{bump, Counters, Stats};
+use crate::warn::WarnLimit;
 use crate::ServerError;
 
 /// What a connection handler does: socketserver's `BaseRequestHandler.handle()`.
@@ -237,19 +238,26 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
+/// Runs the handler on `conn`. Its error, if any, is the one WARN line about the connection,
+/// with the peer's address in it (the connection itself logs its errors at DEBUG only), and
+/// goes through the server's [`WarnLimit`](crate::warn::WarnLimit).
 async fn run_connection<S, H: Handler<S>>(handler: Arc<H>, conn: Connection<S>, slot: Slot<S>) {
-    let counters = &slot.shared.counters;
+    let peer = conn.peer_addr().clone();
+    let shared = &slot.shared;
     match AssertUnwindSafe(handler.handle(conn)).catch_unwind().await {
         Ok(output) => match output.into_result() {
             Ok(()) => tracing::debug!("connection closed"),
             Err(e) => {
-                bump(&counters.err_handler, 1);
-                tracing::warn!(error = %e, "handler failed");
+                bump(&shared.counters.err_handler, 1);
+                if shared.warn_limit.allow() {
+                    tracing::warn!(%peer, error = %e, "handler failed");
+                }
             }
         },
         Err(payload) => {
-            bump(&counters.err_panic, 1);
-            tracing::error!(panic = panic_message(payload.as_ref()), "handler panicked");
+            bump(&shared.counters.err_panic, 1);
+            let panic = panic_message(payload.as_ref());
+            tracing::error!(%peer, panic, "handler panicked");
         }
     }
     drop(slot);
@@ -281,7 +289,9 @@ async fn tls_then_run<S, H, T>(
                 if e.is_proxy_refusal() {
                     // A direct client that sent a PROXY header: the sniffer refused it.
                     bump(&shared.counters.err_proxy, 1);
-                    tracing::warn!(error = %e, "PROXY header refused; closing");
+                    if shared.warn_limit.allow() {
+                        tracing::warn!(%peer, error = %e, "PROXY header refused; closing");
+                    }
                 } else {
                     shared.counters.count_error(e.kind());
                     tracing::info!(error = %e, "TLS handshake failed; connection closed");
@@ -322,6 +332,7 @@ where
                 shutdown: CancellationToken::new(),
                 stopped: CancellationToken::new(),
                 per_ip: Mutex::new(HashMap::new()),
+                warn_limit: WarnLimit::default(),
                 aborting: std::sync::atomic::AtomicBool::new(false),
             }),
         }
@@ -381,6 +392,10 @@ where
         tokio::pin!(pause, signal);
         let mut paused = false;
         tracing::info!(addr = %shared.local_addr, "listening");
+        #[cfg(feature = "metrics")]
+        let metrics = tokio::spawn(crate::metrics_export::publish_every_interval(Arc::clone(
+            &shared,
+        )));
 
         loop {
             let may_accept = !paused && (!wait_at_cap || held.is_some());
@@ -477,11 +492,13 @@ where
                     }
                     Err(e) => {
                         bump(&shared.counters.err_accept, 1);
-                        tracing::warn!(
-                            error = %e,
-                            backoff_ms = backoff.as_millis() as u64,
-                            "accept failed; backing off",
-                        );
+                        if shared.warn_limit.allow() {
+                            tracing::warn!(
+                                error = %e,
+                                backoff_ms = backoff.as_millis() as u64,
+                                "accept failed; backing off",
+                            );
+                        }
                         pause.as_mut().reset(Instant::now() + backoff);
                         paused = true;
                         backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
@@ -529,7 +546,18 @@ where
                 "aborted connections still running after the grace period",
             );
         }
+        shared.warn_limit.flush();
         tracing::info!(finished, aborted, "server stopped");
+        #[cfg(feature = "metrics")]
+        {
+            // Stopped first, so that no older snapshot lands after the last one.
+            metrics.abort();
+            let _ = metrics.await;
+            crate::metrics_export::publish(
+                &shared.counters.snapshot(),
+                &shared.local_addr.to_string(),
+            );
+        }
         shared.stopped.cancel();
         ShutdownReport {
             finished,
@@ -576,7 +604,9 @@ async fn run_proxied<S, H, T>(
         Ok(read) => read,
         Err(e) => {
             bump(&shared.counters.err_proxy, 1);
-            tracing::warn!(error = %e, "PROXY header refused; closing");
+            if shared.warn_limit.allow() {
+                tracing::warn!(%balancer, error = %e, "PROXY header refused; closing");
+            }
             return;
         }
     };

@@ -31,7 +31,7 @@ use std::alloc::System;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,7 +40,7 @@ use framewire_codec::ack::{AckFrame, Hello};
 use framewire_codec::DEFAULT_MAX_FRAME_LEN;
 use framewire_server::{
     AtCapacity, Connection, ErrorKind, Server, ServerError, ServerHandle, Stats,
-    DEFAULT_WRITE_BUFFER_LIMIT,
+    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_WRITE_BUFFER_LIMIT,
 };
 use futures::SinkExt;
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -51,18 +51,22 @@ use tokio::task::JoinSet;
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// One test at a time: the memory figures are per process.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Runs `body` alone (see [`SERIAL`]) on a fresh two-worker runtime, within the test timeout.
+/// Runs `body` alone (the memory figures are per process) on a fresh runtime.
 fn run<F: Future<Output = ()>>(body: F) {
+    run_alone(body);
+}
+
+/// As [`run_on_one_thread`], with tokio's clock paused: timers fire as soon as every task
+/// waits, so the shipped timeouts (a minute) run in virtual time. Sockets are real: before
+/// moving the clock, the runtime takes in what the loopback sockets already hold.
+fn run_paused<F: Future<Output = ()>>(body: F) {
     let _alone = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .start_paused(true)
         .build()
         .unwrap();
-    rt.block_on(within(body));
+    rt.block_on(body);
 }
 
 /// As [`run`], on a current-thread runtime: every task takes its turns on one thread, so how
@@ -194,6 +198,15 @@ async fn raw(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// A raw connection from the loopback address `source` (any 127.x address).
+async fn raw_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    let s = socket.connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
 /// Reads (and discards) until the server closes the connection: end of stream or reset.
 /// Bounded by the test timeout.
 async fn server_closes(s: &mut TcpStream) {
@@ -280,8 +293,11 @@ fn header_only_flood_costs_bytes_received_not_bytes_announced() {
     const FLOOD: usize = 400;
     run(async {
         // No stall timeout: the attackers stay until they leave (the slowloris test shows the
-        // timeout ending such connections).
-        let server = spawn(Server::builder().stall_timeout(None), echo).await;
+        // timeout ending such connections). No per-IP cap: all 400 come from 127.0.0.1.
+        let builder = Server::builder()
+            .stall_timeout(None)
+            .max_connections_per_ip(None);
+        let server = spawn(builder, echo).await;
         let witness = Witness::plain(server.addr).await;
         witness.progress(10).await;
         let mut attackers = Vec::with_capacity(FLOOD);
@@ -602,23 +618,24 @@ fn a_peer_that_never_reads_is_ended_by_the_write_timeout() {
     });
 }
 
-/// A connection flood beyond `max_connections` with [`AtCapacity::Refuse`]: the excess is
-/// accepted and closed at once, counted, and the witness (already connected) carries on.
+/// A connection flood beyond `max_connections` with the default [`AtCapacity::Refuse`]: the
+/// excess is accepted and closed at once, counted, and the witness (already connected)
+/// carries on. The flood comes from 10 addresses (127.0.1.1-10, 20 each), under the default
+/// per-IP cap.
 #[test]
 fn connection_flood_at_capacity_refuse() {
     const CAP: usize = 20;
     const FLOOD: usize = 200;
     run(async {
-        let builder = Server::builder()
-            .max_connections(CAP)
-            .at_capacity(AtCapacity::Refuse);
+        let builder = Server::builder().max_connections(CAP);
         let server = spawn(builder, echo).await;
         let witness = Witness::plain(server.addr).await;
         witness.progress(10).await;
         let base = Mem::settled().await;
         let mut flood = Vec::with_capacity(FLOOD);
         for i in 0..FLOOD {
-            flood.push(raw(server.addr).await);
+            let source = std::net::Ipv4Addr::new(127, 0, 1, 1 + (i / 20) as u8);
+            flood.push(raw_from(source.into(), server.addr).await);
             if i % 20 == 19 {
                 witness.progress(1).await;
             }
@@ -673,6 +690,8 @@ fn connection_flood_at_capacity_wait() {
     run(async {
         let builder = Server::builder()
             .max_connections(CAP)
+            .at_capacity(AtCapacity::Wait)
+            .max_connections_per_ip(None)
             .idle_timeout(Duration::from_millis(300));
         let server = spawn(builder, echo).await;
         let witness = Witness::plain(server.addr).await;
@@ -1004,5 +1023,121 @@ fn zero_length_flood_does_not_starve_a_well_behaved_client() {
             worst <= BOUND,
             "a round trip waited for {worst} flood frames (bound {BOUND})"
         );
+    });
+}
+
+/// The open-files soft limit of this process (`/proc/self/limits`), if it can be read.
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The shipped defaults against an idle flood from one address: 10,000 connections from
+/// 127.0.0.1 that send nothing (fewer if the open-files limit is lower: the test process holds
+/// the client ends too). The default per-IP cap admits 64 of them and refuses the rest at
+/// once; a newcomer from 127.0.0.2 is served, and one more from 127.0.0.1 is refused at once
+/// (end of stream, not silence).
+#[test]
+fn defaults_an_idle_flood_from_one_address_does_not_lock_out_a_newcomer() {
+    const WANTED: usize = 10_000;
+    // Room for the server's ends of the admitted connections and the test's own descriptors.
+    let flood = open_files_limit().map_or(WANTED, |limit| WANTED.min(limit.saturating_sub(1_000)));
+    assert!(
+        flood > 2 * DEFAULT_MAX_CONNECTIONS_PER_IP,
+        "open-files limit too low: {flood}"
+    );
+    run(async move {
+        let server = spawn(Server::builder(), echo).await;
+        let addr = server.addr;
+        let one = std::net::IpAddr::from([127, 0, 0, 1]);
+        let mut idle = Vec::with_capacity(flood);
+        let mut connecting = JoinSet::new();
+        // 64 connects at a time: well below the listen backlog, so no SYN is dropped.
+        for i in 0..flood {
+            if connecting.len() >= 64 {
+                idle.push(connecting.join_next().await.unwrap().unwrap());
+            }
+            connecting.spawn(raw_from(one, addr));
+            if i % 1000 == 999 {
+                tokio::task::yield_now().await;
+            }
+        }
+        while let Some(s) = connecting.join_next().await {
+            idle.push(s.unwrap());
+        }
+        let refused = (flood - DEFAULT_MAX_CONNECTIONS_PER_IP) as u64;
+        let stats = wait_for(&server.handle, |s| s.refused_per_ip == refused).await;
+        assert_eq!(stats.accepted, DEFAULT_MAX_CONNECTIONS_PER_IP as u64);
+        assert_eq!(stats.active, DEFAULT_MAX_CONNECTIONS_PER_IP as u64);
+        // A newcomer from another address is served.
+        let mut newcomer = client_from([127, 0, 0, 2].into(), addr).await;
+        newcomer.send(Bytes::from_static(b"hello")).await.unwrap();
+        assert_eq!(
+            next_frame(&mut newcomer).await.as_deref(),
+            Some(&b"hello"[..])
+        );
+        // One more from the flooding address gets a prompt refusal: end of stream.
+        let mut late = client_from(one, addr).await;
+        assert!(closed_by_server(&mut late).await);
+        let stats = server.handle.stats();
+        println!(
+            "defaults, idle flood: {flood} connections from 127.0.0.1 (wanted {WANTED}): {} admitted, {} refused at once; a newcomer from 127.0.0.2 was served",
+            DEFAULT_MAX_CONNECTIONS_PER_IP, stats.refused_per_ip
+        );
+        assert_eq!(stats.refused_per_ip, refused + 1);
+        drop(idle);
+        server.stop().await;
+    });
+}
+
+/// The shipped defaults against drips, in virtual time: a peer sending complete 5-byte frames
+/// (header + 1 byte) at 1 byte per second gets each frame echoed, yet spends 4 s of every 5
+/// inside a frame, below the default minimum receive rate; it runs out of the 30 s stall
+/// allowance after about 7 frames and is closed with a stall timeout. A silent peer is closed
+/// by the default idle timeout. (Without the minimum rate the dripping peer was never
+/// closed: each frame alone finishes well within the stall timeout.)
+#[test]
+fn defaults_close_a_peer_dripping_complete_frames_and_a_silent_one() {
+    run_paused(async {
+        let server = spawn(Server::builder(), echo).await;
+        let mut silent = raw(server.addr).await;
+        let mut dripper = raw(server.addr).await;
+        let frame = [0, 0, 0, 1, b'x'];
+        let mut echoed = 0u64;
+        let mut buf = [0u8; 64];
+        let mut pending = 0usize;
+        // Bounded: 60 frames would be 300 s of dripping; the server closes it long before.
+        'drip: for _ in 0..60 {
+            for &byte in &frame {
+                if dripper.write_all(&[byte]).await.is_err() {
+                    break 'drip;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Count the echoes that arrived meanwhile; stop at end of stream or reset.
+                loop {
+                    match tokio::time::timeout(Duration::ZERO, dripper.read(&mut buf)).await {
+                        Err(_) => break,
+                        Ok(Ok(0)) | Ok(Err(_)) => break 'drip,
+                        Ok(Ok(n)) => {
+                            pending += n;
+                            echoed += (pending / frame.len()) as u64;
+                            pending %= frame.len();
+                        }
+                    }
+                }
+            }
+        }
+        wait_for(&server.handle, |s| s.errors.stall_timeout == 1).await;
+        println!("defaults, dripping complete 5-byte frames at 1 byte/s: closed by the stall allowance after {echoed} frames echoed");
+        assert!(
+            (5..=9).contains(&echoed),
+            "{echoed} frames echoed before the close"
+        );
+        server_closes(&mut silent).await;
+        let stats = wait_for(&server.handle, |s| s.errors.idle_timeout == 1).await;
+        assert_eq!(stats.errors.stall_timeout, 1, "{stats:?}");
+        assert_eq!(stats.frames_in, echoed, "{stats:?}");
+        server.stop().await;
     });
 }

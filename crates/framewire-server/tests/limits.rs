@@ -22,7 +22,9 @@ const SILENCE: Duration = Duration::from_millis(300);
 #[tokio::test]
 async fn at_capacity_wait_holds_new_peers_until_a_slot_frees() {
     within(async {
-        let builder = Server::builder().max_connections(2);
+        let builder = Server::builder()
+            .max_connections(2)
+            .at_capacity(AtCapacity::Wait);
         let server = spawn(builder, greet_then_echo).await;
         let mut a = client(server.addr).await;
         let mut b = client(server.addr).await;

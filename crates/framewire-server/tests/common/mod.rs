@@ -2,6 +2,8 @@
 //! every wait.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod tls;
+
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -24,6 +26,23 @@ pub async fn within<F: Future>(fut: F) -> F::Output {
     tokio::time::timeout(TEST_TIMEOUT, fut)
         .await
         .expect("test timed out")
+}
+
+/// One test at a time, for suites whose memory figures are per process.
+pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `body` alone (holding [`SERIAL`]) on a fresh two-worker runtime, within the test
+/// timeout.
+pub fn run_alone<F: Future<Output = ()>>(body: F) {
+    let _alone = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(within(body));
 }
 
 /// A server running in a background task.
@@ -79,6 +98,22 @@ pub async fn client_from(source: IpAddr, addr: SocketAddr) -> Client {
         .expect("bind source");
     let stream = socket.connect(addr).await.expect("connect");
     FrameCodec::new().framed(stream)
+}
+
+/// A raw framed client over TLS, expecting the server's certificate to be valid for
+/// `localhost`. Panics if the handshake fails.
+pub async fn tls_client(
+    addr: SocketAddr,
+    config: rustls::ClientConfig,
+) -> Framed<tokio_rustls::client::TlsStream<TcpStream>, FrameCodec> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a server name");
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, stream)
+        .await
+        .expect("TLS handshake");
+    FrameCodec::new().framed(tls)
 }
 
 /// The next frame, or `None` on end of stream or a connection error (reset).
@@ -148,6 +183,22 @@ const WITNESS_MAX_ROUNDS: u64 = 1_000_000;
 enum WitnessClient {
     Plain(Client),
     Ack(Box<framewire_codec::ack::AckFramed<TcpStream>>),
+    Tls(Box<Framed<tokio_rustls::client::TlsStream<TcpStream>, FrameCodec>>),
+}
+
+/// Sends `frame` on a plain-mode framed stream and returns the next frame.
+async fn plain_round<T>(
+    c: &mut Framed<T, FrameCodec>,
+    frame: Bytes,
+) -> Option<Result<Bytes, String>>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures::SinkExt;
+    if let Err(e) = c.send(frame).await {
+        return Some(Err(format!("send: {e}")));
+    }
+    c.next().await.map(|r| r.map_err(|e| e.to_string()))
 }
 
 impl WitnessClient {
@@ -155,12 +206,8 @@ impl WitnessClient {
     async fn round(&mut self, frame: Bytes) -> Result<(), String> {
         use futures::SinkExt;
         let echo = match self {
-            WitnessClient::Plain(c) => {
-                c.send(frame.clone())
-                    .await
-                    .map_err(|e| format!("send: {e}"))?;
-                c.next().await.map(|r| r.map_err(|e| e.to_string()))
-            }
+            WitnessClient::Plain(c) => plain_round(c, frame.clone()).await,
+            WitnessClient::Tls(c) => plain_round(c, frame.clone()).await,
             WitnessClient::Ack(c) => {
                 c.send(frame.clone())
                     .await
@@ -187,6 +234,12 @@ impl Witness {
     /// Starts a plain-mode witness against an echo server at `addr`.
     pub async fn plain(addr: SocketAddr) -> Witness {
         Witness::start(WitnessClient::Plain(client(addr).await))
+    }
+
+    /// Starts a plain-mode witness over TLS (server name `localhost`) against a TLS echo
+    /// server at `addr`.
+    pub async fn tls(addr: SocketAddr, config: rustls::ClientConfig) -> Witness {
+        Witness::start(WitnessClient::Tls(Box::new(tls_client(addr, config).await)))
     }
 
     /// Starts an ack-mode witness (window `window`) against an ack-mode echo server.
