@@ -558,6 +558,10 @@ impl Driver {
                             if let Some(w) = self.shared.inbox().recv_waker.take() {
                                 w.wake();
                             }
+                            // No new connection (and no new window of the peer's messages)
+                            // until `recv` took these: what the client buffers unread stays
+                            // within one window, however often the peer goes away.
+                            poll_fn(|cx| self.poll_carry_taken(cx)).await;
                         }
                     }
                     tracing::info!(
@@ -738,6 +742,30 @@ impl Driver {
                 self.tracked.len()
             )),
             _ => Poll::Pending,
+        }
+    }
+
+    /// Ready once `recv` has taken every carried message, or the receiving half is gone (the
+    /// carried messages are then dropped: nobody will take them).
+    fn poll_carry_taken(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        {
+            let mut inbox = self.shared.inbox();
+            if !inbox.receiver_dropped {
+                match &inbox.driver_waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => inbox.driver_waker = Some(cx.waker().clone()),
+                }
+            }
+            if inbox.receiver_dropped {
+                drop(inbox);
+                self.shared.carry().clear();
+                return Poll::Ready(());
+            }
+        }
+        if self.shared.carry().is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 
@@ -1647,8 +1675,18 @@ impl AckReceiver {
                 _ => inbox.recv_waker = Some(cx.waker().clone()),
             }
         }
-        if let Some(d) = self.shared.carry().pop_front() {
+        let carried = {
+            let mut carry = self.shared.carry();
+            carry.pop_front().map(|d| (d, carry.is_empty()))
+        };
+        if let Some((d, now_empty)) = carried {
             self.shared.received.fetch_add(1, Ordering::Relaxed);
+            if now_empty {
+                // The driver waits for this before reconnecting.
+                if let Some(w) = self.shared.inbox().driver_waker.take() {
+                    w.wake();
+                }
+            }
             return Poll::Ready(Ok(Some(d)));
         }
         let mut slot = self.shared.slot();
