@@ -9,7 +9,7 @@
 # `loadgen` client runs pinned to core 1 (taskset), so each side has one core to itself:
 #   * one-way stream, one connection, client and sink server of the same implementation
 #     ("both ends"), for 16 B, 64 B, 1 KiB and 64 KiB payloads;
-#   * pipelined echo, 64 connections x 16 frames in flight, 64 B payloads, each echo server
+#   * pipelined echo, 64 connections x 16 frames in flight, 64 B payloads (PIPE_SIZES), each echo server
 #     driven once by its own client (SERVER_ONLY servers: the baseline client) and once by the
 #     raw client (so the server is what is measured);
 #   * ack mode vs plain mode: one-way stream, 64 B (ACK_SIZE), the framewire client and server
@@ -39,7 +39,10 @@ SIZES=(${SIZES:-16 64 1024 65536})
 DURATION=${DURATION:-1s}
 PIPE_CONNS=${PIPE_CONNS:-64}
 PIPE_DEPTH=${PIPE_DEPTH:-16}
-PIPE_SIZE=${PIPE_SIZE:-64}
+# Payload sizes of the pipelined echo (one table row set per size).
+PIPE_SIZES=(${PIPE_SIZES:-${PIPE_SIZE:-64}})
+# STREAM=0 skips the one-way stream section (e.g. to measure only the pipelined echo).
+STREAM=${STREAM:-1}
 # Every cell runs ROUNDS times, rounds interleaved; report.py takes the median.
 ROUNDS=${ROUNDS:-5}
 # Ack-mode windows (each both the client's and the server's --window), frame size, and the two
@@ -66,6 +69,7 @@ rm -f "$OUT.csv"
 for round in $(seq "$ROUNDS"); do
     echo "round $round of $ROUNDS" >&2
     for impl in "${IMPLS[@]}"; do
+        ((STREAM)) || break
         start_server "$impl" sink
         for size in "${SIZES[@]}"; do
             echo "stream   server=$impl client=$impl size=$size" >&2
@@ -78,9 +82,11 @@ for round in $(seq "$ROUNDS"); do
         if [[ " ${IMPLS[*]} " == *" $impl "* ]]; then clients=("$impl"); else clients=("$BASELINE"); fi
         if [[ "$impl" != "$PHYSICAL" ]]; then clients+=("$PHYSICAL"); fi
         for cl in "${clients[@]}"; do
-            echo "pipeline server=$impl client=$cl ${PIPE_CONNS}x${PIPE_DEPTH} size=$PIPE_SIZE" >&2
-            client pipeline --addr "$ADDR" --client "$cl" --size "$PIPE_SIZE" \
-                --conns "$PIPE_CONNS" --depth "$PIPE_DEPTH" --label "$impl"
+            for size in "${PIPE_SIZES[@]}"; do
+                echo "pipeline server=$impl client=$cl ${PIPE_CONNS}x${PIPE_DEPTH} size=$size" >&2
+                client pipeline --addr "$ADDR" --client "$cl" --size "$size" \
+                    --conns "$PIPE_CONNS" --depth "$PIPE_DEPTH" --label "$impl"
+            done
         done
         stop_server
     done
@@ -104,7 +110,7 @@ done
 
 {
     echo "# framewire side-by-side run, $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "# command: IMPLS=\"${IMPLS[*]}\" SERVER_ONLY=\"${SERVER_ONLY[*]}\" ACK_WINDOWS=\"${ACK_WINDOWS[*]}\" DURATION=$DURATION ROUNDS=$ROUNDS bench/compare.sh (median of $ROUNDS rounds per cell)"
+    echo "# command: IMPLS=\"${IMPLS[*]}\" PIPE_SIZES=\"${PIPE_SIZES[*]}\" STREAM=$STREAM SERVER_ONLY=\"${SERVER_ONLY[*]}\" ACK_WINDOWS=\"${ACK_WINDOWS[*]}\" DURATION=$DURATION ROUNDS=$ROUNDS bench/compare.sh (median of $ROUNDS rounds per cell)"
     echo "$LOAD_BEFORE"
     python3 bench/report.py table "$OUT.csv" --baseline "$BASELINE" --physical "$PHYSICAL" \
         --plain "$PLAIN" --ack "$ACK"

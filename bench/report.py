@@ -179,9 +179,16 @@ def stream_table(rows, baseline, physical):
 
 
 def pipeline_table(rows, baseline, physical):
+    """One table per payload size of the pipelined echo."""
     pipe = [r for r in rows if r["mode"] == "pipeline" and not is_ack(r)]
-    if not pipe:
-        return ""
+    sizes = sorted({int(r["frame_size"]) for r in pipe})
+    return "\n\n".join(
+        pipeline_size_table([r for r in pipe if int(r["frame_size"]) == size], baseline, physical)
+        for size in sizes
+    )
+
+
+def pipeline_size_table(pipe, baseline, physical):
     first = pipe[0]
     out = [["server", "client", "replies/s", "p50 us", "p99 us",
             f"x {baseline} server", f"x {physical} server", "runs", "spread",

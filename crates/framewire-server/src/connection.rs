@@ -260,17 +260,30 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Arms (or re-arms) `timer` for `deadline` and polls it.
+/// Polls `timer` for `deadline`, arming it on first use.
+///
+/// The deadline moves later with every frame (idle clock) or write (write clock), so
+/// re-arming the timer each time would cost a timer-wheel update per read. Instead, as Netty's
+/// `IdleStateHandler` does, a timer armed for an earlier deadline is left alone: when it
+/// fires, it is moved to the current deadline and polled again. Only a deadline earlier than
+/// the armed one re-arms at once.
 fn poll_deadline(
     timer: &mut Option<Pin<Box<Sleep>>>,
     deadline: Instant,
     cx: &mut Context<'_>,
 ) -> Poll<()> {
     let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-    if timer.deadline() != deadline {
+    if timer.deadline() > deadline {
         timer.as_mut().reset(deadline);
     }
-    timer.as_mut().poll(cx)
+    loop {
+        ready!(timer.as_mut().poll(cx));
+        if timer.deadline() >= deadline {
+            return Poll::Ready(());
+        }
+        // Fired for an older deadline: the clock was restarted since.
+        timer.as_mut().reset(deadline);
+    }
 }
 
 impl<S> Connection<S> {
