@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run --release -p framewire-server --example compare -- memory 10000
 //! cargo run --release -p framewire-server --example compare -- throughput
+//! cargo run --release -p framewire-server --example compare -- tls
+//! cargo run --release -p framewire-server --example compare -- memory 10000 tls
 //! ```
 //!
 //! `memory N`: for each server kind it starts the server as a child process (this same binary), reads the
@@ -23,9 +25,21 @@
 //! all batch their flushes the same way, 4 connections each send
 //! 500,000 64-byte frames pipelined, then 4,000 64 KiB frames, and read every echo back; prints frames/s and
 //! MiB/s each way (median of 5 alternating rounds) and the ratio to the baseline.
+//!
+//! `tls`: the same over TLS, `framed-tls` (tokio-util `Framed` + `LengthDelimitedCodec` over
+//! tokio-rustls, the baseline) against `framewire-tls` (`ServerBuilder::tls`), with one rustls
+//! `ServerConfig` (ring provider, the certificate made at run time with rcgen and handed to
+//! the children as PEM files): pipelined echo as above, and a one-way stream (4 connections
+//! each send the frames, half-close, and the server answers with one frame carrying its
+//! count). Median of 5 alternating rounds, with the lowest and highest round.
+//!
+//! `memory N tls`: the memory measurement for `framed-tls` and `framewire-tls` (every
+//! connection does its TLS handshake and one echo, then sits idle).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -33,7 +47,7 @@ use framewire_codec::ack::AckFramed;
 use framewire_codec::FrameCodec;
 use framewire_server::{Connection, Server, ServerError};
 use futures::{SinkExt, StreamExt, TryStreamExt};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
@@ -44,32 +58,108 @@ const KINDS: [&str; 4] = [
     "framewire-ack",
 ];
 
+/// The TLS kinds: the baseline first.
+const TLS_KINDS: [&str; 2] = ["framed-tls", "framewire-tls"];
+
+/// A byte stream the parent holds or drives (TCP or TLS).
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// The TLS material of one run: a self-signed certificate for `localhost` (made with rcgen,
+/// never committed) as PEM files for the children, and the client side's connector.
+struct Tls {
+    dir: PathBuf,
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl Tls {
+    fn new() -> Result<Tls, Box<dyn std::error::Error>> {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+        let dir = std::env::temp_dir().join(format!("framewire-compare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("cert.pem"), made.cert.pem())?;
+        std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem())?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(made.cert.der().clone())?;
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Tls {
+            dir,
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        })
+    }
+
+    async fn connect(&self, stream: TcpStream) -> std::io::Result<Box<dyn Io>> {
+        let name =
+            rustls::pki_types::ServerName::try_from("localhost").map_err(std::io::Error::other)?;
+        Ok(Box::new(self.connector.connect(name, stream).await?))
+    }
+}
+
+impl Drop for Tls {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The one server config both TLS servers use, from the PEM files in `dir`.
+fn server_config(dir: &Path) -> Result<Arc<rustls::ServerConfig>, Box<dyn std::error::Error>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs =
+        CertificateDer::pem_file_iter(dir.join("cert.pem"))?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem"))?;
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(Arc::new(config))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") => {
+            // serve KIND [--sink] [--tls DIR]
             let kind = args.get(1).map(String::as_str).unwrap_or("framewire");
-            serve(kind).await
+            let sink = args.iter().any(|a| a == "--sink");
+            let tls = args
+                .iter()
+                .position(|a| a == "--tls")
+                .and_then(|i| args.get(i + 1))
+                .map(PathBuf::from);
+            serve(kind, sink, tls).await
         }
         Some("memory") => {
             let n = match args.get(1) {
                 Some(s) => s.parse()?,
                 None => 10_000,
             };
+            if args.get(2).map(String::as_str) == Some("tls") {
+                return memory_tls(n).await;
+            }
             memory(n).await
         }
         Some("throughput") => throughput().await,
+        Some("tls") => throughput_tls().await,
         Some("load") => {
             // compare load ADDR SIZE COUNT: the throughput client alone, against any server.
             let addr: SocketAddr = args.get(1).ok_or("load needs ADDR")?.parse()?;
             let size = args.get(2).map_or(Ok(64), |s| s.parse())?;
             let count = args.get(3).map_or(Ok(100_000), |s| s.parse())?;
-            let secs = run_load(addr, size, count).await?;
+            let secs = run_load(addr, size, count, None).await?;
             println!("{:.0} frames/s", (CONNS * count) as f64 / secs);
             Ok(())
         }
-        _ => Err("usage: compare memory [N] | compare throughput".into()),
+        _ => Err("usage: compare memory [N [tls]] | compare throughput | compare tls".into()),
     }
 }
 
@@ -81,7 +171,7 @@ async fn memory(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut results = Vec::new();
     for kind in KINDS {
-        let per_conn = measure(kind, n).await?;
+        let per_conn = measure(kind, n, None).await?;
         results.push((kind, per_conn));
     }
     let base = results[0].1;
@@ -91,20 +181,43 @@ async fn memory(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// `memory N tls`: idle TLS connections, the baseline first.
+async fn memory_tls(n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let tls = Tls::new()?;
+    println!("idle TLS connections: {n}");
+    println!(
+        "{:<24} {:>12} {:>12} {:>14}",
+        "server", "RSS before", "RSS after", "per connection"
+    );
+    let base = measure(TLS_KINDS[0], n, Some(&tls)).await?;
+    let per_conn = measure(TLS_KINDS[1], n, Some(&tls)).await?;
+    println!(
+        "{}: {:.2}x the {} baseline",
+        TLS_KINDS[1],
+        per_conn / base,
+        TLS_KINDS[0]
+    );
+    Ok(())
+}
+
 /// Runs one server kind in a child process and measures it.
-async fn measure(kind: &str, n: usize) -> Result<f64, Box<dyn std::error::Error>> {
-    let (mut child, pid, addr) = start_child(kind).await?;
+async fn measure(
+    kind: &str,
+    n: usize,
+    tls: Option<&Tls>,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let (mut child, pid, addr) = start_child(kind, false, tls).await?;
 
     // Warm up: one connection, so runtime threads and the first allocations exist.
     let ack = kind == "framewire-ack";
-    let mut warm = connect_and_ping(addr, 0, ack).await?;
+    let mut warm = connect_and_ping(addr, 0, ack, tls).await?;
     drop(warm.shutdown().await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = vm_rss_kib(pid)?;
 
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
-        conns.push(connect_and_ping(addr, i, ack).await?);
+        conns.push(connect_and_ping(addr, i, ack, tls).await?);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = vm_rss_kib(pid)?;
@@ -118,13 +231,21 @@ async fn measure(kind: &str, n: usize) -> Result<f64, Box<dyn std::error::Error>
     Ok(per_conn)
 }
 
-/// Starts `compare serve KIND` and reads the address it prints.
+/// Starts `compare serve KIND [--sink] [--tls DIR]` and reads the address it prints.
 async fn start_child(
     kind: &str,
+    sink: bool,
+    tls: Option<&Tls>,
 ) -> Result<(tokio::process::Child, u32, SocketAddr), Box<dyn std::error::Error>> {
     let mut child = tokio::process::Command::from({
         let mut c = Command::new(std::env::current_exe()?);
         c.args(["serve", kind]).stdout(Stdio::piped());
+        if sink {
+            c.arg("--sink");
+        }
+        if let Some(tls) = tls {
+            c.arg("--tls").arg(&tls.dir);
+        }
         c
     })
     .kill_on_drop(true)
@@ -148,8 +269,8 @@ async fn throughput() -> Result<(), Box<dyn std::error::Error>> {
         let mut rates: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..ROUNDS {
             for (k, kind) in THROUGHPUT_KINDS.into_iter().enumerate() {
-                let (mut child, _, addr) = start_child(kind).await?;
-                let secs = run_load(addr, size, count).await?;
+                let (mut child, _, addr) = start_child(kind, false, None).await?;
+                let secs = run_load(addr, size, count, None).await?;
                 child.kill().await?;
                 rates[k].push((CONNS * count) as f64 / secs);
             }
@@ -174,39 +295,164 @@ async fn throughput() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// `tls`: pipelined echo and one-way stream over TLS, `framed-tls` against `framewire-tls`.
+async fn throughput_tls() -> Result<(), Box<dyn std::error::Error>> {
+    let tls = Tls::new()?;
+    let cases = [(64usize, 500_000usize), (64 * 1024, 4_000)];
+    println!(
+        "TLS (rustls, ring, one ServerConfig), {CONNS} connections; median of {ROUNDS} alternating rounds [lowest - highest]"
+    );
+    for (what, sink) in [("pipelined echo", false), ("one-way stream", true)] {
+        for (size, count) in cases {
+            let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+            for _ in 0..ROUNDS {
+                for (k, kind) in TLS_KINDS.into_iter().enumerate() {
+                    let (mut child, _, addr) = start_child(kind, sink, Some(&tls)).await?;
+                    let secs = if sink {
+                        run_stream(addr, size, count, &tls).await?
+                    } else {
+                        run_load(addr, size, count, Some(&tls)).await?
+                    };
+                    child.kill().await?;
+                    rates[k].push((CONNS * count) as f64 / secs);
+                }
+            }
+            let mut medians = [0.0; 2];
+            for (k, kind) in TLS_KINDS.into_iter().enumerate() {
+                rates[k].sort_by(f64::total_cmp);
+                let rate = rates[k][ROUNDS / 2];
+                medians[k] = rate;
+                println!(
+                    "{what}, {kind:<14} {size:>6} B frames: {:>10.0} frames/s [{:.0} - {:.0}] {:>8.1} MiB/s",
+                    rate,
+                    rates[k][0],
+                    rates[k][ROUNDS - 1],
+                    rate * size as f64 / (1024.0 * 1024.0)
+                );
+            }
+            println!(
+                "{what} at {size} B: framewire-tls / framed-tls {:.2}x",
+                medians[1] / medians[0]
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Opens one load connection: TCP, or TLS over it.
+async fn open(addr: SocketAddr, tls: Option<&Tls>) -> std::io::Result<Box<dyn Io>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    match tls {
+        Some(tls) => tls.connect(stream).await,
+        None => Ok(Box::new(stream)),
+    }
+}
+
+/// A 64 KiB batch of frames of `size` bytes, how many frames it holds, and one frame's length.
+fn batches(size: usize) -> (Vec<u8>, usize, usize) {
+    let mut frame = vec![0xabu8; 4 + size];
+    frame[..4].copy_from_slice(&(size as u32).to_be_bytes());
+    let per_batch = (64 * 1024 / frame.len()).max(1);
+    (frame.repeat(per_batch), per_batch, frame.len())
+}
+
+async fn write_frames<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    size: usize,
+    count: usize,
+) -> std::io::Result<()> {
+    let (batch, per_batch, frame_len) = batches(size);
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(per_batch);
+        wr.write_all(&batch[..n * frame_len]).await?;
+        left -= n;
+    }
+    wr.flush().await
+}
+
 /// Each connection writes `count` frames of `size` bytes (in 64 KiB batches) while reading
 /// the echoes back; returns the seconds until every echo arrived.
-async fn run_load(addr: SocketAddr, size: usize, count: usize) -> std::io::Result<f64> {
+async fn run_load(
+    addr: SocketAddr,
+    size: usize,
+    count: usize,
+    tls: Option<&Tls>,
+) -> std::io::Result<f64> {
     let start = std::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..CONNS {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (mut rd, mut wr) = stream.into_split();
-        tasks.spawn(async move {
-            let mut frame = vec![0xabu8; 4 + size];
-            frame[..4].copy_from_slice(&(size as u32).to_be_bytes());
-            let per_batch = (64 * 1024 / frame.len()).max(1);
-            let batch: Vec<u8> = frame.repeat(per_batch);
-            let writer = tokio::spawn(async move {
-                let mut left = count;
-                while left > 0 {
-                    let n = left.min(per_batch);
-                    wr.write_all(&batch[..n * frame.len()]).await?;
-                    left -= n;
-                }
-                Ok::<_, std::io::Error>(wr)
-            });
-            let mut remaining = (count * (4 + size)) as u64;
-            let mut buf = vec![0u8; 256 * 1024];
-            while remaining > 0 {
-                let n = rd.read(&mut buf).await?;
-                if n == 0 {
-                    return Err(std::io::Error::other("server closed early"));
-                }
-                remaining = remaining.saturating_sub(n as u64);
+        // TCP splits into owned halves (no lock between them), TLS with `tokio::io::split`.
+        match tls {
+            None => {
+                let stream = TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                let (rd, wr) = stream.into_split();
+                tasks.spawn(echo_load(rd, wr, size, count));
             }
-            drop(writer.await.map_err(std::io::Error::other)??);
+            Some(_) => {
+                let (rd, wr) = tokio::io::split(open(addr, tls).await?);
+                tasks.spawn(echo_load(rd, wr, size, count));
+            }
+        }
+    }
+    while let Some(res) = tasks.join_next().await {
+        res.map_err(std::io::Error::other)??;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// One connection of [`run_load`]: a writer task sends, this task reads every echo back.
+async fn echo_load<R, W>(mut rd: R, mut wr: W, size: usize, count: usize) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let writer = tokio::spawn(async move {
+        write_frames(&mut wr, size, count).await?;
+        Ok::<_, std::io::Error>(wr)
+    });
+    let mut remaining = (count * (4 + size)) as u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    while remaining > 0 {
+        let n = rd.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("server closed early"));
+        }
+        remaining = remaining.saturating_sub(n as u64);
+    }
+    drop(writer.await.map_err(std::io::Error::other)??);
+    Ok(())
+}
+
+/// One-way stream: each connection writes `count` frames, half-closes, and reads the
+/// server's one reply frame (its count of frames received, 8 bytes big-endian); returns the
+/// seconds until every connection's count arrived (and matched).
+async fn run_stream(
+    addr: SocketAddr,
+    size: usize,
+    count: usize,
+    tls: &Tls,
+) -> std::io::Result<f64> {
+    let start = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CONNS {
+        let mut io = open(addr, Some(tls)).await?;
+        tasks.spawn(async move {
+            write_frames(&mut io, size, count).await?;
+            io.shutdown().await?;
+            let mut reply = Vec::new();
+            io.read_to_end(&mut reply).await?;
+            let counted = reply
+                .get(4..12)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes);
+            if counted != Some(count as u64) {
+                return Err(std::io::Error::other(format!(
+                    "server counted {counted:?}, sent {count}"
+                )));
+            }
             Ok(())
         });
     }
@@ -216,11 +462,26 @@ async fn run_load(addr: SocketAddr, size: usize, count: usize) -> std::io::Resul
     Ok(start.elapsed().as_secs_f64())
 }
 
-async fn connect_and_ping(addr: SocketAddr, i: usize, ack: bool) -> std::io::Result<TcpStream> {
+async fn connect_and_ping(
+    addr: SocketAddr,
+    i: usize,
+    ack: bool,
+    tls: Option<&Tls>,
+) -> std::io::Result<Box<dyn Io>> {
     let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % 8) as u8));
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source, 0))?;
-    let mut stream = socket.connect(addr).await?;
+    let stream = socket.connect(addr).await?;
+    let mut stream: Box<dyn Io> = match tls {
+        Some(tls) => tls.connect(stream).await?,
+        None => return ping(stream, ack).await,
+    };
+    ping_plain(&mut stream).await?;
+    Ok(stream)
+}
+
+/// TCP: in ack mode the HELLO exchange and one acknowledged round trip, else one echo.
+async fn ping(mut stream: TcpStream, ack: bool) -> std::io::Result<Box<dyn Io>> {
     if ack {
         // Ack mode: HELLO, one DATA (acknowledged by the server's handler taking it), its echo
         // (acknowledged by us taking it); then keep only the socket.
@@ -234,14 +495,21 @@ async fn connect_and_ping(addr: SocketAddr, i: usize, ack: bool) -> std::io::Res
             _ => return Err(std::io::Error::other("no echo")),
         }
         let (framed, _, _) = conn.into_parts();
-        return Ok(framed.into_inner());
+        return Ok(Box::new(framed.into_inner()));
     }
+    ping_plain(&mut stream).await?;
+    Ok(Box::new(stream))
+}
+
+/// One 16-byte frame and its echo.
+async fn ping_plain<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> std::io::Result<()> {
     let mut frame = [0u8; 20];
     frame[3] = 16;
     stream.write_all(&frame).await?;
+    stream.flush().await?;
     let mut echo = [0u8; 20];
     stream.read_exact(&mut echo).await?;
-    Ok(stream)
+    Ok(())
 }
 
 fn vm_rss_kib(pid: u32) -> std::io::Result<u64> {
@@ -261,16 +529,61 @@ async fn mirror(conn: Connection) -> Result<(), ServerError> {
     stream.forward(sink).await
 }
 
-async fn serve(kind: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// Counts frames until the peer closes, then answers with the count (8 bytes, big-endian).
+async fn sink(mut conn: Connection) -> Result<(), ServerError> {
+    let mut n = 0u64;
+    while conn.recv().await?.is_some() {
+        n += 1;
+    }
+    conn.send(n.to_be_bytes()).await?;
+    conn.close().await
+}
+
+/// The baseline over any stream: `Framed` + `LengthDelimitedCodec`, echo with `forward`, or
+/// sink (count, answer, close).
+async fn framed<T: AsyncRead + AsyncWrite + Unpin>(stream: T, sink_mode: bool) {
+    let framed = Framed::new(stream, LengthDelimitedCodec::new());
+    let (mut sink, mut stream) = framed.split();
+    if !sink_mode {
+        let _ = stream.map_ok(BytesMut::freeze).forward(sink).await;
+        return;
+    }
+    let mut n = 0u64;
+    while let Some(Ok(_)) = stream.next().await {
+        n += 1;
+    }
+    let _ = sink.send(Bytes::copy_from_slice(&n.to_be_bytes())).await;
+    let _ = sink.close().await;
+}
+
+async fn serve(
+    kind: &str,
+    sink_mode: bool,
+    tls: Option<PathBuf>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let config = match &tls {
+        Some(dir) => Some(server_config(dir)?),
+        None => None,
+    };
     match kind {
-        "framed" => {
+        "framed" | "framed-tls" => {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             println!("{}", listener.local_addr()?);
+            let acceptor = config.map(tokio_rustls::TlsAcceptor::from);
             loop {
                 let (stream, _) = listener.accept().await?;
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let (sink, stream) = Framed::new(stream, LengthDelimitedCodec::new()).split();
-                    let _ = stream.map_ok(BytesMut::freeze).forward(sink).await;
+                    match acceptor {
+                        Some(acceptor) => {
+                            // As the framewire server does on accept.
+                            let _ = stream.set_nodelay(true);
+                            if let Ok(tls) = acceptor.accept(stream).await {
+                                framed(tls, sink_mode).await;
+                            }
+                        }
+                        None => framed(stream, sink_mode).await,
+                    }
                 });
             }
         }
@@ -285,7 +598,7 @@ async fn serve(kind: &str) -> Result<(), Box<dyn std::error::Error>> {
                 });
             }
         }
-        "framewire" | "framewire-idle-timeout" | "framewire-ack" => {
+        "framewire" | "framewire-idle-timeout" | "framewire-ack" | "framewire-tls" => {
             let mut builder = Server::builder().max_connections(1_000_000);
             if kind == "framewire-idle-timeout" {
                 builder = builder.idle_timeout(Duration::from_secs(600));
@@ -293,9 +606,16 @@ async fn serve(kind: &str) -> Result<(), Box<dyn std::error::Error>> {
             if kind == "framewire-ack" {
                 builder = builder.ack_mode(64);
             }
+            if let Some(config) = config {
+                builder = builder.tls(config);
+            }
             let server = builder.bind("127.0.0.1:0").await?;
             println!("{}", server.local_addr());
-            server.serve(mirror).await;
+            if sink_mode {
+                server.serve(sink).await;
+            } else {
+                server.serve(mirror).await;
+            }
             Ok(())
         }
         other => Err(format!("unknown server kind {other}").into()),
