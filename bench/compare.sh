@@ -115,5 +115,7 @@ done
     python3 bench/report.py table "$OUT.csv" --baseline "$BASELINE" --physical "$PHYSICAL" \
         --plain "$PLAIN" --ack "$ACK"
 } | tee "$OUT.txt"
-python3 bench/report.py svg "$OUT.csv" "$OUT.svg" --title "One-way stream, one connection, $(nproc) cores, server and client pinned to separate cores"
-echo "wrote $OUT.csv $OUT.txt $OUT.svg" >&2
+if ((STREAM)); then
+    python3 bench/report.py svg "$OUT.csv" "$OUT.svg" --title "One-way stream, one connection, $(nproc) cores, server and client pinned to separate cores"
+fi
+echo "wrote $OUT.csv $OUT.txt$( ((STREAM)) && echo " $OUT.svg")" >&2
