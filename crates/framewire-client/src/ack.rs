@@ -240,6 +240,18 @@ struct Shared {
     max_payload: AtomicUsize,
     /// Notified when the window gains room or the client stops.
     room: Notify,
+    /// Messages accepted by `send` and not yet taken by the driver, in id order.
+    outq: Mutex<VecDeque<SendCmd>>,
+    /// Every id up to this one is settled (acknowledged, or refused): the receipts'
+    /// watermark.
+    acked_id: AtomicU64,
+    /// Receipts waiting for the watermark to move (woken, and emptied, at each move).
+    receipt_wakers: Mutex<Vec<Waker>>,
+    /// Ids refused as too long by the peer of the time, with the payload length and limit.
+    refused: Mutex<Vec<(u64, usize, usize)>>,
+    /// Mirrors `Inbox::stopping` (set under `next_id` with it), so that `send` checks it
+    /// without taking the inbox lock.
+    stopping: std::sync::atomic::AtomicBool,
     /// `true` while the receiving half waits in `recv` (for the deadlock check).
     receiving: std::sync::atomic::AtomicBool,
     /// Where the driver and the receiving half register before polling the connection.
@@ -268,6 +280,11 @@ impl Default for Shared {
             max_payload: AtomicUsize::default(),
             room: Notify::new(),
             receiving: std::sync::atomic::AtomicBool::new(false),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            outq: Mutex::default(),
+            acked_id: AtomicU64::default(),
+            receipt_wakers: Mutex::default(),
+            refused: Mutex::default(),
             io_waker: Waker::from(Arc::clone(&io)),
             io,
         }
@@ -282,6 +299,23 @@ impl Shared {
 
     fn slot(&self) -> MutexGuard<'_, Slot> {
         self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn outq(&self) -> MutexGuard<'_, VecDeque<SendCmd>> {
+        self.outq.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes every receipt waiting for the watermark (it moved, or the client stopped).
+    fn wake_receipts(&self) {
+        let wakers = std::mem::take(
+            &mut *self
+                .receipt_wakers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for w in wakers {
+            w.wake();
+        }
     }
 
     fn carry(&self) -> MutexGuard<'_, VecDeque<Delivery>> {
@@ -369,25 +403,29 @@ struct Inbox {
     receiver_dropped: bool,
 }
 
+/// One message accepted by `send`, on its way to the driver (no channel, no allocation of
+/// its own: the sending task pushes it onto `Shared::outq`).
+#[derive(Debug)]
 struct SendCmd {
     id: u64,
     payload: Bytes,
-    receipt: oneshot::Sender<Result<u64, ClientError>>,
 }
 
 enum Cmd {
-    Send(SendCmd),
-    Flush(oneshot::Sender<Result<(), ClientError>>),
+    /// Completes once every id up to the first field is settled.
+    Flush(u64, oneshot::Sender<Result<(), ClientError>>),
     Close(oneshot::Sender<Result<(), ClientError>>),
 }
 
 /// One accepted, not yet acknowledged message.
 struct Tracked {
     id: u64,
-    /// Its seq on the current connection (`u64::MAX` while not yet resent on it).
+    /// Its seq on the current connection (`u64::MAX` while not yet resent on it; 0 for a
+    /// message refused as too long, which is settled as soon as it is at the front).
     seq: u64,
     payload: Bytes,
-    receipt: Option<oneshot::Sender<Result<u64, ClientError>>>,
+    /// Refused by the peer of the time as too long: never sent, never resent.
+    refused: bool,
 }
 
 /// How a connected phase ended.
@@ -438,10 +476,10 @@ struct Driver {
     /// Commands taken from the channel but not yet handled (after a clean close by the peer
     /// raced with new sends).
     backlog: VecDeque<Cmd>,
+    /// Sends taken from `Shared::outq` in one lock, handled one by one.
+    batch: VecDeque<SendCmd>,
     pending: Option<SendCmd>,
     tracked: VecDeque<Tracked>,
-    /// The id of the last send taken from the queue.
-    last_id: u64,
     flushes: Vec<(u64, oneshot::Sender<Result<(), ClientError>>)>,
     /// `close` calls waiting (clones of the sender may each call it).
     closing: Vec<oneshot::Sender<Result<(), ClientError>>>,
@@ -488,11 +526,7 @@ impl Driver {
                         self.stop(Stop::PeerClosed).await;
                         return;
                     }
-                    let queued = self
-                        .backlog
-                        .iter()
-                        .filter(|c| matches!(c, Cmd::Send(_)))
-                        .count();
+                    let queued = self.batch.len() + self.shared.outq().len();
                     let why = AckError::ClosedWithUnacked {
                         unacked: queued,
                         acked: conn.as_ref().map_or(0, |c| c.acked_through()),
@@ -524,6 +558,10 @@ impl Driver {
                             if let Some(w) = self.shared.inbox().recv_waker.take() {
                                 w.wake();
                             }
+                            // No new connection (and no new window of the peer's messages)
+                            // until `recv` took these: what the client buffers unread stays
+                            // within one window, however often the peer goes away.
+                            poll_fn(|cx| self.poll_carry_taken(cx)).await;
                         }
                     }
                     tracing::info!(
@@ -577,15 +615,14 @@ impl Driver {
     /// Every message accepted by `send` and not acknowledged, oldest first: in flight,
     /// waiting for room, and still queued.
     fn unacked_payloads(&self) -> Vec<Bytes> {
-        let queued = self.backlog.iter().filter_map(|c| match c {
-            Cmd::Send(s) => Some(s.payload.clone()),
-            _ => None,
-        });
+        let outq = self.shared.outq();
         self.tracked
             .iter()
+            .filter(|t| !t.refused)
             .map(|t| t.payload.clone())
             .chain(self.pending.iter().map(|p| p.payload.clone()))
-            .chain(queued)
+            .chain(self.batch.iter().map(|p| p.payload.clone()))
+            .chain(outq.iter().map(|p| p.payload.clone()))
             .collect()
     }
 
@@ -632,6 +669,10 @@ impl Driver {
             t.seq = u64::MAX;
         }
         for i in 0..self.tracked.len() {
+            if self.tracked[i].refused {
+                self.tracked[i].seq = 0;
+                continue;
+            }
             let payload = self.tracked[i].payload.clone();
             let seq = conn.send_redelivery(payload).await?;
             self.tracked[i].seq = seq;
@@ -644,26 +685,31 @@ impl Driver {
     fn settle(&mut self, conn: &Conn) -> bool {
         let through = conn.acked_through();
         let mut any = false;
+        let mut settled = 0;
+        let mut settled_bytes = 0;
+        let mut last = None;
         while self.tracked.front().is_some_and(|t| t.seq <= through) {
             if let Some(t) = self.tracked.pop_front() {
-                self.shared.settled.fetch_add(1, Ordering::Relaxed);
-                self.shared
-                    .settled_bytes
-                    .fetch_add(t.payload.len() as u64, Ordering::Relaxed);
-                if let Some(receipt) = t.receipt {
-                    let _ = receipt.send(Ok(t.id));
-                }
-                any = true;
+                settled += 1;
+                settled_bytes += t.payload.len() as u64;
+                last = Some(t.id);
             }
         }
-        if any {
+        if let Some(id) = last {
+            self.shared.settled.fetch_add(settled, Ordering::Relaxed);
+            self.shared
+                .settled_bytes
+                .fetch_add(settled_bytes, Ordering::Relaxed);
+            self.shared.acked_id.store(id, Ordering::Release);
             self.shared.room.notify_waiters();
+            self.shared.wake_receipts();
+            any = true;
         }
-        // A flush waiting for ids up to `target` completes once none of them is tracked.
-        let first_unacked = self.tracked.front().map_or(u64::MAX, |t| t.id);
+        // A flush waiting for ids up to `target` completes once all of them are settled.
+        let acked_id = self.shared.acked_id.load(Ordering::Acquire);
         let mut i = 0;
         while i < self.flushes.len() {
-            if self.flushes[i].0 < first_unacked {
+            if self.flushes[i].0 <= acked_id {
                 let (_, done) = self.flushes.swap_remove(i);
                 let _ = done.send(Ok(()));
                 any = true;
@@ -697,6 +743,35 @@ impl Driver {
             )),
             _ => Poll::Pending,
         }
+    }
+
+    /// Ready once `recv` has taken every carried message, or the receiving half is gone (the
+    /// carried messages are then dropped: nobody will take them).
+    fn poll_carry_taken(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        {
+            let mut inbox = self.shared.inbox();
+            if !inbox.receiver_dropped {
+                match &inbox.driver_waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => inbox.driver_waker = Some(cx.waker().clone()),
+                }
+            }
+            if inbox.receiver_dropped {
+                drop(inbox);
+                self.shared.carry().clear();
+                return Poll::Ready(());
+            }
+        }
+        if self.shared.carry().is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// `true` when no accepted send waits to be handed to the connection.
+    fn sends_drained(&self) -> bool {
+        self.batch.is_empty() && self.shared.outq().is_empty()
     }
 
     /// The engine's timers: `Ready(Ok)` when a keepalive PING was queued, `Ready(Err)` with
@@ -774,12 +849,8 @@ impl Driver {
                         None => self.cmds.poll_recv(cx),
                     };
                     match cmd {
-                        Poll::Ready(Some(Cmd::Send(s))) => {
-                            self.last_id = s.id;
-                            self.pending = Some(s);
-                        }
-                        Poll::Ready(Some(Cmd::Flush(done))) => {
-                            self.flushes.push((self.last_id, done));
+                        Poll::Ready(Some(Cmd::Flush(target, done))) => {
+                            self.flushes.push((target, done));
                             progress = true;
                         }
                         Poll::Ready(Some(Cmd::Close(done))) => {
@@ -790,6 +861,12 @@ impl Driver {
                         Poll::Pending => {}
                     }
                 }
+                if self.pending.is_none() {
+                    if self.batch.is_empty() {
+                        std::mem::swap(&mut self.batch, &mut *self.shared.outq());
+                    }
+                    self.pending = self.batch.pop_front();
+                }
                 let Some(s) = self.pending.take() else { break };
                 match Pin::new(&mut *conn).poll_ready(io_cx) {
                     Poll::Ready(Ok(())) => {
@@ -798,17 +875,25 @@ impl Driver {
                                 id: s.id,
                                 seq,
                                 payload: s.payload,
-                                receipt: Some(s.receipt),
+                                refused: false,
                             }),
                             Err(e @ AckError::PayloadTooLong { .. }) => {
                                 // Checked by `send` against the peer of the time; a peer
                                 // reached after a reconnect may accept less.
-                                self.shared.settled.fetch_add(1, Ordering::Relaxed);
-                                self.shared
-                                    .settled_bytes
-                                    .fetch_add(s.payload.len() as u64, Ordering::Relaxed);
-                                self.shared.room.notify_waiters();
-                                let _ = s.receipt.send(Err(ClientError::Ack(e)));
+                                if let AckError::PayloadTooLong { len, max } = e {
+                                    self.shared
+                                        .refused
+                                        .lock()
+                                        .unwrap_or_else(PoisonError::into_inner)
+                                        .push((s.id, len, max));
+                                }
+                                // Settled (as refused) once it reaches the front.
+                                self.tracked.push_back(Tracked {
+                                    id: s.id,
+                                    seq: 0,
+                                    payload: s.payload,
+                                    refused: true,
+                                });
                             }
                             Err(e) => {
                                 self.pending = Some(s);
@@ -854,12 +939,13 @@ impl Driver {
                 && self.pending.is_none()
                 && self.tracked.is_empty()
                 && self.backlog.is_empty()
+                && self.sends_drained()
             {
                 if !self.shared.inbox().sender_closed {
                     // From now on `send` refuses; sends accepted before that (from other
                     // clones, queued behind the close) still go out first.
                     self.freeze_queue_for_close();
-                    if !self.backlog.is_empty() {
+                    if !self.backlog.is_empty() || !self.sends_drained() {
                         continue;
                     }
                 }
@@ -883,6 +969,7 @@ impl Driver {
                 && receiver_dropped
                 && self.tracked.is_empty()
                 && self.pending.is_none()
+                && self.sends_drained()
             {
                 return Poll::Ready(Outcome::Done);
             }
@@ -901,10 +988,11 @@ impl Driver {
         while let Ok(cmd) = self.cmds.try_recv() {
             self.backlog.push_back(cmd);
         }
-        if self.backlog.iter().any(|c| matches!(c, Cmd::Send(_))) {
+        if self.pending.is_some() || !self.batch.is_empty() || !self.shared.outq().is_empty() {
             return false;
         }
         self.shared.inbox().stopping = true;
+        self.shared.stopping.store(true, Ordering::SeqCst);
         true
     }
 
@@ -935,11 +1023,9 @@ impl Driver {
         }
         while !self.senders_gone {
             match self.cmds.poll_recv(cx) {
-                Poll::Ready(Some(Cmd::Flush(done) | Cmd::Close(done))) => {
+                Poll::Ready(Some(Cmd::Flush(_, done) | Cmd::Close(done))) => {
                     let _ = done.send(Ok(()));
                 }
-                // Not accepted after the close (`stopping` is set); `stop` answers it.
-                Poll::Ready(Some(cmd @ Cmd::Send(_))) => self.backlog.push_back(cmd),
                 Poll::Ready(None) => self.senders_gone = true,
                 Poll::Pending => break,
             }
@@ -953,6 +1039,7 @@ impl Driver {
         {
             let mut inbox = self.shared.inbox();
             inbox.stopping = true;
+            self.shared.stopping.store(true, Ordering::SeqCst);
             inbox.sender_closed = true;
         }
         while let Ok(cmd) = self.cmds.try_recv() {
@@ -965,6 +1052,7 @@ impl Driver {
     fn freeze_queue(&mut self) {
         let _ids = self.shared.next_id();
         self.shared.inbox().stopping = true;
+        self.shared.stopping.store(true, Ordering::SeqCst);
         while let Ok(cmd) = self.cmds.try_recv() {
             self.backlog.push_back(cmd);
         }
@@ -974,19 +1062,11 @@ impl Driver {
     /// commands until every sender is gone.
     async fn stop(&mut self, stop: Stop) {
         self.freeze_queue();
-        let reason = stop.reason();
-        let undelivered = |id: u64| ClientError::Undelivered {
-            id,
-            reason: reason.clone(),
-        };
-        for t in self.tracked.drain(..) {
-            if let Some(receipt) = t.receipt {
-                let _ = receipt.send(Err(undelivered(t.id)));
-            }
-        }
-        if let Some(s) = self.pending.take() {
-            let _ = s.receipt.send(Err(undelivered(s.id)));
-        }
+        // Receipts of everything not settled now fail (they see `end` below).
+        self.tracked.clear();
+        self.pending = None;
+        self.batch.clear();
+        self.shared.outq().clear();
         for (_, done) in self.flushes.drain(..) {
             let _ = done.send(stop.flush_result());
         }
@@ -1001,11 +1081,9 @@ impl Driver {
             }
         }
         self.shared.room.notify_waiters();
+        self.shared.wake_receipts();
         let answer = |cmd: Cmd| match cmd {
-            Cmd::Send(s) => {
-                let _ = s.receipt.send(Err(undelivered(s.id)));
-            }
-            Cmd::Flush(done) | Cmd::Close(done) => {
+            Cmd::Flush(_, done) | Cmd::Close(done) => {
                 let _ = done.send(stop.flush_result());
             }
         };
@@ -1037,10 +1115,17 @@ impl Driver {
 /// # Cancellation safety
 ///
 /// Cancellation safe: awaiting it again (it is `Unpin`) continues where it left off.
-#[derive(Debug)]
 pub struct Receipt {
     id: u64,
-    rx: oneshot::Receiver<Result<u64, ClientError>>,
+    /// The receipt is the id checked against the client's acknowledged-through watermark:
+    /// no channel and no allocation per message.
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receipt").field("id", &self.id).finish()
+    }
 }
 
 impl Receipt {
@@ -1049,6 +1134,30 @@ impl Receipt {
     pub fn id(&self) -> u64 {
         self.id
     }
+
+    fn check(&self) -> Option<Result<u64, ClientError>> {
+        let shared = &self.shared;
+        let settled = shared.acked_id.load(Ordering::Acquire) >= self.id;
+        let stopped = settled || shared.inbox().end.is_some();
+        if stopped {
+            let refused = shared
+                .refused
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(&(_, len, max)) = refused.iter().find(|(id, ..)| *id == self.id) {
+                return Some(Err(ClientError::Ack(AckError::PayloadTooLong { len, max })));
+            }
+        }
+        if settled {
+            return Some(Ok(self.id));
+        }
+        let inbox = shared.inbox();
+        let end = inbox.end.as_ref()?;
+        Some(Err(ClientError::Undelivered {
+            id: self.id,
+            reason: end.reason(),
+        }))
+    }
 }
 
 impl Future for Receipt {
@@ -1056,13 +1165,18 @@ impl Future for Receipt {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        match Pin::new(&mut this.rx).poll(cx) {
-            Poll::Ready(Ok(r)) => Poll::Ready(r),
-            Poll::Ready(Err(_)) => Poll::Ready(Err(ClientError::Undelivered {
-                id: this.id,
-                reason: "the client's background task ended".to_string(),
-            })),
-            Poll::Pending => Poll::Pending,
+        if let Some(r) = this.check() {
+            return Poll::Ready(r);
+        }
+        this.shared
+            .receipt_wakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(cx.waker().clone());
+        // The watermark may have moved (or the client stopped) before the registration.
+        match this.check() {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
         }
     }
 }
@@ -1170,7 +1284,7 @@ impl AckClient {
             backlog: VecDeque::new(),
             pending: None,
             tracked: VecDeque::new(),
-            last_id: 0,
+            batch: VecDeque::new(),
             flushes: Vec::new(),
             closing: Vec::new(),
             senders_gone: false,
@@ -1296,8 +1410,7 @@ pub struct AckSender {
 impl std::fmt::Debug for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Cmd::Send(s) => write!(f, "Send({} bytes)", s.payload.len()),
-            Cmd::Flush(_) => f.write_str("Flush"),
+            Cmd::Flush(target, _) => write!(f, "Flush({target})"),
             Cmd::Close(_) => f.write_str("Close"),
         }
     }
@@ -1387,30 +1500,32 @@ impl AckSender {
         }
         let len = payload.len() as u64;
         let id = *next_id;
-        let (tx, rx) = oneshot::channel();
-        let cmd = Cmd::Send(SendCmd {
-            id,
-            payload,
-            receipt: tx,
-        });
-        if let Err(mpsc::error::SendError(cmd)) = self.cmds.send(cmd) {
-            let payload = match cmd {
-                Cmd::Send(s) => s.payload,
-                Cmd::Flush(_) | Cmd::Close(_) => Bytes::new(),
-            };
-            return Ok(Err(ClientError::NotSent {
-                payload,
-                reason: "the client's background task ended".to_string(),
-            }));
-        }
+        // Handed to the driver through a shared queue: no channel and no allocation per
+        // message, and one wake-up of the driver per batch (when the queue was empty).
+        let was_empty = {
+            let mut outq = self.shared.outq();
+            let was_empty = outq.is_empty();
+            outq.push_back(SendCmd { id, payload });
+            was_empty
+        };
         *next_id += 1;
         self.shared.accepted.fetch_add(1, Ordering::Relaxed);
         self.shared.accepted_bytes.fetch_add(len, Ordering::Relaxed);
-        Ok(Ok(Receipt { id, rx }))
+        drop(next_id);
+        if was_empty {
+            self.shared.io.driver.wake();
+        }
+        Ok(Ok(Receipt {
+            id,
+            shared: Arc::clone(&self.shared),
+        }))
     }
 
     /// `Some(reason)` once the client stopped accepting sends.
     fn stopped_reason(&self) -> Option<String> {
+        if !self.shared.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
         let inbox = self.shared.inbox();
         if !inbox.stopping {
             return None;
@@ -1436,7 +1551,11 @@ impl AckSender {
     /// Cancellation safe: nothing is lost; a later `flush` waits again.
     pub async fn flush(&self) -> Result<(), ClientError> {
         let (tx, mut rx) = oneshot::channel();
-        self.cmds.send(Cmd::Flush(tx)).map_err(|_| Self::gone())?;
+        // Everything accepted before this call: ids up to the last one handed out.
+        let target = self.shared.next_id().saturating_sub(1);
+        self.cmds
+            .send(Cmd::Flush(target, tx))
+            .map_err(|_| Self::gone())?;
         loop {
             let settled = self.shared.settled.load(Ordering::Relaxed);
             match tokio::time::timeout(DEADLOCK_GRACE, &mut rx).await {
@@ -1556,8 +1675,18 @@ impl AckReceiver {
                 _ => inbox.recv_waker = Some(cx.waker().clone()),
             }
         }
-        if let Some(d) = self.shared.carry().pop_front() {
+        let carried = {
+            let mut carry = self.shared.carry();
+            carry.pop_front().map(|d| (d, carry.is_empty()))
+        };
+        if let Some((d, now_empty)) = carried {
             self.shared.received.fetch_add(1, Ordering::Relaxed);
+            if now_empty {
+                // The driver waits for this before reconnecting.
+                if let Some(w) = self.shared.inbox().driver_waker.take() {
+                    w.wake();
+                }
+            }
             return Poll::Ready(Ok(Some(d)));
         }
         let mut slot = self.shared.slot();

@@ -694,7 +694,53 @@ impl<S> Connection<S> {
             }
             return polled;
         }
+        if let Some(polled) = self.poll_recv_ack_buffered(cx) {
+            return polled;
+        }
         self.with_side(cx, Side::Recv, |this, cx| this.poll_recv_ack(cx))
+    }
+
+    /// Ack mode's common case: the next message is already buffered (in the inbox, or as a
+    /// whole frame in the read buffer) and no control frame waits to be written. Taken
+    /// without the shared waker or any I/O; `None` sends the caller down the general path.
+    #[inline]
+    fn poll_recv_ack_buffered(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Option<Poll<Result<Option<Bytes>, ServerError>>> {
+        self.ack_release();
+        let a = self.ack.as_mut()?;
+        if a.state.has_transmit() || self.read_closed || self.eof || self.recv_ended {
+            return None;
+        }
+        let d = match a.inbox.pop_front() {
+            Some(d) => d,
+            None => {
+                if self.rbuf.is_empty() {
+                    return None;
+                }
+                // One unit of the cooperative budget per frame, as in plain mode.
+                let coop = match tokio::task::coop::poll_proceed(cx) {
+                    Poll::Ready(coop) => coop,
+                    Poll::Pending => return Some(Poll::Pending),
+                };
+                let frame = self.codec.decode_buffered(&mut self.rbuf)?;
+                coop.made_progress();
+                self.idle_since = None;
+                self.frame_since = None;
+                match self.ack_handle_frame(frame) {
+                    Ok(Some(d)) => d,
+                    Ok(None) => return None,
+                    Err(e) => return Some(Poll::Ready(Err(e))),
+                }
+            }
+        };
+        let payload = self.ack_took(d);
+        if self.ack.as_ref().is_some_and(|a| a.state.has_transmit()) {
+            // An ACK became due (nothing more buffered, or half the window done).
+            self.with_side(cx, Side::Recv, |this, cx| this.ack_pump(cx));
+        }
+        Some(Poll::Ready(Ok(Some(payload))))
     }
 
     /// Runs `f` with a context whose waker wakes both halves in ack mode (see [`SideWakers`]),
@@ -788,7 +834,7 @@ impl<S> Connection<S> {
                 a.state.reader_idle();
             }
         }
-        bump(&self.server.shared.counters.frames_in, 1);
+        self.count_frame_in();
         d.payload
     }
 
