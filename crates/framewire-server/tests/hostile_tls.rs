@@ -298,7 +298,9 @@ fn stalled_and_dripping_handshakes_are_ended_by_the_handshake_timeout() {
         let server = spawn(
             Server::builder()
                 .tls(server_config(&leaf, None))
-                .tls_handshake_timeout(Duration::from_millis(1500))
+                // Long enough that 100 connects on a loaded CI box finish well within it; the
+                // dripper (a byte every 50 ms) still cannot finish its ClientHello in time.
+                .tls_handshake_timeout(Duration::from_secs(3))
                 // All 100 attackers come from 127.0.0.1: lift the default per-IP cap (64).
                 .max_connections_per_ip(None),
             echo,
@@ -323,7 +325,7 @@ fn stalled_and_dripping_handshakes_are_ended_by_the_handshake_timeout() {
             }
             attackers.push(s);
         }
-        // One drips a ClientHello a byte every 20 ms: bytes arriving do not extend the
+        // One drips a ClientHello a byte every 50 ms: bytes arriving do not extend the
         // deadline.
         let drip_hello = hello.clone();
         let addr = server.addr;
@@ -333,14 +335,14 @@ fn stalled_and_dripping_handshakes_are_ended_by_the_handshake_timeout() {
                 if s.write_all(&[b]).await.is_err() {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             server_closes(&mut s).await
         });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Every attacker and the dripper hold a slot (plus the witness), none timed out yet.
+        let stats = wait_for(&server.handle, |s| s.active == STALLED as u64 + 2).await;
+        assert_eq!(stats.errors.tls_handshake_timeout, 0, "{stats:?}");
         let held = heap() - base;
-        let stats = server.handle.stats();
-        assert_eq!(stats.active, STALLED as u64 + 2, "{stats:?}");
         let per = held / (STALLED as i64 + 1);
         println!(
             "{} stalled handshakes held: heap {:+.1} KiB, {:.1} KiB each",
