@@ -344,8 +344,8 @@ impl ClientBuilder {
     /// `endpoints` is one endpoint or a list (see [`IntoEndpoints`]). A list is tried in
     /// order, each endpoint with the connect timeout, and the first that accepts the
     /// connection is used ([`Client::endpoint`] says which). A plain-mode client does not
-    /// reconnect by itself; connecting again with the same list fails over to the next
-    /// server that answers.
+    /// reconnect by itself; connecting again with the same list starts again from the
+    /// first endpoint (put a server you know is down last, or leave it out).
     ///
     /// # Errors
     ///

@@ -294,7 +294,9 @@ async fn tls_then_run<S, H, T>(
                     }
                 } else {
                     shared.counters.count_error(e.kind());
-                    tracing::info!(error = %e, "TLS handshake failed; connection closed");
+                    // Counted in the stats; logged at DEBUG like every other connection
+                    // error, so a port scanner on a TLS port cannot flood the log.
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed; connection closed");
                 }
                 return;
             }
