@@ -96,7 +96,7 @@ for round in $(seq "$ROUNDS"); do
 done
 
 {
-    echo "# framewire behind HAProxy, $(date -u '+%Y-%m-%d %H:%M UTC'); $(haproxy -v | head -n 1)"
+    echo "# framewire behind HAProxy, $(date -u '+%Y-%m-%d %H:%M UTC'); $(haproxy -v 2>&1 | sed -n 1p)"
     echo "# command: ROUNDS=$ROUNDS DURATION=$DURATION bench/haproxy.sh"
     echo "$LOAD_BEFORE"
     python3 - "$OUT.csv" <<'PY'
