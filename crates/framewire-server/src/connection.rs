@@ -267,11 +267,18 @@ fn millis(d: Duration) -> u64 {
 /// `IdleStateHandler` does, a timer armed for an earlier deadline is left alone: when it
 /// fires, it is moved to the current deadline and polled again. Only a deadline earlier than
 /// the armed one re-arms at once.
+///
+/// The deadline is `since + after`; one beyond what `Instant` can hold (a configured timeout of
+/// `Duration::MAX`, say) is no deadline at all rather than an overflow panic.
 fn poll_deadline(
     timer: &mut Option<Pin<Box<Sleep>>>,
-    deadline: Instant,
+    since: Instant,
+    after: Duration,
     cx: &mut Context<'_>,
 ) -> Poll<()> {
+    let Some(deadline) = since.checked_add(after) else {
+        return Poll::Pending;
+    };
     let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
     if timer.deadline() > deadline {
         timer.as_mut().reset(deadline);
@@ -865,7 +872,7 @@ impl<S> Connection<S> {
                 return Poll::Pending;
             };
             let deadline = Instant::from_std(deadline);
-            ready!(poll_deadline(&mut a.timer, deadline, cx));
+            ready!(poll_deadline(&mut a.timer, deadline, Duration::ZERO, cx));
             if let Err(e) = a.state.handle_timeout(Instant::now().into_std()) {
                 return Poll::Ready(Err(self.read_failed(ServerError::Ack(e))));
             }
@@ -1102,13 +1109,13 @@ impl<S> Connection<S> {
     ) -> Poll<Result<T, ServerError>> {
         let config = &self.server.shared.config;
         let now = Instant::now();
-        let (deadline, err) = if self.between_frames() {
+        let (since, after, err) = if self.between_frames() {
             self.frame_since = None;
             let Some(t) = config.idle_timeout.filter(|_| for_recv) else {
                 return Poll::Pending;
             };
             let since = *self.idle_since.get_or_insert(now);
-            (since + t, ServerError::IdleTimeout { idle_ms: millis(t) })
+            (since, t, ServerError::IdleTimeout { idle_ms: millis(t) })
         } else {
             let Some(t) = config.stall_timeout else {
                 return Poll::Pending;
@@ -1118,9 +1125,9 @@ impl<S> Connection<S> {
                 stall_ms: millis(t),
                 buffered: self.rbuf.len(),
             };
-            (since + self.stall_left.unwrap_or(t), err)
+            (since, self.stall_left.unwrap_or(t), err)
         };
-        ready!(poll_deadline(&mut self.read_timer, deadline, cx));
+        ready!(poll_deadline(&mut self.read_timer, since, after, cx));
         if matches!(err, ServerError::IdleTimeout { .. }) {
             // Ack mode: an idle close means "reconnect when you need me", not "the
             // conversation is over".
@@ -1328,7 +1335,7 @@ impl<S> Connection<S> {
             return Poll::Pending;
         };
         let since = *self.write_since.get_or_insert_with(Instant::now);
-        ready!(poll_deadline(&mut self.write_timer, since + t, cx));
+        ready!(poll_deadline(&mut self.write_timer, since, t, cx));
         let err = ServerError::WriteTimeout {
             timeout_ms: millis(t),
             pending: self.wbuf.len(),
