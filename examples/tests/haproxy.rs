@@ -231,32 +231,49 @@ async fn haproxy(backends: &[SocketAddr]) -> Haproxy {
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let dir = TempDir(dir);
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let cfg = dir.0.join("haproxy.cfg");
     let admin = dir.0.join("admin.sock");
-    std::fs::write(&cfg, haproxy_cfg(addr, backends, &admin)).expect("write haproxy.cfg");
-    let child = Command::new("haproxy")
-        .arg("-db") // foreground, no daemon
-        .arg("-f")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start haproxy: {e}"));
-    let h = Haproxy {
-        _proc: Proc { child },
-        addr,
-        dir,
-    };
-    // Wait (bounded) until HAProxy listens.
-    for _ in 0..100 {
-        if TcpStream::connect(addr).await.is_ok() {
-            return h;
+    // The port is released before HAProxy binds it, so another process may take it meanwhile:
+    // then HAProxy exits with a bind error, and we try again with a new port rather than talk
+    // to whoever took it.
+    for _attempt in 0..3 {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        std::fs::write(&cfg, haproxy_cfg(addr, backends, &admin)).expect("write haproxy.cfg");
+        let child = Command::new("haproxy")
+            .arg("-db") // foreground, no daemon
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start haproxy: {e}"));
+        let mut proc = Proc { child };
+        // Wait (bounded) until HAProxy listens, or exits.
+        let mut exited = false;
+        for _ in 0..100 {
+            if let Some(status) = proc.child.try_wait().expect("haproxy status") {
+                eprintln!(
+                    "haproxy exited ({status}) while starting on {addr}; trying another port"
+                );
+                exited = true;
+                break;
+            }
+            if TcpStream::connect(addr).await.is_ok() {
+                return Haproxy {
+                    _proc: proc,
+                    addr,
+                    dir,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            exited,
+            "haproxy did not listen on {addr} within 5 s (see its messages above)"
+        );
     }
-    panic!("haproxy did not listen on {addr} within 5 s (see its messages above)");
+    panic!("haproxy exited on start three times (see its messages above)");
 }
 
 type Client = Framed<TcpStream, FrameCodec>;

@@ -43,13 +43,16 @@ use crate::{ClientError, Endpoint, InFlight, ReconnectPolicy};
 
 type Conn = AckFramed<ByteStream>;
 
-/// How long `send` or `flush` waits with no acknowledgement, while the peer's messages fill
-/// this client's receive window and nothing calls `recv`, before failing with
-/// [`ClientError::Deadlock`] instead of waiting forever: 2 s. Long enough that a peer that is
-/// merely slow to take messages (and will acknowledge) is not mistaken for one that waits for
-/// its replies to be read; short enough that the classic mistake (sending many messages to an
-/// echo server without reading the replies) is an error with advice, not a hang.
-pub const DEADLOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// The default deadlock grace ([`ClientBuilder::ack_deadlock_grace`]): how long `send` or
+/// `flush` waits with no acknowledgement, while the peer's messages fill this client's receive
+/// window and nothing waits in `recv`, before failing with [`ClientError::Deadlock`] instead
+/// of waiting forever: 2 s. Long enough that a peer that is merely slow to take messages (and
+/// will acknowledge) is not mistaken for one that waits for its replies to be read; short
+/// enough that the classic mistake (sending many messages to an echo server without reading
+/// the replies) is an error with advice, not a hang.
+///
+/// [`ClientBuilder::ack_deadlock_grace`]: crate::ClientBuilder::ack_deadlock_grace
+pub const DEFAULT_DEADLOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Everything needed to open (and re-open) an ack-mode connection.
 #[derive(Debug, Clone)]
@@ -60,6 +63,7 @@ pub(crate) struct AckSettings {
     pub(crate) ack: AckFramedBuilder,
     pub(crate) policy: ReconnectPolicy,
     pub(crate) ack_timeout: Option<std::time::Duration>,
+    pub(crate) deadlock_grace: Option<std::time::Duration>,
     pub(crate) tls: Option<ClientTls>,
 }
 
@@ -254,6 +258,8 @@ struct Shared {
     stopping: std::sync::atomic::AtomicBool,
     /// `true` while the receiving half waits in `recv` (for the deadlock check).
     receiving: std::sync::atomic::AtomicBool,
+    /// How long `send`/`flush` wait with no ack before the deadlock check; `None`: never.
+    deadlock_grace: Option<std::time::Duration>,
     /// Where the driver and the receiving half register before polling the connection.
     io: Arc<IoWakers>,
     /// `io` as the waker the connection is polled with.
@@ -280,6 +286,7 @@ impl Default for Shared {
             max_payload: AtomicUsize::default(),
             room: Notify::new(),
             receiving: std::sync::atomic::AtomicBool::new(false),
+            deadlock_grace: Some(DEFAULT_DEADLOCK_GRACE),
             stopping: std::sync::atomic::AtomicBool::new(false),
             outq: Mutex::default(),
             acked_id: AtomicU64::default(),
@@ -1196,8 +1203,9 @@ impl Future for Receipt {
 /// * Against a peer that replies, receive concurrently ([`split`](Self::split) and `recv`
 ///   in another task): replies that are never taken fill the window this client granted,
 ///   and a peer that waits for its replies to be read stops taking messages. `send` and
-///   `flush` then fail with [`ClientError::Deadlock`] after [`DEADLOCK_GRACE`] instead of
-///   waiting forever.
+///   `flush` then fail with [`ClientError::Deadlock`] after the
+///   [deadlock grace](crate::ClientBuilder::ack_deadlock_grace) ([`DEFAULT_DEADLOCK_GRACE`]
+///   by default) instead of waiting forever.
 /// * After a drop (I/O error, reset, close with messages unacknowledged, or no ack within the
 ///   [ack timeout](crate::ClientBuilder::ack_timeout) if one is set) the client
 ///   reconnects per its [`ReconnectPolicy`], resends every unacknowledged message in order
@@ -1272,7 +1280,10 @@ impl AckClient {
             }
             None => settings.open().await?,
         };
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            deadlock_grace: settings.deadlock_grace,
+            ..Shared::default()
+        });
         *shared.next_id() = 1;
         shared.set_limits(&conn, settings.codec.build().max_frame_len());
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -1458,13 +1469,15 @@ impl AckSender {
                 Ok(accepted) => return accepted,
                 Err(payload) => payload,
             };
+            let Some(grace) = self.shared.deadlock_grace else {
+                notified.await;
+                continue;
+            };
             let settled = self.shared.settled.load(Ordering::Relaxed);
-            if tokio::time::timeout(DEADLOCK_GRACE, notified)
-                .await
-                .is_err()
+            if tokio::time::timeout(grace, notified).await.is_err()
                 && self.shared.settled.load(Ordering::Relaxed) == settled
             {
-                let waited = DEADLOCK_GRACE.as_millis() as u64;
+                let waited = grace.as_millis() as u64;
                 let payload = Some(payload.clone());
                 if let Some(e) = self.shared.deadlock("send", payload, waited) {
                     return Err(e);
@@ -1556,12 +1569,15 @@ impl AckSender {
         self.cmds
             .send(Cmd::Flush(target, tx))
             .map_err(|_| Self::gone())?;
+        let Some(grace) = self.shared.deadlock_grace else {
+            return rx.await.unwrap_or_else(|_| Err(Self::gone()));
+        };
         loop {
             let settled = self.shared.settled.load(Ordering::Relaxed);
-            match tokio::time::timeout(DEADLOCK_GRACE, &mut rx).await {
+            match tokio::time::timeout(grace, &mut rx).await {
                 Ok(done) => return done.unwrap_or_else(|_| Err(Self::gone())),
                 Err(_) if self.shared.settled.load(Ordering::Relaxed) == settled => {
-                    let waited = DEADLOCK_GRACE.as_millis() as u64;
+                    let waited = grace.as_millis() as u64;
                     if let Some(e) = self.shared.deadlock("flush", None, waited) {
                         return Err(e);
                     }

@@ -13,7 +13,7 @@ use crate::ack::AckSettings;
 use crate::tls::ClientTls;
 use crate::transport::{ByteStream, Endpoints};
 use crate::writer::DEFAULT_WRITE_BUFFER_LIMIT;
-use crate::{AckClient, Client, ClientError, Endpoint, ReconnectPolicy};
+use crate::{AckClient, Client, ClientError, Endpoint, ReconnectPolicy, DEFAULT_DEADLOCK_GRACE};
 
 /// How long connecting may take by default: 10 s. Long enough for a slow handshake across a
 /// real network, short enough that an address that silently drops packets is reported soon.
@@ -160,6 +160,7 @@ pub struct ClientBuilder {
     pub(crate) ack: AckConfig,
     pub(crate) policy: ReconnectPolicy,
     pub(crate) ack_timeout: Option<Duration>,
+    pub(crate) deadlock_grace: Option<Duration>,
     pub(crate) write_buffer_limit: usize,
     pub(crate) tls: Option<ClientTls>,
 }
@@ -183,6 +184,7 @@ impl ClientBuilder {
             ack: AckConfig::new(),
             policy: ReconnectPolicy::default(),
             ack_timeout: None,
+            deadlock_grace: Some(DEFAULT_DEADLOCK_GRACE),
             write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
             tls: None,
         }
@@ -263,6 +265,21 @@ impl ClientBuilder {
         self
     }
 
+    /// Ack mode: how long [`AckSender::send`](crate::AckSender::send) or
+    /// [`flush`](crate::AckSender::flush) may wait with no acknowledgement, while the
+    /// server's messages fill the window this client granted and nothing waits in
+    /// [`recv`](crate::AckReceiver::recv), before failing with [`ClientError::Deadlock`]
+    /// (default [`DEFAULT_DEADLOCK_GRACE`], 2 s). That situation is usually the classic
+    /// mistake (sending to an echo server without reading its replies): both sides would wait
+    /// forever. But it is a wall-clock heuristic: a receiving task that is alive and spends
+    /// longer than the grace on one message (a slow database write) looks the same while it
+    /// works. Choose a grace above your receiver's longest pause, or `None` to turn the check
+    /// off: `send` and `flush` then wait for room (or acks) for as long as it takes.
+    pub fn ack_deadlock_grace(&mut self, grace: Option<Duration>) -> &mut Self {
+        self.deadlock_grace = grace;
+        self
+    }
+
     /// TLS (feature `tls`): every connection, and every reconnect in ack mode, runs a TLS
     /// handshake with this rustls configuration, and the server's certificate must be valid
     /// for `server_name`. The handshake counts toward the
@@ -309,6 +326,7 @@ impl ClientBuilder {
             ack,
             policy: self.policy,
             ack_timeout: self.ack_timeout,
+            deadlock_grace: self.deadlock_grace,
             tls: self.tls.clone(),
         }
     }

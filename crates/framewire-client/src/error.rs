@@ -219,7 +219,9 @@ pub enum ClientError {
         /// Why the client stopped.
         reason: String,
     },
-    /// Ack mode: `send` or `flush` waited [`DEADLOCK_GRACE`](crate::DEADLOCK_GRACE) with no
+    /// Ack mode: `send` or `flush` waited the
+    /// [deadlock grace](crate::ClientBuilder::ack_deadlock_grace) (by default
+    /// [`DEFAULT_DEADLOCK_GRACE`](crate::DEFAULT_DEADLOCK_GRACE)) with no
     /// acknowledgement while the peer's messages filled this client's receive window and
     /// nothing called `recv`. The peer cannot send more, so (an echo server, a
     /// request/response peer) it has most likely stopped taking this client's messages until

@@ -56,7 +56,7 @@ mod transport;
 mod typed;
 mod writer;
 
-pub use ack::{AckClient, AckReceiver, AckSender, Receipt, DEADLOCK_GRACE};
+pub use ack::{AckClient, AckReceiver, AckSender, Receipt, DEFAULT_DEADLOCK_GRACE};
 pub use builder::{
     ClientBuilder, IntoEndpoint, IntoEndpoints, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
 };

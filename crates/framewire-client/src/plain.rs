@@ -301,7 +301,12 @@ impl Client {
             close_timeout,
             ..
         } = self;
-        let deadline = tokio::time::Instant::now() + close_timeout;
+        // A close timeout too large for `Instant` (`Duration::MAX`) means "wait as long as it
+        // takes": about 30 years, as tokio's own `sleep` does, instead of an overflow panic.
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(close_timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
         let counters = Arc::clone(&tx.counters);
         match tokio::time::timeout_at(deadline, tx.close()).await {
             Ok(result) => result?,

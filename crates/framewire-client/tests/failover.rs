@@ -16,10 +16,14 @@ use framewire_client::{Client, ClientError, ReconnectPolicy};
 use framewire_server::{Connection, Server, ServerError};
 use tokio::task::JoinHandle;
 
-/// A loopback address nothing listens on (bound, then released): connecting is refused.
-fn dead_endpoint() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+/// A loopback address nothing listens on: a socket bound to it but not listening, so a connect
+/// is refused, and no other process can take the port while the returned socket lives (a
+/// port bound and released could be reused by a parallel test run, which would then answer).
+fn dead_endpoint() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
 }
 
 /// What one server's handlers received, in arrival order.
@@ -57,7 +61,9 @@ async fn server(name: &'static str, window: Option<u32>) -> (SocketAddr, Log, Jo
 async fn plain_client_connects_to_the_first_endpoint_that_answers() {
     within(async {
         let (up, _log, task) = server("third", None).await;
-        let list = [dead_endpoint(), dead_endpoint(), up];
+        let (_held1, dead1) = dead_endpoint();
+        let (_held2, dead2) = dead_endpoint();
+        let list = [dead1, dead2, up];
         let mut client = Client::connect(list).await.unwrap();
         assert_eq!(client.endpoint().to_string(), up.to_string());
         assert_eq!(client.recv().await.unwrap().as_deref(), Some(&b"third"[..]));
@@ -90,7 +96,7 @@ async fn plain_client_connects_to_the_first_endpoint_that_answers() {
 #[tokio::test]
 async fn ack_client_fails_over_when_its_server_dies_mid_stream() {
     within(async {
-        let dead = dead_endpoint();
+        let (_held, dead) = dead_endpoint();
         let (second, log2, task2) = server("second", Some(16)).await;
         let (third, log3, task3) = server("third", Some(16)).await;
         let client = Client::builder()

@@ -154,6 +154,18 @@ impl FrameCodec {
         self.state == DecodeState::Header
     }
 
+    /// How many payload bytes of the frame being decoded have not arrived yet, when its
+    /// header has been read and `buffered` bytes of its payload sit in the read buffer;
+    /// `None` between frames and while an oversized frame is skipped. A caller that owns its
+    /// read buffer uses it to make room for the rest of a large frame in one step (at most
+    /// the maximum frame length, since a header above it is refused).
+    pub fn missing(&self, buffered: usize) -> Option<usize> {
+        match self.state {
+            DecodeState::Payload(len) => Some(len.saturating_sub(buffered)),
+            _ => None,
+        }
+    }
+
     /// The 4 header bytes for a payload of `len` bytes, after checking `len` against the
     /// maximum. For callers that write header and payload separately (vectored writes).
     #[inline]

@@ -71,6 +71,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 struct Tls {
     dir: PathBuf,
     connector: tokio_rustls::TlsConnector,
+    /// The directory was made by this run (and is removed with it).
+    owned: bool,
 }
 
 impl Tls {
@@ -80,15 +82,27 @@ impl Tls {
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("cert.pem"), made.cert.pem())?;
         std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem())?;
+        let mut tls = Tls::load(&dir)?;
+        tls.owned = true;
+        Ok(tls)
+    }
+
+    /// The client side for the certificate in `dir/cert.pem` (for `compare stream`).
+    fn load(dir: &Path) -> Result<Tls, Box<dyn std::error::Error>> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(made.cert.der().clone())?;
+        for cert in CertificateDer::pem_file_iter(dir.join("cert.pem"))? {
+            roots.add(cert?)?;
+        }
         let config = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(Tls {
-            dir,
+            dir: dir.to_path_buf(),
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            owned: false,
         })
     }
 
@@ -101,7 +115,9 @@ impl Tls {
 
 impl Drop for Tls {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.owned {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -150,6 +166,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Some("throughput") => throughput().await,
         Some("tls") => throughput_tls().await,
+        Some("stream") => {
+            // compare stream ADDR DIR SIZE COUNT: the one-way TLS stream client alone, against
+            // a server started with `compare serve KIND --sink --tls DIR` (e.g. under a
+            // profiler); DIR holds cert.pem and key.pem for `localhost`.
+            let addr: SocketAddr = args.get(1).ok_or("stream needs ADDR")?.parse()?;
+            let tls = Tls::load(Path::new(args.get(2).ok_or("stream needs DIR")?))?;
+            let size = args.get(3).map_or(Ok(64), |s| s.parse())?;
+            let count = args.get(4).map_or(Ok(100_000), |s| s.parse())?;
+            let secs = run_stream(addr, size, count, &tls).await?;
+            println!("{:.0} frames/s", (CONNS * count) as f64 / secs);
+            Ok(())
+        }
         Some("load") => {
             // compare load ADDR SIZE COUNT: the throughput client alone, against any server.
             let addr: SocketAddr = args.get(1).ok_or("load needs ADDR")?.parse()?;
@@ -305,34 +333,45 @@ async fn throughput_tls() -> Result<(), Box<dyn std::error::Error>> {
     for (what, sink) in [("pipelined echo", false), ("one-way stream", true)] {
         for (size, count) in cases {
             let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+            let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
             for _ in 0..ROUNDS {
                 for (k, kind) in TLS_KINDS.into_iter().enumerate() {
-                    let (mut child, _, addr) = start_child(kind, sink, Some(&tls)).await?;
+                    let (mut child, pid, addr) = start_child(kind, sink, Some(&tls)).await?;
+                    let cpu_before = cpu_secs(pid)?;
                     let secs = if sink {
                         run_stream(addr, size, count, &tls).await?
                     } else {
                         run_load(addr, size, count, Some(&tls)).await?
                     };
+                    let cpu_used = cpu_secs(pid)? - cpu_before;
                     child.kill().await?;
                     rates[k].push((CONNS * count) as f64 / secs);
+                    cpu[k].push(cpu_used * 1e9 / (CONNS * count) as f64);
                 }
             }
             let mut medians = [0.0; 2];
+            let mut cpu_medians = [0.0; 2];
             for (k, kind) in TLS_KINDS.into_iter().enumerate() {
                 rates[k].sort_by(f64::total_cmp);
+                cpu[k].sort_by(f64::total_cmp);
                 let rate = rates[k][ROUNDS / 2];
                 medians[k] = rate;
+                cpu_medians[k] = cpu[k][ROUNDS / 2];
                 println!(
-                    "{what}, {kind:<14} {size:>6} B frames: {:>10.0} frames/s [{:.0} - {:.0}] {:>8.1} MiB/s",
+                    "{what}, {kind:<14} {size:>6} B frames: {:>10.0} frames/s [{:.0} - {:.0}] {:>8.1} MiB/s; server CPU {:.0} ns/frame [{:.0} - {:.0}]",
                     rate,
                     rates[k][0],
                     rates[k][ROUNDS - 1],
-                    rate * size as f64 / (1024.0 * 1024.0)
+                    rate * size as f64 / (1024.0 * 1024.0),
+                    cpu_medians[k],
+                    cpu[k][0],
+                    cpu[k][ROUNDS - 1],
                 );
             }
             println!(
-                "{what} at {size} B: framewire-tls / framed-tls {:.2}x",
-                medians[1] / medians[0]
+                "{what} at {size} B: framewire-tls / framed-tls {:.2}x frames/s, {:.2}x less server CPU per frame",
+                medians[1] / medians[0],
+                cpu_medians[0] / cpu_medians[1]
             );
         }
     }
@@ -510,6 +549,23 @@ async fn ping_plain<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> std::i
     let mut echo = [0u8; 20];
     stream.read_exact(&mut echo).await?;
     Ok(())
+}
+
+/// The CPU time (user + system) process `pid` has used so far, in seconds (Linux `/proc`,
+/// 10 ms resolution).
+fn cpu_secs(pid: u32) -> std::io::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces): state is the first, utime the
+    // 12th and stime the 13th, in clock ticks of 1/100 s.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => Ok((user + system) as f64 / 100.0),
+        _ => Err(std::io::Error::other("bad /proc/PID/stat line")),
+    }
 }
 
 fn vm_rss_kib(pid: u32) -> std::io::Result<u64> {

@@ -32,7 +32,11 @@ impl WarnLimit {
     /// Whether one more warning may be written now. The first call in a new window first
     /// writes one warning saying how many were suppressed in the window before, if any.
     pub(crate) fn allow(&self) -> bool {
-        let now = Instant::now();
+        self.allow_at(Instant::now())
+    }
+
+    /// [`allow`](Self::allow) at a given time (tests drive the clock).
+    fn allow_at(&self, now: Instant) -> bool {
         let mut w = self.window.lock().unwrap_or_else(PoisonError::into_inner);
         if w.start
             .is_none_or(|start| now.duration_since(start) >= WARN_WINDOW)
@@ -76,8 +80,9 @@ mod tests {
     #[test]
     fn allows_a_burst_per_window_then_suppresses() {
         let limit = WarnLimit::default();
-        let allowed = (0..100).filter(|_| limit.allow()).count();
-        // 100 calls well within one second: the burst, then nothing.
+        let now = Instant::now();
+        // 100 calls at the same instant: the burst, then nothing.
+        let allowed = (0..100).filter(|_| limit.allow_at(now)).count();
         assert_eq!(allowed, WARN_BURST as usize);
         let w = limit.window.lock().unwrap_or_else(PoisonError::into_inner);
         assert_eq!(w.suppressed, 100 - u64::from(WARN_BURST));
@@ -86,15 +91,12 @@ mod tests {
     #[test]
     fn a_new_window_allows_again() {
         let limit = WarnLimit::default();
+        let now = Instant::now();
         for _ in 0..20 {
-            limit.allow();
+            limit.allow_at(now);
         }
-        // Move the window into the past instead of sleeping.
-        {
-            let mut w = limit.window.lock().unwrap_or_else(PoisonError::into_inner);
-            w.start = Instant::now().checked_sub(WARN_WINDOW);
-        }
-        assert!(limit.allow());
+        assert!(!limit.allow_at(now + WARN_WINDOW / 2), "same window");
+        assert!(limit.allow_at(now + WARN_WINDOW));
         let w = limit.window.lock().unwrap_or_else(PoisonError::into_inner);
         assert_eq!((w.written, w.suppressed), (1, 0));
     }

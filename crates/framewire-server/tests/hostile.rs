@@ -956,6 +956,12 @@ fn zero_length_flooder(
 ///
 /// The server, the witness and the flooders' server-side tasks share one runtime thread, so
 /// the count depends on the scheduler's turns only, not on how the OS schedules threads.
+///
+/// The bound (8,192, measured 1,016) also rests on a tokio detail: the current-thread
+/// scheduler defers a task that used up its budget behind the next IO poll. A tokio upgrade
+/// that changes how yielded tasks are requeued could move the measured figure; the 8x margin
+/// is there for that, and a failure here after such an upgrade means "look at the scheduler"
+/// before "the read loop lost its budget".
 #[test]
 fn zero_length_flood_does_not_starve_a_well_behaved_client() {
     const FLOODERS: usize = 4;
@@ -1041,8 +1047,12 @@ fn open_files_limit() -> Option<usize> {
 #[test]
 fn defaults_an_idle_flood_from_one_address_does_not_lock_out_a_newcomer() {
     const WANTED: usize = 10_000;
-    // Room for the server's ends of the admitted connections and the test's own descriptors.
-    let flood = open_files_limit().map_or(WANTED, |limit| WANTED.min(limit.saturating_sub(1_000)));
+    // Room for the server's ends of the admitted connections and the test's own descriptors:
+    // 1,000 spare, or half the limit where it is low (a desktop's usual soft limit of 1,024
+    // still floods with 512, well above the 64 the per-IP cap admits).
+    let flood = open_files_limit().map_or(WANTED, |limit| {
+        WANTED.min(limit.saturating_sub(1_000.min(limit / 2)))
+    });
     assert!(
         flood > 2 * DEFAULT_MAX_CONNECTIONS_PER_IP,
         "open-files limit too low: {flood}"

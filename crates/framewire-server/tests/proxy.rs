@@ -246,7 +246,7 @@ async fn hostile_headers_are_refused_counted_and_closed_while_others_are_served(
 }
 
 #[tokio::test]
-async fn a_dripped_header_times_out_without_blocking_accept() {
+async fn a_dripped_header_times_out_and_is_closed() {
     within(async {
         let server = spawn(proxy_builder(), who).await;
         let header = v1("203.0.113.7:1".parse().unwrap());
@@ -274,6 +274,37 @@ async fn a_dripped_header_times_out_without_blocking_accept() {
             drip.await.unwrap(),
             "the dripping connection was never closed"
         );
+        server.stop().await;
+    })
+    .await;
+}
+
+/// A header that never completes must not hold up anyone else. The header timeout here is
+/// far longer than the whole test may run (`within`), so if the header were read inline in the
+/// accept loop, the good client could not be served before the test timed out.
+#[tokio::test]
+async fn a_stalled_header_does_not_block_accept() {
+    within(async {
+        let patient = Server::builder().proxy_protocol(
+            ProxyProtocol::trusting(["127.0.0.1/32".parse().unwrap()])
+                .header_timeout(Duration::from_secs(3600)),
+        );
+        let server = spawn(patient, who).await;
+        let header = v1("203.0.113.7:1".parse().unwrap());
+        let mut stalled = raw_from(BALANCER, server.addr).await;
+        stalled.write_all(&header[..5]).await.unwrap();
+        let good: SocketAddr = "203.0.113.8:2".parse().unwrap();
+        let mut c = through_balancer(server.addr, &v2(good, &[]), None).await;
+        assert_eq!(
+            text(next_frame(&mut c).await),
+            format!("{good} via 127.0.0.1")
+        );
+        let stats = server.handle.stats();
+        assert_eq!(stats.errors.proxy, 0, "the stalled header is still pending");
+        assert_eq!(stats.accepted, 1);
+        // The stalled peer gives up: its truncated header is an error, counted.
+        drop(stalled);
+        wait_for(&server.handle, |s| s.errors.proxy == 1).await;
         server.stop().await;
     })
     .await;

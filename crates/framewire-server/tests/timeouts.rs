@@ -130,3 +130,34 @@ async fn write_timeout_with_frames_of(size: usize) {
     })
     .await;
 }
+
+/// Timeouts too large for a deadline (`Duration::MAX`) mean "never", not an overflow panic in
+/// the connection task (review-1 N6): a frame dripped in halves and a peer idle between frames
+/// are served as with no timeout at all.
+#[tokio::test]
+async fn the_largest_timeouts_never_fire_and_never_panic() {
+    within(async {
+        let builder = Server::builder()
+            .idle_timeout(Duration::MAX)
+            .stall_timeout(Some(Duration::MAX))
+            .write_timeout(Some(Duration::MAX));
+        let server = spawn(builder, echo).await;
+        let mut raw = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        // Half a header, then a pause: the stall clock is polled mid-frame.
+        raw.write_all(&[0, 0]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        raw.write_all(&[0, 2, b'h', b'i']).await.unwrap();
+        let mut framed = framewire_codec::FrameCodec::new().framed(raw);
+        assert_eq!(next_frame(&mut framed).await.as_deref(), Some(&b"hi"[..]));
+        // Idle between frames: the idle clock is polled.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        framed.send("again").await.unwrap();
+        assert_eq!(
+            next_frame(&mut framed).await.as_deref(),
+            Some(&b"again"[..])
+        );
+        let stats = server.stop().await.stats;
+        assert_eq!(stats.errors.panic, 0);
+    })
+    .await;
+}
