@@ -39,8 +39,11 @@ use crate::stats::bump;
 /// buffer, allocates [`read_buffer_size`](crate::ServerBuilder::read_buffer_size) bytes when
 /// bytes arrive, and releases the buffer when a read would block with no unfinished frame in
 /// it. While a peer keeps every read full, the reads grow (doubling, up to 64 KiB or the
-/// configured size if larger), so a fast sender costs few system calls; the size starts over
-/// when the buffer is released. The write buffer is allocated when a frame is queued and
+/// configured size if larger), so a fast sender costs few system calls; the size is kept when
+/// the buffer is released (a pipelining peer's next burst is read in one call) and halves
+/// again, down to the configured size, after a read into an empty buffer that used less than a
+/// quarter of it. The
+/// write buffer is allocated when a frame is queued and
 /// released once it has been written; a payload of 16 KiB or more sent with `feed`/`send` is
 /// written from the handler's memory with vectored writes as far as the socket takes it, and
 /// only the rest is copied into the write buffer (the `Sink` interface always copies). Decoding is [`FrameCodec`]'s, so the wire format and its
@@ -124,7 +127,10 @@ pub struct Connection<S = ()> {
     rbuf: BytesMut,
     /// How much room the next read asks for: starts at the configured read buffer size,
     /// doubles each time a read fills all the room it was given (up to [`MAX_READ_SIZE`]),
-    /// and starts over when the buffer is released. Memory follows bytes received.
+    /// halves (down to the configured size) each time a read into an empty buffer fills less
+    /// than a quarter of it. It is kept when the buffer is released, so a peer that pipelines bursts larger
+    /// than the configured size gets each burst in one read, as a raw TCP loop reading into
+    /// 64 KiB does (the buffer is still allocated only while bytes are being read).
     read_size: usize,
     /// Frames taken by the handler but not yet added to the server's shared `frames_in`
     /// counter (see `count_frame_in`).
@@ -999,12 +1005,13 @@ impl<S> Connection<S> {
             // allocates a new one.
             self.reserve_for_read();
             let room = self.rbuf.capacity() - self.rbuf.len();
+            let into_empty = self.rbuf.is_empty();
             match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
                 Poll::Pending => {
                     if self.between_frames() {
-                        // Nothing of a frame is buffered: give the memory back while we wait.
+                        // Nothing of a frame is buffered: give the memory back while we wait
+                        // (the learned read size stays: see `read_size`).
                         self.rbuf = BytesMut::new();
-                        self.read_size = self.server.shared.config.read_buffer_size;
                     }
                     return self.poll_read_timeout(cx, for_recv);
                 }
@@ -1014,10 +1021,16 @@ impl<S> Connection<S> {
                     if self.frame_since.is_some() || self.stall_left.is_some() {
                         self.account_stall(n);
                     }
+                    let configured = self.server.shared.config.read_buffer_size;
                     if n == room {
                         // The peer sends faster than we read: larger reads, fewer calls.
-                        let max = MAX_READ_SIZE.max(self.server.shared.config.read_buffer_size);
+                        let max = MAX_READ_SIZE.max(configured);
                         self.read_size = self.read_size.saturating_mul(2).min(max);
+                    } else if into_empty && n < room / 4 && self.read_size > configured {
+                        // The peer's bursts got smaller: smaller buffers again. Judged on a
+                        // read into an empty buffer only: the tail of a large burst, read
+                        // after a full read, says nothing about the next burst.
+                        self.read_size = (self.read_size / 2).max(configured);
                     }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(self.read_failed(e.into()))),

@@ -235,3 +235,141 @@ async fn large_and_small_sends_interleave_in_order() {
     })
     .await;
 }
+
+/// A transport that hands the server one burst of bytes at a time: once a burst is read, a
+/// read finds nothing (`Pending`) at least once, and until the server has echoed the whole
+/// burst; then the next burst is there; after the last one, end of stream. Records how many reads returned bytes per burst.
+struct Bursts {
+    bursts: Vec<Vec<u8>>,
+    /// The burst being read, and how much of it was read.
+    current: usize,
+    offset: usize,
+    /// Echoed bytes not yet matched against a whole burst.
+    echoed: usize,
+    /// A read found nothing since the current burst was read whole.
+    pended: bool,
+    reads_per_burst: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+    reader: Option<std::task::Waker>,
+}
+
+impl tokio::io::AsyncRead for Bursts {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let Some(burst) = this.bursts.get(this.current) else {
+            return std::task::Poll::Ready(Ok(())); // end of stream
+        };
+        if this.offset == burst.len() {
+            if this.pended && this.echoed >= burst.len() {
+                // Echoed, and the reader has waited once: the next burst arrives.
+                this.echoed -= burst.len();
+                this.current += 1;
+                this.offset = 0;
+                this.pended = false;
+                return self.poll_read(cx, buf);
+            }
+            // Nothing to read now (as a socket between a client's bursts).
+            this.pended = true;
+            if this.echoed >= burst.len() {
+                cx.waker().wake_by_ref();
+            } else {
+                this.reader = Some(cx.waker().clone());
+            }
+            return std::task::Poll::Pending;
+        }
+        let n = buf.remaining().min(burst.len() - this.offset);
+        buf.put_slice(&burst[this.offset..this.offset + n]);
+        this.offset += n;
+        this.reads_per_burst.lock().unwrap()[this.current] += 1;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for Bursts {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        this.echoed += data.len();
+        if let Some(w) = this.reader.take() {
+            w.wake();
+        }
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// A peer pipelining bursts larger than the read buffer size (16 frames of 1 KiB, as the
+/// pipelined echo benchmark does) gets each burst read in one read once the reads have grown:
+/// the learned read size survives the buffer's release between bursts (it used to start over
+/// at 8 KiB, costing three reads, and three writes of the echo, per burst).
+#[tokio::test]
+async fn a_pipelining_peer_gets_each_burst_in_one_read_once_reads_have_grown() {
+    within(async {
+        const BURSTS: usize = 6;
+        let mut codec = FrameCodec::new();
+        let mut burst = BytesMut::new();
+        for i in 0..16u8 {
+            codec.encode(vec![i; 1024], &mut burst).expect("encode");
+        }
+        let reads = std::sync::Arc::new(std::sync::Mutex::new(vec![0usize; BURSTS]));
+        let transport = Bursts {
+            bursts: vec![burst.to_vec(); BURSTS],
+            current: 0,
+            offset: 0,
+            echoed: 0,
+            pended: false,
+            reads_per_burst: reads.clone(),
+            reader: None,
+        };
+        let peer = framewire_server::Address::Other("bursts".into());
+        let streams = futures::stream::iter([Ok((transport, peer.clone()))])
+            .chain(futures::stream::pending());
+        let server = Server::builder().incoming(streams, peer);
+        let handle = server.handle();
+        let serving = tokio::spawn(server.serve(|mut conn: Connection| async move {
+            while let Some(frame) = conn.recv().await? {
+                conn.feed(&frame).await?;
+                while let Some(more) = conn.try_recv()? {
+                    conn.feed(&more).await?;
+                }
+                conn.flush().await?;
+            }
+            Ok::<_, ServerError>(())
+        }));
+        let stats = wait_for(&handle, |s| {
+            s.frames_out == 16 * BURSTS as u64 && s.active == 0
+        })
+        .await;
+        assert_eq!(stats.frames_in, 16 * BURSTS as u64);
+        let reads = reads.lock().unwrap().clone();
+        println!("reads per burst of {} bytes: {reads:?}", burst.len());
+        // The first bursts grow the reads from 8 KiB; the last ones take one read each.
+        assert!(
+            reads[0] > 1,
+            "the first burst is larger than the first read: {reads:?}"
+        );
+        assert_eq!(reads[BURSTS - 2..], [1, 1], "reads per burst: {reads:?}");
+        handle.shutdown();
+        let _ = serving.await;
+    })
+    .await;
+}
