@@ -392,6 +392,7 @@
 //! [`AckState::poll_timeout`] has passed, so keepalive and the peer timeout work.
 
 mod config;
+mod driver;
 mod engine;
 mod error;
 mod framed;
@@ -407,6 +408,7 @@ pub use engine::{
     SessionStatus, MAX_RESUME_SEQ,
 };
 pub use error::{AckError, ERROR_PREFIX_LEN};
+pub use driver::AckDriver;
 pub use framed::{AckFramed, AckFramedBuilder, DEFAULT_WRITE_HIGH_WATER};
 pub use session_store::{
     SessionStore, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSION_BYTES, DEFAULT_SESSION_LINGER,
