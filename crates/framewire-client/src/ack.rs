@@ -1676,16 +1676,15 @@ impl AckReceiver {
             return Poll::Pending;
         };
         self.shared.io.receiver.register(cx.waker());
-        let outcome =
-            match conn.poll_recv(&mut Context::from_waker(&self.shared.io_waker)) {
-                Poll::Ready(Ok(Some(delivery))) => {
-                    self.shared.received.fetch_add(1, Ordering::Relaxed);
-                    return Poll::Ready(Ok(Some(delivery)));
-                }
-                Poll::Ready(Err(e)) => classify(e),
-                Poll::Ready(Ok(None)) => Outcome::EndOfStream,
-                Poll::Pending => return Poll::Pending,
-            };
+        let outcome = match conn.poll_recv(&mut Context::from_waker(&self.shared.io_waker)) {
+            Poll::Ready(Ok(Some(delivery))) => {
+                self.shared.received.fetch_add(1, Ordering::Relaxed);
+                return Poll::Ready(Ok(Some(delivery)));
+            }
+            Poll::Ready(Err(e)) => classify(e),
+            Poll::Ready(Ok(None)) => Outcome::EndOfStream,
+            Poll::Pending => return Poll::Pending,
+        };
         slot.reported = Some(outcome);
         drop(slot);
         if let Some(w) = self.shared.inbox().driver_waker.take() {

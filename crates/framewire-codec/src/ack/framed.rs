@@ -223,7 +223,12 @@ impl AckFramedBuilder {
     pub fn wrap<T>(&self, framed: Framed<T, FrameCodec>) -> AckFramed<T> {
         let parts = framed.into_parts();
         AckFramed {
-            driver: self.driver_with_buffers(parts.io, parts.codec, parts.read_buf, parts.write_buf),
+            driver: self.driver_with_buffers(
+                parts.io,
+                parts.codec,
+                parts.read_buf,
+                parts.write_buf,
+            ),
             error_reported: false,
         }
     }

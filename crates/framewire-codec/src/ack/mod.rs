@@ -403,12 +403,12 @@ pub use config::{
     AckConfig, DEFAULT_KEEPALIVE, DEFAULT_MAX_UNACKED, DEFAULT_MAX_UNACKED_BYTES,
     DEFAULT_PEER_TIMEOUT, DEFAULT_WINDOW, DEFAULT_WINDOW_BYTES,
 };
+pub use driver::AckDriver;
 pub use engine::{
     new_session_id, AckEvent, AckState, Delivery, MessageId, Outgoing, SessionRequest,
     SessionStatus, MAX_RESUME_SEQ,
 };
 pub use error::{AckError, ERROR_PREFIX_LEN};
-pub use driver::AckDriver;
 pub use framed::{AckFramed, AckFramedBuilder, DEFAULT_WRITE_HIGH_WATER};
 pub use session_store::{
     SessionStore, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSION_BYTES, DEFAULT_SESSION_LINGER,
