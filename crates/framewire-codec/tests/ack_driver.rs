@@ -1,6 +1,8 @@
 //! Pair tests of the one ack-mode driver (`AckDriver`) over `tokio::io::duplex`: no sockets,
 //! virtual time for the timers.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::future::poll_fn;
 use std::time::Duration;
 
