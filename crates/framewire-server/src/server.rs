@@ -294,14 +294,14 @@ async fn tls_then_run<S, H, T>(
         done = handshake => match done {
             Ok(done) => done,
             Err(e) => {
-                if e.is_proxy_refusal() {
+                let kind = e.kind();
+                shared.counters.count_error(kind);
+                if kind == crate::ErrorKind::Proxy {
                     // A direct client that sent a PROXY header: the sniffer refused it.
-                    bump(&shared.counters.err_proxy, 1);
                     if shared.warn_limit.allow() {
                         tracing::warn!(%peer, error = %e, "PROXY header refused; closing");
                     }
                 } else {
-                    shared.counters.count_error(e.kind());
                     // Counted in the stats; logged at DEBUG like every other connection
                     // error, so a port scanner on a TLS port cannot flood the log.
                     tracing::debug!(%peer, error = %e, "TLS handshake failed; connection closed");
