@@ -498,6 +498,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         })
     }
 
+    /// One round of I/O without waiting: writes what is queued, reads what the transport has
+    /// ready (acks settle, messages go to the inbox), runs the timers. Always ready unless
+    /// the driver failed.
+    ///
+    /// # Errors
+    ///
+    /// Protocol and transport errors.
+    pub fn poll_progress(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        self.guard(Side::Send, cx, |this, cx| {
+            this.progress(cx, Side::Send)?;
+            Poll::Ready(Ok(()))
+        })
+    }
+
     /// Counts every message [`poll_recv`](Self::poll_recv) returned as done and writes the
     /// ACK now, without waiting for the next `poll_recv`.
     ///
