@@ -29,19 +29,17 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
-use framewire_codec::ack::{
-    AckError, AckFramed, AckFramedBuilder, Delivery, GoAwayReason, DATA_HEADER_LEN,
-};
+use framewire_codec::ack::{AckDriver, AckError, AckFramedBuilder, Delivery, GoAwayReason};
 use framewire_codec::{FrameCodecBuilder, FrameError};
 use futures_util::task::AtomicWaker;
-use futures_util::{Sink, Stream};
+use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::tls::ClientTls;
 use crate::transport::{ByteStream, Endpoints};
 use crate::{ClientError, Endpoint, InFlight, ReconnectPolicy};
 
-type Conn = AckFramed<ByteStream>;
+type Conn = AckDriver<ByteStream>;
 
 /// The default deadlock grace ([`ClientBuilder::ack_deadlock_grace`]): how long `send` or
 /// `flush` waits with no acknowledgement, while the peer's messages fill this client's receive
@@ -95,7 +93,7 @@ async fn hello(
     endpoint: &Endpoint,
     transport: ByteStream,
 ) -> Result<Conn, ClientError> {
-    let mut conn = ack.wrap(codec.new_framed(transport));
+    let mut conn = ack.driver(transport, codec.build());
     match tokio::time::timeout(timeout, conn.handshake()).await {
         Ok(Ok(_hello)) => Ok(conn),
         Ok(Err(source)) => Err(ClientError::Handshake {
@@ -334,15 +332,14 @@ impl Shared {
     }
 
     /// Records the current connection's limits.
-    fn set_limits(&self, conn: &Conn, codec_max: usize) {
+    fn set_limits(&self, conn: &Conn) {
         let state = conn.state();
         self.window
             .store(u64::from(state.send_window()), Ordering::Relaxed);
         self.window_bytes
             .store(u64::from(state.send_window_bytes()), Ordering::Relaxed);
-        let ours = codec_max.saturating_sub(DATA_HEADER_LEN);
         self.max_payload
-            .store(state.max_payload_len().min(ours), Ordering::Relaxed);
+            .store(conn.max_payload_len(), Ordering::Relaxed);
         self.room.notify_waiters();
     }
 
@@ -471,6 +468,7 @@ fn classify(e: AckError) -> Outcome {
         )
         | AckError::ClosedWithUnacked { .. }
         | AckError::ClosedBeforeHello
+        | AckError::PeerSilent { .. }
         | AckError::Failed { .. } => Outcome::Drop(e.to_string()),
         _ => Outcome::Violation(e),
     }
@@ -496,8 +494,6 @@ struct Driver {
     ack_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The connection's `acked_through` when the deadline was last reset.
     deadline_acked: u64,
-    /// The engine's keepalive / peer-timeout timer for the current connection.
-    keepalive: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Driver {
@@ -556,10 +552,10 @@ impl Driver {
                     return;
                 }
                 Outcome::Drop(error) => {
-                    if let Some(conn) = conn {
+                    if let Some(mut conn) = conn {
                         self.settle(&conn);
                         // Messages received and not yet taken are still delivered, first.
-                        let (_, _, inbox) = conn.into_parts();
+                        let inbox = conn.take_buffered();
                         if !inbox.is_empty() {
                             self.shared.carry().extend(inbox);
                             if let Some(w) = self.shared.inbox().recv_waker.take() {
@@ -605,10 +601,7 @@ impl Driver {
     }
 
     /// Makes `conn` the current connection and wakes the receiving half.
-    fn install(&mut self, mut conn: Conn) {
-        // Arms the keepalive and peer-timeout timers (the first call cannot fail).
-        let _ = conn.handle_timeout(Instant::now());
-        self.keepalive = None;
+    fn install(&mut self, conn: Conn) {
         {
             let mut slot = self.shared.slot();
             slot.conn = Some(conn);
@@ -651,8 +644,7 @@ impl Driver {
             tokio::time::sleep(delay).await;
             let mut conn = match self.settings.open().await {
                 Ok(conn) => {
-                    self.shared
-                        .set_limits(&conn, self.settings.codec.build().max_frame_len());
+                    self.shared.set_limits(&conn);
                     conn
                 }
                 Err(e) => {
@@ -681,7 +673,7 @@ impl Driver {
                 continue;
             }
             let payload = self.tracked[i].payload.clone();
-            let seq = conn.send_redelivery(payload).await?;
+            let seq = conn.send(payload, true).await?;
             self.tracked[i].seq = seq;
             self.shared.redeliveries.fetch_add(1, Ordering::Relaxed);
         }
@@ -781,31 +773,6 @@ impl Driver {
         self.batch.is_empty() && self.shared.outq().is_empty()
     }
 
-    /// The engine's timers: `Ready(Ok)` when a keepalive PING was queued, `Ready(Err)` with
-    /// the reason when the peer has been silent for the peer timeout.
-    fn poll_keepalive(
-        &mut self,
-        conn: &mut Conn,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), String>> {
-        let Some(deadline) = conn.poll_timeout() else {
-            self.keepalive = None;
-            return Poll::Pending;
-        };
-        let deadline = tokio::time::Instant::from_std(deadline);
-        let timer = self
-            .keepalive
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() != deadline {
-            timer.as_mut().reset(deadline);
-        }
-        std::task::ready!(timer.as_mut().poll(cx));
-        Poll::Ready(
-            conn.handle_timeout(Instant::now())
-                .map_err(|e| e.to_string()),
-        )
-    }
-
     fn poll_connected(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
         let shared = Arc::clone(&self.shared);
         let receiver_dropped = {
@@ -875,9 +842,9 @@ impl Driver {
                     self.pending = self.batch.pop_front();
                 }
                 let Some(s) = self.pending.take() else { break };
-                match Pin::new(&mut *conn).poll_ready(io_cx) {
+                match conn.poll_ready(io_cx) {
                     Poll::Ready(Ok(())) => {
-                        match conn.start_send_flagged(s.payload.clone(), false) {
+                        match conn.start_send(s.payload.clone(), false) {
                             Ok(seq) => self.tracked.push_back(Tracked {
                                 id: s.id,
                                 seq,
@@ -923,7 +890,7 @@ impl Driver {
             // 2. Write what is queued, and keep reading: acks, keepalive, and a GOAWAY the
             // client acts on whatever its tasks are doing (a message read meanwhile waits in
             // the connection for `recv`; only `recv` marks it done).
-            if let Poll::Ready(Err(e)) = conn.poll_deliver(io_cx) {
+            if let Poll::Ready(Err(e)) = conn.poll_all_acked(io_cx) {
                 return Poll::Ready(classify(e));
             }
             progress |= self.settle(conn);
@@ -934,11 +901,6 @@ impl Driver {
             }
             if let Poll::Ready(reason) = self.poll_ack_timeout(conn, cx) {
                 return Poll::Ready(Outcome::Drop(reason));
-            }
-            match self.poll_keepalive(conn, cx) {
-                Poll::Ready(Ok(())) => progress = true,
-                Poll::Ready(Err(reason)) => return Poll::Ready(Outcome::Drop(reason)),
-                Poll::Pending => {}
             }
 
             // 3. Close the sending direction once everything is acknowledged.
@@ -956,7 +918,7 @@ impl Driver {
                         continue;
                     }
                 }
-                if let Poll::Ready(r) = Pin::new(&mut *conn).poll_close(io_cx) {
+                if let Poll::Ready(r) = conn.poll_close(io_cx) {
                     // The FIN is out (after the acks for everything the receiving half took);
                     // the receiving half goes on reading until the peer closes its side.
                     let outcome = match &r {
@@ -1285,7 +1247,7 @@ impl AckClient {
             ..Shared::default()
         });
         *shared.next_id() = 1;
-        shared.set_limits(&conn, settings.codec.build().max_frame_len());
+        shared.set_limits(&conn);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let endpoint = settings.endpoints.current().clone();
         let driver = Driver {
@@ -1301,7 +1263,6 @@ impl AckClient {
             senders_gone: false,
             ack_deadline: None,
             deadline_acked: 0,
-            keepalive: None,
         };
         tokio::spawn(driver.run(conn));
         Ok(AckClient {
@@ -1715,16 +1676,15 @@ impl AckReceiver {
             return Poll::Pending;
         };
         self.shared.io.receiver.register(cx.waker());
-        let outcome =
-            match Pin::new(conn).poll_next(&mut Context::from_waker(&self.shared.io_waker)) {
-                Poll::Ready(Some(Ok(delivery))) => {
-                    self.shared.received.fetch_add(1, Ordering::Relaxed);
-                    return Poll::Ready(Ok(Some(delivery)));
-                }
-                Poll::Ready(Some(Err(e))) => classify(e),
-                Poll::Ready(None) => Outcome::EndOfStream,
-                Poll::Pending => return Poll::Pending,
-            };
+        let outcome = match conn.poll_recv(&mut Context::from_waker(&self.shared.io_waker)) {
+            Poll::Ready(Ok(Some(delivery))) => {
+                self.shared.received.fetch_add(1, Ordering::Relaxed);
+                return Poll::Ready(Ok(Some(delivery)));
+            }
+            Poll::Ready(Err(e)) => classify(e),
+            Poll::Ready(Ok(None)) => Outcome::EndOfStream,
+            Poll::Pending => return Poll::Pending,
+        };
         slot.reported = Some(outcome);
         drop(slot);
         if let Some(w) = self.shared.inbox().driver_waker.take() {

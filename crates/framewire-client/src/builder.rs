@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::ack::AckSettings;
 use crate::tls::ClientTls;
-use crate::transport::{ByteStream, Endpoints};
+use crate::transport::{within_connect_timeout, ByteStream, Endpoints};
 use crate::writer::DEFAULT_WRITE_BUFFER_LIMIT;
 use crate::{AckClient, Client, ClientError, Endpoint, ReconnectPolicy, DEFAULT_DEADLOCK_GRACE};
 
@@ -401,13 +401,8 @@ impl ClientBuilder {
             return Ok(stream);
         };
         let endpoint = Endpoint::Stream;
-        match tokio::time::timeout(self.connect_timeout, tls.handshake(stream, &endpoint)).await {
-            Ok(result) => result,
-            Err(_) => Err(ClientError::ConnectTimeout {
-                endpoint: endpoint.to_string(),
-                timeout_ms: self.connect_timeout.as_millis(),
-            }),
-        }
+        let handshake = tls.handshake(stream, &endpoint);
+        within_connect_timeout(&endpoint, self.connect_timeout, handshake).await
     }
 
     /// Plain mode over a stream the application connected itself: anything

@@ -2,6 +2,7 @@
 //! over either (feature `tls`), or the application's own stream.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 #[cfg(unix)]
 use std::path::PathBuf;
@@ -105,13 +106,23 @@ impl Endpoint {
                 None => Ok(stream),
             }
         };
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(ClientError::ConnectTimeout {
-                endpoint: self.to_string(),
-                timeout_ms: timeout.as_millis(),
-            }),
-        }
+        within_connect_timeout(self, timeout, attempt).await
+    }
+}
+
+/// Runs `attempt` (a connect, a TLS handshake or both) to `endpoint`, failing with
+/// [`ClientError::ConnectTimeout`] once `timeout` has passed.
+pub(crate) async fn within_connect_timeout<T>(
+    endpoint: &Endpoint,
+    timeout: Duration,
+    attempt: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(ClientError::ConnectTimeout {
+            endpoint: endpoint.to_string(),
+            timeout_ms: timeout.as_millis(),
+        }),
     }
 }
 

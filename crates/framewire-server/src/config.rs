@@ -96,6 +96,7 @@ pub const DEFAULT_WRITE_BUFFER_LIMIT: usize = 64 * 1024;
 /// on a working network, a few seconds on a satellite or congested mobile link. 10 s covers
 /// those, and bounds how long a peer that connects and stalls mid-handshake (slowloris on the
 /// handshake) holds a connection slot and rustls' handshake buffers.
+#[cfg(feature = "tls")]
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// First pause after a failed `accept` (10 ms); doubled on each further failure.
@@ -142,6 +143,7 @@ pub(crate) struct Config {
     pub(crate) ack: Option<AckConfig>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    #[cfg(feature = "tls")]
     pub(crate) tls_handshake_timeout: Duration,
     pub(crate) proxy: Option<ProxyProtocol>,
 }
@@ -164,9 +166,9 @@ impl fmt::Debug for Config {
             .field("ack", &self.ack)
             .field("proxy", &self.proxy);
         #[cfg(feature = "tls")]
-        f.field("tls", &self.tls.is_some());
-        f.field("tls_handshake_timeout", &self.tls_handshake_timeout)
-            .finish()
+        f.field("tls", &self.tls.is_some())
+            .field("tls_handshake_timeout", &self.tls_handshake_timeout);
+        f.finish()
     }
 }
 
@@ -242,6 +244,7 @@ impl ServerBuilder<()> {
                 ack: None,
                 #[cfg(feature = "tls")]
                 tls: None,
+                #[cfg(feature = "tls")]
                 tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
                 proxy: None,
             },
@@ -263,7 +266,9 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
         }
     }
 
-    /// The most connections with a running handler (default [`DEFAULT_MAX_CONNECTIONS`]).
+    /// The most connections holding a slot at once (default [`DEFAULT_MAX_CONNECTIONS`]): a
+    /// slot is taken when a connection is admitted and kept through the PROXY header read,
+    /// the TLS handshake and the handler.
     /// Values below 1 act as 1, values above tokio's `Semaphore::MAX_PERMITS` as that.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.config.max_connections = max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
@@ -446,7 +451,8 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
     }
 
     /// How long a TLS handshake may take (default [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`]). Only
-    /// used with [`tls`](ServerBuilder::tls).
+    /// used with [`tls`](ServerBuilder::tls); needs the cargo feature `tls`.
+    #[cfg(feature = "tls")]
     pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.tls_handshake_timeout = timeout;
         self

@@ -80,7 +80,10 @@ pub enum ServerError {
     /// certificate the server does not trust, rejected the server's certificate, or went away.
     /// `source` carries rustls' reason. Counted in
     /// [`ErrorStats::tls_handshake`](crate::ErrorStats::tls_handshake); the handler never
-    /// runs for that connection.
+    /// runs for that connection. When the cause is a PROXY header refused by the sniffer
+    /// (a direct client on a port that accepts PROXY from trusted balancers), the error's
+    /// [`kind`](ServerError::kind) is [`ErrorKind::Proxy`] and it counts in
+    /// [`ErrorStats::proxy`](crate::ErrorStats::proxy) instead.
     #[error("TLS handshake failed: {source}")]
     TlsHandshake {
         /// What rustls or the socket said (for a TLS error, a `rustls::Error` inside an
@@ -139,26 +142,20 @@ pub enum ErrorKind {
     Proxy,
 }
 
-impl ServerError {
-    /// A TLS handshake that failed because the connection's first bytes were a PROXY header
-    /// from an untrusted source (the PROXY sniffer runs under TLS).
-    #[cfg(feature = "tls")]
-    pub(crate) fn is_proxy_refusal(&self) -> bool {
-        match self {
-            ServerError::TlsHandshake { source } => source
-                .get_ref()
-                .is_some_and(|e| e.is::<crate::proxy::ProxyError>()),
-            _ => false,
-        }
-    }
+/// An I/O error that carries the PROXY sniffer's refusal.
+fn is_proxy_refusal(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<ProxyError>())
+}
 
+impl ServerError {
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
             ServerError::Bind { .. } => ErrorKind::Bind,
-            ServerError::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<ProxyError>()) => {
-                ErrorKind::Proxy
-            }
+            // The PROXY sniffer runs under the transport (and under TLS), so its refusal
+            // arrives as an I/O error or as the cause of a failed TLS handshake.
+            ServerError::Io(e) if is_proxy_refusal(e) => ErrorKind::Proxy,
+            ServerError::TlsHandshake { source } if is_proxy_refusal(source) => ErrorKind::Proxy,
             ServerError::Io(_) => ErrorKind::Io,
             ServerError::Frame(e) if e.is_peer_error() => ErrorKind::Protocol,
             ServerError::Frame(FrameError::Io(_)) => ErrorKind::Io,

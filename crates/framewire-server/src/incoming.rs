@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::net::Listener;
 
 use crate::address::{Address, Transport};
+use crate::forward::forward_async_write;
 
 /// A user's stream as a [`Transport`]. It cannot report read readiness, so
 /// `poll_read_ready` is always ready and the connection reads to find out (see
@@ -43,39 +44,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for UserStream<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for UserStream<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.inner().poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.inner().poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        // Asked once per large frame; locking here is uncontended (nothing else locks).
-        self.0
-            .lock()
-            .map(|s| s.is_write_vectored())
-            .unwrap_or(false)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.inner().poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.inner().poll_shutdown(cx)
-    }
-}
+forward_async_write!(
+    impl<T: [AsyncWrite + Unpin]> for UserStream<T>,
+    |this| this.inner(),
+    // Asked once per large frame; locking here is uncontended (nothing else locks).
+    vectored: |this| this.0.lock().map(|s| s.is_write_vectored()).unwrap_or(false),
+);
 
 impl<T> Transport for UserStream<T>
 where

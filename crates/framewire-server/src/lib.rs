@@ -59,6 +59,7 @@ mod address;
 mod config;
 mod connection;
 mod error;
+mod forward;
 mod handle;
 mod incoming;
 #[cfg(feature = "metrics")]
@@ -72,12 +73,13 @@ mod tls;
 mod warn;
 
 pub use address::{Address, Transport};
+#[cfg(feature = "tls")]
+pub use config::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
 pub use config::{
     AtCapacity, ServerBuilder, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, DEFAULT_BACKLOG,
     DEFAULT_GRACE_PERIOD, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MIN_RECEIVE_RATE, DEFAULT_READ_BUFFER_SIZE,
-    DEFAULT_STALL_TIMEOUT, DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_WRITE_BUFFER_LIMIT,
-    DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_STALL_TIMEOUT, DEFAULT_WRITE_BUFFER_LIMIT, DEFAULT_WRITE_TIMEOUT,
 };
 pub use connection::Connection;
 pub use error::{ErrorKind, ServerError};

@@ -49,6 +49,7 @@ use ppp::{v1, v2, PartialResult};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::address::Transport;
+use crate::forward::forward_async_write;
 
 /// Default [`ProxyProtocol::header_timeout`]: 3 seconds.
 ///
@@ -141,7 +142,7 @@ impl ProxyProtocol {
     }
 
     /// Whether `ip` is in a trusted network.
-    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+    pub(crate) fn is_trusted(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
@@ -338,8 +339,10 @@ pub(crate) async fn read_header<T: AsyncRead + Unpin>(
 ///   header (often the client's first frame).
 /// * On a direct (untrusted) connection it *sniffs*: it reads the first bytes into `front`
 ///   and fails with [`ProxyError::Untrusted`] if they are a PROXY signature. It holds back at
-///   most the 12 bytes needed to decide; a framewire frame header starts with the length's
-///   high byte (0 below 16 MiB), so a real client is told apart at its first byte.
+///   most the 12 bytes needed to decide. A real client is usually told apart at its first
+///   byte (a big-endian length below 16 MiB starts with 0); with a little-endian codec the
+///   first bytes may match the signature's (a 13-byte frame starts with 0x0D), and a later
+///   byte decides.
 pub(crate) struct Front<T> {
     inner: T,
     front: Bytes,
@@ -439,35 +442,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Front<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Front<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
+forward_async_write!(
+    impl<T: [AsyncWrite + Unpin]> for Front<T>,
+    |this| Pin::new(&mut this.get_mut().inner),
+    vectored: |this| this.inner.is_write_vectored(),
+);
 
 impl<T: Transport> Transport for Front<T> {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -11,7 +11,8 @@ use crate::error::ErrorKind;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Connections whose handler is running now.
+    /// Connections holding a slot now: reading a PROXY header, in the TLS handshake, or
+    /// with a running handler (the slot is taken when the connection is admitted).
     pub active: u64,
     /// Connections admitted (past the accept filter and the caps) since the server started:
     /// handed to a handler or, with TLS, to the handshake first.
@@ -86,6 +87,9 @@ pub struct ErrorStats {
     /// PROXY protocol refusals: a trusted source's header missing, malformed, too long or too
     /// slow, or a header from an untrusted source (see
     /// [`ProxyProtocol`](crate::ProxyProtocol)). A refused header closes the connection.
+    /// A trusted source's refused header is counted here before admission, so not in
+    /// [`Stats::accepted`]; a direct (untrusted) client caught sending a PROXY header was
+    /// admitted first, so it is counted in both.
     pub proxy: u64,
 }
 

@@ -15,6 +15,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::address::Transport;
 use crate::error::ServerError;
+use crate::forward::forward_async_write;
 
 /// What a handler can learn of a connection's TLS session:
 /// [`Connection::tls`](crate::Connection::tls).
@@ -108,35 +109,11 @@ impl<T: Transport> AsyncRead for Tls<T> {
     }
 }
 
-impl<T: Transport> AsyncWrite for Tls<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
+forward_async_write!(
+    impl<T: [Transport]> for Tls<T>,
+    |this| Pin::new(&mut this.get_mut().stream),
+    vectored: |this| this.stream.is_write_vectored(),
+);
 
 impl<T: Transport> Drop for Tls<T> {
     /// Sends the TLS close_notify if the handler did not close the connection itself: the

@@ -31,7 +31,7 @@ use std::alloc::System;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -60,24 +60,15 @@ fn run<F: Future<Output = ()>>(body: F) {
 /// waits, so the shipped timeouts (a minute) run in virtual time. Sockets are real: before
 /// moving the clock, the runtime takes in what the loopback sockets already hold.
 fn run_paused<F: Future<Output = ()>>(body: F) {
-    let _alone = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    rt.block_on(body);
+    let mut rt = tokio::runtime::Builder::new_current_thread();
+    rt.start_paused(true);
+    run_alone_on(rt, body);
 }
 
 /// As [`run`], on a current-thread runtime: every task takes its turns on one thread, so how
 /// many turns other tasks get while one waits does not depend on how the OS schedules threads.
 fn run_on_one_thread<F: Future<Output = ()>>(body: F) {
-    let _alone = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(within(body));
+    run_alone_on(tokio::runtime::Builder::new_current_thread(), within(body));
 }
 
 const KIB: i64 = 1024;
@@ -198,26 +189,6 @@ async fn raw(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// A raw connection from the loopback address `source` (any 127.x address).
-async fn raw_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(source, 0)).unwrap();
-    let s = socket.connect(addr).await.unwrap();
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-/// Reads (and discards) until the server closes the connection: end of stream or reset.
-/// Bounded by the test timeout.
-async fn server_closes(s: &mut TcpStream) {
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = s.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-    }
-}
-
 /// Waits until the server has read at least `n` bytes besides the witness's (bounded: 1000
 /// polls, 10 ms apart).
 async fn wait_attack_bytes<S>(handle: &ServerHandle<S>, witness: &Witness, n: u64) -> Stats {
@@ -254,7 +225,7 @@ fn oversized_length_headers_close_only_the_attacker() {
                     // Some follow the header with payload bytes, as if the frame were real.
                     let _ = s.write_all(&[0xab; 64 * 1024]).await;
                 }
-                server_closes(&mut s).await;
+                read_until_closed(&mut s).await;
                 attacks += 1;
                 announced += u64::from(len);
             }
@@ -399,7 +370,7 @@ fn slowloris_and_idle_hogs_are_ended_by_the_stall_and_idle_timeouts() {
             attacks.spawn(async move {
                 let mut s = raw(addr).await;
                 s.write_all(&[0, 0]).await.unwrap();
-                server_closes(&mut s).await;
+                read_until_closed(&mut s).await;
                 closed.fetch_add(1, Ordering::Relaxed);
             });
         }
@@ -407,7 +378,7 @@ fn slowloris_and_idle_hogs_are_ended_by_the_stall_and_idle_timeouts() {
             let (addr, closed) = (server.addr, Arc::clone(&closed));
             attacks.spawn(async move {
                 let mut s = raw(addr).await;
-                server_closes(&mut s).await;
+                read_until_closed(&mut s).await;
                 closed.fetch_add(1, Ordering::Relaxed);
             });
         }
@@ -466,7 +437,7 @@ fn disconnects_and_resets_mid_frame_release_what_they_held() {
                 s.write_all(&[7; 100]).await.unwrap();
             }
             s.shutdown().await.unwrap();
-            server_closes(&mut s).await;
+            read_until_closed(&mut s).await;
             if i % 5 == 4 {
                 witness.progress(1).await;
             }
@@ -702,7 +673,7 @@ fn connection_flood_at_capacity_wait() {
             let addr = server.addr;
             flood.spawn(async move {
                 let mut s = raw(addr).await;
-                server_closes(&mut s).await;
+                read_until_closed(&mut s).await;
             });
         }
         wait_for(&server.handle, |s| s.active == CAP as u64).await;
@@ -1144,7 +1115,7 @@ fn defaults_close_a_peer_dripping_complete_frames_and_a_silent_one() {
             (5..=9).contains(&echoed),
             "{echoed} frames echoed before the close"
         );
-        server_closes(&mut silent).await;
+        read_until_closed(&mut silent).await;
         let stats = wait_for(&server.handle, |s| s.errors.idle_timeout == 1).await;
         assert_eq!(stats.errors.stall_timeout, 1, "{stats:?}");
         assert_eq!(stats.frames_in, echoed, "{stats:?}");

@@ -66,20 +66,6 @@ async fn raw(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// Reads until the server closes the connection (end of stream or reset); returns the bytes
-/// it sent first (a TLS alert, if any). Bounded by the test timeout.
-async fn server_closes(s: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = s.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        got.extend_from_slice(&buf[..n]);
-    }
-    got
-}
-
 /// The bytes of a real ClientHello (what a TLS client sends first).
 fn client_hello(ca: &Ca) -> Vec<u8> {
     let name = ServerName::try_from("localhost").unwrap();
@@ -189,7 +175,7 @@ fn non_tls_malformed_and_refused_handshakes_close_only_the_attacker() {
         for (what, bytes) in raw_attacks {
             let mut s = raw(server.addr).await;
             s.write_all(&bytes).await.unwrap();
-            let reply = server_closes(&mut s).await;
+            let reply = read_until_closed(&mut s).await;
             failed += 1;
             let stats = wait_for(&server.handle, |s| s.errors.tls_handshake == failed).await;
             // At most a TLS alert came back (record type 21), never application data.
@@ -337,7 +323,7 @@ fn stalled_and_dripping_handshakes_are_ended_by_the_handshake_timeout() {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            server_closes(&mut s).await
+            read_until_closed(&mut s).await
         });
         // Every attacker and the dripper hold a slot (plus the witness), none timed out yet.
         let stats = wait_for(&server.handle, |s| s.active == STALLED as u64 + 2).await;
@@ -366,7 +352,7 @@ fn stalled_and_dripping_handshakes_are_ended_by_the_handshake_timeout() {
         })
         .await;
         for s in attackers.iter_mut() {
-            let reply = server_closes(s).await;
+            let reply = read_until_closed(s).await;
             assert!(reply.is_empty() || reply[0] == 21, "{reply:?}");
         }
         dripper.await.unwrap();

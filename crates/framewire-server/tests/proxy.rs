@@ -14,7 +14,6 @@ use common::*;
 use framewire_server::{Connection, ProxyProtocol, Server, ServerBuilder, ServerError};
 use futures::SinkExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpSocket, TcpStream};
 
 /// The "balancer" in these tests: connections from 127.0.0.1 are trusted.
 const BALANCER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
@@ -62,14 +61,6 @@ fn v2(client: SocketAddr, tlvs: &[u8]) -> Vec<u8> {
     h.extend_from_slice(&9999u16.to_be_bytes());
     h.extend_from_slice(tlvs);
     h
-}
-
-async fn raw_from(source: IpAddr, addr: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(source, 0)).unwrap();
-    let stream = socket.connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
 }
 
 /// A framed client from the balancer's address that first writes `header` (and, in the same

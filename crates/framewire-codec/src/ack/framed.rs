@@ -1,22 +1,22 @@
-//! The async `Stream + Sink` adapter that drives [`AckState`] over a `Framed` transport.
+//! The async `Stream + Sink` face of ack mode over a byte stream: [`AckDriver`] does the work.
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::ops::RangeInclusive;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use bytes::{BufMut, Bytes};
+use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Framed, FramedParts};
 
 use super::config::AckConfig;
+use super::driver::AckDriver;
 use super::engine::{AckState, Delivery};
-use super::wire::{GoAwayReason, Hello, DATA_HEADER_LEN};
+use super::wire::{GoAwayReason, Hello};
 use super::AckError;
-use crate::{FrameCodec, HEADER_LEN};
+use crate::FrameCodec;
 
 /// Default write buffer high-water mark: 16 KiB.
 ///
@@ -26,19 +26,6 @@ use crate::{FrameCodec, HEADER_LEN};
 /// holds much more than this in encoded-but-unsent bytes (a single larger message is still
 /// accepted whole).
 pub const DEFAULT_WRITE_HIGH_WATER: usize = 16 * 1024;
-
-/// Spare read-buffer room `progress` tries to reclaim before reading: `Framed`'s initial
-/// read buffer size.
-const READ_ROOM: usize = 8 * 1024;
-
-/// Which side of the adapter is polling: used to wake the other side when one side's read
-/// registration may have replaced the other's (when `Stream` and `Sink` are used from two
-/// tasks).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Stream,
-    Sink,
-}
 
 /// Ack mode over a [`Framed`] transport: a [`Stream`] of [`Delivery`]s and a [`Sink`] of
 /// [`Bytes`] whose flush means "acknowledged by the peer's application".
@@ -95,10 +82,10 @@ enum Side {
 ///
 /// # Timers
 ///
-/// The adapter reads no clock (this crate has no runtime): call
-/// [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout) has
-/// passed (and once at start) to get keepalive PINGs and the peer timeout; without that, a
-/// silent peer is not detected.
+/// The keepalive PING and the peer timeout run by themselves on tokio's clock (see
+/// [`AckDriver`]'s "Timers": the runtime needs its time driver unless both are turned off in
+/// the [`AckConfig`]); a silent peer fails the stream with [`AckError::PeerSilent`].
+/// [`handle_timeout`](Self::handle_timeout) still advances them by hand.
 ///
 /// # Connection loss
 ///
@@ -142,25 +129,12 @@ enum Side {
 /// ```
 #[derive(Debug)]
 pub struct AckFramed<T> {
-    framed: Framed<T, FrameCodec>,
-    state: AckState,
-    inbox: VecDeque<Delivery>,
-    read_closed: bool,
-    needs_flush: bool,
-    write_closed: bool,
-    failed: Option<String>,
-    /// The typed error behind `failed` when it was recorded outside a poll that could return
-    /// it (in `after_take`): the next guarded poll returns it once, later ones `Failed`.
-    pending: Option<AckError>,
-    /// The seq of the last message the stream yielded: done once the stream is polled again.
-    yielded: u64,
+    driver: AckDriver<T>,
+    /// The stream yielded its error already: it ends.
     error_reported: bool,
-    high_water: usize,
-    stream_waker: Option<Waker>,
-    sink_waker: Option<Waker>,
 }
 
-/// Configures an [`AckFramed`].
+/// Configures an [`AckFramed`] (or an [`AckDriver`]).
 ///
 /// ```
 /// use framewire_codec::ack::{AckFramed, DEFAULT_WINDOW};
@@ -227,30 +201,44 @@ impl AckFramedBuilder {
         self.config.build(max_frame_len)
     }
 
+    /// An [`AckDriver`] over `io` framing with `codec` (whose maximum frame length goes into
+    /// this side's HELLO).
+    pub fn driver<T>(&self, io: T, codec: FrameCodec) -> AckDriver<T> {
+        self.driver_with_buffers(io, codec, BytesMut::new(), BytesMut::new())
+    }
+
+    fn driver_with_buffers<T>(
+        &self,
+        io: T,
+        codec: FrameCodec,
+        read_buf: BytesMut,
+        write_buf: BytesMut,
+    ) -> AckDriver<T> {
+        let state = self.build_state(codec.max_frame_len());
+        AckDriver::from_parts(io, codec, read_buf, write_buf, state, self.high_water)
+    }
+
     /// Wraps an existing plain-mode transport. Its codec's maximum frame length goes into
     /// this side's HELLO. Frames already buffered in `framed` are read as ack-mode frames.
     pub fn wrap<T>(&self, framed: Framed<T, FrameCodec>) -> AckFramed<T> {
-        let state = self.build_state(framed.codec().max_frame_len());
+        let parts = framed.into_parts();
         AckFramed {
-            framed,
-            state,
-            inbox: VecDeque::new(),
-            read_closed: false,
-            needs_flush: false,
-            write_closed: false,
-            failed: None,
-            pending: None,
-            yielded: 0,
+            driver: self.driver_with_buffers(
+                parts.io,
+                parts.codec,
+                parts.read_buf,
+                parts.write_buf,
+            ),
             error_reported: false,
-            high_water: self.high_water,
-            stream_waker: None,
-            sink_waker: None,
         }
     }
 
-    /// Wraps `io` in a `Framed` with a default [`FrameCodec`], then in ack mode.
+    /// Wraps `io` with a default [`FrameCodec`] in ack mode.
     pub fn new_framed<T: AsyncRead + AsyncWrite>(&self, io: T) -> AckFramed<T> {
-        self.wrap(Framed::new(io, FrameCodec::new()))
+        AckFramed {
+            driver: self.driver(io, FrameCodec::new()),
+            error_reported: false,
+        }
     }
 }
 
@@ -267,79 +255,87 @@ impl<T> AckFramed<T> {
         AckFramedBuilder::new().wrap(framed)
     }
 
+    /// The driver underneath.
+    pub fn driver(&mut self) -> &mut AckDriver<T> {
+        &mut self.driver
+    }
+
     /// The protocol state (windows, counters, the peer's HELLO).
     pub fn state(&self) -> &AckState {
-        &self.state
+        self.driver.state()
     }
 
     /// The underlying I/O object (e.g. for `peer_addr`).
     pub fn get_ref(&self) -> &T {
-        self.framed.get_ref()
+        self.driver.get_ref()
     }
 
     /// The peer's highest cumulative acknowledgement: every message up to this seq was taken
     /// by the peer's application.
     pub fn acked_through(&self) -> u64 {
-        self.state.acked_through()
+        self.driver.acked_through()
     }
 
     /// The sequence numbers acknowledged since the previous call, if any (receipts for
     /// callers that track individual messages).
     pub fn poll_acked(&mut self) -> Option<RangeInclusive<u64>> {
-        self.state.poll_acked()
+        self.driver.poll_acked()
     }
 
-    /// Advances the engine's timers to `now` (see [`AckState::handle_timeout`]): queues a
-    /// keepalive PING when due; written with the next poll.
+    /// Advances the engine's timers to `now` by hand (see [`AckState::handle_timeout`]);
+    /// the adapter also runs them itself on tokio's clock.
     ///
     /// # Errors
     ///
     /// [`AckError::PeerSilent`] once nothing arrived for the peer timeout; the adapter is
     /// failed from then on.
     pub fn handle_timeout(&mut self, now: std::time::Instant) -> Result<(), AckError> {
-        if let Some(first) = &self.failed {
-            return Err(AckError::Failed {
-                first: first.clone(),
-            });
-        }
-        self.state.handle_timeout(now).inspect_err(|e| {
-            self.failed = Some(e.to_string());
-        })
+        self.driver.handle_timeout(now)
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) should be called next.
+    /// When the engine's timers are due next.
     pub fn poll_timeout(&self) -> Option<std::time::Instant> {
-        self.state.poll_timeout()
+        self.driver.poll_timeout()
     }
 
     /// Queues a GOAWAY (this side is going away: the peer should reconnect); it is written
     /// with the next poll, after what is queued. Then close the sink.
     pub fn go_away(&mut self, reason: GoAwayReason) {
-        self.state.go_away(reason);
+        self.driver.go_away(reason);
     }
 
     /// The peer's GOAWAY reason, once one arrived: reconnect rather than treat the end of the
     /// stream as the end of the conversation.
     pub fn peer_going_away(&self) -> Option<GoAwayReason> {
-        self.state.peer_going_away()
+        self.driver.peer_going_away()
     }
 
     /// Copies of the payloads sent and not yet acknowledged, oldest first.
     pub fn unacked(&self) -> Vec<Bytes> {
-        self.state.unacked().map(|m| m.payload.clone()).collect()
+        self.state().unacked().map(|m| m.payload.clone()).collect()
     }
 
     /// Consumes the adapter and returns the payloads sent but not acknowledged, oldest first.
     /// After the connection died, resend them on a new connection with
     /// [`send_redelivery`](Self::send_redelivery), or report them lost.
     pub fn into_unacked(mut self) -> Vec<Bytes> {
-        self.state.take_unacked()
+        self.driver.take_unacked()
     }
 
     /// Consumes the adapter and returns the transport, the state machine and the messages
     /// received but not yet yielded by the stream.
     pub fn into_parts(self) -> (Framed<T, FrameCodec>, AckState, Vec<Delivery>) {
-        (self.framed, self.state, self.inbox.into())
+        let (io, codec, read_buf, write_buf, state, inbox) = self.driver.into_parts();
+        let mut parts = FramedParts::new::<Bytes>(io, codec);
+        parts.read_buf = read_buf;
+        parts.write_buf = write_buf;
+        (Framed::from_parts(parts), state, inbox)
+    }
+
+    /// `true` once the peer closed its sending direction (or the connection failed): no
+    /// more frames will be read.
+    pub fn is_read_closed(&self) -> bool {
+        self.driver.is_read_closed()
     }
 }
 
@@ -353,17 +349,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
     /// [`AckError::ExpectedHello`] (a plain-mode peer), [`AckError::VersionMismatch`],
     /// [`AckError::ClosedBeforeHello`], transport errors.
     pub async fn handshake(&mut self) -> Result<Hello, AckError> {
-        poll_fn(|cx| {
-            self.guard(Side::Sink, cx, |this, cx| {
-                this.progress(cx, Side::Sink)?;
-                match this.state.peer_hello() {
-                    Some(h) => Poll::Ready(Ok(h)),
-                    None if this.read_closed => Poll::Ready(Err(AckError::ClosedBeforeHello)),
-                    None => Poll::Pending,
-                }
-            })
-        })
-        .await
+        self.driver.handshake().await
     }
 
     /// Waits for room in the window, queues `payload`, writes it to the transport and returns
@@ -379,7 +365,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
     /// [`AckError::PayloadTooLong`], protocol and transport errors, and
     /// [`AckError::ClosedWithUnacked`] if the connection closed while waiting for room.
     pub async fn send_tracked(&mut self, payload: impl Into<Bytes>) -> Result<u64, AckError> {
-        self.send_flagged(payload.into(), false).await
+        self.driver.send(payload.into(), false).await
     }
 
     /// Like [`send_tracked`](Self::send_tracked), with the DATA frame's redelivery flag set:
@@ -390,14 +376,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
     ///
     /// As [`send_tracked`](Self::send_tracked).
     pub async fn send_redelivery(&mut self, payload: impl Into<Bytes>) -> Result<u64, AckError> {
-        self.send_flagged(payload.into(), true).await
-    }
-
-    async fn send_flagged(&mut self, payload: Bytes, redelivery: bool) -> Result<u64, AckError> {
-        poll_fn(|cx| Pin::new(&mut *self).poll_ready(cx)).await?;
-        let seq = self.start_send_flagged(payload, redelivery)?;
-        poll_fn(|cx| self.guard(Side::Sink, cx, |this, cx| this.poll_write(cx))).await?;
-        Ok(seq)
+        self.driver.send(payload.into(), true).await
     }
 
     /// Waits until the peer acknowledged every message up to and including `seq` (drives the
@@ -408,19 +387,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
     /// [`AckError::ClosedWithUnacked`] if the connection closes first; protocol and
     /// transport errors.
     pub async fn wait_acked(&mut self, seq: u64) -> Result<(), AckError> {
-        poll_fn(|cx| {
-            self.guard(Side::Sink, cx, |this, cx| {
-                this.progress(cx, Side::Sink)?;
-                if this.state.acked_through() >= seq.min(this.state.last_sent()) {
-                    Poll::Ready(Ok(()))
-                } else if this.read_closed {
-                    Poll::Ready(Err(this.closed_error()))
-                } else {
-                    Poll::Pending
-                }
-            })
-        })
-        .await
+        poll_fn(|cx| self.driver.poll_acked_through(seq, cx)).await
     }
 
     /// Writes what is queued and reads (acks, and messages for the stream) until every
@@ -428,13 +395,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
     /// done. For a driver that shares the adapter with a task consuming the stream, where
     /// only that task knows when it is done with a message.
     pub fn poll_deliver(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
-        self.guard(Side::Sink, cx, |this, cx| this.poll_all_acked(cx))
-    }
-
-    /// `true` once the peer closed its sending direction (or the connection failed): no
-    /// more frames will be read.
-    pub fn is_read_closed(&self) -> bool {
-        self.read_closed
+        self.driver.poll_all_acked(cx)
     }
 
     /// Acknowledges every message the stream has yielded so far (the application is done
@@ -445,14 +406,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
     ///
     /// Protocol and transport errors.
     pub async fn acknowledge(&mut self) -> Result<(), AckError> {
-        poll_fn(|cx| {
-            self.guard(Side::Stream, cx, |this, cx| {
-                this.release_yielded(cx)?;
-                this.state.reader_idle();
-                this.poll_write(cx)
-            })
-        })
-        .await
+        poll_fn(|cx| self.driver.poll_release(cx)).await
     }
 
     /// Queues one message, as `Sink::start_send` does, with an explicit redelivery flag, and
@@ -468,298 +422,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckFramed<T> {
         payload: Bytes,
         redelivery: bool,
     ) -> Result<u64, AckError> {
-        self.check_failed()?;
-        let codec_max = self
-            .framed
-            .codec()
-            .max_frame_len()
-            .saturating_sub(DATA_HEADER_LEN);
-        if payload.len() > codec_max {
-            return Err(AckError::PayloadTooLong {
-                len: payload.len(),
-                max: codec_max,
-            });
-        }
-        self.state.send(payload, redelivery)
-    }
-
-    // ------------------------------------------------------------------ internals
-
-    fn check_failed(&self) -> Result<(), AckError> {
-        match &self.failed {
-            Some(first) => Err(AckError::Failed {
-                first: first.clone(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    fn closed_error(&self) -> AckError {
-        if self.state.is_established() {
-            AckError::ClosedWithUnacked {
-                unacked: self.state.unacked().len(),
-                acked: self.state.acked_through(),
-            }
-        } else {
-            AckError::ClosedBeforeHello
-        }
-    }
-
-    /// Runs `f`; records a first error (so later calls fail fast), stores the waker of a
-    /// pending side, and clears it when the side completes.
-    fn guard<R>(
-        &mut self,
-        side: Side,
-        cx: &mut Context<'_>,
-        f: impl FnOnce(&mut Self, &mut Context<'_>) -> Poll<Result<R, AckError>>,
-    ) -> Poll<Result<R, AckError>> {
-        if let Some(e) = self.pending.take() {
-            *match side {
-                Side::Stream => &mut self.stream_waker,
-                Side::Sink => &mut self.sink_waker,
-            } = None;
-            return Poll::Ready(Err(e));
-        }
-        if let Err(e) = self.check_failed() {
-            return Poll::Ready(Err(e));
-        }
-        let r = f(self, cx);
-        let slot = match side {
-            Side::Stream => &mut self.stream_waker,
-            Side::Sink => &mut self.sink_waker,
-        };
-        match &r {
-            Poll::Pending => match slot {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *slot = Some(cx.waker().clone()),
-            },
-            Poll::Ready(res) => {
-                *slot = None;
-                if let Err(e) = res {
-                    if !e.is_local_misuse() {
-                        self.failed = Some(e.to_string());
-                    }
-                }
-            }
-        }
-        r
-    }
-
-    /// Encodes the machine's frames into the write buffer, up to the high-water mark.
-    fn encode_transmits(&mut self) -> Result<(), AckError> {
-        while self.framed.write_buffer().len() < self.high_water {
-            // Borrowed, not cloned: the payload is copied into the write buffer right away.
-            let Some(frame) = self.state.poll_transmit_ref() else {
-                break;
-            };
-            let header = self.framed.codec().header(frame.len())?;
-            let buf = self.framed.write_buffer_mut();
-            buf.reserve(HEADER_LEN + frame.len());
-            buf.put_slice(&header);
-            frame.write_payload(buf);
-            self.needs_flush = true;
-        }
-        Ok(())
-    }
-
-    /// Writes everything the machine has to send. Ready when all of it reached the transport.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
-        if self.write_closed {
-            // After `close`, nothing more can be written: acks for messages taken from now on
-            // are not sent (the peer gets those messages back as unacknowledged).
-            while self.state.poll_transmit().is_some() {}
-            return Poll::Ready(Ok(()));
-        }
-        loop {
-            self.encode_transmits()?;
-            if !self.needs_flush {
-                return Poll::Ready(Ok(()));
-            }
-            ready!(<Framed<T, FrameCodec> as Sink<Bytes>>::poll_flush(
-                Pin::new(&mut self.framed),
-                cx
-            ))?;
-            self.needs_flush = false;
-            if !self.state.has_transmit() {
-                return Poll::Ready(Ok(()));
-            }
-        }
-    }
-
-    /// Reads every frame the transport has ready into the machine (DATA into the inbox).
-    /// Ready on end of stream; Pending (waker registered) when nothing more is ready.
-    fn poll_read(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<Result<(), AckError>> {
-        if self.read_closed {
-            return Poll::Ready(Ok(()));
-        }
-        let r = loop {
-            match Pin::new(&mut self.framed).poll_next(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(d) = self.state.handle_frame(frame)? {
-                        self.inbox.push_back(d);
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e.into())),
-                Poll::Ready(None) => {
-                    self.read_closed = true;
-                    break Poll::Ready(Ok(()));
-                }
-                Poll::Pending => break Poll::Pending,
-            }
-        };
-        // This poll replaced the transport's read waker: wake the other side (if it is
-        // another task) so it re-registers and sees what was read.
-        let other = match side {
-            Side::Stream => self.sink_waker.take(),
-            Side::Sink => self.stream_waker.take(),
-        };
-        if let Some(w) = other {
-            if !w.will_wake(cx.waker()) {
-                w.wake();
-            }
-        }
-        r
-    }
-
-    /// One round of I/O for a side that is about to wait: write, read everything ready, ack
-    /// what was taken if the reader is idle, write again. Registers the waker for reading
-    /// (unless the transport is closed) and, if writes are stuck, for writing.
-    fn progress(&mut self, cx: &mut Context<'_>, side: Side) -> Result<(), AckError> {
-        if let Poll::Ready(Err(e)) = self.poll_write(cx) {
-            return Err(e);
-        }
-        if self.inbox.is_empty() {
-            // `Framed` reads into whatever spare room its buffer has left, so after a few
-            // batches a read can fill that room exactly and cost a second read syscall. Once
-            // every frame handed out has been dropped, take the whole allocation back (no
-            // allocation, no copy) so the next read has its full room again.
-            let buf = self.framed.read_buffer_mut();
-            if buf.is_empty() && buf.capacity() < READ_ROOM {
-                // `false` (a frame is still held): leave it, `Framed` allocates when it must.
-                let _ = buf.try_reclaim(READ_ROOM);
-            }
-        }
-        let read = self.poll_read(cx, side);
-        if let Poll::Ready(Err(e)) = read {
-            return Err(e);
-        }
-        if read.is_pending() && self.inbox.is_empty() {
-            self.state.reader_idle();
-        }
-        if self.state.has_transmit() {
-            if let Poll::Ready(Err(e)) = self.poll_write(cx) {
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
-        if self.write_closed {
-            return Poll::Ready(Err(AckError::SinkClosed));
-        }
-        self.encode_transmits()?;
-        if self.state.has_room() && self.framed.write_buffer().len() < self.high_water {
-            return Poll::Ready(Ok(()));
-        }
-        // Window full, no HELLO yet, or the write buffer is full: push out what is queued and
-        // read acks.
-        self.progress(cx, Side::Sink)?;
-        if self.state.has_room() && self.framed.write_buffer().len() < self.high_water {
-            Poll::Ready(Ok(()))
-        } else if self.read_closed {
-            Poll::Ready(Err(self.closed_error()))
-        } else {
-            Poll::Pending
-        }
-    }
-
-    fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
-        // Waiting for the peer's acks while holding back ours could deadlock two peers doing
-        // request/response: what the stream yielded before this flush counts as done.
-        self.release_yielded(cx)?;
-        self.poll_all_acked(cx)
-    }
-
-    fn poll_all_acked(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
-        self.progress(cx, Side::Sink)?;
-        if self.state.all_acked() && !self.state.has_transmit() && !self.needs_flush {
-            Poll::Ready(Ok(()))
-        } else if self.read_closed && !self.state.all_acked() {
-            Poll::Ready(Err(self.closed_error()))
-        } else {
-            Poll::Pending
-        }
-    }
-
-    fn take_delivery(&mut self) -> Option<Delivery> {
-        let d = self.inbox.pop_front()?;
-        self.yielded = d.seq;
-        Some(d)
-    }
-
-    /// The application is done with what the stream yielded (it polls for the next one, or
-    /// acknowledges, or closes): report it to the machine and write the ack if one is due.
-    fn release_yielded(&mut self, cx: &mut Context<'_>) -> Result<(), AckError> {
-        if self.yielded > self.state.taken_through() {
-            self.after_take(self.yielded, cx)?;
-        }
-        Ok(())
-    }
-
-    /// The application took the delivery `seq` (just popped from the inbox): report it to the
-    /// machine and write the ack if one became due.
-    fn after_take(&mut self, seq: u64, cx: &mut Context<'_>) -> Result<(), AckError> {
-        self.state.taken(seq)?;
-        if self.inbox.is_empty() && !self.read_closed {
-            // The application has everything that was buffered: if the transport has nothing
-            // more either, the reader is idle and what was taken gets acknowledged now rather
-            // than at the next poll (the application may not poll again soon). An error here
-            // is recorded and reported by the next call; this message is still delivered.
-            match self.poll_read(cx, Side::Stream) {
-                Poll::Pending if self.inbox.is_empty() => self.state.reader_idle(),
-                Poll::Ready(Err(e)) => self.record_deferred(e),
-                _ => {}
-            }
-        }
-        if self.state.has_transmit() {
-            // An ack became due: write it now if the transport takes it without waiting.
-            if let Poll::Ready(Err(e)) = self.poll_write(cx) {
-                self.record_deferred(e);
-            }
-        }
-        Ok(())
-    }
-
-    /// Records an error met while the current call still succeeds: later calls fail fast,
-    /// and the next guarded poll returns this typed error once (then `Failed`). The first
-    /// error wins.
-    fn record_deferred(&mut self, e: AckError) {
-        if self.failed.is_none() {
-            self.failed = Some(e.to_string());
-            self.pending = Some(e);
-        }
-    }
-
-    fn poll_next_inner(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Option<Delivery>, AckError>> {
-        self.release_yielded(cx)?;
-        if let Some(d) = self.take_delivery() {
-            return Poll::Ready(Ok(Some(d)));
-        }
-        self.progress(cx, Side::Stream)?;
-        if let Some(d) = self.take_delivery() {
-            return Poll::Ready(Ok(Some(d)));
-        }
-        if self.read_closed {
-            if !self.state.is_established() {
-                return Poll::Ready(Err(AckError::ClosedBeforeHello));
-            }
-            return Poll::Ready(Ok(None));
-        }
-        Poll::Pending
+        self.driver.start_send(payload, redelivery)
     }
 }
 
@@ -768,27 +431,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for AckFramed<T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.failed.is_some() {
-            // The error was reported once (here or by the sink); the stream is over.
-            if this.error_reported {
-                return Poll::Ready(None);
-            }
-        } else if this.pending.is_none() && !this.inbox.is_empty() {
-            // Fast path, same as `guard` + `poll_next_inner` with a buffered message, without
-            // moving the delivery through their nested results.
-            if let Err(e) = this.release_yielded(cx) {
-                if !e.is_local_misuse() {
-                    this.failed = Some(e.to_string());
-                }
-                this.error_reported = true;
-                return Poll::Ready(Some(Err(e)));
-            }
-            if let Some(d) = this.take_delivery() {
-                this.stream_waker = None;
-                return Poll::Ready(Some(Ok(d)));
-            }
+        if this.error_reported && this.driver.failure().is_some() {
+            // The error was reported once; the stream is over.
+            return Poll::Ready(None);
         }
-        match this.guard(Side::Stream, cx, |this, cx| this.poll_next_inner(cx)) {
+        match this.driver.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(item)) => Poll::Ready(item.map(Ok)),
             Poll::Ready(Err(e)) => {
@@ -803,35 +450,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for AckFramed<T> {
     type Error = AckError;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
-        self.get_mut()
-            .guard(Side::Sink, cx, |this, cx| this.poll_ready_inner(cx))
+        self.get_mut().driver.poll_ready(cx)
     }
 
     fn start_send(self: Pin<&mut Self>, item: Bytes) -> Result<(), AckError> {
-        self.get_mut().start_send_flagged(item, false).map(|_| ())
+        self.get_mut().driver.start_send(item, false).map(|_| ())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
-        self.get_mut()
-            .guard(Side::Sink, cx, |this, cx| this.poll_flush_inner(cx))
+        self.get_mut().driver.poll_flush(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
-        let this = self.get_mut();
-        this.guard(Side::Sink, cx, |this, cx| {
-            if this.write_closed {
-                return Poll::Ready(Ok(()));
-            }
-            // Closing: the application is done with everything the stream yielded.
-            this.release_yielded(cx)?;
-            this.state.reader_idle();
-            ready!(this.poll_flush_inner(cx))?;
-            ready!(<Framed<T, FrameCodec> as Sink<Bytes>>::poll_close(
-                Pin::new(&mut this.framed),
-                cx
-            ))?;
-            this.write_closed = true;
-            Poll::Ready(Ok(()))
-        })
+        self.get_mut().driver.poll_close(cx)
     }
 }

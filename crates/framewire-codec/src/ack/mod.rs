@@ -392,6 +392,7 @@
 //! [`AckState::poll_timeout`] has passed, so keepalive and the peer timeout work.
 
 mod config;
+mod driver;
 mod engine;
 mod error;
 mod framed;
@@ -402,6 +403,7 @@ pub use config::{
     AckConfig, DEFAULT_KEEPALIVE, DEFAULT_MAX_UNACKED, DEFAULT_MAX_UNACKED_BYTES,
     DEFAULT_PEER_TIMEOUT, DEFAULT_WINDOW, DEFAULT_WINDOW_BYTES,
 };
+pub use driver::AckDriver;
 pub use engine::{
     new_session_id, AckEvent, AckState, Delivery, MessageId, Outgoing, SessionRequest,
     SessionStatus, MAX_RESUME_SEQ,

@@ -34,15 +34,20 @@ pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Runs `body` alone (holding [`SERIAL`]) on a fresh two-worker runtime, within the test
 /// timeout.
 pub fn run_alone<F: Future<Output = ()>>(body: F) {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.worker_threads(2);
+    run_alone_on(rt, within(body));
+}
+
+/// Runs `body` alone (holding [`SERIAL`]) on the runtime `rt` builds (with every driver
+/// enabled). No timeout of its own: wrap `body` in [`within`] unless the runtime's clock is
+/// paused (there, a 20 s timeout in virtual time would fire before the timeouts under test).
+pub fn run_alone_on<F: Future<Output = ()>>(mut rt: tokio::runtime::Builder, body: F) {
     let _alone = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    rt.block_on(within(body));
+    let rt = rt.enable_all().build().expect("a runtime");
+    rt.block_on(body);
 }
 
 /// A server running in a background task.
@@ -92,12 +97,33 @@ pub async fn client(addr: SocketAddr) -> Client {
 
 /// A client whose socket is bound to `source` (any 127.0.0.x works on Linux loopback).
 pub async fn client_from(source: IpAddr, addr: SocketAddr) -> Client {
+    FrameCodec::new().framed(raw_from(source, addr).await)
+}
+
+/// A raw TCP stream (no delay) from the source address `source` (any 127.x address).
+pub async fn raw_from(source: IpAddr, addr: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().expect("socket");
     socket
         .bind(SocketAddr::new(source, 0))
         .expect("bind source");
     let stream = socket.connect(addr).await.expect("connect");
-    FrameCodec::new().framed(stream)
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+/// Reads until the server closes the connection (end of stream or reset) and returns what
+/// arrived. Bounded by the test timeout.
+pub async fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
 }
 
 /// A raw framed client over TLS, expecting the server's certificate to be valid for

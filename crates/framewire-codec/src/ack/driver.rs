@@ -1,0 +1,832 @@
+//! The one IO driver of ack mode: [`AckState`] over any `AsyncRead + AsyncWrite` byte stream.
+//!
+//! Split as quinn splits `quinn-proto` from `quinn` and h2 splits `proto` from `share`: the
+//! engine ([`AckState`]) owns the protocol and reads no clock; [`AckDriver`] owns everything
+//! with a side effect (the socket, the read buffer, the write path, the tokio timer, the inbox
+//! of received messages, the first error) and nothing else. The faces on top of it
+//! ([`AckFramed`](super::AckFramed), the client's ack mode, the server's connection) add only
+//! their own API.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+use tokio_util::codec::Decoder;
+
+use super::engine::{AckState, Delivery};
+use super::wire::{AckFrame, GoAwayReason, Hello, DATA_HEADER_LEN};
+use super::AckError;
+use crate::{FrameCodec, FrameError, HEADER_LEN};
+
+/// Room a read asks for when the read buffer is full (and the size it is reclaimed to once
+/// every frame handed out has been dropped): `Framed`'s initial read buffer size.
+const READ_ROOM: usize = 8 * 1024;
+
+/// How many timer rounds one poll runs at most (each round moves the deadline forward; the
+/// bound only guards against a clock that does not move).
+const TIMER_ROUNDS: usize = 4;
+
+/// Which caller is polling: used to wake the other one when one caller's read registration
+/// may have replaced the other's (a receiving task and a sending task sharing the driver).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    /// The receiving side (`poll_recv`, `acknowledge`).
+    Recv,
+    /// The sending side (everything else).
+    Send,
+}
+
+/// The driver's write path: frames are encoded into one buffer (the 4-byte header, the ack
+/// header and the payload, one copy) and written out in as few writes as the socket allows.
+///
+/// Kept behind this small seam so that the write path can change (vectored writes of large
+/// payloads, a shared plain-mode writer) without touching the driving logic.
+#[derive(Debug, Default)]
+struct WriteBuf {
+    buf: BytesMut,
+}
+
+impl WriteBuf {
+    fn from_bytes(buf: BytesMut) -> WriteBuf {
+        WriteBuf { buf }
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Appends one frame: length prefix, then the frame (ack header and payload).
+    fn push(&mut self, codec: &FrameCodec, frame: &AckFrame<&[u8]>) -> Result<(), FrameError> {
+        let header = codec.header(frame.len())?;
+        self.buf.reserve(HEADER_LEN + frame.len());
+        self.buf.put_slice(&header);
+        frame.write_payload(&mut self.buf);
+        Ok(())
+    }
+
+    /// Writes everything buffered, then flushes the transport.
+    fn poll_drain<T: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut T,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while !self.buf.is_empty() {
+            let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.buf))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the transport accepted 0 bytes",
+                )));
+            }
+            self.buf.advance(n.min(self.buf.len()));
+        }
+        Pin::new(io).poll_flush(cx)
+    }
+
+    fn into_inner(self) -> BytesMut {
+        self.buf
+    }
+}
+
+/// Ack mode over a byte stream: the engine ([`AckState`]), the socket, the read buffer, the
+/// write path, the keepalive timer, the inbox of received messages and the first error.
+///
+/// Every face of ack mode drives the protocol through this type:
+/// [`AckFramed`](super::AckFramed) (`Stream + Sink`), the client's ack mode and the server's
+/// connection. It is poll-based and owns no task: whoever polls it does the I/O, so a sender
+/// writes from its own task (no hop, no channel per message) and messages queued between two
+/// polls go out in one write.
+///
+/// # What each poll does
+///
+/// Every poll that may wait runs one round of I/O before it decides: it writes what the
+/// engine has to send (up to the write high-water mark), reads every frame the transport
+/// has ready (ACKs settle, DATA goes to the inbox, at most the window this side granted),
+/// runs the engine's timers (keepalive PING, peer timeout) on tokio's clock, acknowledges
+/// what the application is done with when the reader has nothing more, and writes again.
+///
+/// # Done means acknowledged
+///
+/// A message returned by [`poll_recv`](Self::poll_recv) is *done*, and may be acknowledged,
+/// once `poll_recv` is called again, [`release`](Self::release) is called, or the driver is
+/// closed with [`poll_close`](Self::poll_close).
+///
+/// # Errors
+///
+/// The first error that is not local misuse (a protocol violation, a transport error, a
+/// silent peer) is latched: every later call fails with [`AckError::Failed`] naming it.
+///
+/// # Timers
+///
+/// The engine's timers run on tokio's clock (so tokio's paused time drives them in tests):
+/// inside a tokio runtime the driver needs the runtime's time driver
+/// (`Builder::enable_time`) unless both [`AckConfig::keepalive`](super::AckConfig::keepalive)
+/// and [`AckConfig::peer_timeout`](super::AckConfig::peer_timeout) are off. Outside a tokio
+/// runtime no timer runs.
+#[derive(Debug)]
+pub struct AckDriver<T> {
+    io: T,
+    codec: FrameCodec,
+    rbuf: BytesMut,
+    out: WriteBuf,
+    high_water: usize,
+    state: AckState,
+    inbox: VecDeque<Delivery>,
+    /// The transport's read half ended (end of stream) or failed.
+    eof: bool,
+    read_closed: bool,
+    write_closed: bool,
+    failed: Option<String>,
+    /// The typed error behind `failed` when it was met inside a call that still succeeded:
+    /// the next guarded poll returns it once, later ones `Failed`.
+    pending: Option<AckError>,
+    /// The seq of the last message `poll_recv` returned: done once it is polled again.
+    yielded: u64,
+    /// The engine's keepalive / peer-timeout timer (armed at the first poll).
+    timer: Option<Pin<Box<Sleep>>>,
+    timers_started: bool,
+    recv_waker: Option<Waker>,
+    send_waker: Option<Waker>,
+}
+
+impl<T> AckDriver<T> {
+    /// A driver over `io`, framing with `codec` (whose maximum frame length goes into this
+    /// side's HELLO as `state` says), with `read_buf` and `write_buf` as already buffered
+    /// bytes (read bytes are parsed as ack-mode frames; written bytes go out first).
+    pub fn from_parts(
+        io: T,
+        codec: FrameCodec,
+        read_buf: BytesMut,
+        write_buf: BytesMut,
+        state: AckState,
+        high_water: usize,
+    ) -> AckDriver<T> {
+        AckDriver {
+            io,
+            codec,
+            rbuf: read_buf,
+            out: WriteBuf::from_bytes(write_buf),
+            high_water: high_water.max(1),
+            state,
+            inbox: VecDeque::new(),
+            eof: false,
+            read_closed: false,
+            write_closed: false,
+            failed: None,
+            pending: None,
+            yielded: 0,
+            timer: None,
+            timers_started: false,
+            recv_waker: None,
+            send_waker: None,
+        }
+    }
+
+    /// The protocol state (windows, counters, the peer's HELLO).
+    pub fn state(&self) -> &AckState {
+        &self.state
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// The codec.
+    pub fn codec(&self) -> &FrameCodec {
+        &self.codec
+    }
+
+    /// The longest payload [`start_send`](Self::start_send) accepts: the peer's limit and this
+    /// side's codec's, less the DATA header (0 before the peer's HELLO).
+    pub fn max_payload_len(&self) -> usize {
+        let ours = self.codec.max_frame_len().saturating_sub(DATA_HEADER_LEN);
+        self.state.max_payload_len().min(ours)
+    }
+
+    /// The peer's highest cumulative acknowledgement.
+    pub fn acked_through(&self) -> u64 {
+        self.state.acked_through()
+    }
+
+    /// The sequence numbers acknowledged since the previous call, if any.
+    pub fn poll_acked(&mut self) -> Option<std::ops::RangeInclusive<u64>> {
+        self.state.poll_acked()
+    }
+
+    /// `true` once the peer closed its sending direction (or reading failed): no more frames
+    /// will be read.
+    pub fn is_read_closed(&self) -> bool {
+        self.read_closed
+    }
+
+    /// `true` once [`poll_close`](Self::poll_close) completed.
+    pub fn is_write_closed(&self) -> bool {
+        self.write_closed
+    }
+
+    /// The first error, if the driver failed.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// Received messages not yet returned by [`poll_recv`](Self::poll_recv).
+    pub fn buffered(&self) -> usize {
+        self.inbox.len()
+    }
+
+    /// Queues a GOAWAY (this side is going away: the peer should reconnect), written with the
+    /// next poll after what is queued.
+    pub fn go_away(&mut self, reason: GoAwayReason) {
+        self.state.go_away(reason);
+    }
+
+    /// The peer's GOAWAY reason, once one arrived.
+    pub fn peer_going_away(&self) -> Option<GoAwayReason> {
+        self.state.peer_going_away()
+    }
+
+    /// Advances the engine's timers to `now` by hand (the driver also runs them itself).
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::PeerSilent`]; the driver is failed from then on.
+    pub fn handle_timeout(&mut self, now: std::time::Instant) -> Result<(), AckError> {
+        self.check_failed()?;
+        self.timers_started = true;
+        let r = self.state.handle_timeout(now);
+        if let Err(e) = &r {
+            self.failed = Some(e.to_string());
+        }
+        r
+    }
+
+    /// When the engine's timers are due next.
+    pub fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.state.poll_timeout()
+    }
+
+    /// Removes and returns the payloads sent but not acknowledged, oldest first (for a resend
+    /// on a new connection). Do not send on this driver afterwards.
+    pub fn take_unacked(&mut self) -> Vec<Bytes> {
+        self.state.take_unacked()
+    }
+
+    /// Consumes the driver: the transport, the codec, the unparsed read bytes, the unwritten
+    /// write bytes, the engine and the messages received but not yet returned.
+    pub fn into_parts(self) -> (T, FrameCodec, BytesMut, BytesMut, AckState, Vec<Delivery>) {
+        (
+            self.io,
+            self.codec,
+            self.rbuf,
+            self.out.into_inner(),
+            self.state,
+            self.inbox.into(),
+        )
+    }
+
+    /// The messages received but not yet returned, taken out (e.g. to deliver them after the
+    /// connection is gone).
+    pub fn take_buffered(&mut self) -> Vec<Delivery> {
+        self.inbox.drain(..).collect()
+    }
+
+    /// Queues one message as the next DATA frame and returns its sequence number; it is
+    /// written by the next poll (or [`poll_write`](Self::poll_write)). Call after
+    /// [`poll_ready`](Self::poll_ready) returned `Ready(Ok(()))`.
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::WindowFull`] without room, [`AckError::PayloadTooLong`] over this side's
+    /// codec limit or the peer's; nothing is queued then. [`AckError::Failed`] after an
+    /// error.
+    pub fn start_send(&mut self, payload: Bytes, redelivery: bool) -> Result<u64, AckError> {
+        self.check_failed()?;
+        if self.write_closed {
+            return Err(AckError::SinkClosed);
+        }
+        let ours = self.codec.max_frame_len().saturating_sub(DATA_HEADER_LEN);
+        if payload.len() > ours {
+            return Err(AckError::PayloadTooLong {
+                len: payload.len(),
+                max: ours,
+            });
+        }
+        self.state.send(payload, redelivery)
+    }
+
+    fn check_failed(&self) -> Result<(), AckError> {
+        match &self.failed {
+            Some(first) => Err(AckError::Failed {
+                first: first.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The error for "the connection closed while this side waited for acks".
+    pub fn closed_error(&self) -> AckError {
+        if self.state.is_established() {
+            AckError::ClosedWithUnacked {
+                unacked: self.state.unacked().len(),
+                acked: self.state.acked_through(),
+            }
+        } else {
+            AckError::ClosedBeforeHello
+        }
+    }
+
+    /// Records an error met while the current call still succeeds (the first error wins).
+    fn record_deferred(&mut self, e: AckError) {
+        if self.failed.is_none() {
+            self.failed = Some(e.to_string());
+            self.pending = Some(e);
+        }
+    }
+
+    /// `Some` once the driver failed: the typed error once (if it was deferred), then
+    /// `Failed`.
+    fn take_failure(&mut self, side: Side) -> Option<AckError> {
+        if let Some(e) = self.pending.take() {
+            *self.waker_slot(side) = None;
+            return Some(e);
+        }
+        self.check_failed().err()
+    }
+
+    fn waker_slot(&mut self, side: Side) -> &mut Option<Waker> {
+        match side {
+            Side::Recv => &mut self.recv_waker,
+            Side::Send => &mut self.send_waker,
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
+    /// Runs `f`; latches a first error (so later calls fail fast), keeps the waker of a
+    /// pending side and clears it when the side completes.
+    fn guard<R>(
+        &mut self,
+        side: Side,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Self, &mut Context<'_>) -> Poll<Result<R, AckError>>,
+    ) -> Poll<Result<R, AckError>> {
+        if let Some(e) = self.take_failure(side) {
+            return Poll::Ready(Err(e));
+        }
+        let r = f(self, cx);
+        let slot = self.waker_slot(side);
+        match &r {
+            Poll::Pending => match slot {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            },
+            Poll::Ready(res) => {
+                *slot = None;
+                if let Err(e) = res {
+                    if !e.is_local_misuse() && self.failed.is_none() {
+                        self.failed = Some(e.to_string());
+                    }
+                }
+            }
+        }
+        r
+    }
+
+    // ------------------------------------------------------------------ public polls
+
+    /// Writes this side's HELLO (if not yet written) and waits for the peer's.
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::ExpectedHello`] (a plain-mode peer), [`AckError::VersionMismatch`],
+    /// [`AckError::ClosedBeforeHello`], transport errors.
+    pub fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<Result<Hello, AckError>> {
+        self.guard(Side::Send, cx, |this, cx| {
+            this.progress(cx, Side::Send)?;
+            match this.state.peer_hello() {
+                Some(h) => Poll::Ready(Ok(h)),
+                None if this.read_closed => Poll::Ready(Err(AckError::ClosedBeforeHello)),
+                None => Poll::Pending,
+            }
+        })
+    }
+
+    /// Ready when [`start_send`](Self::start_send) accepts a message: the peer's window has
+    /// room and the write buffer is below its high-water mark. Reads acks while it waits.
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::ClosedWithUnacked`] if the connection closed while waiting; protocol and
+    /// transport errors; [`AckError::SinkClosed`] after [`poll_close`](Self::poll_close).
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        if self.failed.is_none()
+            && self.pending.is_none()
+            && !self.write_closed
+            && self.state.has_room()
+            && self.out.len() < self.high_water
+        {
+            return Poll::Ready(Ok(()));
+        }
+        self.guard(Side::Send, cx, |this, cx| this.poll_ready_inner(cx))
+    }
+
+    /// Writes everything queued (frames of the engine, then the buffer) without waiting for
+    /// acks. Ready when all of it reached the transport.
+    ///
+    /// # Errors
+    ///
+    /// Transport errors.
+    pub fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        self.guard(Side::Send, cx, |this, cx| this.poll_write_inner(cx))
+    }
+
+    /// Writes what is queued and reads until every message sent is acknowledged, without
+    /// counting anything received as done (for a sender sharing the driver with a receiving
+    /// task, which alone knows when it is done with a message).
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::ClosedWithUnacked`] if the connection closes first; protocol and transport
+    /// errors.
+    pub fn poll_all_acked(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        self.guard(Side::Send, cx, |this, cx| this.poll_all_acked_inner(cx))
+    }
+
+    /// [`poll_all_acked`](Self::poll_all_acked) after counting every message
+    /// [`poll_recv`](Self::poll_recv) returned as done (waiting for the peer's acks while
+    /// holding back ours would deadlock two peers doing request/response).
+    ///
+    /// # Errors
+    ///
+    /// As [`poll_all_acked`](Self::poll_all_acked).
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        self.guard(Side::Send, cx, |this, cx| {
+            this.release_yielded(cx)?;
+            this.poll_all_acked_inner(cx)
+        })
+    }
+
+    /// Waits until the peer acknowledged every message up to and including `seq`.
+    ///
+    /// # Errors
+    ///
+    /// As [`poll_all_acked`](Self::poll_all_acked).
+    pub fn poll_acked_through(
+        &mut self,
+        seq: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), AckError>> {
+        self.guard(Side::Send, cx, |this, cx| {
+            this.progress(cx, Side::Send)?;
+            if this.state.acked_through() >= seq.min(this.state.last_sent()) {
+                Poll::Ready(Ok(()))
+            } else if this.read_closed {
+                Poll::Ready(Err(this.closed_error()))
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+
+    /// Counts every message [`poll_recv`](Self::poll_recv) returned as done and writes the
+    /// ACK now, without waiting for the next `poll_recv`.
+    ///
+    /// # Errors
+    ///
+    /// Protocol and transport errors.
+    pub fn poll_release(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        self.guard(Side::Recv, cx, |this, cx| {
+            this.release_yielded(cx)?;
+            this.state.reader_idle();
+            this.poll_write_inner(cx)
+        })
+    }
+
+    /// Counts every message [`poll_recv`](Self::poll_recv) returned as done; the ACK goes out
+    /// with the next poll (or at once if the socket takes it now).
+    pub fn release(&mut self, cx: &mut Context<'_>) {
+        if let Err(e) = self.release_yielded(cx) {
+            self.record_deferred(e);
+        }
+    }
+
+    /// The next received message, in order (`Ok(None)`: the peer closed its sending
+    /// direction). Polling again counts the previous one as done.
+    ///
+    /// # Errors
+    ///
+    /// Protocol and transport errors, [`AckError::ClosedBeforeHello`], [`AckError::PeerSilent`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Delivery>, AckError>> {
+        if self.failed.is_none() && self.pending.is_none() && !self.inbox.is_empty() {
+            // Fast path: a buffered message, no I/O unless an ACK became due.
+            match self.release_yielded(cx) {
+                Ok(()) => {
+                    if let Some(d) = self.take_delivery() {
+                        self.recv_waker = None;
+                        return Poll::Ready(Ok(Some(d)));
+                    }
+                }
+                Err(e) => {
+                    if !e.is_local_misuse() {
+                        self.failed = Some(e.to_string());
+                    }
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        self.guard(Side::Recv, cx, |this, cx| this.poll_recv_inner(cx))
+    }
+
+    /// Closes the sending direction: waits until every message sent is acknowledged, writes
+    /// the acks for everything received so far (counted as done) and shuts the transport's
+    /// write half. Messages received afterwards cannot be acknowledged.
+    ///
+    /// # Errors
+    ///
+    /// As [`poll_flush`](Self::poll_flush), and transport errors while shutting down.
+    pub fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        self.guard(Side::Send, cx, |this, cx| {
+            if this.write_closed {
+                return Poll::Ready(Ok(()));
+            }
+            this.release_yielded(cx)?;
+            this.state.reader_idle();
+            ready!(this.poll_all_acked_inner(cx))?;
+            ready!(this.out.poll_drain(&mut this.io, cx)).map_err(FrameError::from)?;
+            ready!(Pin::new(&mut this.io).poll_shutdown(cx)).map_err(FrameError::from)?;
+            this.write_closed = true;
+            Poll::Ready(Ok(()))
+        })
+    }
+
+    /// Waits for room, queues `payload` (flagged as a redelivery if asked), writes it and
+    /// returns its sequence number. Does not wait for its acknowledgement.
+    ///
+    /// # Errors
+    ///
+    /// As [`poll_ready`](Self::poll_ready) and [`start_send`](Self::start_send).
+    pub async fn send(&mut self, payload: Bytes, redelivery: bool) -> Result<u64, AckError> {
+        poll_fn(|cx| self.poll_ready(cx)).await?;
+        let seq = self.start_send(payload, redelivery)?;
+        poll_fn(|cx| self.poll_write(cx)).await?;
+        Ok(seq)
+    }
+
+    /// Writes this side's HELLO and waits for the peer's (see
+    /// [`poll_handshake`](Self::poll_handshake)).
+    ///
+    /// # Errors
+    ///
+    /// As [`poll_handshake`](Self::poll_handshake).
+    pub async fn handshake(&mut self) -> Result<Hello, AckError> {
+        poll_fn(|cx| self.poll_handshake(cx)).await
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    fn take_delivery(&mut self) -> Option<Delivery> {
+        let d = self.inbox.pop_front()?;
+        self.yielded = d.seq;
+        Some(d)
+    }
+
+    fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        if self.write_closed {
+            return Poll::Ready(Err(AckError::SinkClosed));
+        }
+        self.encode()?;
+        if self.state.has_room() && self.out.len() < self.high_water {
+            return Poll::Ready(Ok(()));
+        }
+        // Window full, no HELLO yet, or the write buffer is full: write, and read acks.
+        self.progress(cx, Side::Send)?;
+        if self.state.has_room() && self.out.len() < self.high_water {
+            Poll::Ready(Ok(()))
+        } else if self.read_closed {
+            Poll::Ready(Err(self.closed_error()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn poll_all_acked_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        self.progress(cx, Side::Send)?;
+        if self.state.all_acked() && !self.state.has_transmit() && self.out.is_empty() {
+            Poll::Ready(Ok(()))
+        } else if self.read_closed && !self.state.all_acked() {
+            Poll::Ready(Err(self.closed_error()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn poll_recv_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Delivery>, AckError>> {
+        self.release_yielded(cx)?;
+        if let Some(d) = self.take_delivery() {
+            return Poll::Ready(Ok(Some(d)));
+        }
+        self.progress(cx, Side::Recv)?;
+        if let Some(d) = self.take_delivery() {
+            return Poll::Ready(Ok(Some(d)));
+        }
+        if self.read_closed {
+            if !self.state.is_established() {
+                return Poll::Ready(Err(AckError::ClosedBeforeHello));
+            }
+            return Poll::Ready(Ok(None));
+        }
+        Poll::Pending
+    }
+
+    /// Encodes the engine's frames into the write buffer, up to the high-water mark.
+    fn encode(&mut self) -> Result<(), AckError> {
+        if self.write_closed {
+            // Nothing more can be written: acks for messages taken from now on are dropped
+            // (the peer gets those messages back as unacknowledged).
+            while self.state.poll_transmit_ref().is_some() {}
+            return Ok(());
+        }
+        while self.out.len() < self.high_water {
+            // Borrowed, not cloned: the payload is copied into the write buffer right away.
+            let Some(frame) = self.state.poll_transmit_ref() else {
+                break;
+            };
+            self.out.push(&self.codec, &frame)?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything the engine has to send. Ready when all of it reached the transport.
+    fn poll_write_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        if self.write_closed {
+            self.encode()?;
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            self.encode()?;
+            if self.out.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            ready!(self.out.poll_drain(&mut self.io, cx)).map_err(FrameError::from)?;
+            if !self.state.has_transmit() {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+
+    /// The next whole frame in the read buffer, if any (at end of stream, a truncated frame
+    /// is an error).
+    fn decode(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) {
+            return Ok(Some(frame));
+        }
+        if self.eof {
+            self.codec.decode_eof(&mut self.rbuf)
+        } else {
+            self.codec.decode(&mut self.rbuf)
+        }
+    }
+
+    /// Reads every frame the transport has ready into the engine (DATA into the inbox).
+    /// Ready on end of stream; Pending (waker registered) when nothing more is ready.
+    fn poll_read(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<Result<(), AckError>> {
+        if self.read_closed {
+            return Poll::Ready(Ok(()));
+        }
+        let r = loop {
+            if let Some(frame) = self.decode()? {
+                if let Some(d) = self.state.handle_frame(frame)? {
+                    self.inbox.push_back(d);
+                }
+                continue;
+            }
+            if self.eof {
+                self.read_closed = true;
+                break Poll::Ready(Ok(()));
+            }
+            if self.rbuf.len() == self.rbuf.capacity() {
+                self.rbuf.reserve(READ_ROOM);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+                Poll::Ready(Ok(0)) => self.eof = true,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(FrameError::from(e).into())),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        // This poll replaced the transport's read waker: wake the other side (if it is
+        // another task) so that it registers again and sees what was read.
+        let other = match side {
+            Side::Recv => self.send_waker.take(),
+            Side::Send => self.recv_waker.take(),
+        };
+        if let Some(w) = other {
+            if !w.will_wake(cx.waker()) {
+                w.wake();
+            }
+        }
+        r
+    }
+
+    /// Runs the engine's timers on tokio's clock: arms them at the first call, queues a
+    /// keepalive PING when due, fails with [`AckError::PeerSilent`] after the peer timeout.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Result<(), AckError> {
+        if !self.timers_started {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Ok(());
+            }
+            self.timers_started = true;
+            self.state
+                .handle_timeout(tokio::time::Instant::now().into_std())?;
+        }
+        for _ in 0..TIMER_ROUNDS {
+            let Some(deadline) = self.state.poll_timeout() else {
+                self.timer = None;
+                return Ok(());
+            };
+            let deadline = tokio::time::Instant::from_std(deadline);
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Ok(());
+            }
+            self.state
+                .handle_timeout(tokio::time::Instant::now().into_std())?;
+        }
+        Ok(())
+    }
+
+    /// One round of I/O for a caller about to wait: write, read everything ready, run the
+    /// timers, ack what was taken if the reader is idle, write again. Registers the waker
+    /// for reading (unless the transport is closed), for the timer, and, if writes are
+    /// stuck, for writing.
+    fn progress(&mut self, cx: &mut Context<'_>, side: Side) -> Result<(), AckError> {
+        if let Poll::Ready(Err(e)) = self.poll_write_inner(cx) {
+            return Err(e);
+        }
+        if self.inbox.is_empty() && self.rbuf.is_empty() && self.rbuf.capacity() < READ_ROOM {
+            // Reads go into whatever spare room the buffer has left, so after a few batches a
+            // read can fill that room exactly and cost a second read. Once every frame handed
+            // out has been dropped, take the whole allocation back (no allocation, no copy).
+            let _ = self.rbuf.try_reclaim(READ_ROOM);
+        }
+        let read = self.poll_read(cx, side);
+        if let Poll::Ready(Err(e)) = read {
+            return Err(e);
+        }
+        self.poll_timers(cx)?;
+        if read.is_pending() && self.inbox.is_empty() {
+            self.state.reader_idle();
+        }
+        if self.state.has_transmit() {
+            if let Poll::Ready(Err(e)) = self.poll_write_inner(cx) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The application is done with what `poll_recv` returned: report it to the engine and
+    /// write the ack if one became due.
+    fn release_yielded(&mut self, cx: &mut Context<'_>) -> Result<(), AckError> {
+        if self.yielded <= self.state.taken_through() {
+            return Ok(());
+        }
+        self.state.taken(self.yielded)?;
+        if self.inbox.is_empty() && !self.read_closed {
+            // Everything buffered was taken: if the transport has nothing more either, the
+            // reader is idle and what was taken is acknowledged now rather than at the next
+            // poll (the application may not poll again soon). An error here is recorded and
+            // reported by the next call.
+            match self.poll_read(cx, Side::Recv) {
+                Poll::Pending if self.inbox.is_empty() => self.state.reader_idle(),
+                Poll::Ready(Err(e)) => self.record_deferred(e),
+                _ => {}
+            }
+        }
+        if self.state.has_transmit() {
+            // An ack became due: write it now if the transport takes it without waiting.
+            if let Poll::Ready(Err(e)) = self.poll_write_inner(cx) {
+                self.record_deferred(e);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! Pair tests of the one ack-mode driver (`AckDriver`) over `tokio::io::duplex`: no sockets,
+//! virtual time for the timers.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::future::poll_fn;
+use std::time::Duration;
+
+use bytes::Bytes;
+use framewire_codec::ack::{AckConfig, AckDriver, AckError, AckFramedBuilder};
+use framewire_codec::FrameCodec;
+use tokio::io::DuplexStream;
+
+fn pair(
+    window: u32,
+    config: Option<AckConfig>,
+) -> (AckDriver<DuplexStream>, AckDriver<DuplexStream>) {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let mut builder = AckFramedBuilder::new();
+    if let Some(c) = config {
+        builder.config(c);
+    }
+    builder.window(window);
+    (
+        builder.driver(a, FrameCodec::new()),
+        builder.driver(b, FrameCodec::new()),
+    )
+}
+
+async fn handshake(a: &mut AckDriver<DuplexStream>, b: &mut AckDriver<DuplexStream>) {
+    let (ha, hb) = tokio::join!(a.handshake(), b.handshake());
+    ha.unwrap();
+    hb.unwrap();
+}
+
+async fn recv(d: &mut AckDriver<DuplexStream>) -> Result<Option<Bytes>, AckError> {
+    poll_fn(|cx| d.poll_recv(cx))
+        .await
+        .map(|m| m.map(|d| d.payload))
+}
+
+#[tokio::test]
+async fn thousands_of_messages_through_a_small_window_in_order() {
+    let (mut a, mut b) = pair(8, None);
+    let n = 5_000u32;
+    let sender = tokio::spawn(async move {
+        for i in 0..n {
+            a.send(Bytes::from(i.to_be_bytes().to_vec()), false).await?;
+            // Never more than the window unacknowledged.
+            assert!(a.state().in_flight() <= 8);
+        }
+        poll_fn(|cx| a.poll_all_acked(cx)).await?;
+        poll_fn(|cx| a.poll_close(cx)).await?;
+        Ok::<_, AckError>(a.acked_through())
+    });
+    for i in 0..n {
+        let m = recv(&mut b).await.unwrap().expect("a message");
+        assert_eq!(m[..], i.to_be_bytes());
+    }
+    // The sender's last message is done once the receiver asks for the next one.
+    assert_eq!(recv(&mut b).await.unwrap(), None);
+    assert_eq!(sender.await.unwrap().unwrap(), u64::from(n));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_is_acknowledged_only_once_the_receiver_is_done_with_it() {
+    let (mut a, mut b) = pair(4, None);
+    handshake(&mut a, &mut b).await;
+    a.send(Bytes::from_static(b"one"), false).await.unwrap();
+    a.send(Bytes::from_static(b"two"), false).await.unwrap();
+    assert_eq!(recv(&mut b).await.unwrap().unwrap(), "one");
+    assert_eq!(recv(&mut b).await.unwrap().unwrap(), "two");
+    // The receiver holds "two" (it has not asked for more): however long the sender waits
+    // (virtual time: every byte in flight is read first), "two" is not acknowledged.
+    let waited =
+        tokio::time::timeout(Duration::from_secs(1), poll_fn(|cx| a.poll_all_acked(cx))).await;
+    assert!(waited.is_err(), "{waited:?}");
+    assert!(a.acked_through() < 2, "acked through {}", a.acked_through());
+    // Done with it: acknowledged.
+    poll_fn(|cx| b.poll_release(cx)).await.unwrap();
+    poll_fn(|cx| a.poll_all_acked(cx)).await.unwrap();
+    assert_eq!(a.acked_through(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn keepalive_keeps_a_quiet_pair_alive_for_ten_minutes() {
+    let (mut a, mut b) = pair(4, None);
+    let peer = tokio::spawn(async move { recv(&mut b).await });
+    // Nothing to receive for ten virtual minutes (timeout 60 s): PINGs and PONGs flow.
+    let waited = tokio::time::timeout(Duration::from_secs(600), recv(&mut a)).await;
+    assert!(
+        waited.is_err(),
+        "a quiet but live peer ended the wait: {waited:?}"
+    );
+    assert!(a.failure().is_none());
+    peer.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_fails_the_driver_after_the_peer_timeout() {
+    let mut config = AckConfig::new();
+    config
+        .keepalive(Some(Duration::from_secs(5)))
+        .peer_timeout(Some(Duration::from_secs(20)));
+    let (mut a, mut b) = pair(4, Some(config));
+    // The handshake completes, then the peer stops reading (and so never answers a PING).
+    handshake(&mut a, &mut b).await;
+    let r = tokio::time::timeout(Duration::from_secs(120), recv(&mut a))
+        .await
+        .expect("the driver's own timer ends the wait");
+    assert!(
+        matches!(
+            r,
+            Err(AckError::PeerSilent {
+                timeout_ms: 20_000,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    // The error is latched.
+    assert!(matches!(recv(&mut a).await, Err(AckError::Failed { .. })));
+    drop(b);
+}
+
+#[tokio::test]
+async fn a_peer_closing_with_messages_unacknowledged_is_an_error_for_the_sender() {
+    let (mut a, mut b) = pair(4, None);
+    handshake(&mut a, &mut b).await;
+    a.send(Bytes::from_static(b"lost?"), false).await.unwrap();
+    assert_eq!(recv(&mut b).await.unwrap().unwrap(), "lost?");
+    // The receiver goes away without asking for more: "lost?" was never done.
+    drop(b);
+    let r = poll_fn(|cx| a.poll_all_acked(cx)).await;
+    assert!(
+        matches!(
+            r,
+            Err(AckError::ClosedWithUnacked {
+                unacked: 1,
+                acked: 0
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(a.take_unacked(), vec![Bytes::from_static(b"lost?")]);
+}
+
+#[tokio::test]
+async fn the_local_payload_limit_refuses_before_anything_is_queued() {
+    let (x, y) = tokio::io::duplex(1024);
+    let small = FrameCodec::builder().max_frame_len(100).build();
+    let builder = AckFramedBuilder::new();
+    let mut a = builder.driver(x, small);
+    let mut b = builder.driver(y, FrameCodec::new());
+    handshake(&mut a, &mut b).await;
+    let too_long = a.start_send(Bytes::from(vec![0; 100]), false);
+    assert!(
+        matches!(too_long, Err(AckError::PayloadTooLong { len: 100, .. })),
+        "{too_long:?}"
+    );
+    assert_eq!(a.state().last_sent(), 0);
+    // The peer's limit (100 here) binds the other way.
+    assert!(b.max_payload_len() < 100);
+    assert!(matches!(
+        b.start_send(Bytes::from(vec![0; 100]), false),
+        Err(AckError::PayloadTooLong { .. })
+    ));
+    // Within both limits it goes through.
+    a.send(Bytes::from(vec![7; 50]), false).await.unwrap();
+    assert_eq!(recv(&mut b).await.unwrap().unwrap().len(), 50);
+}
