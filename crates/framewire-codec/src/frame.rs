@@ -263,35 +263,31 @@ impl FrameCodec {
         Some(len)
     }
 
-    /// Starts skipping an oversized frame announcing `announced` bytes
-    /// ([`OversizedFrame::Discard`]).
-    #[cold]
-    fn start_discard(&mut self, announced: u32, src: &mut BytesMut) {
-        src.advance(HEADER_LEN);
-        self.discarded.last_len = Some(announced);
-        // u32 -> usize only fails on 16-bit targets; skip what fits.
-        let len = usize::try_from(announced).unwrap_or(usize::MAX);
-        self.state = DecodeState::Discarding(len);
-    }
-
-    fn skip(&mut self, remaining: usize, src: &mut BytesMut) -> usize {
-        let n = remaining.min(src.len());
-        src.advance(n);
-        self.discarded.bytes = self.discarded.bytes.saturating_add(n as u64);
-        remaining - n
-    }
-}
-
-impl Decoder for FrameCodec {
-    type Item = Bytes;
-    type Error = FrameError;
-
-    // One function with the whole-frame case first inside the loop, `#[inline]`: measured
-    // fastest for `Framed`-style callers (about 9 ns per 64 B frame). With the fast path split
-    // out (as `decode_buffered`) and the rest in a function of its own, it measured 19-20 ns,
-    // inlined or not. Hand-written loops that want the fast path alone use `decode_buffered`.
+    /// As [`Decoder::decode`], but never reserves room in `src`.
+    ///
+    /// `decode` asks `src` for a bounded step of room (at most [`GROWTH_STEP`]) whenever a
+    /// frame is incomplete, as `FramedRead` expects of a decoder. On a buffer with no spare
+    /// capacity that makes `BytesMut` reallocate and copy the partial frame before a caller
+    /// that sizes its own reads gets to choose how to grow (framewire's server makes room
+    /// before every read, for the rest of a large frame at once). Such callers use this.
+    ///
+    /// # Errors
+    ///
+    /// As `decode`.
     #[inline]
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+    pub fn decode_without_reserve(
+        &mut self,
+        src: &mut BytesMut,
+    ) -> Result<Option<Bytes>, FrameError> {
+        self.decode_step::<false>(src)
+    }
+
+    /// `decode`'s body; with `RESERVE`, it asks for room for an incomplete frame.
+    #[inline(always)]
+    fn decode_step<const RESERVE: bool>(
+        &mut self,
+        src: &mut BytesMut,
+    ) -> Result<Option<Bytes>, FrameError> {
         loop {
             match self.state {
                 DecodeState::Header => {
@@ -325,8 +321,11 @@ impl Decoder for FrameCodec {
                 }
                 DecodeState::Payload(len) => {
                     if src.len() < len {
-                        // Memory follows bytes received: ask for a bounded step, never `len`.
-                        src.reserve((len - src.len()).min(GROWTH_STEP));
+                        if RESERVE {
+                            // Memory follows bytes received: ask for a bounded step, never
+                            // `len`.
+                            src.reserve((len - src.len()).min(GROWTH_STEP));
+                        }
                         return Ok(None);
                     }
                     self.state = DecodeState::Header;
@@ -343,6 +342,38 @@ impl Decoder for FrameCodec {
                 }
             }
         }
+    }
+
+    /// Starts skipping an oversized frame announcing `announced` bytes
+    /// ([`OversizedFrame::Discard`]).
+    #[cold]
+    fn start_discard(&mut self, announced: u32, src: &mut BytesMut) {
+        src.advance(HEADER_LEN);
+        self.discarded.last_len = Some(announced);
+        // u32 -> usize only fails on 16-bit targets; skip what fits.
+        let len = usize::try_from(announced).unwrap_or(usize::MAX);
+        self.state = DecodeState::Discarding(len);
+    }
+
+    fn skip(&mut self, remaining: usize, src: &mut BytesMut) -> usize {
+        let n = remaining.min(src.len());
+        src.advance(n);
+        self.discarded.bytes = self.discarded.bytes.saturating_add(n as u64);
+        remaining - n
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Bytes;
+    type Error = FrameError;
+
+    // One function with the whole-frame case first inside the loop, `#[inline]`: measured
+    // fastest for `Framed`-style callers (about 9 ns per 64 B frame). With the fast path split
+    // out (as `decode_buffered`) and the rest in a function of its own, it measured 19-20 ns,
+    // inlined or not. Hand-written loops that want the fast path alone use `decode_buffered`.
+    #[inline]
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        self.decode_step::<true>(src)
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {

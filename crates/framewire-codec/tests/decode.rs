@@ -368,3 +368,40 @@ fn decode_buffered_little_endian_and_zero_limit() {
         Err(FrameError::IncomingTooLong { len: 1, max: 0 })
     ));
 }
+
+/// `decode_without_reserve` decodes as `decode` does but leaves the buffer's room alone: on a
+/// buffer with no spare room holding half a frame, `decode` asks for more (a reallocation that
+/// copies the half frame), `decode_without_reserve` does not.
+#[test]
+fn decode_without_reserve_leaves_room_to_the_caller() {
+    let mut wire = Vec::new();
+    wire.extend_from_slice(&100u32.to_be_bytes());
+    wire.extend_from_slice(&[7u8; 40]);
+    for reserve in [true, false] {
+        let mut codec = FrameCodec::new();
+        let mut buf = BytesMut::with_capacity(wire.len());
+        buf.extend_from_slice(&wire);
+        assert_eq!(buf.capacity(), buf.len());
+        let got = if reserve {
+            codec.decode(&mut buf).unwrap()
+        } else {
+            codec.decode_without_reserve(&mut buf).unwrap()
+        };
+        assert_eq!(got, None);
+        assert_eq!(codec.missing(buf.len()), Some(60));
+        if reserve {
+            assert!(buf.capacity() > buf.len(), "decode makes room");
+        } else {
+            assert_eq!(
+                buf.capacity(),
+                buf.len(),
+                "decode_without_reserve makes none"
+            );
+        }
+        // The rest arrives: both decode the same frame.
+        buf.extend_from_slice(&[7u8; 60]);
+        let frame = codec.decode_without_reserve(&mut buf).unwrap().unwrap();
+        assert_eq!(&frame[..], &[7u8; 100][..]);
+        assert!(buf.is_empty());
+    }
+}

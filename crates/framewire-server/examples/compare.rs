@@ -178,6 +178,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("{:.0} frames/s", (CONNS * count) as f64 / secs);
             Ok(())
         }
+        Some("echo") => {
+            // compare echo ADDR DIR SIZE COUNT: the pipelined TLS echo client alone, against a
+            // server started with `compare serve KIND --tls DIR` (e.g. under a profiler).
+            let addr: SocketAddr = args.get(1).ok_or("echo needs ADDR")?.parse()?;
+            let tls = Tls::load(Path::new(args.get(2).ok_or("echo needs DIR")?))?;
+            let size = args.get(3).map_or(Ok(64), |s| s.parse())?;
+            let count = args.get(4).map_or(Ok(100_000), |s| s.parse())?;
+            let secs = run_load(addr, size, count, Some(&tls)).await?;
+            println!("{:.0} frames/s", (CONNS * count) as f64 / secs);
+            Ok(())
+        }
         Some("load") => {
             // compare load ADDR SIZE COUNT: the throughput client alone, against any server.
             let addr: SocketAddr = args.get(1).ok_or("load needs ADDR")?.parse()?;

@@ -13,9 +13,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub enum Address {
     /// A TCP address.
     Tcp(SocketAddr),
-    /// A Unix-domain socket address (often unnamed for peers).
+    /// A Unix-domain socket address (often unnamed for peers). Boxed: it is 110 bytes of
+    /// `sockaddr_un`, and every connection holds its peer's address, TCP or not.
     #[cfg(unix)]
-    Unix(tokio::net::unix::SocketAddr),
+    Unix(Box<tokio::net::unix::SocketAddr>),
     /// A peer named by the application: the address given with a stream of its own (an SSH
     /// channel, an in-memory pipe; see [`ServerBuilder::incoming`](crate::ServerBuilder::incoming)).
     Other(String),
@@ -61,7 +62,7 @@ impl From<SocketAddr> for Address {
 #[cfg(unix)]
 impl From<tokio::net::unix::SocketAddr> for Address {
     fn from(a: tokio::net::unix::SocketAddr) -> Self {
-        Address::Unix(a)
+        Address::Unix(Box::new(a))
     }
 }
 

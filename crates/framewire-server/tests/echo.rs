@@ -236,6 +236,78 @@ async fn large_and_small_sends_interleave_in_order() {
     .await;
 }
 
+/// A peer pipelining large frames (sizes around the 16 KiB limited-read threshold and the
+/// 64 KiB read size, a 64 KiB payload whose header makes it overflow a 64 KiB read, and two
+/// above it) in one write, in 1-byte to 64 KiB pieces, gets every frame back whole and in
+/// order from a mirror: the server's reads stop at the end of large frames and its buffer is
+/// reused or replaced between them.
+#[tokio::test]
+async fn pipelined_large_frames_around_the_read_size_echo_whole_and_in_order() {
+    within(async {
+        let sizes = [
+            65_536usize,
+            16_383,
+            16_384,
+            65_532,
+            65_540,
+            70_000,
+            3,
+            200_000,
+            65_536,
+            20_000,
+        ];
+        let frames: Vec<Vec<u8>> = (0..60)
+            .map(|i| {
+                let n = sizes[i % sizes.len()];
+                (0..n).map(|k| (i * 13 + k / 251) as u8).collect()
+            })
+            .collect();
+        let server = spawn(Server::builder(), |mut conn: Connection| async move {
+            framewire_examples_mirror(&mut conn).await
+        })
+        .await;
+        let stream = TcpStream::connect(server.addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (rd, mut wr) = stream.into_split();
+        let mut wire = BytesMut::new();
+        for f in &frames {
+            FrameCodec::new().encode(&f[..], &mut wire).expect("encode");
+        }
+        let writer = tokio::spawn(async move {
+            let mut piece = 1usize;
+            let mut rest = &wire[..];
+            while !rest.is_empty() {
+                let n = piece.min(rest.len());
+                wr.write_all(&rest[..n]).await.expect("write");
+                rest = &rest[n..];
+                piece = (piece * 7 + 3) % (64 * 1024) + 1;
+            }
+            wr
+        });
+        let mut echoes = FramedRead::new(rd, FrameCodec::new());
+        for (i, f) in frames.iter().enumerate() {
+            let got = echoes.next().await.expect("an echo").expect("a valid echo");
+            assert_eq!(got.len(), f.len(), "frame {i}: length");
+            assert!(got[..] == f[..], "frame {i} damaged");
+        }
+        drop(writer.await.expect("writer"));
+        server.stop().await;
+    })
+    .await;
+}
+
+/// The mirror of `examples/echo_server.rs` (this crate cannot depend on the examples).
+async fn framewire_examples_mirror(conn: &mut Connection) -> Result<(), ServerError> {
+    while let Some(frame) = conn.recv().await? {
+        conn.feed(&frame).await?;
+        while let Some(more) = conn.try_recv()? {
+            conn.feed(&more).await?;
+        }
+        conn.flush().await?;
+    }
+    Ok(())
+}
+
 /// A transport that hands the server one burst of bytes at a time: once a burst is read, a
 /// read finds nothing (`Pending`) at least once, and until the server has echoed the whole
 /// burst; then the next burst is there; after the last one, end of stream. Records how many reads returned bytes per burst.
