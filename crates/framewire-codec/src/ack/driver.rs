@@ -23,9 +23,14 @@ use super::wire::{AckFrame, GoAwayReason, Hello, DATA_HEADER_LEN};
 use super::AckError;
 use crate::{FrameCodec, FrameError, HEADER_LEN};
 
-/// Room a read asks for when the read buffer is full (and the size it is reclaimed to once
-/// every frame handed out has been dropped): `Framed`'s initial read buffer size.
+/// Room the first read asks for (and the least the buffer is reclaimed to once every frame
+/// handed out has been dropped): `Framed`'s initial read buffer size.
 const READ_ROOM: usize = 8 * 1024;
+
+/// The most room one read asks for once a fast sender has made reads grow (doubling each
+/// time a read fills all the room it was given), as the server's plain-mode reader does: a
+/// stream of small messages then costs one read per 64 KiB, not per 8 KiB.
+const MAX_READ: usize = 64 * 1024;
 
 /// How many timer rounds one poll runs at most (each round moves the deadline forward; the
 /// bound only guards against a clock that does not move).
@@ -141,6 +146,8 @@ pub struct AckDriver<T> {
     high_water: usize,
     state: AckState,
     inbox: VecDeque<Delivery>,
+    /// How much room the next read asks for: from [`READ_ROOM`] up to [`MAX_READ`].
+    read_size: usize,
     /// The transport's read half ended (end of stream) or failed.
     eof: bool,
     read_closed: bool,
@@ -178,6 +185,7 @@ impl<T> AckDriver<T> {
             high_water: high_water.max(1),
             state,
             inbox: VecDeque::new(),
+            read_size: READ_ROOM,
             eof: false,
             read_closed: false,
             write_closed: false,
@@ -810,12 +818,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 self.read_closed = true;
                 break Poll::Ready(Ok(()));
             }
-            if self.rbuf.len() == self.rbuf.capacity() {
-                self.rbuf.reserve(READ_ROOM);
+            if self.rbuf.capacity() - self.rbuf.len() < self.read_size / 2 {
+                self.rbuf.reserve(self.read_size);
             }
+            let room = self.rbuf.capacity() - self.rbuf.len();
             match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
                 Poll::Ready(Ok(0)) => self.eof = true,
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(n)) => {
+                    if n == room {
+                        // The peer sends faster than this side reads: fewer, larger reads.
+                        self.read_size = (self.read_size * 2).min(MAX_READ);
+                    }
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(FrameError::from(e).into())),
                 Poll::Pending => break Poll::Pending,
             }
@@ -874,11 +888,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         if let Poll::Ready(Err(e)) = self.poll_write_inner(cx) {
             return Err(e);
         }
-        if self.inbox.is_empty() && self.rbuf.is_empty() && self.rbuf.capacity() < READ_ROOM {
+        if self.inbox.is_empty() && self.rbuf.is_empty() && self.rbuf.capacity() < self.read_size {
             // Reads go into whatever spare room the buffer has left, so after a few batches a
             // read can fill that room exactly and cost a second read. Once every frame handed
             // out has been dropped, take the whole allocation back (no allocation, no copy).
-            let _ = self.rbuf.try_reclaim(READ_ROOM);
+            let _ = self.rbuf.try_reclaim(self.read_size);
         }
         let read = self.poll_read(cx, side);
         if let Poll::Ready(Err(e)) = read {
