@@ -52,6 +52,10 @@ type Conn = AckDriver<ByteStream>;
 /// [`ClientBuilder::ack_deadlock_grace`]: crate::ClientBuilder::ack_deadlock_grace
 pub const DEFAULT_DEADLOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// While resending after a reconnect, the acks that arrived are read after every this many
+/// messages (without waiting): one read attempt per 32 resent messages.
+const RESEND_READ_EVERY: usize = 32;
+
 /// Everything needed to open (and re-open) an ack-mode connection.
 #[derive(Debug, Clone)]
 pub(crate) struct AckSettings {
@@ -628,7 +632,7 @@ impl Driver {
 
     /// Reconnects per the policy and resends every unacknowledged message, flagged.
     async fn reconnect(&mut self, first: String) -> Result<Conn, Stop> {
-        let started = Instant::now();
+        let mut started = Instant::now();
         let mut backoff = self.settings.policy.backoff();
         let mut last_error = first;
         loop {
@@ -656,7 +660,13 @@ impl Driver {
             match self.resend(&mut conn).await {
                 Ok(()) => return Ok(conn),
                 Err(e) => {
-                    self.settle(&conn);
+                    // The policy bounds failures in a row: a connection on which the peer
+                    // acknowledged messages made progress, so the count starts over (a long
+                    // resend cut again and again still gets through, a piece per connection).
+                    if self.settle(&conn) {
+                        backoff = self.settings.policy.backoff();
+                        started = Instant::now();
+                    }
                     last_error = e.to_string();
                 }
             }
@@ -676,6 +686,11 @@ impl Driver {
             let seq = conn.send(payload, true).await?;
             self.tracked[i].seq = seq;
             self.shared.redeliveries.fetch_add(1, Ordering::Relaxed);
+            if i % RESEND_READ_EVERY == RESEND_READ_EVERY - 1 {
+                // Read the acks that arrived meanwhile: if this connection is cut before the
+                // resend ends, what the peer took is settled, not resent once more.
+                poll_fn(|cx| conn.poll_progress(cx)).await?;
+            }
         }
         Ok(())
     }

@@ -30,7 +30,10 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 /// [`jitter_percent`](ReconnectPolicy::jitter_percent). The client gives up when
 /// [`max_attempts`](ReconnectPolicy::max_attempts) attempts have failed or when the next delay
 /// would end after [`max_elapsed`](ReconnectPolicy::max_elapsed), whichever comes first. The
-/// budget applies per drop: after a successful reconnect it starts afresh.
+/// budget applies per drop: after a successful reconnect it starts afresh. An attempt counts as
+/// successful once it has made progress: the connection was established and the peer
+/// acknowledged at least one message, even if the connection dropped again while the client was
+/// still resending what was unacknowledged.
 ///
 /// ```
 /// use std::time::Duration;

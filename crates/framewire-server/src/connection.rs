@@ -1,15 +1,13 @@
 //! One client connection: socketserver's `self.request`, framed.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{ready, Context, Poll, Wake, Waker};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use framewire_codec::ack::{AckError, AckState, Delivery, GoAwayReason, DATA_HEADER_LEN};
+use framewire_codec::ack::{AckDriver, GoAwayReason};
 use framewire_codec::typed::{self, Bincode, Format};
 use framewire_codec::{FrameCodec, FrameError, FrameWriter, HEADER_LEN, VECTORED_WRITE_MIN};
 use futures::{Sink, Stream};
@@ -24,6 +22,8 @@ use crate::address::{Address, Transport};
 use crate::error::ServerError;
 use crate::handle::{ServerHandle, ShutdownSignal};
 use crate::stats::bump;
+
+mod ack;
 
 /// One client connection, handed to the [`Handler`](crate::Handler): a [`Stream`] of incoming
 /// frames and a [`Sink`] of outgoing ones, with [`recv`](Connection::recv) and
@@ -80,8 +80,10 @@ use crate::stats::bump;
 /// # Ack mode
 ///
 /// With [`ServerBuilder::ack_mode`](crate::ServerBuilder::ack_mode) the connection speaks
-/// framewire's ack mode (wire format in [`framewire_codec::ack`]), driving the sans-IO
-/// [`AckState`] from its own read and write paths:
+/// framewire's ack mode (wire format in [`framewire_codec::ack`]) through the codec's ack
+/// driver ([`AckDriver`](framewire_codec::ack::AckDriver), the same one the client and
+/// `AckFramed` use), which then owns the socket, the read and write buffers, the protocol
+/// engine and its timers; the connection adds the server's timeouts, shutdown and stats:
 ///
 /// * The HELLO goes out as soon as the connection is accepted, before the handler runs
 ///   (if the socket cannot take it at once, with the first poll of `recv` or `send`).
@@ -96,8 +98,9 @@ use crate::stats::bump;
 ///   peer does: the peer's window grant is clamped to this side's caps, and a peer sending
 ///   beyond the window granted to it is a protocol error.
 /// * Keepalive: after the configured interval without hearing from the peer (15 s by
-///   default) a PING goes out while the handler waits in `recv`; after the peer timeout
-///   (60 s) `recv` fails with [`AckError::PeerSilent`].
+///   default) a PING goes out while the handler waits in `recv` or `send`; after the peer
+///   timeout (60 s) that call fails with
+///   [`AckError::PeerSilent`](framewire_codec::ack::AckError::PeerSilent).
 /// * Going away: when the server shuts down (`recv` returns `Ok(None)` between messages) or
 ///   closes an idle connection (idle timeout), the peer first gets a GOAWAY, telling it to
 ///   reconnect; a handler that returns ends the conversation with a plain close.
@@ -162,7 +165,7 @@ pub struct Connection<S = ()> {
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
     shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
-    ack: Option<Box<AckConn>>,
+    ack: Option<Box<ack::AckConn<S>>>,
     #[cfg(feature = "tls")]
     tls: Option<Box<crate::tls::TlsInfo>>,
 }
@@ -178,81 +181,6 @@ const LIMITED_READ_MIN: usize = 16 * 1024;
 /// Most frames a connection takes before adding them to the server's `frames_in` counter (it
 /// also does when its buffered bytes are used up).
 const FRAMES_IN_BATCH: u64 = 64;
-
-/// Which half of the connection is polling (they may be in different tasks after `split`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Recv = 0,
-    Send = 1,
-}
-
-/// A waker that wakes both halves. In ack mode both halves read (the sending half reads ACKs)
-/// and both write (the receiving half writes ACKs), and a socket keeps only one read and one
-/// write waker; registering this one with the socket wakes whichever halves are waiting.
-#[derive(Debug, Default)]
-struct SideWakers {
-    slots: Mutex<[Option<Waker>; 2]>,
-}
-
-impl SideWakers {
-    fn register(&self, side: Side, waker: &Waker) {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let slot = &mut slots[side as usize];
-        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
-        }
-    }
-
-    fn wake_side(&self, side: Side) {
-        let waker = self.slots.lock().unwrap_or_else(PoisonError::into_inner)[side as usize].take();
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-}
-
-impl Wake for SideWakers {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let [a, b] = {
-            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            [slots[0].take(), slots[1].take()]
-        };
-        for w in [a, b].into_iter().flatten() {
-            w.wake();
-        }
-    }
-}
-
-/// Ack-mode state of one connection.
-#[derive(Debug)]
-struct AckConn {
-    state: AckState,
-    /// Messages read by the sending half while it waited for window room; at most the window
-    /// this side granted (nothing beyond it is acknowledged before it is taken).
-    inbox: VecDeque<Delivery>,
-    /// Whether the message most recently handed to the handler was flagged as a redelivery.
-    last_redelivered: bool,
-    /// The seq of the message most recently handed to the handler: done (and acknowledged)
-    /// once the handler asks for the next one.
-    yielded: u64,
-    /// The engine's keepalive / peer-timeout timer.
-    timer: Option<Pin<Box<Sleep>>>,
-    wakers: Arc<SideWakers>,
-    waker: Waker,
-}
-
-/// What a sender waits for in ack mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AckWait {
-    /// Room in the peer's window for one more message.
-    Room,
-    /// Every message sent acknowledged.
-    AllAcked,
-}
 
 impl<S> fmt::Debug for Connection<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -308,21 +236,24 @@ fn poll_deadline(
 impl<S> Connection<S> {
     pub(crate) fn new(io: Box<dyn Transport>, peer: Address, server: ServerHandle<S>) -> Self {
         let codec = server.shared.config.new_codec();
-        let ack = server.shared.config.ack.map(|config| {
-            let wakers = Arc::new(SideWakers::default());
-            let mut state = config.build(codec.max_frame_len());
-            // Arms the timers; cannot fail on the first call.
-            let _ = state.handle_timeout(Instant::now().into_std());
-            Box::new(AckConn {
-                state,
-                inbox: VecDeque::new(),
-                last_redelivered: false,
-                yielded: 0,
-                timer: None,
-                waker: Waker::from(Arc::clone(&wakers)),
-                wakers,
-            })
-        });
+        // Ack mode: the codec's one ack driver owns the transport, its buffers and timers;
+        // the plain-mode field keeps a stand-in.
+        let (io, ack) = match server.shared.config.ack {
+            Some(config) => {
+                let state = config.build(codec.max_frame_len());
+                let driver = AckDriver::from_parts(
+                    ack::Counted::new(io, server.clone()),
+                    codec.clone(),
+                    BytesMut::new(),
+                    BytesMut::new(),
+                    state,
+                    server.shared.config.write_buffer_limit,
+                );
+                let detached: Box<dyn Transport> = Box::new(ack::Detached);
+                (detached, Some(Box::new(ack::AckConn::new(driver))))
+            }
+            None => (io, None),
+        };
         Connection {
             io,
             codec,
@@ -367,10 +298,7 @@ impl<S> Connection<S> {
     /// Ack mode: writes the HELLO if the socket takes it right away (a fresh socket always
     /// does); otherwise it goes out with the first poll of `recv` or `send`.
     pub(crate) fn start(&mut self) {
-        if self.ack.is_some() {
-            let mut cx = Context::from_waker(Waker::noop());
-            let _ = self.poll_flush_all(&mut cx);
-        }
+        self.ack_start();
     }
 
     /// The peer's address: socketserver's `self.client_address`. Behind a load balancer
@@ -524,39 +452,31 @@ impl<S> Connection<S> {
     /// [`ServerError::Frame`] or [`ServerError::Ack`] if the buffered bytes are invalid; the
     /// receive side is then closed, as with [`recv`](Connection::recv).
     pub fn try_recv(&mut self) -> Result<Option<Bytes>, ServerError> {
-        self.ack_release();
-        loop {
-            if self.read_closed || self.recv_ended {
-                return Ok(None);
-            }
-            if let Some(d) = self.ack.as_mut().and_then(|a| a.inbox.pop_front()) {
-                return Ok(Some(self.ack_took(d)));
-            }
-            if self.rbuf.is_empty() {
-                return Ok(None);
-            }
-            // The task's cooperative budget, as in `recv` (no waker to register here: the
-            // caller's next `recv`, `flush` or other I/O yields).
-            let mut no_waker = Context::from_waker(Waker::noop());
-            let Poll::Ready(coop) = tokio::task::coop::poll_proceed(&mut no_waker) else {
-                return Ok(None);
-            };
-            let frame = match self.codec.decode_without_reserve(&mut self.rbuf) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return Ok(None),
-                Err(e) => return Err(self.read_failed(e.into())),
-            };
-            coop.made_progress();
-            self.idle_since = None;
-            self.frame_since = None;
-            if self.ack.is_none() {
-                self.count_frame_in();
-                return Ok(Some(frame));
-            }
-            if let Some(d) = self.ack_handle_frame(frame)? {
-                return Ok(Some(self.ack_took(d)));
-            }
+        if self.ack.is_some() {
+            return self.try_recv_ack();
         }
+        if self.read_closed || self.recv_ended {
+            return Ok(None);
+        }
+        if self.rbuf.is_empty() {
+            return Ok(None);
+        }
+        // The task's cooperative budget, as in `recv` (no waker to register here: the
+        // caller's next `recv`, `flush` or other I/O yields).
+        let mut no_waker = Context::from_waker(Waker::noop());
+        let Poll::Ready(coop) = tokio::task::coop::poll_proceed(&mut no_waker) else {
+            return Ok(None);
+        };
+        let frame = match self.codec.decode_without_reserve(&mut self.rbuf) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(self.read_failed(e.into())),
+        };
+        coop.made_progress();
+        self.idle_since = None;
+        self.frame_since = None;
+        self.count_frame_in();
+        Ok(Some(frame))
     }
 
     /// Sends one message and flushes it (and anything queued before it) to the socket.
@@ -746,9 +666,9 @@ impl<S> Connection<S> {
     pub async fn wait_acked(&mut self) -> Result<(), ServerError> {
         // Waiting for the peer's acks while holding back ours could deadlock two peers doing
         // request/response: the messages received so far count as done.
-        self.ack_release();
+        self.ack_release_now();
         self.flush().await?;
-        poll_fn(|cx| self.poll_ack_wait(cx, AckWait::AllAcked)).await
+        poll_fn(|cx| self.poll_ack_all_acked(cx)).await
     }
 
     /// Ack mode: removes and returns the messages sent but not acknowledged, oldest first
@@ -757,7 +677,7 @@ impl<S> Connection<S> {
     pub fn take_unacked(&mut self) -> Vec<Bytes> {
         self.ack
             .as_mut()
-            .map(|a| a.state.take_unacked())
+            .map(|a| a.driver.take_unacked())
             .unwrap_or_default()
     }
 
@@ -783,217 +703,7 @@ impl<S> Connection<S> {
             }
             return polled;
         }
-        if let Some(polled) = self.poll_recv_ack_buffered(cx) {
-            return polled;
-        }
-        self.with_side(cx, Side::Recv, |this, cx| this.poll_recv_ack(cx))
-    }
-
-    /// Ack mode's common case: the next message is already buffered (in the inbox, or as a
-    /// whole frame in the read buffer) and no control frame waits to be written. Taken
-    /// without the shared waker or any I/O; `None` sends the caller down the general path.
-    #[inline]
-    fn poll_recv_ack_buffered(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Option<Poll<Result<Option<Bytes>, ServerError>>> {
-        self.ack_release();
-        let a = self.ack.as_mut()?;
-        if a.state.has_transmit() || self.read_closed || self.eof || self.recv_ended {
-            return None;
-        }
-        let d = match a.inbox.pop_front() {
-            Some(d) => d,
-            None => {
-                if self.rbuf.is_empty() {
-                    return None;
-                }
-                // One unit of the cooperative budget per frame, as in plain mode.
-                let coop = match tokio::task::coop::poll_proceed(cx) {
-                    Poll::Ready(coop) => coop,
-                    Poll::Pending => return Some(Poll::Pending),
-                };
-                let frame = self.codec.decode_buffered(&mut self.rbuf)?;
-                coop.made_progress();
-                self.idle_since = None;
-                self.frame_since = None;
-                match self.ack_handle_frame(frame) {
-                    Ok(Some(d)) => d,
-                    Ok(None) => return None,
-                    Err(e) => return Some(Poll::Ready(Err(e))),
-                }
-            }
-        };
-        let payload = self.ack_took(d);
-        if self.ack.as_ref().is_some_and(|a| a.state.has_transmit()) {
-            // An ACK became due (nothing more buffered, or half the window done).
-            self.with_side(cx, Side::Recv, |this, cx| this.ack_pump(cx));
-        }
-        Some(Poll::Ready(Ok(Some(payload))))
-    }
-
-    /// Runs `f` with a context whose waker wakes both halves in ack mode (see [`SideWakers`]),
-    /// or with `cx` itself in plain mode.
-    fn with_side<R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        side: Side,
-        f: impl FnOnce(&mut Self, &mut Context<'_>) -> R,
-    ) -> R {
-        match &self.ack {
-            Some(a) => {
-                a.wakers.register(side, cx.waker());
-                let waker = a.waker.clone();
-                let mut both = Context::from_waker(&waker);
-                f(self, &mut both)
-            }
-            None => f(self, cx),
-        }
-    }
-
-    fn poll_recv_ack(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, ServerError>> {
-        // Asking for the next message: the handler is done with the previous one.
-        self.ack_release();
-        loop {
-            self.ack_pump(cx);
-            if let Some(d) = self.ack.as_mut().and_then(|a| a.inbox.pop_front()) {
-                let payload = self.ack_took(d);
-                self.ack_pump(cx);
-                return Poll::Ready(Ok(Some(payload)));
-            }
-            let frame = match self.poll_frame(cx, true) {
-                Poll::Pending => {
-                    // Nothing more to read now: acknowledge everything taken.
-                    if let Some(a) = self.ack.as_mut() {
-                        a.state.reader_idle();
-                    }
-                    if let Poll::Ready(Err(e)) = self.poll_ack_timer(cx) {
-                        return Poll::Ready(Err(e));
-                    }
-                    self.ack_pump(cx);
-                    return Poll::Pending;
-                }
-                Poll::Ready(Ok(Some(frame))) => frame,
-                Poll::Ready(other) => return Poll::Ready(other),
-            };
-            match self.ack_handle_frame(frame) {
-                Ok(Some(d)) => {
-                    let payload = self.ack_took(d);
-                    self.ack_pump(cx);
-                    return Poll::Ready(Ok(Some(payload)));
-                }
-                Ok(None) => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-
-    /// Feeds one frame to the ack machine. An ACK or HELLO may open window room: the sending
-    /// half is woken.
-    fn ack_handle_frame(&mut self, frame: Bytes) -> Result<Option<Delivery>, ServerError> {
-        let Some(a) = self.ack.as_mut() else {
-            return Ok(None);
-        };
-        let acked_before = a.state.acked_through();
-        match a.state.handle_frame(frame) {
-            Ok(Some(d)) => Ok(Some(d)),
-            Ok(None) => {
-                if a.state.acked_through() > acked_before {
-                    // The peer is taking our messages: a sender waiting for window room or
-                    // for every ACK is making progress, so its write timeout starts over.
-                    self.write_since = None;
-                }
-                a.wakers.wake_side(Side::Send);
-                Ok(None)
-            }
-            Err(e) => Err(self.read_failed(ServerError::Ack(e))),
-        }
-    }
-
-    /// The handler takes `d`; it is done with it (and it is acknowledged) once it asks for
-    /// the next one (see `ack_release`).
-    fn ack_took(&mut self, d: Delivery) -> Bytes {
-        let rbuf_empty = self.rbuf.is_empty();
-        if let Some(a) = self.ack.as_mut() {
-            a.yielded = d.seq;
-            a.last_redelivered = d.redelivered;
-            if a.inbox.is_empty() && rbuf_empty {
-                // Nothing more buffered: acknowledge what the handler is done with (the
-                // messages before this one) now, not when it next asks.
-                a.state.reader_idle();
-            }
-        }
-        self.count_frame_in();
-        d.payload
-    }
-
-    /// The handler is done with every message handed to it: report them to the machine
-    /// (which queues an ACK when due, or at once if nothing more is buffered).
-    fn ack_release(&mut self) {
-        let rbuf_empty = self.rbuf.is_empty();
-        if let Some(a) = self.ack.as_mut() {
-            if a.yielded > a.state.taken_through() {
-                // `taken` only fails for a seq never received; `yielded` was received.
-                let _ = a.state.taken(a.yielded);
-                if a.inbox.is_empty() && rbuf_empty {
-                    a.state.reader_idle();
-                }
-            }
-        }
-    }
-
-    /// Ack mode: runs the engine's keepalive and peer-timeout timer. Ready with an error when
-    /// the peer has been silent for the peer timeout; a keepalive PING is queued when due.
-    fn poll_ack_timer(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
-        let Some(a) = self.ack.as_mut() else {
-            return Poll::Pending;
-        };
-        loop {
-            let Some(deadline) = a.state.poll_timeout() else {
-                a.timer = None;
-                return Poll::Pending;
-            };
-            let deadline = Instant::from_std(deadline);
-            ready!(poll_deadline(&mut a.timer, deadline, Duration::ZERO, cx));
-            if let Err(e) = a.state.handle_timeout(Instant::now().into_std()) {
-                return Poll::Ready(Err(self.read_failed(ServerError::Ack(e))));
-            }
-        }
-    }
-
-    /// Ack mode: tells the peer this side is going away (it should reconnect), written now
-    /// if the socket takes it.
-    fn ack_go_away(&mut self, reason: GoAwayReason, cx: &mut Context<'_>) {
-        if let Some(a) = self.ack.as_mut() {
-            a.state.go_away(reason);
-            self.ack_pump(cx);
-        }
-    }
-
-    /// Ack mode: moves the machine's frames (HELLO, ACKs, DATA) into the write buffer.
-    fn ack_encode(&mut self) {
-        let Some(a) = self.ack.as_mut() else {
-            return;
-        };
-        if self.write_closed {
-            return;
-        }
-        while let Some(frame) = a.state.poll_transmit() {
-            // Cannot fail: DATA payloads are checked against this codec's limit when queued,
-            // and HELLO/ACK frames are 14 and 9 bytes.
-            if let Err(e) = frame.encode(&mut self.codec, self.out.buffer_mut()) {
-                tracing::error!(error = %e, "cannot encode an ack-mode frame");
-            }
-        }
-    }
-
-    /// Ack mode: encodes pending frames and writes what the socket takes now. A write error
-    /// closes the sending side (logged and counted there); the caller carries on.
-    fn ack_pump(&mut self, cx: &mut Context<'_>) {
-        self.ack_encode();
-        if !self.write_closed && !self.out.is_empty() {
-            let _ = self.poll_write_buf(cx);
-        }
+        self.poll_recv_ack(cx)
     }
 
     /// The frame layer: decodes the next frame, reading as needed. With `for_recv` (the
@@ -1063,9 +773,6 @@ impl<S> Connection<S> {
             if for_recv && self.between_frames() && self.poll_shutdown_requested(cx) {
                 tracing::debug!("shutdown requested; ending the incoming stream");
                 self.recv_ended = true;
-                // Ack mode: the peer learns that the server is going away (reconnect), not
-                // that the conversation is over.
-                self.ack_go_away(GoAwayReason::Shutdown, cx);
                 return Poll::Ready(Ok(None));
             }
             if self.rbuf.capacity() == 0 {
@@ -1236,7 +943,18 @@ impl<S> Connection<S> {
     }
 
     fn between_frames(&self) -> bool {
-        self.rbuf.is_empty() && self.codec.is_between_frames()
+        match &self.ack {
+            Some(a) => a.driver.is_between_frames(),
+            None => self.rbuf.is_empty() && self.codec.is_between_frames(),
+        }
+    }
+
+    /// Bytes read and not yet taken as frames.
+    fn buffered_in(&self) -> usize {
+        match &self.ack {
+            Some(a) => a.driver.buffered_bytes(),
+            None => self.rbuf.len(),
+        }
     }
 
     fn poll_shutdown_requested(&mut self, cx: &mut Context<'_>) -> bool {
@@ -1273,7 +991,7 @@ impl<S> Connection<S> {
             let since = *self.frame_since.get_or_insert(now);
             let err = ServerError::StallTimeout {
                 stall_ms: millis(t),
-                buffered: self.rbuf.len(),
+                buffered: self.buffered_in(),
             };
             (since, self.stall_left.unwrap_or(t), err)
         };
@@ -1311,9 +1029,9 @@ impl<S> Connection<S> {
         self.rbuf = BytesMut::new();
         self.read_timer = None;
         self.count_and_log(&err, "receive");
-        if let Some(a) = &self.ack {
-            // A sender waiting for ACKs must learn that none will come.
-            a.wakers.wake_side(Side::Send);
+        if let Some(a) = self.ack.as_deref_mut() {
+            // A sender waiting for ACKs (in another task) must learn that none will come.
+            a.driver.wake_all();
         }
         err
     }
@@ -1344,9 +1062,7 @@ impl<S> Connection<S> {
             return Poll::Ready(Err(Self::closed_for_sending()));
         }
         if self.ack.is_some() {
-            return self.with_side(cx, Side::Send, |this, cx| {
-                this.poll_ack_wait(cx, AckWait::Room)
-            });
+            return self.poll_ack_ready(cx);
         }
         if self.out.len() >= self.server.shared.config.write_buffer_limit {
             ready!(self.poll_write_buf(cx))?;
@@ -1354,92 +1070,20 @@ impl<S> Connection<S> {
         Poll::Ready(Ok(()))
     }
 
-    /// Ack mode: writes what is queued and reads (ACKs, and DATA for `recv`) until `until`
-    /// holds. Plain mode: ready at once.
-    fn poll_ack_wait(
-        &mut self,
-        cx: &mut Context<'_>,
-        until: AckWait,
-    ) -> Poll<Result<(), ServerError>> {
-        loop {
-            let Some(a) = self.ack.as_ref() else {
-                return Poll::Ready(Ok(()));
-            };
-            let done = match until {
-                AckWait::Room => a.state.has_room(),
-                AckWait::AllAcked => a.state.all_acked(),
-            };
-            self.ack_encode();
-            if self.write_closed {
-                return Poll::Ready(Err(Self::closed_for_sending()));
-            }
-            let limit = self.server.shared.config.write_buffer_limit;
-            if self.out.len() >= limit || (until == AckWait::AllAcked && !self.out.is_empty()) {
-                ready!(self.poll_write_buf(cx))?;
-                continue;
-            }
-            if !self.out.is_empty() {
-                // Best effort now; `flush` finishes it.
-                if let Poll::Ready(Err(e)) = self.poll_write_buf(cx) {
-                    return Poll::Ready(Err(e));
-                }
-            }
-            if done {
-                if self.out.is_empty() {
-                    // Nothing is waiting to be written: a later wait starts a fresh clock.
-                    self.write_since = None;
-                }
-                return Poll::Ready(Ok(()));
-            }
-            if self.read_closed {
-                // The peer closed or broke the connection: no ACK will come.
-                return Poll::Ready(Err(Self::closed_for_sending()));
-            }
-            let frame = match self.poll_frame(cx, false) {
-                Poll::Pending => {
-                    // The peer's window stays full: that is the write timeout's business.
-                    return self.poll_write_timeout(cx);
-                }
-                Poll::Ready(Ok(Some(frame))) => frame,
-                Poll::Ready(Ok(None)) => return Poll::Ready(Err(Self::closed_for_sending())),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            };
-            if let Some(d) = self.ack_handle_frame(frame)? {
-                if let Some(a) = self.ack.as_mut() {
-                    a.inbox.push_back(d);
-                    a.wakers.wake_side(Side::Recv);
-                }
-            }
-        }
-    }
-
     fn queue(&mut self, frame: &[u8]) -> Result<(), ServerError> {
         if self.write_closed {
             return Err(Self::closed_for_sending());
         }
-        let result = match self.ack.as_mut() {
-            None => self.out.feed(&self.codec, frame).map_err(ServerError::from),
-            Some(a) => {
-                let max = self.codec.max_frame_len().saturating_sub(DATA_HEADER_LEN);
-                if frame.len() > max {
-                    Err(ServerError::Ack(AckError::PayloadTooLong {
-                        len: frame.len(),
-                        max,
-                    }))
-                } else {
-                    a.state
-                        .send(Bytes::copy_from_slice(frame), false)
-                        .map(|_| ())
-                        .map_err(ServerError::Ack)
-                }
-            }
-        };
-        match result {
+        if self.ack.is_some() {
+            self.queue_ack(frame)?;
+            self.frames_out_unpublished += 1;
+            return Ok(());
+        }
+        match self.out.feed(&self.codec, frame).map_err(ServerError::from) {
             Ok(()) => {
                 // Added to the shared counter when the buffer is written (or the connection
                 // dropped): one atomic add per write, not per frame.
                 self.frames_out_unpublished += 1;
-                self.ack_encode();
                 Ok(())
             }
             Err(err) => {
@@ -1533,17 +1177,20 @@ impl<S> Connection<S> {
         if self.write_closed {
             return Poll::Ready(Err(Self::closed_for_sending()));
         }
-        self.with_side(cx, Side::Send, |this, cx| {
-            this.ack_encode();
-            ready!(this.poll_write_buf(cx))?;
-            match ready!(Pin::new(&mut this.io).poll_flush(cx)) {
-                Ok(()) => Poll::Ready(Ok(())),
-                Err(e) => Poll::Ready(Err(this.write_failed(e.into()))),
-            }
-        })
+        if self.ack.is_some() {
+            return self.poll_ack_flush(cx);
+        }
+        ready!(self.poll_write_buf(cx))?;
+        match ready!(Pin::new(&mut self.io).poll_flush(cx)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(self.write_failed(e.into()))),
+        }
     }
 
     fn poll_close_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
+        if self.ack.is_some() {
+            return self.poll_ack_close(cx);
+        }
         ready!(self.poll_flush_all(cx))?;
         let res = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
         self.write_closed = true;
@@ -1564,12 +1211,7 @@ impl<S> Drop for Connection<S> {
             .aborting
             .load(std::sync::atomic::Ordering::SeqCst);
         if self.ack.is_some() && !std::thread::panicking() && !aborted && !self.write_closed {
-            self.ack_release();
-            if let Some(a) = self.ack.as_mut() {
-                a.state.reader_idle();
-            }
-            let mut cx = Context::from_waker(Waker::noop());
-            self.ack_pump(&mut cx);
+            self.ack_release_now();
         }
         self.publish_frames_out();
     }

@@ -244,6 +244,64 @@ impl<T> AckDriver<T> {
         self.inbox.len()
     }
 
+    /// Bytes read from the transport and not yet parsed into frames.
+    pub fn buffered_bytes(&self) -> usize {
+        self.rbuf.len()
+    }
+
+    /// `true` when no byte of an unfinished frame has been read (for idle versus stall
+    /// timeouts).
+    pub fn is_between_frames(&self) -> bool {
+        self.rbuf.is_empty() && self.codec.is_between_frames()
+    }
+
+    /// Wakes whoever waits in this driver (e.g. when a face decided that the connection is
+    /// over for reasons of its own, such as a timeout).
+    pub fn wake_all(&mut self) {
+        for w in [self.recv_waker.take(), self.send_waker.take()]
+            .into_iter()
+            .flatten()
+        {
+            w.wake();
+        }
+    }
+
+    /// The next received message if one is already buffered (in the inbox, or whole in the
+    /// read buffer), without any I/O; counts the previous one as done, as
+    /// [`poll_recv`](Self::poll_recv) does. The ACK goes out with the next poll.
+    ///
+    /// # Errors
+    ///
+    /// Protocol errors in the buffered bytes; the driver is failed from then on.
+    pub fn try_recv(&mut self) -> Result<Option<Delivery>, AckError> {
+        if let Some(e) = self.take_failure(Side::Recv) {
+            return Err(e);
+        }
+        let r = self.try_recv_inner();
+        if let Err(e) = &r {
+            if !e.is_local_misuse() && self.failed.is_none() {
+                self.failed = Some(e.to_string());
+            }
+        }
+        r
+    }
+
+    fn try_recv_inner(&mut self) -> Result<Option<Delivery>, AckError> {
+        if self.yielded > self.state.taken_through() {
+            self.state.taken(self.yielded)?;
+        }
+        while self.inbox.is_empty() && !self.read_closed {
+            let Some(frame) = self.decode()? else { break };
+            if let Some(d) = self.state.handle_frame(frame)? {
+                self.inbox.push_back(d);
+            }
+        }
+        if self.inbox.is_empty() && self.rbuf.is_empty() {
+            self.state.reader_idle();
+        }
+        Ok(self.take_delivery())
+    }
+
     /// Queues a GOAWAY (this side is going away: the peer should reconnect), written with the
     /// next poll after what is queued.
     pub fn go_away(&mut self, reason: GoAwayReason) {
@@ -322,6 +380,25 @@ impl<T> AckDriver<T> {
             });
         }
         self.state.send(payload, redelivery)
+    }
+
+    fn take_delivery(&mut self) -> Option<Delivery> {
+        let d = self.inbox.pop_front()?;
+        self.yielded = d.seq;
+        Some(d)
+    }
+
+    /// The next whole frame in the read buffer, if any (at end of stream, a truncated frame
+    /// is an error).
+    fn decode(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) {
+            return Ok(Some(frame));
+        }
+        if self.eof {
+            self.codec.decode_eof(&mut self.rbuf)
+        } else {
+            self.codec.decode(&mut self.rbuf)
+        }
     }
 
     fn check_failed(&self) -> Result<(), AckError> {
@@ -498,6 +575,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         })
     }
 
+    /// One round of I/O without waiting: writes what is queued, reads what the transport has
+    /// ready (acks settle, messages go to the inbox), runs the timers. Always ready unless
+    /// the driver failed.
+    ///
+    /// # Errors
+    ///
+    /// Protocol and transport errors.
+    pub fn poll_progress(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        self.guard(Side::Send, cx, |this, cx| {
+            this.progress(cx, Side::Send)?;
+            Poll::Ready(Ok(()))
+        })
+    }
+
     /// Counts every message [`poll_recv`](Self::poll_recv) returned as done and writes the
     /// ACK now, without waiting for the next `poll_recv`.
     ///
@@ -533,6 +624,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 Ok(()) => {
                     if let Some(d) = self.take_delivery() {
                         self.recv_waker = None;
+                        self.after_take(cx);
                         return Poll::Ready(Ok(Some(d)));
                     }
                 }
@@ -569,6 +661,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         })
     }
 
+    /// Writes what is queued (without waiting for acks) and shuts the transport's write half.
+    /// Acks for messages taken from then on cannot be sent.
+    ///
+    /// # Errors
+    ///
+    /// Transport errors.
+    pub fn poll_shutdown_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        self.guard(Side::Send, cx, |this, cx| {
+            if this.write_closed {
+                return Poll::Ready(Ok(()));
+            }
+            ready!(this.poll_write_inner(cx))?;
+            ready!(Pin::new(&mut this.io).poll_shutdown(cx)).map_err(FrameError::from)?;
+            this.write_closed = true;
+            Poll::Ready(Ok(()))
+        })
+    }
+
     /// Waits for room, queues `payload` (flagged as a redelivery if asked), writes it and
     /// returns its sequence number. Does not wait for its acknowledgement.
     ///
@@ -593,12 +703,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
     }
 
     // ------------------------------------------------------------------ internals
-
-    fn take_delivery(&mut self) -> Option<Delivery> {
-        let d = self.inbox.pop_front()?;
-        self.yielded = d.seq;
-        Some(d)
-    }
 
     fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
         if self.write_closed {
@@ -636,10 +740,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
     ) -> Poll<Result<Option<Delivery>, AckError>> {
         self.release_yielded(cx)?;
         if let Some(d) = self.take_delivery() {
+            self.after_take(cx);
             return Poll::Ready(Ok(Some(d)));
         }
         self.progress(cx, Side::Recv)?;
         if let Some(d) = self.take_delivery() {
+            self.after_take(cx);
             return Poll::Ready(Ok(Some(d)));
         }
         if self.read_closed {
@@ -684,19 +790,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             if !self.state.has_transmit() {
                 return Poll::Ready(Ok(()));
             }
-        }
-    }
-
-    /// The next whole frame in the read buffer, if any (at end of stream, a truncated frame
-    /// is an error).
-    fn decode(&mut self) -> Result<Option<Bytes>, FrameError> {
-        if let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) {
-            return Ok(Some(frame));
-        }
-        if self.eof {
-            self.codec.decode_eof(&mut self.rbuf)
-        } else {
-            self.codec.decode(&mut self.rbuf)
         }
     }
 
@@ -801,6 +894,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             }
         }
         Ok(())
+    }
+
+    /// A message was just handed out. If it was the last one buffered, acknowledge those the
+    /// application is done with now (the ones before it), not at its next poll: it may not
+    /// poll again soon. Written if the transport takes it without waiting; an error is
+    /// reported by the next call.
+    fn after_take(&mut self, cx: &mut Context<'_>) {
+        if self.inbox.is_empty() && self.rbuf.is_empty() {
+            self.state.reader_idle();
+        }
+        if self.state.has_transmit() {
+            if let Poll::Ready(Err(e)) = self.poll_write_inner(cx) {
+                self.record_deferred(e);
+            }
+        }
     }
 
     /// The application is done with what `poll_recv` returned: report it to the engine and
