@@ -8,7 +8,7 @@ use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use framewire_codec::ack::{AckDriver, GoAwayReason};
+use framewire_codec::ack::{AckDriver, AckState, Delivery, GoAwayReason};
 use framewire_codec::typed::{self, Bincode, Format};
 use framewire_codec::{FrameCodec, VectoredFrame, HEADER_LEN, VECTORED_WRITE_MIN};
 use futures::{Sink, Stream};
@@ -243,7 +243,8 @@ impl<S> Connection<S> {
         // the plain-mode field keeps a stand-in.
         let (io, ack) = match server.shared.config.ack {
             Some(config) => {
-                let state = config.build(codec.max_frame_len());
+                // Accepting: a HELLO naming a session is answered from the server's sessions.
+                let state = AckState::accepting(config, codec.max_frame_len());
                 let driver = AckDriver::from_parts(
                     ack::Counted::new(io, server.clone()),
                     codec.clone(),
@@ -251,7 +252,8 @@ impl<S> Connection<S> {
                     BytesMut::new(),
                     state,
                     server.shared.config.write_buffer_limit,
-                );
+                )
+                .with_sessions(&server.shared.sessions);
                 let detached: Box<dyn Transport> = Box::new(ack::Detached);
                 (detached, Some(Box::new(ack::AckConn::new(driver))))
             }
@@ -456,7 +458,7 @@ impl<S> Connection<S> {
     /// receive side is then closed, as with [`recv`](Connection::recv).
     pub fn try_recv(&mut self) -> Result<Option<Bytes>, ServerError> {
         if self.ack.is_some() {
-            return self.try_recv_ack();
+            return self.try_recv_ack().map(|d| d.map(|d| d.payload));
         }
         if self.read_closed || self.recv_ended {
             return Ok(None);
@@ -636,7 +638,44 @@ impl<S> Connection<S> {
             }
             return polled;
         }
-        self.poll_recv_ack(cx)
+        self.poll_recv_ack(cx).map_ok(|d| d.map(|d| d.payload))
+    }
+
+    /// Receives the next message with its id: in ack mode its [`MessageId`] (session +
+    /// sequence number, the same on every redelivery) and redelivery flag (see
+    /// [Sessions](Connection#sessions)); in plain mode the payload with seq 0, no session and
+    /// no flag. Otherwise as [`recv`](Connection::recv), which returns the payload alone.
+    ///
+    /// [`MessageId`]: framewire_codec::ack::MessageId
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Connection::recv).
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe, as [`recv`](Connection::recv).
+    pub async fn recv_delivery(&mut self) -> Result<Option<Delivery>, ServerError> {
+        poll_fn(|cx| self.poll_recv_delivery(cx)).await
+    }
+
+    /// Polls for the next message with its id; the poll form of
+    /// [`recv_delivery`](Connection::recv_delivery).
+    pub fn poll_recv_delivery(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Delivery>, ServerError>> {
+        if self.ack.is_some() {
+            return self.poll_recv_ack(cx);
+        }
+        self.poll_recv(cx).map_ok(|f| {
+            f.map(|payload| Delivery {
+                session: [0; 16],
+                seq: 0,
+                payload,
+                redelivered: false,
+            })
+        })
     }
 
     /// The frame layer: decodes the next frame, reading as needed. With `for_recv` (the
@@ -1166,6 +1205,10 @@ impl<S> Drop for Connection<S> {
             .load(std::sync::atomic::Ordering::SeqCst);
         if self.ack.is_some() && !std::thread::panicking() && !aborted && !self.write_closed {
             self.ack_release_now();
+        }
+        // Ack mode: the client may reconnect and resume its session (kept for the linger).
+        if let Some(a) = self.ack.as_deref_mut() {
+            a.driver.detach_session();
         }
         self.publish_frames_out();
     }

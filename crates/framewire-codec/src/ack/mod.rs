@@ -396,6 +396,7 @@ mod driver;
 mod engine;
 mod error;
 mod framed;
+mod session_hub;
 mod session_store;
 mod wire;
 
@@ -410,6 +411,7 @@ pub use engine::{
 };
 pub use error::{AckError, ERROR_PREFIX_LEN};
 pub use framed::{AckFramed, AckFramedBuilder, DEFAULT_WRITE_HIGH_WATER};
+pub use session_hub::SessionHub;
 pub use session_store::{
     SessionStore, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSION_BYTES, DEFAULT_SESSION_LINGER,
 };
