@@ -217,7 +217,8 @@ impl<T> AckDriver<T> {
         let delivered = self.yielded.max(self.state.taken_through());
         let blank = AckState::with_config(super::AckConfig::new(), 0);
         let state = std::mem::replace(&mut self.state, blank);
-        self.failed.get_or_insert_with(|| "the session was detached".to_string());
+        self.failed
+            .get_or_insert_with(|| "the session was detached".to_string());
         a.detach(state, delivered, clock_now())
     }
 

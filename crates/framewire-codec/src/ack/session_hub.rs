@@ -61,7 +61,12 @@ pub(super) struct Superseded {
 impl Superseded {
     fn trip(&self) {
         self.set.store(true, Ordering::SeqCst);
-        if let Some(w) = self.waker.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(w) = self
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             w.wake();
         }
     }
@@ -204,9 +209,11 @@ impl Attached {
         };
         let mut inner = self.hub.lock();
         let waiters = match inner.live.get(&id) {
-            Some(live) if live.token == self.token => {
-                inner.live.remove(&id).map(|l| l.waiters).unwrap_or_default()
-            }
+            Some(live) if live.token == self.token => inner
+                .live
+                .remove(&id)
+                .map(|l| l.waiters)
+                .unwrap_or_default(),
             _ => return false,
         };
         let kept = inner.store.keep(state, delivered_through, now);
@@ -225,9 +232,11 @@ impl Drop for Attached {
         };
         let mut inner = self.hub.lock();
         let waiters = match inner.live.get(&id) {
-            Some(live) if live.token == self.token => {
-                inner.live.remove(&id).map(|l| l.waiters).unwrap_or_default()
-            }
+            Some(live) if live.token == self.token => inner
+                .live
+                .remove(&id)
+                .map(|l| l.waiters)
+                .unwrap_or_default(),
             _ => return,
         };
         drop(inner);
