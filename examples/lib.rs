@@ -10,9 +10,9 @@ use framewire_server::{Connection, ServerError};
 /// answered with one write (as `examples/echo_server.rs --mirror` does).
 pub async fn mirror<S>(conn: &mut Connection<S>) -> Result<(), ServerError> {
     while let Some(frame) = conn.recv().await? {
-        conn.feed(&frame).await?;
+        conn.feed_bytes(frame).await?;
         while let Some(more) = conn.try_recv()? {
-            conn.feed(&more).await?;
+            conn.feed_bytes(more).await?;
         }
         conn.flush().await?;
     }

@@ -62,7 +62,7 @@ pub use builder::{
 };
 pub use error::{ClientError, InFlight};
 pub use framewire_codec::ack::Delivery;
-pub use framewire_codec::VECTORED_WRITE_MIN;
+pub use framewire_codec::{VECTORED_WRITE_MIN, ZERO_COPY_MIN};
 pub use plain::{Client, ClientReceiver, ClientSender, CLOSE_MAX_LATE_BYTES};
 pub use reconnect::{
     Backoff, ReconnectPolicy, DEFAULT_INITIAL_DELAY, DEFAULT_JITTER_PERCENT, DEFAULT_MAX_ATTEMPTS,

@@ -215,6 +215,22 @@ impl Client {
         self.tx.feed(payload).await
     }
 
+    /// Buffers one frame held in [`Bytes`] without flushing, as [`feed`](Client::feed), but a
+    /// payload of at least [`ZERO_COPY_MIN`](crate::ZERO_COPY_MIN) bytes (1 KiB) is not
+    /// copied: it is queued by reference and written from its own memory with vectored
+    /// writes. For forwarding frames received elsewhere.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Client::send).
+    ///
+    /// # Cancellation safety
+    ///
+    /// As [`feed`](Client::feed).
+    pub async fn feed_bytes(&mut self, payload: Bytes) -> Result<(), ClientError> {
+        self.tx.feed_bytes(payload).await
+    }
+
     /// Writes every buffered frame to the operating system.
     ///
     /// # Errors
@@ -374,6 +390,26 @@ impl ClientSender {
             .await
             .map_err(|e| self.counters.write_error(e))?;
         self.counters.sent(payload.len());
+        Ok(())
+    }
+
+    /// Buffers one frame held in [`Bytes`], without copying it from
+    /// [`ZERO_COPY_MIN`](crate::ZERO_COPY_MIN) bytes on. See [`Client::feed_bytes`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::send`].
+    ///
+    /// # Cancellation safety
+    ///
+    /// As [`Client::feed`].
+    pub async fn feed_bytes(&mut self, payload: Bytes) -> Result<(), ClientError> {
+        let len = payload.len();
+        self.write
+            .feed_bytes(payload)
+            .await
+            .map_err(|e| self.counters.write_error(e))?;
+        self.counters.sent(len);
         Ok(())
     }
 

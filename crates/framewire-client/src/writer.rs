@@ -1,31 +1,27 @@
-//! The plain client's write path: frames are encoded into one buffer that is written in large
-//! batches, and large payloads are written straight from the caller's memory.
+//! The plain client's write path: framewire's one write engine, the codec's [`FrameWriter`]
+//! (shared with the server's connections), with the client's batch schedule on top.
 //!
 //! `FramedWrite` writes whenever 8 KiB are buffered and copies every payload into its buffer.
 //! Here a batch's first write goes out at 16 KiB and each further one waits for twice as much,
 //! up to [`ClientBuilder::write_buffer_limit`](crate::ClientBuilder::write_buffer_limit)
-//! (64 KiB by default: an eighth of the system calls for small frames), and a payload of at
-//! least [`VECTORED_WRITE_MIN`] bytes is written behind the buffered bytes with one vectored
-//! write ([`VectoredFrame`]) as far as the socket takes it at once; only the rest is copied.
-//! The buffer is released by every flush, so an idle connection holds none.
+//! (64 KiB by default: an eighth of the system calls for small frames), a payload of at
+//! least [`VECTORED_WRITE_MIN`] bytes is written behind the buffered bytes with vectored
+//! writes as far as the socket takes it at once (only the rest is copied), and a [`Bytes`]
+//! payload of at least [`ZERO_COPY_MIN`](framewire_codec::ZERO_COPY_MIN) bytes is queued by
+//! reference. The memory is released by every flush, so an idle connection holds none.
 
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::Poll;
 
-use bytes::{Buf, BytesMut};
-use framewire_codec::{FrameCodec, FrameError, VectoredFrame, HEADER_LEN, VECTORED_WRITE_MIN};
+use bytes::Bytes;
+use framewire_codec::{FrameCodec, FrameError, FrameWriter as Queue, VECTORED_WRITE_MIN};
 use tokio::io::AsyncWrite;
-use tokio_util::codec::Encoder;
 
 use crate::transport::WriteHalf;
 
-/// Default [`ClientBuilder::write_buffer_limit`](crate::ClientBuilder::write_buffer_limit):
-/// 64 KiB. Once this much is queued, the next frame fed first waits until the buffer is
-/// written out, so a long batch's writes carry up to this much (tokio-util's `FramedWrite`
-/// writes every 8 KiB).
-pub const DEFAULT_WRITE_BUFFER_LIMIT: usize = 64 * 1024;
+pub use framewire_codec::DEFAULT_WRITE_BUFFER_LIMIT;
 
 /// The first write of a batch (frames fed since the last flush) goes out once 16 KiB are
 /// buffered, so the peer can start on a burst early; each further write of the same batch
@@ -45,12 +41,21 @@ pub(crate) enum WriteError {
     Io(io::Error),
 }
 
-/// Encodes frames into a buffer and writes it to the socket.
+impl From<FrameError> for WriteError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Io(e) => WriteError::Io(e),
+            e => WriteError::Frame(e),
+        }
+    }
+}
+
+/// Encodes frames into the write queue and writes it to the socket.
 #[derive(Debug)]
 pub(crate) struct FrameWriter {
     io: WriteHalf,
     codec: FrameCodec,
-    buf: BytesMut,
+    out: Queue,
     limit: usize,
     /// How much may be buffered before the next `feed` writes: starts at [`FIRST_BATCH`]
     /// after every flush and doubles each time it is reached, up to `limit`.
@@ -62,56 +67,63 @@ impl FrameWriter {
         FrameWriter {
             io,
             codec,
-            buf: BytesMut::new(),
+            out: Queue::new(),
             limit: limit.max(1),
             batch: FIRST_BATCH.min(limit.max(1)),
         }
     }
 
-    /// Queues one frame, writing the buffer first if it is at its limit. A payload of at
-    /// least [`VECTORED_WRITE_MIN`] bytes is written at once from `payload` (behind the
-    /// buffered bytes, one vectored write) as far as the socket takes it without waiting;
-    /// only the rest is copied into the buffer.
+    /// Writes (part of) the batch if it is due: waits only if the queue is at its limit.
     ///
-    /// Cancellation safety: the only wait is for the buffer to drain before the frame is
-    /// touched, so if dropped early the frame was not queued at all.
-    pub(crate) async fn feed(&mut self, payload: &[u8]) -> Result<(), WriteError> {
-        if self.buf.len() >= self.batch {
-            if self.buf.len() >= self.limit {
+    /// Cancellation safety: the frame to be queued is not touched here.
+    async fn make_room(&mut self) -> Result<(), WriteError> {
+        if self.out.len() >= self.batch {
+            if self.out.len() >= self.limit {
                 // Full: wait until the socket has taken everything.
                 self.write_buffered().await.map_err(WriteError::Io)?;
             } else {
                 // Due, not full: write what the socket takes now, keep the rest, never wait.
-                let (io, buf) = (&mut self.io, &mut self.buf);
-                poll_fn(|cx| Poll::Ready(write_now(io, buf, cx)))
+                let (io, out) = (&mut self.io, &mut self.out);
+                poll_fn(|cx| Poll::Ready(out.write_now(Pin::new(&mut *io), cx)))
                     .await
                     .map_err(WriteError::Io)?;
             }
             // A long batch: write less often as it goes on.
             self.batch = self.batch.saturating_mul(2).min(self.limit);
         }
+        Ok(())
+    }
+
+    /// Queues one frame, writing the buffer first if it is at its limit. A payload of at
+    /// least [`VECTORED_WRITE_MIN`] bytes is written at once from `payload` (behind the
+    /// buffered bytes, vectored writes) as far as the socket takes it without waiting;
+    /// only the rest is copied into the buffer.
+    ///
+    /// Cancellation safety: the only wait is for the buffer to drain before the frame is
+    /// touched, so if dropped early the frame was not queued at all.
+    pub(crate) async fn feed(&mut self, payload: &[u8]) -> Result<(), WriteError> {
+        self.make_room().await?;
         if payload.len() >= VECTORED_WRITE_MIN && self.io.is_write_vectored() {
-            let mut frame = VectoredFrame::new(&self.codec, payload, &mut self.buf)
-                .map_err(WriteError::Frame)?;
-            let io = &mut self.io;
-            let result =
-                poll_fn(|cx| Poll::Ready(frame.write_or_queue(Pin::new(&mut *io), cx))).await;
-            if let Err(e) = result {
-                // The connection is lost: no use queueing the rest of the frame.
-                frame.abandon();
-                return Err(WriteError::Io(e));
-            }
-            return Ok(());
+            let (io, out, codec) = (&mut self.io, &mut self.out, &self.codec);
+            return poll_fn(|cx| {
+                Poll::Ready(out.write_or_feed(codec, payload, Pin::new(&mut *io), cx))
+            })
+            .await
+            .map_err(WriteError::from);
         }
-        let needed = HEADER_LEN + payload.len();
-        if !self.buf.is_empty() && self.buf.capacity() - self.buf.len() < needed {
-            // A batch is building up: grow to the next write's size at once rather than by
-            // doubling. (A lone frame per flush gets a buffer of its own size.)
-            self.buf
-                .reserve(self.batch.saturating_sub(self.buf.len()).max(needed));
-        }
-        self.codec
-            .encode(payload, &mut self.buf)
+        self.out
+            .feed(&self.codec, payload)
+            .map_err(WriteError::Frame)
+    }
+
+    /// As [`feed`](Self::feed) for a payload in [`Bytes`]: queued by reference (not copied)
+    /// from [`ZERO_COPY_MIN`](framewire_codec::ZERO_COPY_MIN) bytes on.
+    ///
+    /// Cancellation safety: as `feed`.
+    pub(crate) async fn feed_bytes(&mut self, payload: Bytes) -> Result<(), WriteError> {
+        self.make_room().await?;
+        self.out
+            .feed_bytes(&self.codec, payload)
             .map_err(WriteError::Frame)
     }
 
@@ -122,7 +134,7 @@ impl FrameWriter {
         self.write_buffered().await?;
         // A flush ends a batch: an idle connection holds no write buffer, and the next batch
         // starts with a small first write.
-        self.buf = BytesMut::new();
+        self.out.release();
         self.batch = FIRST_BATCH.min(self.limit);
         poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await
     }
@@ -134,33 +146,7 @@ impl FrameWriter {
     }
 
     async fn write_buffered(&mut self) -> io::Result<()> {
-        poll_fn(|cx| poll_write_buf(&mut self.io, &mut self.buf, cx)).await
+        let (io, out) = (&mut self.io, &mut self.out);
+        poll_fn(|cx| out.poll_drain(Pin::new(&mut *io), cx)).await
     }
-}
-
-/// Writes as much of `buf` as the socket takes without waiting, advancing it.
-fn write_now(io: &mut WriteHalf, buf: &mut BytesMut, cx: &mut Context<'_>) -> io::Result<()> {
-    match poll_write_buf(io, buf, cx) {
-        Poll::Ready(result) => result,
-        Poll::Pending => Ok(()),
-    }
-}
-
-/// Writes `buf` until it is empty, advancing it by what was written.
-fn poll_write_buf(
-    io: &mut WriteHalf,
-    buf: &mut BytesMut,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<()>> {
-    while !buf.is_empty() {
-        let n = ready!(Pin::new(&mut *io).poll_write(cx, buf))?;
-        if n == 0 {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "the socket accepted 0 bytes",
-            )));
-        }
-        buf.advance(n);
-    }
-    Poll::Ready(Ok(()))
 }

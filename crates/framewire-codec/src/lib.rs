@@ -105,6 +105,7 @@ mod error;
 mod frame;
 pub mod typed;
 mod vectored;
+mod writer;
 
 pub use error::FrameError;
 pub use frame::{
@@ -112,3 +113,4 @@ pub use frame::{
     GROWTH_STEP, HEADER_LEN,
 };
 pub use vectored::{VectoredFrame, VECTORED_WRITE_MIN};
+pub use writer::{FrameWriter, DEFAULT_WRITE_BUFFER_LIMIT, ZERO_COPY_MIN};

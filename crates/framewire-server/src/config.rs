@@ -83,12 +83,14 @@ pub const DEFAULT_BACKLOG: u32 = 1024;
 /// none (see [`Connection`](crate::Connection)).
 pub const DEFAULT_READ_BUFFER_SIZE: usize = 8 * 1024;
 
-/// Default [`ServerBuilder::write_buffer_limit`]: 64 KiB.
+/// Default [`ServerBuilder::write_buffer_limit`]: 64 KiB, the codec's
+/// [`DEFAULT_WRITE_BUFFER_LIMIT`](framewire_codec::DEFAULT_WRITE_BUFFER_LIMIT) (the server and
+/// the client share one write path, [`FrameWriter`](framewire_codec::FrameWriter)).
 ///
 /// Frames queued with `feed` are written in one go once this much is buffered (or on
 /// `flush`); 64 KiB amortises the system call over many small frames while bounding what a
 /// handler can queue in front of a slow peer.
-pub const DEFAULT_WRITE_BUFFER_LIMIT: usize = 64 * 1024;
+pub use framewire_codec::DEFAULT_WRITE_BUFFER_LIMIT;
 
 /// Default [`ServerBuilder::tls_handshake_timeout`]: 10 seconds.
 ///

@@ -2,21 +2,20 @@
 
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use framewire_codec::ack::{AckDriver, AckState, Delivery, GoAwayReason};
 use framewire_codec::typed::{self, Bincode, Format};
-use framewire_codec::{FrameCodec, VectoredFrame, HEADER_LEN, VECTORED_WRITE_MIN};
+use framewire_codec::{FrameCodec, FrameError, FrameWriter, HEADER_LEN, VECTORED_WRITE_MIN};
 use futures::{Sink, Stream};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::address::{Address, Transport};
@@ -143,7 +142,8 @@ pub struct Connection<S = ()> {
     /// Frames queued but not yet added to the server's shared `frames_out` counter (added
     /// when the write buffer is written).
     frames_out_unpublished: u64,
-    wbuf: BytesMut,
+    /// The write queue: framewire's one plain write path ([`FrameWriter`]).
+    out: FrameWriter,
     peer: Address,
     /// The load balancer that relayed this connection (PROXY protocol); boxed, as most
     /// connections have none.
@@ -178,9 +178,6 @@ const MAX_READ_SIZE: usize = 64 * 1024;
 /// of the frame (see `Connection::reserve_for_read`).
 const LIMITED_READ_MIN: usize = 16 * 1024;
 
-/// The least a fresh write buffer holds (8 KiB, `FramedWrite`'s initial capacity).
-const MIN_WRITE_BUFFER: usize = 8 * 1024;
-
 /// Most frames a connection takes before adding them to the server's `frames_in` counter (it
 /// also does when its buffered bytes are used up).
 const FRAMES_IN_BATCH: u64 = 64;
@@ -191,7 +188,7 @@ impl<S> fmt::Debug for Connection<S> {
             .field("peer", &self.peer)
             .field("proxied_by", &self.proxied_by)
             .field("buffered_in", &self.rbuf.len())
-            .field("buffered_out", &self.wbuf.len())
+            .field("buffered_out", &self.out.len())
             .field("read_closed", &self.read_closed)
             .field("write_closed", &self.write_closed)
             .field("ack_mode", &self.ack.is_some())
@@ -266,7 +263,7 @@ impl<S> Connection<S> {
             read_size: server.shared.config.read_buffer_size,
             frames_in_unpublished: 0,
             frames_out_unpublished: 0,
-            wbuf: BytesMut::new(),
+            out: FrameWriter::new(),
             peer,
             proxied_by: None,
             server,
@@ -571,6 +568,76 @@ impl<S> Connection<S> {
         self.queue(frame)
     }
 
+    /// Queues one message held in [`Bytes`] without flushing, without copying it if it is at
+    /// least [`ZERO_COPY_MIN`](framewire_codec::ZERO_COPY_MIN) bytes (1 KiB): the payload is
+    /// written from its own memory, behind its header, with vectored writes, when the queue
+    /// is written. For forwarding what [`recv`](Connection::recv) returned (a mirror, a
+    /// proxy): such a frame points into the connection's read buffer, which then stays
+    /// allocated until the frame is written, so flush before waiting for more. Smaller
+    /// payloads are copied, as with [`feed`](Connection::feed), since one write of many small
+    /// frames costs less than gathering them.
+    ///
+    /// Otherwise as [`feed`](Connection::feed): writes first if the write buffer limit is
+    /// reached (queued payloads count toward it), waits for window room in ack mode (where
+    /// the message is copied).
+    ///
+    /// ```no_run
+    /// # async fn mirror(mut conn: framewire_server::Connection) -> Result<(), framewire_server::ServerError> {
+    /// while let Some(frame) = conn.recv().await? {
+    ///     conn.feed_bytes(frame).await?;
+    ///     while let Some(more) = conn.try_recv()? {
+    ///         conn.feed_bytes(more).await?;
+    ///     }
+    ///     conn.flush().await?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Connection::send).
+    ///
+    /// # Cancellation safety
+    ///
+    /// As [`feed`](Connection::feed).
+    pub async fn feed_bytes(&mut self, frame: Bytes) -> Result<(), ServerError> {
+        poll_fn(|cx| self.poll_send_ready(cx)).await?;
+        if self.ack.is_some() {
+            return self.queue(&frame);
+        }
+        if self.write_closed {
+            return Err(Self::closed_for_sending());
+        }
+        match self.out.feed_bytes(&self.codec, frame) {
+            Ok(()) => {
+                self.frames_out_unpublished += 1;
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing was queued; the stream is still in sync.
+                let err = ServerError::from(e);
+                self.count_and_log(&err, "send");
+                Err(err)
+            }
+        }
+    }
+
+    /// Sends one message held in [`Bytes`] (without copying it, see
+    /// [`feed_bytes`](Connection::feed_bytes)) and flushes it.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Connection::send).
+    ///
+    /// # Cancellation safety
+    ///
+    /// As [`send`](Connection::send).
+    pub async fn send_bytes(&mut self, frame: Bytes) -> Result<(), ServerError> {
+        self.feed_bytes(frame).await?;
+        self.flush().await
+    }
+
     /// Writes every queued message (and, in ack mode, pending ACKs) to the socket. In ack
     /// mode this does not wait for the peer's ACKs; see [`wait_acked`](Connection::wait_acked).
     ///
@@ -769,9 +836,7 @@ impl<S> Connection<S> {
                         // (the learned read size stays: see `read_size`), and the write
                         // buffer's too if nothing waits in it.
                         self.rbuf = BytesMut::new();
-                        if self.wbuf.is_empty() {
-                            self.wbuf = BytesMut::new();
-                        }
+                        self.out.release();
                     }
                     return self.poll_read_timeout(cx, for_recv);
                 }
@@ -1012,7 +1077,7 @@ impl<S> Connection<S> {
 
     fn write_failed(&mut self, err: ServerError) -> ServerError {
         self.write_closed = true;
-        self.wbuf = BytesMut::new();
+        self.out.clear();
         self.write_timer = None;
         self.count_and_log(&err, "send");
         err
@@ -1038,7 +1103,7 @@ impl<S> Connection<S> {
         if self.ack.is_some() {
             return self.poll_ack_ready(cx);
         }
-        if self.wbuf.len() >= self.server.shared.config.write_buffer_limit {
+        if self.out.len() >= self.server.shared.config.write_buffer_limit {
             ready!(self.poll_write_buf(cx))?;
         }
         Poll::Ready(Ok(()))
@@ -1053,17 +1118,7 @@ impl<S> Connection<S> {
             self.frames_out_unpublished += 1;
             return Ok(());
         }
-        if self.wbuf.capacity() == 0 {
-            // A fresh buffer: room for a batch of small frames at once, rather than growing
-            // from one frame's size by reallocation.
-            self.wbuf
-                .reserve(MIN_WRITE_BUFFER.max(HEADER_LEN.saturating_add(frame.len())));
-        }
-        match self
-            .codec
-            .encode(frame, &mut self.wbuf)
-            .map_err(ServerError::from)
-        {
+        match self.out.feed(&self.codec, frame).map_err(ServerError::from) {
             Ok(()) => {
                 // Added to the shared counter when the buffer is written (or the connection
                 // dropped): one atomic add per write, not per frame.
@@ -1078,41 +1133,41 @@ impl<S> Connection<S> {
         }
     }
 
-    /// Writes the queued bytes; releases the buffer once it is empty.
+    /// Writes the queued bytes.
     fn poll_write_buf(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
         self.publish_frames_out();
-        while !self.wbuf.is_empty() {
-            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf) {
-                Poll::Pending => return self.poll_write_timeout(cx),
-                Poll::Ready(Ok(0)) => {
-                    let e = io::Error::new(io::ErrorKind::WriteZero, "the socket accepted 0 bytes");
-                    return Poll::Ready(Err(self.write_failed(e.into())));
-                }
-                Poll::Ready(Ok(n)) => {
-                    // A transport claiming more than it was given is not believed.
-                    let n = n.min(self.wbuf.len());
-                    self.wbuf.advance(n);
-                    self.write_since = None;
-                    bump(&self.server.shared.counters.bytes_out, n as u64);
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(self.write_failed(e.into()))),
+        let result = self.out.poll_drain(Pin::new(&mut self.io), cx);
+        self.account_written();
+        match result {
+            Poll::Pending => self.poll_write_timeout(cx),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.write_failed(e.into()))),
+            Poll::Ready(Ok(())) => {
+                self.release_write_buf_if_idle();
+                self.write_since = None;
+                Poll::Ready(Ok(()))
             }
         }
-        self.release_write_buf_if_idle();
-        self.write_since = None;
-        Poll::Ready(Ok(()))
     }
 
-    /// Releases the (empty) write buffer if the connection is idle: the read side found
-    /// nothing more to read and released its own buffer. While frames keep coming, the
+    /// Counts the bytes the socket took; progress restarts the write timeout's clock.
+    fn account_written(&mut self) {
+        let n = self.out.take_written();
+        if n > 0 {
+            bump(&self.server.shared.counters.bytes_out, n as u64);
+            self.write_since = None;
+        }
+    }
+
+    /// Releases the (empty) write queue's memory if the connection is idle: the read side
+    /// found nothing more to read and released its own buffer. While frames keep coming, the
     /// buffer is kept and reused, so a busy connection does not allocate it again and grow
     /// it by reallocation (copying what is queued) for every write; see also
     /// `poll_frame_slow`, which releases it when the connection starts waiting for bytes
     /// with nothing queued. A handler that never reads releases it after every write, as
     /// before.
     fn release_write_buf_if_idle(&mut self) {
-        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 && self.rbuf.capacity() == 0 {
-            self.wbuf = BytesMut::new();
+        if self.rbuf.capacity() == 0 {
+            self.out.release();
         }
     }
 
@@ -1124,45 +1179,36 @@ impl<S> Connection<S> {
         ready!(poll_deadline(&mut self.write_timer, since, t, cx));
         let err = ServerError::WriteTimeout {
             timeout_ms: millis(t),
-            pending: self.wbuf.len(),
+            pending: self.out.len(),
         };
         Poll::Ready(Err(self.write_failed(err)))
     }
 
     /// Plain mode: writes one large frame from `payload` behind the queued bytes with
-    /// vectored writes ([`VectoredFrame`]) as far as the socket takes it without waiting, and
-    /// queues the rest; the part written is never copied.
+    /// vectored writes ([`FrameWriter::write_or_feed`]) as far as the socket takes it without
+    /// waiting, and queues the rest; the part written is never copied.
     fn write_or_queue(&mut self, payload: &[u8], cx: &mut Context<'_>) -> Result<(), ServerError> {
         if self.write_closed {
             return Err(Self::closed_for_sending());
         }
-        if let Err(e) = self.codec.header(payload.len()) {
-            // Nothing was queued; the stream is still in sync.
-            let err = ServerError::from(e);
-            self.count_and_log(&err, "send");
-            return Err(err);
-        }
         self.publish_frames_out();
-        self.frames_out_unpublished += 1;
-        let mut frame = VectoredFrame::new(&self.codec, payload, &mut self.wbuf)?;
-        let result = frame.write_or_queue(Pin::new(&mut self.io), cx);
-        let written = frame.written();
-        if result.is_err() {
-            // The connection stops sending: no use queueing the rest of the frame.
-            frame.abandon();
-        } else {
-            drop(frame);
-        }
-        if written > 0 {
-            bump(&self.server.shared.counters.bytes_out, written as u64);
-            self.write_since = None;
-        }
+        let result = self
+            .out
+            .write_or_feed(&self.codec, payload, Pin::new(&mut self.io), cx);
+        self.account_written();
         match result {
-            Ok(_) => {
+            Ok(()) => {
+                self.frames_out_unpublished += 1;
                 self.release_write_buf_if_idle();
                 Ok(())
             }
-            Err(e) => Err(self.write_failed(e.into())),
+            Err(FrameError::Io(e)) => Err(self.write_failed(e.into())),
+            Err(e) => {
+                // Nothing was queued; the stream is still in sync.
+                let err = ServerError::from(e);
+                self.count_and_log(&err, "send");
+                Err(err)
+            }
         }
     }
 

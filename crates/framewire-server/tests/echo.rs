@@ -239,8 +239,9 @@ async fn large_and_small_sends_interleave_in_order() {
 /// A peer pipelining large frames (sizes around the 16 KiB limited-read threshold and the
 /// 64 KiB read size, a 64 KiB payload whose header makes it overflow a 64 KiB read, and two
 /// above it) in one write, in 1-byte to 64 KiB pieces, gets every frame back whole and in
-/// order from a mirror: the server's reads stop at the end of large frames and its buffer is
-/// reused or replaced between them.
+/// order from a mirror forwarding them with `feed_bytes`, and every frame and byte is
+/// counted: the server's reads stop at the end of large frames, its buffer is reused or
+/// replaced between them, and the echoes are written from it without a copy.
 #[tokio::test]
 async fn pipelined_large_frames_around_the_read_size_echo_whole_and_in_order() {
     within(async {
@@ -291,17 +292,24 @@ async fn pipelined_large_frames_around_the_read_size_echo_whole_and_in_order() {
             assert!(got[..] == f[..], "frame {i} damaged");
         }
         drop(writer.await.expect("writer"));
+        drop(echoes);
+        let stats = wait_for(&server.handle, |s| s.active == 0).await;
+        assert_eq!(stats.frames_out, frames.len() as u64);
+        let wire: usize = frames.iter().map(|f| f.len() + 4).sum();
+        assert_eq!(stats.bytes_out, wire as u64);
         server.stop().await;
     })
     .await;
 }
 
-/// The mirror of `examples/echo_server.rs` (this crate cannot depend on the examples).
+/// The mirror of `examples/echo_server.rs` (this crate cannot depend on the examples): frames
+/// forwarded with `feed_bytes`, so those of 1 KiB and more are written from the read buffer
+/// they arrived in, without a copy.
 async fn framewire_examples_mirror(conn: &mut Connection) -> Result<(), ServerError> {
     while let Some(frame) = conn.recv().await? {
-        conn.feed(&frame).await?;
+        conn.feed_bytes(frame).await?;
         while let Some(more) = conn.try_recv()? {
-            conn.feed(&more).await?;
+            conn.feed_bytes(more).await?;
         }
         conn.flush().await?;
     }
