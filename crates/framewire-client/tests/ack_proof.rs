@@ -61,7 +61,7 @@ async fn a_hundred_thousand_messages_through_five_hundred_cuts_lose_nothing() {
         }
         client.flush().await.unwrap();
         for (i, r) in receipts.into_iter().enumerate() {
-            assert_eq!(r.await.unwrap(), i as u64 + 1, "receipt {i}");
+            assert_eq!(r.await.unwrap().seq, i as u64 + 1, "receipt {i}");
         }
         let cuts = cut.load(Ordering::SeqCst);
         assert_eq!(cuts, CUTS, "the proxy cut {cuts} connections");
