@@ -137,6 +137,10 @@ async fn hello(
     };
     let e = match tokio::time::timeout(timeout, conn.handshake()).await {
         Ok(Ok(_hello)) => return Ok(conn),
+        // The peer's HELLO arrived and the session resumed; what failed came after it (the
+        // connection dropped while the peer resent): a connection like any other that
+        // dropped, whose messages received meanwhile are still delivered.
+        Ok(Err(_)) if with_state && conn.state().peer_hello().is_some() => return Ok(conn),
         Ok(Err(source)) => ClientError::Handshake {
             endpoint: endpoint.to_string(),
             source,
@@ -147,8 +151,11 @@ async fn hello(
         },
     };
     let state = with_state.then(|| {
-        let (.., mut state, _) = conn.into_parts();
-        state.reconnect(state.received_through());
+        // Messages received but not handed out are dropped with the connection: the peer
+        // resends them.
+        let (.., mut state, dropped) = conn.into_parts();
+        let delivered = state.received_through() - dropped.len() as u64;
+        state.reconnect(delivered);
         state
     });
     Err((e, state))

@@ -1,8 +1,11 @@
 //! The reconnect proof of issue 12: an ack-mode client streams 100,000 numbered messages
 //! through a loopback proxy that cuts the connection 500 times. Nothing may be lost, every
 //! receipt must resolve, and every repeat the server sees must be flagged as a redelivery.
-//! Delivery is at-least-once (sessions, issue 13, are not wired into the client yet), so the
-//! duplicates are counted and printed, not asserted to be zero. The server grants the default
+//! The server here is a bare `AckFramed` peer, which keeps no sessions: the client takes its
+//! path for such servers (a new numbering per connection and a resend), so delivery is
+//! at-least-once and the duplicates are counted and printed, not asserted to be zero. The
+//! exactly-once proof against a framewire server, which keeps sessions, is
+//! `ack_sessions_proof.rs`. The server grants the default
 //! window: this failed (the policy gave up) before the client read acks while resending.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test

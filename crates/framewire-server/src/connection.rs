@@ -7,7 +7,7 @@ use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use framewire_codec::ack::{AckDriver, AckState, Delivery, GoAwayReason};
+use framewire_codec::ack::{AckDriver, AckState, Delivery, GoAwayReason, SessionId, SessionStatus};
 use framewire_codec::typed::{self, Bincode, Format};
 use framewire_codec::{FrameCodec, FrameError, FrameWriter, HEADER_LEN, VECTORED_WRITE_MIN};
 use futures::{Sink, Stream};
@@ -724,6 +724,45 @@ impl<S> Connection<S> {
     /// Cancellation safe, as [`recv`](Connection::recv).
     pub async fn recv_delivery(&mut self) -> Result<Option<Delivery>, ServerError> {
         poll_fn(|cx| self.poll_recv_delivery(cx)).await
+    }
+
+    /// Returns the next message with its id if it is already buffered, without waiting; as
+    /// [`try_recv`](Connection::try_recv), with the id and flag of
+    /// [`recv_delivery`](Connection::recv_delivery).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_recv`](Connection::try_recv).
+    pub fn try_recv_delivery(&mut self) -> Result<Option<Delivery>, ServerError> {
+        if self.ack.is_some() {
+            return self.try_recv_ack();
+        }
+        Ok(self.try_recv()?.map(|payload| Delivery {
+            session: [0; 16],
+            seq: 0,
+            payload,
+            redelivered: false,
+        }))
+    }
+
+    /// Ack mode: the client's session on this connection (all zero: the client opened none)
+    /// and what became of it ([`SessionStatus::Resumed`]: it continues exactly where the
+    /// last connection left it). `None` in plain mode.
+    ///
+    /// [`SessionStatus::Resumed`]: framewire_codec::ack::SessionStatus::Resumed
+    pub fn session(&self) -> Option<(SessionId, SessionStatus)> {
+        let state = self.ack.as_ref()?.driver.state();
+        Some((state.session_id(), state.session_status()))
+    }
+
+    /// Ack mode: the sequence number of the last message sent to the client in its session,
+    /// over every connection of the session (0: none yet). A handler that produces a
+    /// numbered stream continues it from here after a resume: the messages sent before are
+    /// delivered (or resent by the session) already. 0 in plain mode.
+    pub fn sent_in_session(&self) -> u64 {
+        self.ack
+            .as_ref()
+            .map_or(0, |a| a.driver.state().last_sent())
     }
 
     /// Polls for the next message with its id; the poll form of
