@@ -85,8 +85,9 @@ mod ack;
 /// `AckFramed` use), which then owns the socket, the read and write buffers, the protocol
 /// engine and its timers; the connection adds the server's timeouts, shutdown and stats:
 ///
-/// * The HELLO goes out as soon as the connection is accepted, before the handler runs
-///   (if the socket cannot take it at once, with the first poll of `recv` or `send`).
+/// * The server's HELLO answers the client's before the handler runs (the connection task
+///   reads the client's HELLO and settles its [session](#sessions) first, within the idle
+///   timeout), so a client's handshake never waits for the handler's first call.
 /// * `recv` yields the payload of each DATA message, in order. A message is acknowledged when
 ///   the handler is *done* with it: when it calls `recv` (or `try_recv`) again, calls
 ///   [`wait_acked`](Connection::wait_acked), or returns. Merely returning it from `recv` is
@@ -114,6 +115,64 @@ mod ack;
 /// The `Stream` and `Sink` halves of [`split`](futures::StreamExt::split) may be used from
 /// different tasks in ack mode too: both halves read and write the socket, and whichever
 /// does wakes the other.
+///
+/// # Sessions
+///
+/// A framewire client opens a session at connect (a random 128-bit id) and resumes it on
+/// every reconnect (see [Sessions](framewire_codec::ack#sessions) for the wire side). The
+/// server keeps the session of a connection that dropped for the
+/// [linger](crate::ServerBuilder::session_linger) (60 s), within its caps on
+/// [sessions](crate::ServerBuilder::max_sessions) (10,000) and on their unacknowledged
+/// [bytes](crate::ServerBuilder::max_session_bytes) (64 MiB), the oldest evicted first.
+///
+/// | situation | what the handlers see |
+/// |---|---|
+/// | same server process keeps the session (cuts, resets, GOAWAY, idle close) | every message **exactly once**, in order, across connections, never flagged; both directions |
+/// | session lost (server restarted, linger expired, evicted, another server) | **at least once**: the client resends what it saw no ack for, flagged as redeliveries, each with the same id as before (logged at INFO as a resume of a session this server no longer has) |
+/// | a client without sessions (bare `AckFramed`) | at least once per connection, ids restart per connection |
+///
+/// *Acknowledged* means the handler is done with the message (it asked for the next one, or
+/// returned); on a resume, what the client says it delivered counts as acknowledged too.
+///
+/// [`recv_delivery`](Connection::recv_delivery) gives each message with its
+/// [`MessageId`](framewire_codec::ack::MessageId) (session + sequence number, the same on
+/// every redelivery) and its redelivery flag; [`recv`](Connection::recv) gives the payload
+/// alone. A handler that must act once on each message even across server restarts keeps
+/// the ids it acted on where it acts (so they survive the restart with it) and skips a
+/// repeat with one lookup:
+///
+/// ```no_run
+/// use std::collections::HashSet;
+/// use std::sync::{Arc, Mutex};
+/// use framewire_codec::ack::MessageId;
+/// use framewire_server::{Connection, ServerError};
+///
+/// type Done = Arc<Mutex<HashSet<MessageId>>>; // in a real service: the database acted on
+///
+/// async fn handler(mut conn: Connection<Done>) -> Result<(), ServerError> {
+///     while let Some(d) = conn.recv_delivery().await? {
+///         // Only a message flagged as a redelivery can be a repeat: look only those up.
+///         let first = !d.redelivered || !conn.state().lock().unwrap().contains(&d.id());
+///         if first {
+///             // ... act on d.payload ...
+///             conn.state().lock().unwrap().insert(d.id());
+///         }
+///     }
+///     Ok(())
+/// }
+/// ```
+///
+/// A handler that sends a numbered stream continues it from
+/// [`sent_in_session`](Connection::sent_in_session) after a resume: what the earlier
+/// connections sent is delivered, or resent by the session, already.
+///
+/// **Takeover.** A client that reconnects before the server noticed its old connection was
+/// gone resumes a session still attached to that live connection. The new connection does not
+/// get a copy: the old connection is told to end (its handler's next `recv` or `send` fails
+/// with [`AckError::SessionTakenOver`](framewire_codec::ack::AckError::SessionTakenOver)),
+/// and the new one resumes the session once the old handler returned, so no message is
+/// handed to two handlers and none is lost. The new connection's HELLO waits for that (within
+/// the idle timeout); a client whose handshake times out meanwhile tries again.
 ///
 /// # Shutdown
 ///
