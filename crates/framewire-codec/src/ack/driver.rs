@@ -19,6 +19,7 @@ use tokio::time::Sleep;
 use tokio_util::codec::Decoder;
 
 use super::engine::{AckState, Delivery};
+use super::session_hub::{Attached, SessionHub};
 use super::wire::{AckFrame, GoAwayReason, Hello, DATA_HEADER_LEN};
 use super::AckError;
 use crate::{FrameCodec, FrameError, FrameWriter, HEADER_LEN};
@@ -159,6 +160,8 @@ pub struct AckDriver<T> {
     timers_started: bool,
     recv_waker: Option<Waker>,
     send_waker: Option<Waker>,
+    /// The accepting side's tie to its [`SessionHub`], if it keeps sessions.
+    sessions: Option<Attached>,
 }
 
 impl<T> AckDriver<T> {
@@ -192,6 +195,71 @@ impl<T> AckDriver<T> {
             timers_started: false,
             recv_waker: None,
             send_waker: None,
+            sessions: None,
+        }
+    }
+
+    /// Accepting side: answers a HELLO that names a session from `hub` (resumed if kept,
+    /// taken over from a live connection, or a fresh record), and lets
+    /// [`detach_session`](Self::detach_session) keep it there when the connection ends.
+    /// Without a hub, an [`accepting`](AckState::accepting) state answers every session
+    /// request with [`start_session`](AckState::start_session).
+    #[must_use]
+    pub fn with_sessions(mut self, hub: &SessionHub) -> AckDriver<T> {
+        self.sessions = Some(hub.attach());
+        self
+    }
+
+    /// The connection is over: keeps its session (if it has one, from the hub given to
+    /// [`with_sessions`](Self::with_sessions)) for the client to resume, with the last
+    /// message handed out as delivered. The driver is unusable afterwards. Returns `true` if
+    /// the session was kept (the store's caps may refuse it).
+    pub fn detach_session(&mut self) -> bool {
+        let Some(a) = self.sessions.as_mut() else {
+            return false;
+        };
+        let delivered = self.yielded.max(self.state.taken_through());
+        let blank = AckState::with_config(super::AckConfig::new(), 0);
+        let state = std::mem::replace(&mut self.state, blank);
+        self.failed
+            .get_or_insert_with(|| "the session was detached".to_string());
+        a.detach(state, delivered, clock_now())
+    }
+
+    /// Accepting side: reads until the peer's HELLO has arrived and its session is settled,
+    /// and writes this side's HELLO, so that a peer's handshake does not wait for the
+    /// application's first call. Ready also once the driver failed or the peer closed (the
+    /// next call reports why; a protocol error met here is returned by it as is).
+    pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<()>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        if self.failed.is_some() || self.read_closed {
+            return Poll::Ready(());
+        }
+        // The sending side's round: it parses every frame it reads (the HELLO included).
+        if let Err(e) = self.progress(cx, Side::Send) {
+            self.record_deferred(e);
+            return Poll::Ready(());
+        }
+        let settled = self.state.peer_hello().is_some() && self.state.session_request().is_none();
+        if settled || self.read_closed {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Answers the peer's session request, if there is one (see
+    /// [`with_sessions`](Self::with_sessions)). Pending while another live connection holds
+    /// the session.
+    fn poll_session(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        if self.state.session_request().is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        match self.sessions.as_mut() {
+            Some(a) => a.poll_resolve(&mut self.state, cx, clock_now()),
+            None => Poll::Ready(self.state.start_session()),
         }
     }
 
@@ -296,6 +364,12 @@ impl<T> AckDriver<T> {
             self.state.taken(self.yielded)?;
         }
         while self.inbox.is_empty() && !self.read_closed {
+            if self
+                .poll_session(&mut Context::from_waker(Waker::noop()))?
+                .is_pending()
+            {
+                break;
+            }
             let Some(frame) = self.decode()? else { break };
             if let Some(d) = self.state.handle_frame(frame)? {
                 self.inbox.push_back(d);
@@ -369,7 +443,10 @@ impl<T> AckDriver<T> {
     /// inbox): the receiving side parses lazily, so frames may wait there. Stops at the first
     /// error (the connection is being taken apart; the frame stays unparsed).
     fn parse_buffered(&mut self) {
-        while let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) {
+        while self.state.session_request().is_none() {
+            let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) else {
+                break;
+            };
             match self.state.handle_frame(frame) {
                 Ok(Some(d)) => self.inbox.push_back(d),
                 Ok(None) => {}
@@ -678,7 +755,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         if let Some(d) = self.take_delivery() {
             return Ok(Some(d));
         }
-        while let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) {
+        // A HELLO naming a session is resolved (`poll_session`, on the reading path) before
+        // anything after it is parsed.
+        while self.state.session_request().is_none() {
+            let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) else {
+                break;
+            };
             if let Some(d) = self.state.handle_frame(frame)? {
                 self.yielded = d.seq;
                 return Ok(Some(d));
@@ -857,6 +939,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             return Poll::Ready(Ok(()));
         }
         let r = loop {
+            match self.poll_session(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => break Poll::Pending,
+            }
             if side == Side::Recv && !self.eof && self.codec.has_buffered_frame(&self.rbuf) {
                 // The receiving side takes whole frames from the read buffer itself.
                 break Poll::Ready(Ok(()));
@@ -941,6 +1028,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
     /// Returns `true` if the read is pending (a wake-up is registered). The receiving side's
     /// read stops early, without one, once a whole frame is buffered for it to take.
     fn progress(&mut self, cx: &mut Context<'_>, side: Side) -> Result<bool, AckError> {
+        if self.sessions.as_ref().is_some_and(|a| a.superseded(cx)) {
+            return Err(AckError::SessionTakenOver);
+        }
         if let Poll::Ready(Err(e)) = self.poll_write_inner(cx) {
             return Err(e);
         }
@@ -1006,5 +1096,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             }
         }
         Ok(())
+    }
+}
+
+/// Now on tokio's clock (paused in tests) when inside a runtime, else the system's.
+fn clock_now() -> std::time::Instant {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::time::Instant::now().into_std()
+    } else {
+        std::time::Instant::now()
     }
 }
