@@ -136,7 +136,7 @@ async fn run_ack(builder: &mut ClientBuilder, addr: &str, window: u32) -> Result
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let receipt = client.send(line.clone()).await?;
-        let id = receipt.await?;
+        let id = receipt.await?.seq;
         if line == "q" {
             println!("(message {id} taken by the server; quitting)");
             break;

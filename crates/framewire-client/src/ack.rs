@@ -15,10 +15,21 @@
 //!   is shut, and the receiving half goes on delivering the peer's messages until the peer
 //!   closes its side. [`AckClient::close`] closes both halves.
 //!
-//! When the connection drops, the driver reconnects according to the [`ReconnectPolicy`],
-//! first resends every unacknowledged message, in order, flagged as a redelivery, then carries
-//! on. If the policy gives up, every waiting call fails with [`ClientError::GaveUp`], which
-//! carries exactly the messages that were accepted and never acknowledged, in order.
+//! When the connection drops, the driver reconnects according to the [`ReconnectPolicy`] and
+//! resumes the client's *session* (see [Sessions](framewire_codec::ack#sessions)): the client
+//! opens one at connect (a random 128-bit id), sequence numbers run per session, and on each
+//! reconnect both sides say what their application already has, so only what follows is
+//! resent. While the server keeps the session, no message reaches either application twice
+//! and none is lost. A server that no longer has it (restarted, linger expired, another
+//! server) gets the messages it may have missed again, flagged as redeliveries, each with the
+//! same [`MessageId`] as before (at least once, with stable ids). If the policy gives up,
+//! every waiting call fails with [`ClientError::GaveUp`], which carries exactly the messages
+//! that were accepted and never acknowledged, in order.
+//!
+//! A server without sessions (an older framewire, or a bare [`AckFramed`] peer: its first
+//! HELLO does not name the client's session) gets the old behaviour: each connection numbers
+//! its messages from 1, and every unacknowledged message is resent on the next one, flagged
+//! as a redelivery.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -29,7 +40,10 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
-use framewire_codec::ack::{AckDriver, AckError, AckFramedBuilder, Delivery, GoAwayReason};
+use framewire_codec::ack::{
+    new_session_id, AckDriver, AckError, AckFramedBuilder, AckState, Delivery, GoAwayReason,
+    MessageId, SessionId, SessionStatus,
+};
 use framewire_codec::{FrameCodecBuilder, FrameError};
 use futures_util::task::AtomicWaker;
 use futures_util::Stream;
@@ -72,43 +86,89 @@ pub(crate) struct AckSettings {
 impl AckSettings {
     /// Connects to the first endpoint that answers, starting with the current one, and
     /// completes the HELLO exchange (and, with TLS, the TLS handshake before it); both within
-    /// the connect timeout, per endpoint.
-    async fn open(&mut self) -> Result<Conn, ClientError> {
+    /// the connect timeout, per endpoint. With `state` (the session's, after
+    /// [`AckState::reconnect`]) the connection resumes the session; the state is handed back
+    /// if no endpoint answered.
+    async fn open(
+        &mut self,
+        state: Option<AckState>,
+    ) -> (Result<Conn, ClientError>, Option<AckState>) {
         let (timeout, codec, ack) = (self.connect_timeout, self.codec, self.ack);
         let tls = self.tls.clone();
-        self.endpoints
+        let kept = Mutex::new(state);
+        let r = self
+            .endpoints
             .first_answering(|endpoint| {
                 let endpoint = endpoint.clone();
                 let tls = tls.clone();
+                let kept = &kept;
                 async move {
                     let transport = endpoint.open(timeout, tls.as_ref()).await?;
-                    hello(ack, codec, timeout, &endpoint, transport).await
+                    let state = kept.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    match hello(ack, codec, timeout, &endpoint, transport, state).await {
+                        Ok(conn) => Ok(conn),
+                        Err((e, state)) => {
+                            *kept.lock().unwrap_or_else(PoisonError::into_inner) = state;
+                            Err(e)
+                        }
+                    }
                 }
             })
-            .await
+            .await;
+        (r, kept.into_inner().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
-/// Completes the HELLO exchange over a connected stream, within `timeout`.
+/// Completes the HELLO exchange over a connected stream, within `timeout`; driving `state`
+/// if given (a session), else a new connection-scoped state. On failure the state is handed
+/// back, ready for the next attempt.
 async fn hello(
     ack: AckFramedBuilder,
     codec: FrameCodecBuilder,
     timeout: std::time::Duration,
     endpoint: &Endpoint,
     transport: ByteStream,
-) -> Result<Conn, ClientError> {
-    let mut conn = ack.driver(transport, codec.build());
-    match tokio::time::timeout(timeout, conn.handshake()).await {
-        Ok(Ok(_hello)) => Ok(conn),
-        Ok(Err(source)) => Err(ClientError::Handshake {
+    state: Option<AckState>,
+) -> Result<Conn, (ClientError, Option<AckState>)> {
+    let with_state = state.is_some();
+    let mut conn = match state {
+        Some(state) => ack.driver_with_state(transport, codec.build(), state),
+        None => ack.driver(transport, codec.build()),
+    };
+    let e = match tokio::time::timeout(timeout, conn.handshake()).await {
+        Ok(Ok(_hello)) => return Ok(conn),
+        // The peer's HELLO arrived and the session resumed; what failed came after it (the
+        // connection dropped while the peer resent): a connection like any other that
+        // dropped, whose messages received meanwhile are still delivered.
+        Ok(Err(_)) if with_state && conn.state().peer_hello().is_some() => return Ok(conn),
+        Ok(Err(source)) => ClientError::Handshake {
             endpoint: endpoint.to_string(),
             source,
-        }),
-        Err(_) => Err(ClientError::HandshakeTimeout {
+        },
+        Err(_) => ClientError::HandshakeTimeout {
             endpoint: endpoint.to_string(),
             timeout_ms: timeout.as_millis(),
-        }),
-    }
+        },
+    };
+    let state = with_state.then(|| {
+        // Messages received but not handed out are dropped with the connection: the peer
+        // resends them.
+        let (.., mut state, dropped) = conn.into_parts();
+        let delivered = state.received_through() - dropped.len() as u64;
+        state.reconnect(delivered);
+        state
+    });
+    Err((e, state))
+}
+
+/// A new session's state for `ack`'s settings and `codec`'s frame limit.
+fn session_state(
+    ack: &AckFramedBuilder,
+    codec: &FrameCodecBuilder,
+) -> Result<(SessionId, AckState), ClientError> {
+    let id = new_session_id().map_err(|e| ClientError::Frame(FrameError::Io(e)))?;
+    let max = codec.build().max_frame_len();
+    Ok((id, AckState::with_session(ack.ack_config(), max, id)))
 }
 
 /// Why the driver stopped for good.
@@ -266,6 +326,8 @@ struct Shared {
     io: Arc<IoWakers>,
     /// `io` as the waker the connection is polled with.
     io_waker: Waker,
+    /// The client's session; all zero with a server that does not keep sessions.
+    session: Mutex<SessionId>,
 }
 
 impl Default for Shared {
@@ -296,6 +358,7 @@ impl Default for Shared {
             refused: Mutex::default(),
             io_waker: Waker::from(Arc::clone(&io)),
             io,
+            session: Mutex::new([0; 16]),
         }
     }
 }
@@ -498,6 +561,10 @@ struct Driver {
     ack_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The connection's `acked_through` when the deadline was last reset.
     deadline_acked: u64,
+    /// The server keeps sessions: every connection drives the one session state, which
+    /// waits here between connections. `false`: a new state per connection, and a resend.
+    sessions: bool,
+    state: Option<AckState>,
 }
 
 impl Driver {
@@ -539,7 +606,9 @@ impl Driver {
                         acked: conn.as_ref().map_or(0, |c| c.acked_through()),
                     }
                     .to_string();
-                    drop(conn);
+                    if let Some(conn) = conn {
+                        self.park(conn);
+                    }
                     if !self.reconnect_or_stop(why).await {
                         return;
                     }
@@ -570,6 +639,7 @@ impl Driver {
                             // within one window, however often the peer goes away.
                             poll_fn(|cx| self.poll_carry_taken(cx)).await;
                         }
+                        self.park(conn);
                     }
                     tracing::info!(
                         %error,
@@ -601,6 +671,35 @@ impl Driver {
                 self.stop(stop).await;
                 false
             }
+        }
+    }
+
+    /// The connection is gone: with sessions, keeps its state for the next one (what the
+    /// application got, or will get from the carry, counts as delivered).
+    fn park(&mut self, conn: Conn) {
+        if !self.sessions {
+            return;
+        }
+        let (.., mut state, dropped) = conn.into_parts();
+        let delivered = state.received_through() - dropped.len() as u64;
+        state.reconnect(delivered);
+        self.state = Some(state);
+    }
+
+    /// After the handshake on a new connection: the session's fate, logged and counted.
+    fn resumed(&mut self, conn: &Conn) {
+        let state = conn.state();
+        if state.session_status() == SessionStatus::Lost {
+            let flagged = state.unacked().filter(|m| m.redelivery).count();
+            self.shared
+                .redeliveries
+                .fetch_add(flagged as u64, Ordering::Relaxed);
+            tracing::warn!(
+                flagged,
+                "the server no longer had this client's session (restarted, expired or \
+                 another server): {flagged} messages it may have seen are resent flagged as \
+                 redeliveries, with their ids; at-least-once delivery for them"
+            );
         }
     }
 
@@ -646,9 +745,35 @@ impl Driver {
                 });
             };
             tokio::time::sleep(delay).await;
-            let mut conn = match self.settings.open().await {
+            let state = if self.sessions {
+                match self.state.take() {
+                    Some(state) => Some(state),
+                    // Not kept (cannot happen while connected): a new session, as after a
+                    // restart of this client.
+                    None => Some(
+                        session_state(&self.settings.ack, &self.settings.codec)
+                            .map_err(|e| Stop::GaveUp {
+                                attempts: backoff.attempts(),
+                                elapsed_ms: started.elapsed().as_millis(),
+                                last_error: e.to_string(),
+                                unacked: self.unacked_payloads(),
+                            })?
+                            .1,
+                    ),
+                }
+            } else {
+                None
+            };
+            let (opened, state) = self.settings.open(state).await;
+            self.state = state;
+            let mut conn = match opened {
                 Ok(conn) => {
                     self.shared.set_limits(&conn);
+                    if self.sessions {
+                        // The engine resends what the server does not have.
+                        self.resumed(&conn);
+                        return Ok(conn);
+                    }
                     conn
                 }
                 Err(e) => {
@@ -1113,13 +1238,43 @@ impl std::fmt::Debug for Receipt {
 }
 
 impl Receipt {
-    /// The message's id: 1 for the first message accepted by this client, then 2, 3, ...
-    /// across reconnects (unlike the wire sequence number, which restarts per connection).
-    pub fn id(&self) -> u64 {
-        self.id
+    /// The message's stable id, as the peer's application sees it
+    /// ([`Delivery::id`](framewire_codec::ack::Delivery::id)): the client's session and the
+    /// message's sequence number in it (1 for the first message accepted by this client, then
+    /// 2, 3, ...), the same on every redelivery.
+    ///
+    /// With a server that does not keep sessions the session part is all zero and the seq
+    /// counts this client's messages (the wire numbers restart per connection then). A
+    /// message refused as too long by a server reached after a reconnect (one with a smaller
+    /// frame limit) takes no sequence number: the messages accepted after it move down by
+    /// one, so their ids are final once their receipts resolved.
+    pub fn id(&self) -> MessageId {
+        let session = *self
+            .shared
+            .session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if session == [0; 16] {
+            return MessageId {
+                session,
+                seq: self.id,
+            };
+        }
+        let refused = self
+            .shared
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(id, ..)| *id < self.id)
+            .count() as u64;
+        MessageId {
+            session,
+            seq: self.id - refused,
+        }
     }
 
-    fn check(&self) -> Option<Result<u64, ClientError>> {
+    fn check(&self) -> Option<Result<MessageId, ClientError>> {
         let shared = &self.shared;
         let settled = shared.acked_id.load(Ordering::Acquire) >= self.id;
         let stopped = settled || shared.inbox().end.is_some();
@@ -1133,7 +1288,7 @@ impl Receipt {
             }
         }
         if settled {
-            return Some(Ok(self.id));
+            return Some(Ok(self.id()));
         }
         let inbox = shared.inbox();
         let end = inbox.end.as_ref()?;
@@ -1145,7 +1300,7 @@ impl Receipt {
 }
 
 impl Future for Receipt {
-    type Output = Result<u64, ClientError>;
+    type Output = Result<MessageId, ClientError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -1249,19 +1404,35 @@ impl AckClient {
         mut settings: AckSettings,
         first: Option<ByteStream>,
     ) -> Result<AckClient, ClientError> {
+        let (session, state) = session_state(&settings.ack, &settings.codec)?;
         let conn = match first {
             Some(stream) => {
                 let endpoint = settings.endpoints.current().clone();
                 let (ack, codec) = (settings.ack, settings.codec);
-                hello(ack, codec, settings.connect_timeout, &endpoint, stream).await?
+                let timeout = settings.connect_timeout;
+                hello(ack, codec, timeout, &endpoint, stream, Some(state))
+                    .await
+                    .map_err(|(e, _)| e)?
             }
-            None => settings.open().await?,
+            None => settings.open(Some(state)).await.0?,
         };
+        // The server keeps sessions if its HELLO names ours; otherwise every connection is
+        // numbered on its own, and unacknowledged messages are resent on the next one.
+        let sessions = conn
+            .state()
+            .peer_hello()
+            .is_some_and(|h| h.session == session);
         let shared = Arc::new(Shared {
             deadlock_grace: settings.deadlock_grace,
             ..Shared::default()
         });
         *shared.next_id() = 1;
+        if sessions {
+            *shared
+                .session
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = session;
+        }
         shared.set_limits(&conn);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let endpoint = settings.endpoints.current().clone();
@@ -1278,6 +1449,8 @@ impl AckClient {
             senders_gone: false,
             ack_deadline: None,
             deadline_acked: 0,
+            sessions,
+            state: None,
         };
         tokio::spawn(driver.run(conn));
         Ok(AckClient {

@@ -30,8 +30,8 @@ async fn receipts_resolve_in_order() {
             receipts.push(client.send(m.clone()).await.unwrap());
         }
         for (i, r) in receipts.into_iter().enumerate() {
-            assert_eq!(r.id(), i as u64 + 1);
-            assert_eq!(r.await.unwrap(), i as u64 + 1);
+            assert_eq!(r.id().seq, i as u64 + 1);
+            assert_eq!(r.await.unwrap().seq, i as u64 + 1);
         }
         let log = log.lock().unwrap().clone();
         assert_eq!(log.len(), 1);
@@ -134,8 +134,8 @@ async fn full_window_is_backpressure() {
         );
         go_tx.send(()).unwrap();
         let r3 = third.await.unwrap();
-        assert_eq!(r1.await.unwrap(), 1);
-        assert_eq!(r3.await.unwrap(), 3);
+        assert_eq!(r1.await.unwrap().seq, 1);
+        assert_eq!(r3.await.unwrap().seq, 3);
         client.flush().await.unwrap();
     })
     .await;

@@ -55,7 +55,7 @@ async fn nothing_is_lost_across_random_drops() {
             }
             client.flush().await.unwrap();
             for (i, r) in receipts.into_iter().enumerate() {
-                assert_eq!(r.await.unwrap(), i as u64 + 1);
+                assert_eq!(r.await.unwrap().seq, i as u64 + 1);
             }
             let cuts = cut.load(std::sync::atomic::Ordering::SeqCst);
             assert_eq!(

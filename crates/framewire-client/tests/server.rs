@@ -228,7 +228,7 @@ async fn ack_receipts_with_the_real_server() {
             }
             tx.flush().await.unwrap();
             for (i, r) in receipts.into_iter().enumerate() {
-                assert_eq!(r.await.unwrap(), i as u64 + 1);
+                assert_eq!(r.await.unwrap().seq, i as u64 + 1);
             }
             tx
         });

@@ -96,7 +96,7 @@ async fn ack_typed_round_trip_with_receipts() {
             let got = client.recv_typed::<Chat>().await.unwrap().unwrap();
             assert_eq!(got.value, chat(id));
             assert!(!got.redelivered);
-            assert_eq!(receipt.await.unwrap(), id + 1);
+            assert_eq!(receipt.await.unwrap().seq, id + 1);
         }
         // A message that does not decode, then a good one: both taken, only the first fails.
         client.send(vec![0xffu8; 3]).await.unwrap();

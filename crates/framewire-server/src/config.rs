@@ -143,6 +143,8 @@ pub(crate) struct Config {
     pub(crate) write_buffer_limit: usize,
     pub(crate) filter: Option<AcceptFilter>,
     pub(crate) ack: Option<AckConfig>,
+    /// Ack mode's session store: linger, cap on sessions, cap on their bytes.
+    pub(crate) sessions: (Duration, usize, u64),
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
     #[cfg(feature = "tls")]
@@ -166,6 +168,7 @@ impl fmt::Debug for Config {
             .field("write_buffer_limit", &self.write_buffer_limit)
             .field("filter", &self.filter.as_ref().map(|_| "<fn>"))
             .field("ack", &self.ack)
+            .field("sessions", &self.sessions)
             .field("proxy", &self.proxy);
         #[cfg(feature = "tls")]
         f.field("tls", &self.tls.is_some())
@@ -244,6 +247,11 @@ impl ServerBuilder<()> {
                 write_buffer_limit: DEFAULT_WRITE_BUFFER_LIMIT,
                 filter: None,
                 ack: None,
+                sessions: (
+                    framewire_codec::ack::DEFAULT_SESSION_LINGER,
+                    framewire_codec::ack::DEFAULT_MAX_SESSIONS,
+                    framewire_codec::ack::DEFAULT_MAX_SESSION_BYTES,
+                ),
                 #[cfg(feature = "tls")]
                 tls: None,
                 #[cfg(feature = "tls")]
@@ -419,6 +427,32 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
     /// one frame each way, whatever the peer does.
     pub fn ack_config(mut self, config: AckConfig) -> Self {
         self.config.ack = Some(config);
+        self
+    }
+
+    /// Ack mode: how long the session of a client whose connection dropped is kept for it to
+    /// resume (exactly-once delivery across the reconnect). Default
+    /// [`DEFAULT_SESSION_LINGER`](framewire_codec::ack::DEFAULT_SESSION_LINGER) (60 s). A
+    /// client that resumes later gets at-least-once delivery with stable message ids (see
+    /// [Sessions](crate::Connection#sessions)).
+    pub fn session_linger(mut self, linger: Duration) -> Self {
+        self.config.sessions.0 = linger;
+        self
+    }
+
+    /// Ack mode: the most sessions kept at once for clients to resume (the sessions that
+    /// dropped longest ago are evicted first; 0 keeps none). Default
+    /// [`DEFAULT_MAX_SESSIONS`](framewire_codec::ack::DEFAULT_MAX_SESSIONS) (10,000).
+    pub fn max_sessions(mut self, max: usize) -> Self {
+        self.config.sessions.1 = max;
+        self
+    }
+
+    /// Ack mode: the most unacknowledged payload bytes the kept sessions hold together.
+    /// Default [`DEFAULT_MAX_SESSION_BYTES`](framewire_codec::ack::DEFAULT_MAX_SESSION_BYTES)
+    /// (64 MiB).
+    pub fn max_session_bytes(mut self, max: u64) -> Self {
+        self.config.sessions.2 = max;
         self
     }
 

@@ -7,7 +7,7 @@ use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use framewire_codec::ack::{AckDriver, GoAwayReason};
+use framewire_codec::ack::{AckDriver, AckState, Delivery, GoAwayReason, SessionId, SessionStatus};
 use framewire_codec::typed::{self, Bincode, Format};
 use framewire_codec::{FrameCodec, FrameError, FrameWriter, HEADER_LEN, VECTORED_WRITE_MIN};
 use futures::{Sink, Stream};
@@ -85,8 +85,9 @@ mod ack;
 /// `AckFramed` use), which then owns the socket, the read and write buffers, the protocol
 /// engine and its timers; the connection adds the server's timeouts, shutdown and stats:
 ///
-/// * The HELLO goes out as soon as the connection is accepted, before the handler runs
-///   (if the socket cannot take it at once, with the first poll of `recv` or `send`).
+/// * The server's HELLO answers the client's before the handler runs (the connection task
+///   reads the client's HELLO and settles its [session](#sessions) first, within the idle
+///   timeout), so a client's handshake never waits for the handler's first call.
 /// * `recv` yields the payload of each DATA message, in order. A message is acknowledged when
 ///   the handler is *done* with it: when it calls `recv` (or `try_recv`) again, calls
 ///   [`wait_acked`](Connection::wait_acked), or returns. Merely returning it from `recv` is
@@ -114,6 +115,64 @@ mod ack;
 /// The `Stream` and `Sink` halves of [`split`](futures::StreamExt::split) may be used from
 /// different tasks in ack mode too: both halves read and write the socket, and whichever
 /// does wakes the other.
+///
+/// # Sessions
+///
+/// A framewire client opens a session at connect (a random 128-bit id) and resumes it on
+/// every reconnect (see [Sessions](framewire_codec::ack#sessions) for the wire side). The
+/// server keeps the session of a connection that dropped for the
+/// [linger](crate::ServerBuilder::session_linger) (60 s), within its caps on
+/// [sessions](crate::ServerBuilder::max_sessions) (10,000) and on their unacknowledged
+/// [bytes](crate::ServerBuilder::max_session_bytes) (64 MiB), the oldest evicted first.
+///
+/// | situation | what the handlers see |
+/// |---|---|
+/// | same server process keeps the session (cuts, resets, GOAWAY, idle close) | every message **exactly once**, in order, across connections, never flagged; both directions |
+/// | session lost (server restarted, linger expired, evicted, another server) | **at least once**: the client resends what it saw no ack for, flagged as redeliveries, each with the same id as before (logged at INFO as a resume of a session this server no longer has) |
+/// | a client without sessions (bare `AckFramed`) | at least once per connection, ids restart per connection |
+///
+/// *Acknowledged* means the handler is done with the message (it asked for the next one, or
+/// returned); on a resume, what the client says it delivered counts as acknowledged too.
+///
+/// [`recv_delivery`](Connection::recv_delivery) gives each message with its
+/// [`MessageId`](framewire_codec::ack::MessageId) (session + sequence number, the same on
+/// every redelivery) and its redelivery flag; [`recv`](Connection::recv) gives the payload
+/// alone. A handler that must act once on each message even across server restarts keeps
+/// the ids it acted on where it acts (so they survive the restart with it) and skips a
+/// repeat with one lookup:
+///
+/// ```no_run
+/// use std::collections::HashSet;
+/// use std::sync::{Arc, Mutex};
+/// use framewire_codec::ack::MessageId;
+/// use framewire_server::{Connection, ServerError};
+///
+/// type Done = Arc<Mutex<HashSet<MessageId>>>; // in a real service: the database acted on
+///
+/// async fn handler(mut conn: Connection<Done>) -> Result<(), ServerError> {
+///     while let Some(d) = conn.recv_delivery().await? {
+///         // Only a message flagged as a redelivery can be a repeat: look only those up.
+///         let first = !d.redelivered || !conn.state().lock().unwrap().contains(&d.id());
+///         if first {
+///             // ... act on d.payload ...
+///             conn.state().lock().unwrap().insert(d.id());
+///         }
+///     }
+///     Ok(())
+/// }
+/// ```
+///
+/// A handler that sends a numbered stream continues it from
+/// [`sent_in_session`](Connection::sent_in_session) after a resume: what the earlier
+/// connections sent is delivered, or resent by the session, already.
+///
+/// **Takeover.** A client that reconnects before the server noticed its old connection was
+/// gone resumes a session still attached to that live connection. The new connection does not
+/// get a copy: the old connection is told to end (its handler's next `recv` or `send` fails
+/// with [`AckError::SessionTakenOver`](framewire_codec::ack::AckError::SessionTakenOver)),
+/// and the new one resumes the session once the old handler returned, so no message is
+/// handed to two handlers and none is lost. The new connection's HELLO waits for that (within
+/// the idle timeout); a client whose handshake times out meanwhile tries again.
 ///
 /// # Shutdown
 ///
@@ -240,7 +299,8 @@ impl<S> Connection<S> {
         // the plain-mode field keeps a stand-in.
         let (io, ack) = match server.shared.config.ack {
             Some(config) => {
-                let state = config.build(codec.max_frame_len());
+                // Accepting: a HELLO naming a session is answered from the server's sessions.
+                let state = AckState::accepting(config, codec.max_frame_len());
                 let driver = AckDriver::from_parts(
                     ack::Counted::new(io, server.clone()),
                     codec.clone(),
@@ -248,7 +308,8 @@ impl<S> Connection<S> {
                     BytesMut::new(),
                     state,
                     server.shared.config.write_buffer_limit,
-                );
+                )
+                .with_sessions(&server.shared.sessions);
                 let detached: Box<dyn Transport> = Box::new(ack::Detached);
                 (detached, Some(Box::new(ack::AckConn::new(driver))))
             }
@@ -453,7 +514,7 @@ impl<S> Connection<S> {
     /// receive side is then closed, as with [`recv`](Connection::recv).
     pub fn try_recv(&mut self) -> Result<Option<Bytes>, ServerError> {
         if self.ack.is_some() {
-            return self.try_recv_ack();
+            return self.try_recv_ack().map(|d| d.map(|d| d.payload));
         }
         if self.read_closed || self.recv_ended {
             return Ok(None);
@@ -703,7 +764,83 @@ impl<S> Connection<S> {
             }
             return polled;
         }
-        self.poll_recv_ack(cx)
+        self.poll_recv_ack(cx).map_ok(|d| d.map(|d| d.payload))
+    }
+
+    /// Receives the next message with its id: in ack mode its [`MessageId`] (session +
+    /// sequence number, the same on every redelivery) and redelivery flag (see
+    /// [Sessions](Connection#sessions)); in plain mode the payload with seq 0, no session and
+    /// no flag. Otherwise as [`recv`](Connection::recv), which returns the payload alone.
+    ///
+    /// [`MessageId`]: framewire_codec::ack::MessageId
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Connection::recv).
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe, as [`recv`](Connection::recv).
+    pub async fn recv_delivery(&mut self) -> Result<Option<Delivery>, ServerError> {
+        poll_fn(|cx| self.poll_recv_delivery(cx)).await
+    }
+
+    /// Returns the next message with its id if it is already buffered, without waiting; as
+    /// [`try_recv`](Connection::try_recv), with the id and flag of
+    /// [`recv_delivery`](Connection::recv_delivery).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_recv`](Connection::try_recv).
+    pub fn try_recv_delivery(&mut self) -> Result<Option<Delivery>, ServerError> {
+        if self.ack.is_some() {
+            return self.try_recv_ack();
+        }
+        Ok(self.try_recv()?.map(|payload| Delivery {
+            session: [0; 16],
+            seq: 0,
+            payload,
+            redelivered: false,
+        }))
+    }
+
+    /// Ack mode: the client's session on this connection (all zero: the client opened none)
+    /// and what became of it ([`SessionStatus::Resumed`]: it continues exactly where the
+    /// last connection left it). `None` in plain mode.
+    ///
+    /// [`SessionStatus::Resumed`]: framewire_codec::ack::SessionStatus::Resumed
+    pub fn session(&self) -> Option<(SessionId, SessionStatus)> {
+        let state = self.ack.as_ref()?.driver.state();
+        Some((state.session_id(), state.session_status()))
+    }
+
+    /// Ack mode: the sequence number of the last message sent to the client in its session,
+    /// over every connection of the session (0: none yet). A handler that produces a
+    /// numbered stream continues it from here after a resume: the messages sent before are
+    /// delivered (or resent by the session) already. 0 in plain mode.
+    pub fn sent_in_session(&self) -> u64 {
+        self.ack
+            .as_ref()
+            .map_or(0, |a| a.driver.state().last_sent())
+    }
+
+    /// Polls for the next message with its id; the poll form of
+    /// [`recv_delivery`](Connection::recv_delivery).
+    pub fn poll_recv_delivery(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Delivery>, ServerError>> {
+        if self.ack.is_some() {
+            return self.poll_recv_ack(cx);
+        }
+        self.poll_recv(cx).map_ok(|f| {
+            f.map(|payload| Delivery {
+                session: [0; 16],
+                seq: 0,
+                payload,
+                redelivered: false,
+            })
+        })
     }
 
     /// The frame layer: decodes the next frame, reading as needed. With `for_recv` (the
@@ -1218,6 +1355,10 @@ impl<S> Drop for Connection<S> {
             .load(std::sync::atomic::Ordering::SeqCst);
         if self.ack.is_some() && !std::thread::panicking() && !aborted && !self.write_closed {
             self.ack_release_now();
+        }
+        // Ack mode: the client may reconnect and resume its session (kept for the linger).
+        if let Some(a) = self.ack.as_deref_mut() {
+            a.driver.detach_session();
         }
         self.publish_frames_out();
     }

@@ -30,6 +30,8 @@ pub(crate) struct Shared<S> {
     /// aborted handler is not done with the messages it received (ack mode acknowledges
     /// nothing more from then on).
     pub(crate) aborting: std::sync::atomic::AtomicBool,
+    /// Ack mode's sessions: kept after their connection dropped, and attached to live ones.
+    pub(crate) sessions: framewire_codec::ack::SessionHub,
 }
 
 /// A cloneable handle to a running (or not yet running) server: socketserver's `self.server`.

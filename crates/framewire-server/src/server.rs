@@ -250,11 +250,14 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
 /// same reason (borrowing `conn` here before the handler takes it would keep a copy too).
 async fn run_connection<S, H: Handler<S>>(
     handler: Arc<H>,
-    conn: Box<Connection<S>>,
+    mut conn: Box<Connection<S>>,
     peer: Address,
     slot: Slot<S>,
 ) {
     let shared = &slot.shared;
+    if conn.is_ack_mode() {
+        conn.ack_accept().await;
+    }
     match AssertUnwindSafe(handler.handle(*conn)).catch_unwind().await {
         Ok(output) => match output.into_result() {
             Ok(()) => tracing::debug!("connection closed"),
@@ -335,6 +338,12 @@ where
     L::Addr: Into<Address>,
 {
     pub(crate) fn new(listener: L, local_addr: Address, state: S, config: Config) -> Self {
+        let mut store = framewire_codec::ack::SessionStore::new();
+        let (linger, max_sessions, max_bytes) = config.sessions;
+        store
+            .set_linger(linger)
+            .set_max_sessions(max_sessions)
+            .set_max_bytes(max_bytes);
         Server {
             listener,
             shared: Arc::new(Shared {
@@ -347,6 +356,7 @@ where
                 per_ip: Mutex::new(HashMap::new()),
                 warn_limit: WarnLimit::default(),
                 aborting: std::sync::atomic::AtomicBool::new(false),
+                sessions: framewire_codec::ack::SessionHub::new(store),
             }),
         }
     }

@@ -19,6 +19,7 @@ use tokio::time::Sleep;
 use tokio_util::codec::Decoder;
 
 use super::engine::{AckState, Delivery};
+use super::session_hub::{Attached, SessionHub};
 use super::wire::{AckFrame, GoAwayReason, Hello, DATA_HEADER_LEN};
 use super::AckError;
 use crate::{FrameCodec, FrameError, HEADER_LEN};
@@ -156,6 +157,8 @@ pub struct AckDriver<T> {
     timers_started: bool,
     recv_waker: Option<Waker>,
     send_waker: Option<Waker>,
+    /// The accepting side's tie to its [`SessionHub`], if it keeps sessions.
+    sessions: Option<Attached>,
 }
 
 impl<T> AckDriver<T> {
@@ -188,6 +191,70 @@ impl<T> AckDriver<T> {
             timers_started: false,
             recv_waker: None,
             send_waker: None,
+            sessions: None,
+        }
+    }
+
+    /// Accepting side: answers a HELLO that names a session from `hub` (resumed if kept,
+    /// taken over from a live connection, or a fresh record), and lets
+    /// [`detach_session`](Self::detach_session) keep it there when the connection ends.
+    /// Without a hub, an [`accepting`](AckState::accepting) state answers every session
+    /// request with [`start_session`](AckState::start_session).
+    #[must_use]
+    pub fn with_sessions(mut self, hub: &SessionHub) -> AckDriver<T> {
+        self.sessions = Some(hub.attach());
+        self
+    }
+
+    /// The connection is over: keeps its session (if it has one, from the hub given to
+    /// [`with_sessions`](Self::with_sessions)) for the client to resume, with the last
+    /// message handed out as delivered. The driver is unusable afterwards. Returns `true` if
+    /// the session was kept (the store's caps may refuse it).
+    pub fn detach_session(&mut self) -> bool {
+        let Some(a) = self.sessions.as_mut() else {
+            return false;
+        };
+        let delivered = self.yielded.max(self.state.taken_through());
+        let blank = AckState::with_config(super::AckConfig::new(), 0);
+        let state = std::mem::replace(&mut self.state, blank);
+        self.failed
+            .get_or_insert_with(|| "the session was detached".to_string());
+        a.detach(state, delivered, clock_now())
+    }
+
+    /// Accepting side: reads until the peer's HELLO has arrived and its session is settled,
+    /// and writes this side's HELLO, so that a peer's handshake does not wait for the
+    /// application's first call. Ready also once the driver failed or the peer closed (the
+    /// next call reports why; a protocol error met here is returned by it as is).
+    pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<()>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        if self.failed.is_some() || self.read_closed {
+            return Poll::Ready(());
+        }
+        if let Err(e) = self.progress(cx, Side::Recv) {
+            self.record_deferred(e);
+            return Poll::Ready(());
+        }
+        let settled = self.state.peer_hello().is_some() && self.state.session_request().is_none();
+        if settled || self.read_closed {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Answers the peer's session request, if there is one (see
+    /// [`with_sessions`](Self::with_sessions)). Pending while another live connection holds
+    /// the session.
+    fn poll_session(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+        if self.state.session_request().is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        match self.sessions.as_mut() {
+            Some(a) => a.poll_resolve(&mut self.state, cx, clock_now()),
+            None => Poll::Ready(self.state.start_session()),
         }
     }
 
@@ -291,6 +358,12 @@ impl<T> AckDriver<T> {
             self.state.taken(self.yielded)?;
         }
         while self.inbox.is_empty() && !self.read_closed {
+            if self
+                .poll_session(&mut Context::from_waker(Waker::noop()))?
+                .is_pending()
+            {
+                break;
+            }
             let Some(frame) = self.decode()? else { break };
             if let Some(d) = self.state.handle_frame(frame)? {
                 self.inbox.push_back(d);
@@ -800,6 +873,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             return Poll::Ready(Ok(()));
         }
         let r = loop {
+            match self.poll_session(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => break Poll::Pending,
+            }
             if let Some(frame) = self.decode()? {
                 if let Some(d) = self.state.handle_frame(frame)? {
                     self.inbox.push_back(d);
@@ -871,6 +949,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
     /// for reading (unless the transport is closed), for the timer, and, if writes are
     /// stuck, for writing.
     fn progress(&mut self, cx: &mut Context<'_>, side: Side) -> Result<(), AckError> {
+        if self.sessions.as_ref().is_some_and(|a| a.superseded(cx)) {
+            return Err(AckError::SessionTakenOver);
+        }
         if let Poll::Ready(Err(e)) = self.poll_write_inner(cx) {
             return Err(e);
         }
@@ -936,5 +1017,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             }
         }
         Ok(())
+    }
+}
+
+/// Now on tokio's clock (paused in tests) when inside a runtime, else the system's.
+fn clock_now() -> std::time::Instant {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::time::Instant::now().into_std()
+    } else {
+        std::time::Instant::now()
     }
 }

@@ -243,6 +243,11 @@ pub enum AckError {
         /// [`MAX_RESUME_SEQ`](super::MAX_RESUME_SEQ).
         max: u64,
     },
+    /// A newer connection resumed this connection's session (the client reconnected before
+    /// this side noticed the old connection was gone): this connection ends and its session
+    /// moves to the new one.
+    #[error("session taken over by a newer connection of the same client")]
+    SessionTakenOver,
     /// Local misuse: the application reported taking a message that has not arrived.
     #[error("application took message {seq} but only {received} have been received")]
     TakenNotReceived {
@@ -288,6 +293,7 @@ impl AckError {
             | AckError::SinkClosed
             | AckError::WindowFull { .. }
             | AckError::PayloadTooLong { .. }
+            | AckError::SessionTakenOver
             | AckError::TakenNotReceived { .. } => false,
         }
     }

@@ -196,6 +196,24 @@ impl AckFramedBuilder {
         self
     }
 
+    /// The ack settings (window, caps, timers) this builder gives each state.
+    pub fn ack_config(&self) -> AckConfig {
+        self.config
+    }
+
+    /// An [`AckDriver`] over `io` framing with `codec`, driving `state` (e.g. a session's
+    /// state carried over from an earlier connection, see [`AckState::reconnect`]).
+    pub fn driver_with_state<T>(&self, io: T, codec: FrameCodec, state: AckState) -> AckDriver<T> {
+        AckDriver::from_parts(
+            io,
+            codec,
+            BytesMut::new(),
+            BytesMut::new(),
+            state,
+            self.high_water,
+        )
+    }
+
     /// A state machine with this window, for a peer that accepts frames of `max_frame_len`.
     pub fn build_state(&self, max_frame_len: usize) -> AckState {
         self.config.build(max_frame_len)

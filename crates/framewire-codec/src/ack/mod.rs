@@ -269,8 +269,17 @@
 //! | situation | delivery to the application | redelivery flag | message id |
 //! |---|---|---|---|
 //! | no session | at least once per connection; the client resends unacknowledged messages | "may be a repeat" | seq restarts per connection |
-//! | same process keeps the session (cuts, RST, FIN, GOAWAY) | **exactly once**, in order, both directions | never set | session id + seq |
+//! | same process keeps the session (cuts, RST, FIN, GOAWAY, a reconnect that takes the session over from a connection the server still thinks is alive) | **exactly once**, in order, both directions | never set | session id + seq |
 //! | session lost (server restarted, linger expired, another server) | **at least once**: messages sent and not acknowledged are resent | set only on messages transmitted on an earlier connection and not acknowledged | the same on every delivery |
+//!
+//! The accepting side's drivers share one [`SessionHub`] (a server's sessions: the
+//! [`SessionStore`] of sessions whose connection dropped, and the sessions attached to live
+//! connections, for takeover); the framewire server and client do all of this themselves
+//! (see the server's `Connection` docs, "Sessions").
+//!
+//! After a *crash* of the accepting side, a message that was written to the dead process's
+//! socket but never read by it is flagged on its resend although it reaches the application
+//! once: its fate is unknowable to the sender. Repeats are always flagged.
 //!
 //! *Acknowledged* means the receiving application is done with the message ([below
 //! ](#when-a-message-is-acknowledged)); on a resume, the peer's `delivered through` also
@@ -396,6 +405,7 @@ mod driver;
 mod engine;
 mod error;
 mod framed;
+mod session_hub;
 mod session_store;
 mod wire;
 
@@ -410,6 +420,7 @@ pub use engine::{
 };
 pub use error::{AckError, ERROR_PREFIX_LEN};
 pub use framed::{AckFramed, AckFramedBuilder, DEFAULT_WRITE_HIGH_WATER};
+pub use session_hub::SessionHub;
 pub use session_store::{
     SessionStore, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSION_BYTES, DEFAULT_SESSION_LINGER,
 };

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::Bytes;
-use framewire_codec::ack::{AckDriver, AckError, GoAwayReason};
+use framewire_codec::ack::{AckDriver, AckError, Delivery, GoAwayReason, SessionStatus};
 use framewire_codec::FrameError;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -23,6 +23,8 @@ pub(super) struct AckConn<S> {
     pub(super) driver: AckDriver<Counted<S>>,
     /// Whether the message most recently handed to the handler was flagged as a redelivery.
     pub(super) last_redelivered: bool,
+    /// The session's fate on this connection was logged.
+    session_noted: bool,
     /// The peer's acknowledgement and the bytes written when the write clock last restarted:
     /// either moving means the peer is taking what this side sends.
     acked_seen: u64,
@@ -36,6 +38,7 @@ impl<S> AckConn<S> {
         AckConn {
             driver,
             last_redelivered: false,
+            session_noted: false,
             acked_seen: 0,
             written_seen: 0,
             read_seen: 0,
@@ -152,6 +155,24 @@ impl Transport for Detached {
     }
 }
 
+/// Logs, once per connection, a client that resumed a session this server no longer has
+/// (restarted, linger expired, evicted, or another server): delivery on it is at least once
+/// from here, with stable message ids.
+fn note_session<S>(a: &AckConn<S>) {
+    let state = a.driver.state();
+    if state.session_status() == SessionStatus::Lost {
+        let id = framewire_codec::ack::MessageId {
+            session: state.session_id(),
+            seq: 0,
+        };
+        tracing::info!(
+            session = %id,
+            "client resumed a session this server no longer has (restarted, expired or \
+             evicted): at-least-once delivery on it from here; repeats keep their message ids"
+        );
+    }
+}
+
 /// How a driver error reads as a server error: transport and framing errors as in plain mode.
 fn server_error(e: AckError) -> ServerError {
     match e {
@@ -202,7 +223,7 @@ impl<S> Connection<S> {
 
     /// A receive error from the driver: counted (unless it only says the connection is over)
     /// and the receiving side closed.
-    fn ack_recv_failed(&mut self, e: AckError) -> Poll<Result<Option<Bytes>, ServerError>> {
+    fn ack_recv_failed<T>(&mut self, e: AckError) -> Poll<Result<Option<T>, ServerError>> {
         self.read_closed = true;
         self.publish_frames_in();
         if already_over(&e) {
@@ -234,7 +255,7 @@ impl<S> Connection<S> {
     pub(super) fn poll_recv_ack(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Option<Bytes>, ServerError>> {
+    ) -> Poll<Result<Option<Delivery>, ServerError>> {
         if self.read_closed || self.recv_ended {
             // Asking again: the handler is done with what it had.
             if let Some(a) = self.ack_conn() {
@@ -258,12 +279,16 @@ impl<S> Connection<S> {
                     return Poll::Ready(Ok(None));
                 };
                 a.last_redelivered = d.redelivered;
+                if !a.session_noted {
+                    a.session_noted = true;
+                    note_session(a);
+                }
                 let drained = a.driver.buffered() == 0;
                 self.frames_in_unpublished += 1;
                 if drained || self.frames_in_unpublished >= super::FRAMES_IN_BATCH {
                     self.publish_frames_in();
                 }
-                Poll::Ready(Ok(Some(d.payload)))
+                Poll::Ready(Ok(Some(d)))
             }
             Poll::Ready(Ok(None)) => {
                 tracing::debug!("peer closed the connection");
@@ -286,7 +311,7 @@ impl<S> Connection<S> {
     }
 
     /// Ack mode's `try_recv`: a message already buffered, without I/O.
-    pub(super) fn try_recv_ack(&mut self) -> Result<Option<Bytes>, ServerError> {
+    pub(super) fn try_recv_ack(&mut self) -> Result<Option<Delivery>, ServerError> {
         if self.read_closed || self.recv_ended {
             return Ok(None);
         }
@@ -302,16 +327,20 @@ impl<S> Connection<S> {
             Ok(Some(d)) => {
                 coop.made_progress();
                 a.last_redelivered = d.redelivered;
+                if !a.session_noted {
+                    a.session_noted = true;
+                    note_session(a);
+                }
                 self.idle_since = None;
                 self.frame_since = None;
                 self.frames_in_unpublished += 1;
-                Ok(Some(d.payload))
+                Ok(Some(d))
             }
             Ok(None) => {
                 self.publish_frames_in();
                 Ok(None)
             }
-            Err(e) => match self.ack_recv_failed(e) {
+            Err(e) => match self.ack_recv_failed::<Delivery>(e) {
                 Poll::Ready(Err(err)) => Err(err),
                 _ => Ok(None),
             },
@@ -432,6 +461,33 @@ impl<S> Connection<S> {
             a.driver.go_away(reason);
             let _ = a.driver.poll_write(cx);
         }
+    }
+
+    /// Ack mode, before the handler runs: reads the peer's HELLO, settles its session (resumed
+    /// from the server's sessions, taken over from a live connection, or new) and writes the
+    /// server's HELLO, so that the peer's handshake never waits for the handler's first call.
+    /// Bounded by the idle timeout and by shutdown; after either (or an error, which the
+    /// handler's first call reports) the handler gets the connection as it is.
+    pub(crate) async fn ack_accept(&mut self) {
+        let idle = self.server.shared.config.idle_timeout;
+        let shutdown = self.server.shared.shutdown.clone();
+        let Some(a) = self.ack.as_deref_mut() else {
+            return;
+        };
+        let accept = std::future::poll_fn(|cx| a.driver.poll_accept(cx));
+        let bounded = async {
+            match idle {
+                Some(t) => {
+                    let _ = tokio::time::timeout(t, accept).await;
+                }
+                None => accept.await,
+            }
+        };
+        tokio::select! {
+            () = bounded => {}
+            () = shutdown.cancelled() => {}
+        }
+        self.ack_note_reads();
     }
 
     /// Ack mode: writes the HELLO if the socket takes it right away.
