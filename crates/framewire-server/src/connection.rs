@@ -1014,6 +1014,12 @@ impl<S> Connection<S> {
         let room = self.rbuf.capacity() - self.rbuf.len();
         match (missing, self.codec.missing(0)) {
             (Some(missing), Some(frame)) if frame >= LIMITED_READ_MIN => room.min(missing),
+            // Between frames, a fast peer's read takes at most a read-size frame and its
+            // header, even if the buffer has more room (a reclaimed one may): reading further
+            // would leave the start of the next frame to be moved when it needs room.
+            (None, _) if fast && self.rbuf.is_empty() => {
+                room.min(self.read_size.saturating_add(HEADER_LEN))
+            }
             _ => room,
         }
     }
