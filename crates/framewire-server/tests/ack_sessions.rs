@@ -17,7 +17,6 @@ use framewire_codec::ack::{AckFrame, Hello, SessionId};
 use framewire_codec::FrameCodec;
 use framewire_server::{Connection, Server, ServerError};
 use futures::{SinkExt, StreamExt};
-use tokio_util::codec::Encoder;
 
 type Log = Arc<Mutex<Vec<(u64, bool, Bytes)>>>;
 
