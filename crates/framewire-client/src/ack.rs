@@ -282,9 +282,6 @@ struct Shared {
     /// stream side directly, so a message is taken (and acknowledged) exactly when `recv`
     /// returns it.
     slot: Mutex<Slot>,
-    /// The next message id; held while a send is queued so ids follow queue order, and by
-    /// the driver while it stops so no send slips in after the unacked list is taken.
-    next_id: Mutex<u64>,
     /// Messages accepted by `send` (queued or in flight).
     accepted: AtomicU64,
     /// Messages acknowledged (or given up on); `accepted - settled` is what the window holds.
@@ -306,8 +303,10 @@ struct Shared {
     max_payload: AtomicUsize,
     /// Notified when the window gains room or the client stops.
     room: Notify,
-    /// Messages accepted by `send` and not yet taken by the driver, in id order.
-    outq: Mutex<VecDeque<SendCmd>>,
+    /// Messages accepted by `send` and not yet taken by the driver, in id order, and the
+    /// next id. Held while a send is queued (ids follow queue order) and by the driver while
+    /// it stops (no send slips in after the unacked list is taken): one lock per send.
+    outq: Mutex<OutQ>,
     /// Every id up to this one is settled (acknowledged, or refused): the receipts'
     /// watermark.
     acked_id: AtomicU64,
@@ -315,7 +314,7 @@ struct Shared {
     receipt_wakers: Mutex<Vec<Waker>>,
     /// Ids refused as too long by the peer of the time, with the payload length and limit.
     refused: Mutex<Vec<(u64, usize, usize)>>,
-    /// Mirrors `Inbox::stopping` (set under `next_id` with it), so that `send` checks it
+    /// Mirrors `Inbox::stopping` (set under the `outq` lock with it), so that `send` checks it
     /// without taking the inbox lock.
     stopping: std::sync::atomic::AtomicBool,
     /// `true` while the receiving half waits in `recv` (for the deadlock check).
@@ -336,7 +335,6 @@ impl Default for Shared {
         Shared {
             inbox: Mutex::default(),
             slot: Mutex::default(),
-            next_id: Mutex::default(),
             accepted: AtomicU64::default(),
             settled: AtomicU64::default(),
             accepted_bytes: AtomicU64::default(),
@@ -373,7 +371,7 @@ impl Shared {
         self.slot.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn outq(&self) -> MutexGuard<'_, VecDeque<SendCmd>> {
+    fn outq(&self) -> MutexGuard<'_, OutQ> {
         self.outq.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -392,10 +390,6 @@ impl Shared {
 
     fn carry(&self) -> MutexGuard<'_, VecDeque<Delivery>> {
         self.carry.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn next_id(&self) -> MutexGuard<'_, u64> {
-        self.next_id.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records the current connection's limits.
@@ -465,13 +459,21 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Inbox {
     end: Option<Stop>,
-    /// Set (under `next_id`) when the driver stops accepting sends.
+    /// Set (under the `outq` lock) when the driver stops accepting sends.
     stopping: bool,
     /// Set with `stopping` when it is because of [`AckSender::close`].
     sender_closed: bool,
     recv_waker: Option<Waker>,
     driver_waker: Option<Waker>,
     receiver_dropped: bool,
+}
+
+/// The queue between `send` and the driver.
+#[derive(Debug, Default)]
+struct OutQ {
+    /// The id the next accepted message gets.
+    next_id: u64,
+    queue: VecDeque<SendCmd>,
 }
 
 /// One message accepted by `send`, on its way to the driver (no channel, no allocation of
@@ -600,7 +602,7 @@ impl Driver {
                         self.stop(Stop::PeerClosed).await;
                         return;
                     }
-                    let queued = self.batch.len() + self.shared.outq().len();
+                    let queued = self.batch.len() + self.shared.outq().queue.len();
                     let why = AckError::ClosedWithUnacked {
                         unacked: queued,
                         acked: conn.as_ref().map_or(0, |c| c.acked_through()),
@@ -725,7 +727,7 @@ impl Driver {
             .map(|t| t.payload.clone())
             .chain(self.pending.iter().map(|p| p.payload.clone()))
             .chain(self.batch.iter().map(|p| p.payload.clone()))
-            .chain(outq.iter().map(|p| p.payload.clone()))
+            .chain(outq.queue.iter().map(|p| p.payload.clone()))
             .collect()
     }
 
@@ -910,7 +912,7 @@ impl Driver {
 
     /// `true` when no accepted send waits to be handed to the connection.
     fn sends_drained(&self) -> bool {
-        self.batch.is_empty() && self.shared.outq().is_empty()
+        self.batch.is_empty() && self.shared.outq().queue.is_empty()
     }
 
     fn poll_connected(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
@@ -954,30 +956,31 @@ impl Driver {
         loop {
             let mut progress = false;
 
-            // 1. Commands, and sends as the peer's window allows.
+            // 1. Commands (once per round, not per message: polling the channel registers
+            // the waker each time), then sends as the peer's window allows.
+            loop {
+                let cmd = match self.backlog.pop_front() {
+                    Some(cmd) => Poll::Ready(Some(cmd)),
+                    None if self.senders_gone => Poll::Pending,
+                    None => self.cmds.poll_recv(cx),
+                };
+                match cmd {
+                    Poll::Ready(Some(Cmd::Flush(target, done))) => {
+                        self.flushes.push((target, done));
+                        progress = true;
+                    }
+                    Poll::Ready(Some(Cmd::Close(done))) => {
+                        self.closing.push(done);
+                        progress = true;
+                    }
+                    Poll::Ready(None) => self.senders_gone = true,
+                    Poll::Pending => break,
+                }
+            }
             loop {
                 if self.pending.is_none() {
-                    let cmd = match self.backlog.pop_front() {
-                        Some(cmd) => Poll::Ready(Some(cmd)),
-                        None if self.senders_gone => Poll::Pending,
-                        None => self.cmds.poll_recv(cx),
-                    };
-                    match cmd {
-                        Poll::Ready(Some(Cmd::Flush(target, done))) => {
-                            self.flushes.push((target, done));
-                            progress = true;
-                        }
-                        Poll::Ready(Some(Cmd::Close(done))) => {
-                            self.closing.push(done);
-                            progress = true;
-                        }
-                        Poll::Ready(None) => self.senders_gone = true,
-                        Poll::Pending => {}
-                    }
-                }
-                if self.pending.is_none() {
                     if self.batch.is_empty() {
-                        std::mem::swap(&mut self.batch, &mut *self.shared.outq());
+                        std::mem::swap(&mut self.batch, &mut self.shared.outq().queue);
                     }
                     self.pending = self.batch.pop_front();
                 }
@@ -1093,11 +1096,11 @@ impl Driver {
     /// with the check) and returns `true`; otherwise keeps the queued commands in the backlog
     /// and returns `false`.
     fn stop_accepting_if_idle(&mut self) -> bool {
-        let _ids = self.shared.next_id();
+        let outq = self.shared.outq();
         while let Ok(cmd) = self.cmds.try_recv() {
             self.backlog.push_back(cmd);
         }
-        if self.pending.is_some() || !self.batch.is_empty() || !self.shared.outq().is_empty() {
+        if self.pending.is_some() || !self.batch.is_empty() || !outq.queue.is_empty() {
             return false;
         }
         self.shared.inbox().stopping = true;
@@ -1144,7 +1147,7 @@ impl Driver {
 
     /// [`freeze_queue`](Self::freeze_queue) because the sending half closes.
     fn freeze_queue_for_close(&mut self) {
-        let _ids = self.shared.next_id();
+        let _ids = self.shared.outq();
         {
             let mut inbox = self.shared.inbox();
             inbox.stopping = true;
@@ -1159,7 +1162,7 @@ impl Driver {
     /// Marks the client stopped (no send is accepted from now on) and moves every queued
     /// command into the backlog, so that the unacked list is final.
     fn freeze_queue(&mut self) {
-        let _ids = self.shared.next_id();
+        let _ids = self.shared.outq();
         self.shared.inbox().stopping = true;
         self.shared.stopping.store(true, Ordering::SeqCst);
         while let Ok(cmd) = self.cmds.try_recv() {
@@ -1175,7 +1178,7 @@ impl Driver {
         self.tracked.clear();
         self.pending = None;
         self.batch.clear();
-        self.shared.outq().clear();
+        self.shared.outq().queue.clear();
         for (_, done) in self.flushes.drain(..) {
             let _ = done.send(stop.flush_result());
         }
@@ -1426,7 +1429,7 @@ impl AckClient {
             deadlock_grace: settings.deadlock_grace,
             ..Shared::default()
         });
-        *shared.next_id() = 1;
+        shared.outq().next_id = 1;
         if sessions {
             *shared
                 .session
@@ -1638,7 +1641,7 @@ impl AckSender {
     /// Queues `payload` if the window has room (`Ok` with the outcome: a receipt, or
     /// `NotSent` if the client stopped); hands it back if the window is full.
     fn try_accept(&self, payload: Bytes) -> Result<Result<Receipt, ClientError>, Bytes> {
-        let mut next_id = self.shared.next_id();
+        let mut outq = self.shared.outq();
         if let Some(reason) = self.stopped_reason() {
             return Ok(Err(ClientError::NotSent { payload, reason }));
         }
@@ -1661,19 +1664,21 @@ impl AckSender {
             return Err(payload);
         }
         let len = payload.len() as u64;
-        let id = *next_id;
+        let id = outq.next_id;
         // Handed to the driver through a shared queue: no channel and no allocation per
         // message, and one wake-up of the driver per batch (when the queue was empty).
-        let was_empty = {
-            let mut outq = self.shared.outq();
-            let was_empty = outq.is_empty();
-            outq.push_back(SendCmd { id, payload });
-            was_empty
-        };
-        *next_id += 1;
-        self.shared.accepted.fetch_add(1, Ordering::Relaxed);
-        self.shared.accepted_bytes.fetch_add(len, Ordering::Relaxed);
-        drop(next_id);
+        let was_empty = outq.queue.is_empty();
+        outq.queue.push_back(SendCmd { id, payload });
+        outq.next_id += 1;
+        // Only senders holding the queue's lock write these: a plain store, no atomic add.
+        let shared = &self.shared;
+        let accepted = shared.accepted.load(Ordering::Relaxed);
+        shared.accepted.store(accepted + 1, Ordering::Relaxed);
+        let accepted_bytes = shared.accepted_bytes.load(Ordering::Relaxed);
+        shared
+            .accepted_bytes
+            .store(accepted_bytes + len, Ordering::Relaxed);
+        drop(outq);
         if was_empty {
             self.shared.io.driver.wake();
         }
@@ -1714,7 +1719,7 @@ impl AckSender {
     pub async fn flush(&self) -> Result<(), ClientError> {
         let (tx, mut rx) = oneshot::channel();
         // Everything accepted before this call: ids up to the last one handed out.
-        let target = self.shared.next_id().saturating_sub(1);
+        let target = self.shared.outq().next_id.saturating_sub(1);
         self.cmds
             .send(Cmd::Flush(target, tx))
             .map_err(|_| Self::gone())?;

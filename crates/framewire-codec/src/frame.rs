@@ -249,6 +249,13 @@ impl FrameCodec {
         Some(split_frame(src, len))
     }
 
+    /// `true` if [`decode_buffered`](Self::decode_buffered) would return a frame from `src`
+    /// (the next frame is whole in it): for a reader deciding whether to read more.
+    #[inline]
+    pub fn has_buffered_frame(&self, src: &BytesMut) -> bool {
+        self.buffered_frame_len(src).is_some()
+    }
+
     /// The payload length of the next frame if the fast path applies: between frames, the
     /// whole frame buffered, within the limit.
     #[inline]

@@ -13,7 +13,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use tokio_util::codec::Decoder;
@@ -22,11 +22,16 @@ use super::engine::{AckState, Delivery};
 use super::session_hub::{Attached, SessionHub};
 use super::wire::{AckFrame, GoAwayReason, Hello, DATA_HEADER_LEN};
 use super::AckError;
-use crate::{FrameCodec, FrameError, HEADER_LEN};
+use crate::{FrameCodec, FrameError, FrameWriter, HEADER_LEN};
 
-/// Room a read asks for when the read buffer is full (and the size it is reclaimed to once
-/// every frame handed out has been dropped): `Framed`'s initial read buffer size.
+/// Room the first read asks for (and the least the buffer is reclaimed to once every frame
+/// handed out has been dropped): `Framed`'s initial read buffer size.
 const READ_ROOM: usize = 8 * 1024;
+
+/// The most room one read asks for once a fast sender has made reads grow (doubling each
+/// time a read fills all the room it was given), as the server's plain-mode reader does: a
+/// stream of small messages then costs one read per 64 KiB, not per 8 KiB.
+const MAX_READ: usize = 64 * 1024;
 
 /// How many timer rounds one poll runs at most (each round moves the deadline forward; the
 /// bound only guards against a clock that does not move).
@@ -42,59 +47,55 @@ pub(super) enum Side {
     Send,
 }
 
-/// The driver's write path: frames are encoded into one buffer (the 4-byte header, the ack
-/// header and the payload, one copy) and written out in as few writes as the socket allows.
+/// The driver's write path: framewire's one write queue ([`FrameWriter`], shared with plain
+/// mode), into which frames are encoded whole (length prefix, ack header and payload: one
+/// copy) and written out in as few writes as the transport allows.
 ///
-/// Kept behind this small seam so that the write path can change (vectored writes of large
-/// payloads, a shared plain-mode writer) without touching the driving logic.
+/// Kept behind this small seam so that the write path can change (large payloads by
+/// reference, vectored) without touching the driving logic.
 #[derive(Debug, Default)]
 struct WriteBuf {
-    buf: BytesMut,
+    w: FrameWriter,
 }
 
 impl WriteBuf {
     fn from_bytes(buf: BytesMut) -> WriteBuf {
-        WriteBuf { buf }
+        let mut w = FrameWriter::new();
+        *w.buffer_mut() = buf;
+        WriteBuf { w }
     }
 
     fn len(&self) -> usize {
-        self.buf.len()
+        self.w.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.w.is_empty()
     }
 
     /// Appends one frame: length prefix, then the frame (ack header and payload).
     fn push(&mut self, codec: &FrameCodec, frame: &AckFrame<&[u8]>) -> Result<(), FrameError> {
         let header = codec.header(frame.len())?;
-        self.buf.reserve(HEADER_LEN + frame.len());
-        self.buf.put_slice(&header);
-        frame.write_payload(&mut self.buf);
+        let buf = self.w.buffer_mut();
+        buf.reserve(HEADER_LEN + frame.len());
+        buf.put_slice(&header);
+        frame.write_payload(buf);
         Ok(())
     }
 
-    /// Writes everything buffered, then flushes the transport.
+    /// Writes everything queued, then flushes the transport.
     fn poll_drain<T: AsyncWrite + Unpin>(
         &mut self,
         io: &mut T,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        while !self.buf.is_empty() {
-            let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.buf))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "the transport accepted 0 bytes",
-                )));
-            }
-            self.buf.advance(n.min(self.buf.len()));
-        }
+        ready!(self.w.poll_drain(Pin::new(&mut *io), cx))?;
         Pin::new(io).poll_flush(cx)
     }
 
-    fn into_inner(self) -> BytesMut {
-        self.buf
+    /// The bytes queued and not yet written.
+    fn into_inner(mut self) -> BytesMut {
+        std::mem::take(self.w.buffer_mut())
     }
 }
 
@@ -142,6 +143,8 @@ pub struct AckDriver<T> {
     high_water: usize,
     state: AckState,
     inbox: VecDeque<Delivery>,
+    /// How much room the next read asks for: from [`READ_ROOM`] up to [`MAX_READ`].
+    read_size: usize,
     /// The transport's read half ended (end of stream) or failed.
     eof: bool,
     read_closed: bool,
@@ -181,6 +184,7 @@ impl<T> AckDriver<T> {
             high_water: high_water.max(1),
             state,
             inbox: VecDeque::new(),
+            read_size: READ_ROOM,
             eof: false,
             read_closed: false,
             write_closed: false,
@@ -233,7 +237,8 @@ impl<T> AckDriver<T> {
         if self.failed.is_some() || self.read_closed {
             return Poll::Ready(());
         }
-        if let Err(e) = self.progress(cx, Side::Recv) {
+        // The sending side's round: it parses every frame it reads (the HELLO included).
+        if let Err(e) = self.progress(cx, Side::Send) {
             self.record_deferred(e);
             return Poll::Ready(());
         }
@@ -306,7 +311,8 @@ impl<T> AckDriver<T> {
         self.failed.as_deref()
     }
 
-    /// Received messages not yet returned by [`poll_recv`](Self::poll_recv).
+    /// Received messages parsed and not yet returned by [`poll_recv`](Self::poll_recv) (more
+    /// may wait unparsed in the read buffer: see [`buffered_bytes`](Self::buffered_bytes)).
     pub fn buffered(&self) -> usize {
         self.inbox.len()
     }
@@ -414,7 +420,8 @@ impl<T> AckDriver<T> {
 
     /// Consumes the driver: the transport, the codec, the unparsed read bytes, the unwritten
     /// write bytes, the engine and the messages received but not yet returned.
-    pub fn into_parts(self) -> (T, FrameCodec, BytesMut, BytesMut, AckState, Vec<Delivery>) {
+    pub fn into_parts(mut self) -> (T, FrameCodec, BytesMut, BytesMut, AckState, Vec<Delivery>) {
+        self.parse_buffered();
         (
             self.io,
             self.codec,
@@ -428,7 +435,24 @@ impl<T> AckDriver<T> {
     /// The messages received but not yet returned, taken out (e.g. to deliver them after the
     /// connection is gone).
     pub fn take_buffered(&mut self) -> Vec<Delivery> {
+        self.parse_buffered();
         self.inbox.drain(..).collect()
+    }
+
+    /// Moves every whole frame left in the read buffer through the engine (DATA into the
+    /// inbox): the receiving side parses lazily, so frames may wait there. Stops at the first
+    /// error (the connection is being taken apart; the frame stays unparsed).
+    fn parse_buffered(&mut self) {
+        while self.state.session_request().is_none() {
+            let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) else {
+                break;
+            };
+            match self.state.handle_frame(frame) {
+                Ok(Some(d)) => self.inbox.push_back(d),
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
     }
 
     /// Queues one message as the next DATA frame and returns its sequence number; it is
@@ -691,15 +715,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
     ///
     /// Protocol and transport errors, [`AckError::ClosedBeforeHello`], [`AckError::PeerSilent`].
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Delivery>, AckError>> {
-        if self.failed.is_none() && self.pending.is_none() && !self.inbox.is_empty() {
+        if self.failed.is_none() && self.pending.is_none() {
             // Fast path: a buffered message, no I/O unless an ACK became due.
-            match self.release_yielded(cx) {
-                Ok(()) => {
-                    if let Some(d) = self.take_delivery() {
-                        self.recv_waker = None;
-                        self.after_take(cx);
-                        return Poll::Ready(Ok(Some(d)));
-                    }
+            match self.recv_buffered(cx) {
+                Ok(None) => {}
+                Ok(Some(d)) => {
+                    self.recv_waker = None;
+                    return Poll::Ready(Ok(Some(d)));
                 }
                 Err(e) => {
                     if !e.is_local_misuse() {
@@ -710,6 +732,41 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             }
         }
         self.guard(Side::Recv, cx, |this, cx| this.poll_recv_inner(cx))
+    }
+
+    /// The next message if one is buffered (in the inbox, or whole in the read buffer),
+    /// after counting the previous one as done; `None` without touching anything otherwise.
+    fn recv_buffered(&mut self, cx: &mut Context<'_>) -> Result<Option<Delivery>, AckError> {
+        if self.inbox.is_empty() && !self.codec.has_buffered_frame(&self.rbuf) {
+            return Ok(None);
+        }
+        self.release_yielded(cx)?;
+        let d = self.next_buffered()?;
+        if d.is_some() {
+            self.after_take(cx);
+        }
+        Ok(d)
+    }
+
+    /// The next message in the inbox, else the next one whole in the read buffer, parsed in
+    /// place (the receiving side leaves DATA in the read buffer until it is asked for: no
+    /// trip through the inbox). Control frames met on the way are handled.
+    fn next_buffered(&mut self) -> Result<Option<Delivery>, AckError> {
+        if let Some(d) = self.take_delivery() {
+            return Ok(Some(d));
+        }
+        // A HELLO naming a session is resolved (`poll_session`, on the reading path) before
+        // anything after it is parsed.
+        while self.state.session_request().is_none() {
+            let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) else {
+                break;
+            };
+            if let Some(d) = self.state.handle_frame(frame)? {
+                self.yielded = d.seq;
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
     }
 
     /// Closes the sending direction: waits until every message sent is acknowledged, writes
@@ -812,14 +869,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Delivery>, AckError>> {
         self.release_yielded(cx)?;
-        if let Some(d) = self.take_delivery() {
-            self.after_take(cx);
-            return Poll::Ready(Ok(Some(d)));
-        }
-        self.progress(cx, Side::Recv)?;
-        if let Some(d) = self.take_delivery() {
-            self.after_take(cx);
-            return Poll::Ready(Ok(Some(d)));
+        loop {
+            if let Some(d) = self.next_buffered()? {
+                self.after_take(cx);
+                return Poll::Ready(Ok(Some(d)));
+            }
+            if self.read_closed {
+                break;
+            }
+            // Nothing buffered: one round of I/O. Pending with a wake-up registered, or
+            // bytes to parse (the read stopped at a whole frame, or at the end of stream).
+            if self.progress(cx, Side::Recv)? && self.inbox.is_empty() {
+                if let Some(d) = self.next_buffered()? {
+                    self.after_take(cx);
+                    return Poll::Ready(Ok(Some(d)));
+                }
+                break;
+            }
         }
         if self.read_closed {
             if !self.state.is_established() {
@@ -878,6 +944,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => break Poll::Pending,
             }
+            if side == Side::Recv && !self.eof && self.codec.has_buffered_frame(&self.rbuf) {
+                // The receiving side takes whole frames from the read buffer itself.
+                break Poll::Ready(Ok(()));
+            }
             if let Some(frame) = self.decode()? {
                 if let Some(d) = self.state.handle_frame(frame)? {
                     self.inbox.push_back(d);
@@ -888,12 +958,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 self.read_closed = true;
                 break Poll::Ready(Ok(()));
             }
-            if self.rbuf.len() == self.rbuf.capacity() {
-                self.rbuf.reserve(READ_ROOM);
+            if self.rbuf.capacity() - self.rbuf.len() < self.read_size / 2 {
+                self.rbuf.reserve(self.read_size);
             }
+            let room = self.rbuf.capacity() - self.rbuf.len();
             match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
                 Poll::Ready(Ok(0)) => self.eof = true,
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(n)) => {
+                    if n == room {
+                        // The peer sends faster than this side reads: fewer, larger reads.
+                        self.read_size = (self.read_size * 2).min(MAX_READ);
+                    }
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(FrameError::from(e).into())),
                 Poll::Pending => break Poll::Pending,
             }
@@ -948,18 +1024,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
     /// timers, ack what was taken if the reader is idle, write again. Registers the waker
     /// for reading (unless the transport is closed), for the timer, and, if writes are
     /// stuck, for writing.
-    fn progress(&mut self, cx: &mut Context<'_>, side: Side) -> Result<(), AckError> {
+    ///
+    /// Returns `true` if the read is pending (a wake-up is registered). The receiving side's
+    /// read stops early, without one, once a whole frame is buffered for it to take.
+    fn progress(&mut self, cx: &mut Context<'_>, side: Side) -> Result<bool, AckError> {
         if self.sessions.as_ref().is_some_and(|a| a.superseded(cx)) {
             return Err(AckError::SessionTakenOver);
         }
         if let Poll::Ready(Err(e)) = self.poll_write_inner(cx) {
             return Err(e);
         }
-        if self.inbox.is_empty() && self.rbuf.is_empty() && self.rbuf.capacity() < READ_ROOM {
+        if self.inbox.is_empty() && self.rbuf.is_empty() && self.rbuf.capacity() < self.read_size {
             // Reads go into whatever spare room the buffer has left, so after a few batches a
             // read can fill that room exactly and cost a second read. Once every frame handed
             // out has been dropped, take the whole allocation back (no allocation, no copy).
-            let _ = self.rbuf.try_reclaim(READ_ROOM);
+            let _ = self.rbuf.try_reclaim(self.read_size);
         }
         let read = self.poll_read(cx, side);
         if let Poll::Ready(Err(e)) = read {
@@ -974,7 +1053,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 return Err(e);
             }
         }
-        Ok(())
+        Ok(read.is_pending())
     }
 
     /// A message was just handed out. If it was the last one buffered, acknowledge those the

@@ -283,7 +283,7 @@ impl<S> Connection<S> {
                     a.session_noted = true;
                     note_session(a);
                 }
-                let drained = a.driver.buffered() == 0;
+                let drained = a.driver.buffered() == 0 && a.driver.buffered_bytes() == 0;
                 self.frames_in_unpublished += 1;
                 if drained || self.frames_in_unpublished >= super::FRAMES_IN_BATCH {
                     self.publish_frames_in();
