@@ -666,7 +666,12 @@ async fn serve(
             }
         }
         "framewire" | "framewire-idle-timeout" | "framewire-ack" | "framewire-tls" => {
-            let mut builder = Server::builder().max_connections(1_000_000);
+            // Thousands of connections from one address, idle on purpose: no per-IP cap, and
+            // no idle timeout except in the kind that measures what one costs.
+            let mut builder = Server::builder()
+                .max_connections(1_000_000)
+                .max_connections_per_ip(None)
+                .idle_timeout(None);
             if kind == "framewire-idle-timeout" {
                 builder = builder.idle_timeout(Duration::from_secs(600));
             }

@@ -50,6 +50,11 @@ mod ack;
 /// only the rest is copied into the write buffer (the `Sink` interface always copies). Decoding is [`FrameCodec`]'s, so the wire format and its
 /// limits are the codec's.
 ///
+/// In ack mode the ack driver reads instead, into a buffer of its own: it cannot wait for
+/// readiness first, so a read that finds nothing has allocated the buffer; it releases it
+/// there (and the write buffer, if nothing is queued) whenever nothing is half-read, so an
+/// idle ack-mode connection holds no buffers either, at the cost of an allocation per burst.
+///
 /// # Timeouts
 ///
 /// * Idle timeout: while the handler waits in `recv` with no unfinished frame, the clock

@@ -452,3 +452,52 @@ async fn steady_acks_keep_the_write_timeout_from_firing() {
     })
     .await;
 }
+
+/// Both halves of a split ack-mode connection, in two tasks, waiting on a quiet socket (the
+/// sink half for window room the peer never grants, the stream half for a message that never
+/// comes) sleep: neither wakes the other. They used to hand the socket's read wake-up back
+/// and forth after every poll, a full core between them (review 2, M1: over 100,000 polls of
+/// the stream half in 500 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_waiting_on_a_quiet_connection_do_not_wake_each_other() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    within(async {
+        let polls = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&polls);
+        let server = spawn(Server::builder().ack_mode(16), move |conn: Connection| {
+            let counted = Arc::clone(&counted);
+            async move {
+                let (mut sink, mut stream) = conn.split();
+                // The peer grants a window of 1 and never acknowledges: the second send waits.
+                let pusher = tokio::spawn(async move {
+                    sink.send("one").await?;
+                    sink.send("two").await?;
+                    Ok::<_, ServerError>(())
+                });
+                let next = std::future::poll_fn(|cx| {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    stream.poll_next_unpin(cx)
+                })
+                .await;
+                pusher.abort();
+                drop(next);
+                Ok::<_, ServerError>(())
+            }
+        })
+        .await;
+        let mut peer = RawPeer::connect(server.addr, 1).await;
+        let first = peer.next().await.unwrap();
+        assert!(matches!(
+            AckFrame::parse(&first).unwrap(),
+            AckFrame::Data { .. }
+        ));
+        // Both halves are waiting now; give a spinning pair time to show itself.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let seen = polls.load(Ordering::Relaxed);
+        println!("stream half polled {seen} times while both halves waited");
+        assert!(seen < 100, "the halves woke each other: {seen} polls");
+        drop(peer);
+        server.stop().await;
+    })
+    .await;
+}

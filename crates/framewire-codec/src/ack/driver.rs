@@ -83,6 +83,13 @@ impl WriteBuf {
         Ok(())
     }
 
+    /// Gives the memory back if nothing is queued. The driver does not use the writer's
+    /// count of bytes written (the transport counts them), so it goes too.
+    fn release(&mut self) {
+        let _ = self.w.take_written();
+        self.w.release();
+    }
+
     /// Writes everything queued, then flushes the transport.
     fn poll_drain<T: AsyncWrite + Unpin>(
         &mut self,
@@ -524,6 +531,8 @@ impl<T> AckDriver<T> {
         if self.failed.is_none() {
             self.failed = Some(e.to_string());
             self.pending = Some(e);
+            // Whoever waits must see it.
+            self.wake_all();
         }
     }
 
@@ -569,6 +578,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 if let Err(e) = res {
                     if !e.is_local_misuse() && self.failed.is_none() {
                         self.failed = Some(e.to_string());
+                        // The connection is over: the other side must not wait on it.
+                        self.wake_other(side, cx);
                     }
                 }
             }
@@ -938,6 +949,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         if self.read_closed {
             return Poll::Ready(Ok(()));
         }
+        let mut read_any = false;
         let r = loop {
             match self.poll_session(cx) {
                 Poll::Ready(Ok(())) => {}
@@ -965,17 +977,39 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
                 Poll::Ready(Ok(0)) => self.eof = true,
                 Poll::Ready(Ok(n)) => {
+                    read_any = true;
                     if n == room {
                         // The peer sends faster than this side reads: fewer, larger reads.
                         self.read_size = (self.read_size * 2).min(MAX_READ);
                     }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(FrameError::from(e).into())),
-                Poll::Pending => break Poll::Pending,
+                Poll::Pending => {
+                    if self.rbuf.is_empty() {
+                        // The peer is quiet and nothing is half-read: give the buffers back,
+                        // so an idle ack-mode connection holds none (as the plain server's
+                        // connections do). The next read allocates again: once per burst.
+                        self.rbuf = BytesMut::new();
+                        if self.out.is_empty() {
+                            self.out.release();
+                        }
+                    }
+                    break Poll::Pending;
+                }
             }
         };
-        // This poll replaced the transport's read waker: wake the other side (if it is
-        // another task) so that it registers again and sees what was read.
+        // This poll replaced the transport's read waker. If it read something (or the end of
+        // the stream), wake the other side (if it is another task) so that it sees what was
+        // read and registers again. Not after a read that found nothing: two sides waiting on
+        // a quiet transport would wake each other in a loop, a full core between them.
+        if read_any || self.eof {
+            self.wake_other(side, cx);
+        }
+        r
+    }
+
+    /// Wakes the other side's task, unless it is this one.
+    fn wake_other(&mut self, side: Side, cx: &Context<'_>) {
         let other = match side {
             Side::Recv => self.send_waker.take(),
             Side::Send => self.recv_waker.take(),
@@ -985,7 +1019,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 w.wake();
             }
         }
-        r
     }
 
     /// Runs the engine's timers on tokio's clock: arms them at the first call, queues a
