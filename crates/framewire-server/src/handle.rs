@@ -104,6 +104,15 @@ impl<S> ServerHandle<S> {
         self.shared.counters.snapshot()
     }
 
+    /// Ack mode: the sessions kept now for clients to resume (count, unacknowledged payload
+    /// bytes they hold), and the resuming HELLOs answered as lost so far. For tests that
+    /// check the `max_sessions` / `max_session_bytes` caps; not a stable API.
+    #[doc(hidden)]
+    pub fn kept_sessions(&self) -> (usize, u64, u64) {
+        let (len, bytes) = self.shared.sessions.with_store(|s| (s.len(), s.bytes()));
+        (len, bytes, self.shared.sessions.lost())
+    }
+
     /// The address the server listens on (useful after binding port 0).
     pub fn local_addr(&self) -> &Address {
         &self.shared.local_addr
