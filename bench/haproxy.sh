@@ -38,23 +38,28 @@ cleanup_all() {
 }
 trap cleanup_all EXIT
 
-# backend ARGS...: starts lb_backend pinned to the server core; prints its address.
+# backend VAR ARGS...: starts lb_backend pinned to the server core; sets VAR to its address.
+# Not called as $(backend ...): in a command substitution PIDS+=() is lost in the subshell, the
+# EXIT trap does not kill the backends, and they keep running, holding the caller's flock on
+# /work/bench.lock (they inherit its file descriptor) until someone kills them.
 backend() {
+    local var=$1
+    shift
     local log="$LOGDIR/backend-${#PIDS[@]}.txt"
     taskset -c "$SERVER_CPU" "$BACKEND" --addr 127.0.0.1:0 "$@" >"$log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 100); do
         local addr
         addr=$(sed -n 's/^listening on //p' "$log")
-        if [[ -n "$addr" ]]; then echo "$addr"; return 0; fi
+        if [[ -n "$addr" ]]; then printf -v "$var" '%s' "$addr"; return 0; fi
         sleep 0.05
     done
     echo "lb_backend did not start:" >&2; cat "$log" >&2; exit 1
 }
 
-DIRECT=$(backend)
-# loadgen spreads connections over 127.0.0.x sources: trust them all as "balancers".
-TRUSTING=$(backend --trust 127.0.0.0/8)
+backend DIRECT
+# loadgen may connect from any 127.0.0.x source: trust them all as "balancers".
+backend TRUSTING --trust 127.0.0.0/8
 LB_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 LB=127.0.0.1:$LB_PORT
 cat >"$LOGDIR/haproxy.cfg" <<EOF
@@ -70,8 +75,14 @@ frontend fw
     bind $LB
     default_backend servers
 backend servers
-    server s0 $TRUSTING send-proxy-v2 check inter 1s
 EOF
+# Eight server lines for the one backend, each connecting from its own 127.0.0.x source: one
+# source/destination pair gives HAProxy's connections to the backend about 14,000 new
+# connections/s on loopback (closed connections' ports come back after net.ipv4.
+# tcp_tw_reuse_delay, 1 s), which capped the through-HAProxy setup rate in a run with one line.
+for k in $(seq 8); do
+    echo "    server s$k $TRUSTING source 127.0.0.$((k + 1)) send-proxy-v2 check inter 1s"
+done >>"$LOGDIR/haproxy.cfg"
 taskset -c "$SERVER_CPU" haproxy -db -f "$LOGDIR/haproxy.cfg" >"$LOGDIR/haproxy.txt" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do
@@ -85,20 +96,29 @@ run() { # LABEL loadgen-args...
         --label "$1" --csv "$OUT.csv" >/dev/null
 }
 
+# Setup connections are spread over 64 client addresses 127.0.0.1-64 (`--sources 64`). Each
+# closed connection's TIME_WAIT holds its client port for 60 s (up to 131,072 of them,
+# net.ipv4.tcp_max_tw_buckets); with loadgen's default of 8 addresses one round's tens of
+# thousands of connections filled their port ranges and from the second round on every bind
+# searched for a free port: the 2026-12-05 12:51 run fell from 27,009 conn/s (round 1) to
+# 120-135 (rounds 2-5), p50 63 ms. With `--sources 0` (connect() picks the port and reuses
+# TIME_WAIT ports after 1 s) the rate sat at ~14,400 conn/s, the port budget of one address.
+SETUP_SOURCES=${SETUP_SOURCES:---sources 64}
 rm -f "$OUT.csv"
 for round in $(seq "$ROUNDS"); do
     echo "round $round/$ROUNDS" >&2
-    run "setup/direct" setup --addr "$DIRECT"
-    run "setup/proxy-v2" setup --addr "$TRUSTING" --proxy-v2
-    run "setup/haproxy" setup --addr "$LB"
+    run "setup/direct" setup --addr "$DIRECT" $SETUP_SOURCES
+    run "setup/proxy-v2" setup --addr "$TRUSTING" --proxy-v2 $SETUP_SOURCES
+    run "setup/haproxy" setup --addr "$LB" $SETUP_SOURCES
     run "pipeline/direct" pipeline --addr "$DIRECT" --conns 16 --depth 16
     run "pipeline/haproxy" pipeline --addr "$LB" --conns 16 --depth 16
 done
 
 {
     echo "# framewire behind HAProxy, $(date -u '+%Y-%m-%d %H:%M UTC'); $(haproxy -v 2>&1 | sed -n 1p)"
-    echo "# command: ROUNDS=$ROUNDS DURATION=$DURATION bench/haproxy.sh"
+    echo "# command: ROUNDS=$ROUNDS DURATION=$DURATION SETUP_SOURCES=\"$SETUP_SOURCES\" bench/haproxy.sh"
     echo "$LOAD_BEFORE"
+    echo "# load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
     python3 - "$OUT.csv" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1], newline="")))
