@@ -98,7 +98,8 @@ mod ack;
 ///   [`wait_acked`](Connection::wait_acked), or returns. Merely returning it from `recv` is
 ///   not enough: a handler that panics or is aborted at the end of the shutdown grace
 ///   period has not acknowledged the message it was working on, and the peer gets it back
-///   as unacknowledged. ACKs are cumulative and coalesced, written as soon as the reader has
+///   as unacknowledged (with a [session](#sessions), the resumed connection hands it out
+///   again flagged as a redelivery: the handler may have acted on it before it failed). ACKs are cumulative and coalesced, written as soon as the reader has
 ///   nothing more buffered or half the window was taken.
 /// * Memory is bounded by the [`AckConfig`](framewire_codec::ack::AckConfig) whatever the
 ///   peer does: the peer's window grant is clamped to this side's caps, and a peer sending
@@ -132,7 +133,7 @@ mod ack;
 ///
 /// | situation | what the handlers see |
 /// |---|---|
-/// | same server process keeps the session (cuts, resets, GOAWAY, idle close) | every message **exactly once**, in order, across connections, never flagged; both directions |
+/// | same server process keeps the session (cuts, resets, GOAWAY, idle close) | every message **exactly once**, in order, across connections, never flagged; both directions. The one exception: the message a handler panicked on, or was aborted with, is handled again by the resumed connection, flagged as a redelivery (same id) |
 /// | session lost (server restarted, linger expired, evicted, another server) | **at least once**: the client resends what it saw no ack for, flagged as redeliveries, each with the same id as before (logged at INFO as a resume of a session this server no longer has) |
 /// | a client without sessions (bare `AckFramed`) | at least once per connection, ids restart per connection |
 ///
@@ -1358,12 +1359,19 @@ impl<S> Drop for Connection<S> {
             .shared
             .aborting
             .load(std::sync::atomic::Ordering::SeqCst);
-        if self.ack.is_some() && !std::thread::panicking() && !aborted && !self.write_closed {
+        let unfinished = std::thread::panicking() || aborted;
+        if self.ack.is_some() && !unfinished && !self.write_closed {
             self.ack_release_now();
         }
         // Ack mode: the client may reconnect and resume its session (kept for the linger).
+        // The message a panicking or aborted handler held is not delivered: the client
+        // resends it, and it comes back flagged as a redelivery.
         if let Some(a) = self.ack.as_deref_mut() {
-            a.driver.detach_session();
+            if unfinished {
+                a.driver.detach_session_unfinished();
+            } else {
+                a.driver.detach_session();
+            }
         }
         self.publish_frames_out();
     }

@@ -186,3 +186,53 @@ async fn a_resume_while_the_old_connection_lives_takes_the_session_over() {
     })
     .await;
 }
+
+/// Records every delivery; panics the first time it gets `boom` (before it is done with it).
+async fn record_and_panic(mut conn: Connection<Log>) -> Result<(), ServerError> {
+    while let Some(d) = conn.recv_delivery().await? {
+        let first_boom = {
+            let mut log = conn.state().lock().unwrap();
+            let again = log.iter().any(|(_, _, p)| p == &d.payload);
+            log.push((d.seq, d.redelivered, d.payload.clone()));
+            d.payload == "boom" && !again
+        };
+        assert!(!first_boom, "the handler panics on its first boom");
+    }
+    Ok(())
+}
+
+/// Review-2 M3: with a session, the message a panicking handler held was counted as
+/// delivered when the connection kept its session, so the resume acknowledged it and it was
+/// never handled again. It must come back, flagged as a possible repeat (the handler may
+/// have acted on it before it panicked), with the same id.
+#[tokio::test]
+async fn the_message_a_panicking_handler_held_comes_back_flagged_after_a_resume() {
+    within(async {
+        let log: Log = Arc::default();
+        let server = spawn(
+            Server::builder().ack_mode(8).state(Arc::clone(&log)),
+            record_and_panic,
+        )
+        .await;
+        let (mut a, _) = connect(server.addr, None).await;
+        data(&mut a, 1, b"one").await;
+        data(&mut a, 2, b"boom").await;
+        // The handler panics on 2: its connection ends (the client reads until the close).
+        while next_frame(&mut a).await.is_some() {}
+        assert_eq!(seqs(&log), vec![(1, false), (2, false)]);
+        let (mut b, hello) = connect(server.addr, Some(0)).await;
+        assert!(hello.resume, "the session was kept: {hello:?}");
+        assert_eq!(hello.delivered, 1, "the handler never finished 2");
+        // The client resends what follows the server's delivered-through.
+        data(&mut b, 2, b"boom").await;
+        data(&mut b, 3, b"three").await;
+        handled(&log, 4).await;
+        assert_eq!(
+            seqs(&log),
+            vec![(1, false), (2, false), (2, true), (3, false)]
+        );
+        drop(b);
+        server.stop().await;
+    })
+    .await;
+}

@@ -241,10 +241,27 @@ impl<T> AckDriver<T> {
     /// message handed out as delivered. The driver is unusable afterwards. Returns `true` if
     /// the session was kept (the store's caps may refuse it).
     pub fn detach_session(&mut self) -> bool {
+        self.detach(true)
+    }
+
+    /// [`detach_session`](Self::detach_session) for an application that did not finish the
+    /// last message handed out (it panicked, or was aborted): only the messages it was done
+    /// with count as delivered, so the client resends that one on a resume, and it is
+    /// delivered again flagged as a redelivery (the application may have acted on it).
+    pub fn detach_session_unfinished(&mut self) -> bool {
+        self.detach(false)
+    }
+
+    fn detach(&mut self, finished: bool) -> bool {
         let Some(a) = self.sessions.as_mut() else {
             return false;
         };
-        let delivered = self.yielded.max(self.state.taken_through());
+        let delivered = if finished {
+            self.yielded.max(self.state.taken_through())
+        } else {
+            self.state.handed_out_unfinished(self.yielded);
+            self.state.taken_through()
+        };
         let blank = AckState::with_config(super::AckConfig::new(), 0);
         let state = std::mem::replace(&mut self.state, blank);
         self.failed

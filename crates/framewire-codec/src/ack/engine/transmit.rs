@@ -231,16 +231,18 @@ impl AckState {
     #[inline]
     pub fn has_transmit(&self) -> bool {
         self.hello_pending
-            || self.ack_pending
-            || self.pong_pending.is_some()
-            || self.ping_pending.is_some()
-            || self.goaway_pending.is_some()
-            || (self.transmitted < self.next_seq - 1 && self.peer.is_some())
+            || (!self.hello_held()
+                && (self.ack_pending
+                    || self.pong_pending.is_some()
+                    || self.ping_pending.is_some()
+                    || self.goaway_pending.is_some()
+                    || (self.transmitted < self.next_seq - 1 && self.peer.is_some())))
     }
 
     /// The next frame to transmit, if any: this side's HELLO first, then a pending ACK (one
     /// cumulative ACK however many messages it covers), PONG, PING, DATA frames in seq order,
-    /// and a GOAWAY last.
+    /// and a GOAWAY last. On the accepting side nothing goes out before its HELLO, which
+    /// waits for the peer's (and for the answer to the peer's session request).
     ///
     /// Handing a frame out counts as transmitting it; the caller must write it to the
     /// transport in the order returned.
@@ -265,6 +267,10 @@ impl AckState {
         if self.hello_pending {
             self.hello_pending = false;
             return Some(AckFrame::Hello(self.local));
+        }
+        if self.hello_held() {
+            // Accepting side: its HELLO (which waits for the peer's) goes out first.
+            return None;
         }
         if self.ack_pending {
             self.ack_pending = false;
