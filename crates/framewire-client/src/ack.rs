@@ -1016,6 +1016,9 @@ impl Driver {
                     Poll::Pending => break,
                 }
             }
+            // Once `poll_ready` said yes, only the window can change while messages are
+            // handed over (nothing is written meanwhile): one poll per round, not per message.
+            let mut ready = false;
             loop {
                 if self.pending.is_none() {
                     if self.batch.is_empty() {
@@ -1024,7 +1027,13 @@ impl Driver {
                     self.pending = self.batch.pop_front();
                 }
                 let Some(s) = self.pending.take() else { break };
-                match conn.poll_ready(io_cx) {
+                let polled = if ready && conn.state().has_room() {
+                    Poll::Ready(Ok(()))
+                } else {
+                    conn.poll_ready(io_cx)
+                };
+                ready = polled.is_ready();
+                match polled {
                     Poll::Ready(Ok(())) => {
                         let (id, len) = (s.id, s.payload.len());
                         // The engine keeps the payload until it is acknowledged: no copy here.
