@@ -490,6 +490,7 @@ impl<T> AckDriver<T> {
     /// error.
     pub fn start_send(&mut self, payload: Bytes, redelivery: bool) -> Result<u64, AckError> {
         self.check_failed()?;
+        self.check_taken_over()?;
         if self.write_closed {
             return Err(AckError::SinkClosed);
         }
@@ -520,6 +521,20 @@ impl<T> AckDriver<T> {
         } else {
             self.codec.decode(&mut self.rbuf)
         }
+    }
+
+    /// [`AckError::SessionTakenOver`] (latched) once a newer connection took this one's
+    /// session over: checked where a call would otherwise succeed without I/O (the send and
+    /// receive fast paths), so that a handler that only sends stops at once too.
+    fn check_taken_over(&mut self) -> Result<(), AckError> {
+        if !self.sessions.as_ref().is_some_and(Attached::is_superseded) {
+            return Ok(());
+        }
+        if self.failed.is_none() {
+            self.failed = Some(AckError::SessionTakenOver.to_string());
+            self.wake_all();
+        }
+        Err(AckError::SessionTakenOver)
     }
 
     fn check_failed(&self) -> Result<(), AckError> {
@@ -636,6 +651,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             && !self.write_closed
             && self.state.has_room()
             && self.out.len() < self.high_water
+            && !self.sessions.as_ref().is_some_and(Attached::is_superseded)
         {
             return Poll::Ready(Ok(()));
         }
@@ -743,7 +759,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
     ///
     /// Protocol and transport errors, [`AckError::ClosedBeforeHello`], [`AckError::PeerSilent`].
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Delivery>, AckError>> {
-        if self.failed.is_none() && self.pending.is_none() {
+        if self.failed.is_none()
+            && self.pending.is_none()
+            && !self.sessions.as_ref().is_some_and(Attached::is_superseded)
+        {
             // Fast path: a buffered message, no I/O unless an ACK became due.
             match self.recv_buffered(cx) {
                 Ok(None) => {}
@@ -866,6 +885,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         if self.write_closed {
             return Poll::Ready(Err(AckError::SinkClosed));
         }
+        self.check_taken_over()?;
         self.encode()?;
         if self.state.has_room() && self.out.len() < self.high_water {
             return Poll::Ready(Ok(()));
@@ -896,6 +916,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Delivery>, AckError>> {
+        self.check_taken_over()?;
         self.release_yielded(cx)?;
         loop {
             if let Some(d) = self.next_buffered()? {

@@ -24,11 +24,12 @@ use super::AckError;
 /// - **Takeover.** A HELLO naming a session that is still attached to a live connection (the
 ///   client reconnected before the server noticed the old connection was gone) does not get
 ///   a copy: the old connection is told to end (its driver fails with
-///   [`AckError::SessionTakenOver`]), and the new connection's HELLO waits until the old one
-///   has detached the session, then resumes it from the store. No message is handed to the
-///   application twice, and nothing is lost. The wait lasts until the old connection's
-///   handler asks for its next message (or returns); a client whose handshake times out
-///   meanwhile simply tries again.
+///   [`AckError::SessionTakenOver`] at its next call, a send or a buffered receive
+///   included), and the new connection's HELLO waits until the old one has detached the
+///   session, then resumes it from the store. No message is handed to the application twice,
+///   and nothing is lost. The wait lasts until the old connection's application calls the
+///   driver again (or ends); a client whose handshake times out meanwhile simply tries
+///   again.
 #[derive(Debug, Clone, Default)]
 pub struct SessionHub {
     inner: Arc<Mutex<HubInner>>,
@@ -180,6 +181,14 @@ impl Attached {
         );
         self.held = Some((req.id, flag));
         Poll::Ready(Ok(()))
+    }
+
+    /// `true` once a newer connection wants this driver's session (one atomic load; no
+    /// waker registered).
+    pub(super) fn is_superseded(&self) -> bool {
+        self.held
+            .as_ref()
+            .is_some_and(|(_, flag)| flag.set.load(Ordering::SeqCst))
     }
 
     /// `true` once a newer connection wants this driver's session; otherwise registers `cx`
