@@ -20,7 +20,7 @@ use tokio_util::codec::Decoder;
 
 use super::engine::{AckState, Delivery};
 use super::session_hub::{Attached, SessionHub};
-use super::wire::{AckFrame, GoAwayReason, Hello, DATA_HEADER_LEN};
+use super::wire::{data_header, AckFrame, GoAwayReason, Hello, DATA_HEADER_LEN};
 use super::AckError;
 use crate::{FrameCodec, FrameError, FrameWriter, HEADER_LEN};
 
@@ -65,16 +65,35 @@ impl WriteBuf {
         WriteBuf { w }
     }
 
+    #[inline]
     fn len(&self) -> usize {
         self.w.len()
     }
 
+    #[inline]
     fn is_empty(&self) -> bool {
         self.w.is_empty()
     }
 
     /// Appends one frame: length prefix, then the frame (ack header and payload).
     fn push(&mut self, codec: &FrameCodec, frame: &AckFrame<&[u8]>) -> Result<(), FrameError> {
+        if let AckFrame::Data {
+            seq,
+            redelivery,
+            payload,
+        } = *frame
+        {
+            // The frame a stream is made of: length prefix and DATA header built on the
+            // stack and appended in one copy, then the payload in a second.
+            let mut head = [0u8; HEADER_LEN + DATA_HEADER_LEN];
+            head[..HEADER_LEN].copy_from_slice(&codec.header(DATA_HEADER_LEN + payload.len())?);
+            head[HEADER_LEN..].copy_from_slice(&data_header(seq, redelivery));
+            let buf = self.w.buffer_mut();
+            buf.reserve(head.len() + payload.len());
+            buf.put_slice(&head);
+            buf.put_slice(payload);
+            return Ok(());
+        }
         let header = codec.header(frame.len())?;
         let buf = self.w.buffer_mut();
         buf.reserve(HEADER_LEN + frame.len());
@@ -489,19 +508,36 @@ impl<T> AckDriver<T> {
     /// codec limit or the peer's; nothing is queued then. [`AckError::Failed`] after an
     /// error.
     pub fn start_send(&mut self, payload: Bytes, redelivery: bool) -> Result<u64, AckError> {
-        self.check_failed()?;
-        self.check_taken_over()?;
+        self.try_start_send(payload, redelivery).map_err(|(e, _)| e)
+    }
+
+    /// As [`start_send`](Self::start_send), but an error hands the payload back: for a caller
+    /// that keeps no copy of a message once the engine holds it (the engine keeps it until
+    /// it is acknowledged, see [`take_unacked`](Self::take_unacked)).
+    ///
+    /// # Errors
+    ///
+    /// As [`start_send`](Self::start_send), with the payload.
+    pub fn try_start_send(
+        &mut self,
+        payload: Bytes,
+        redelivery: bool,
+    ) -> Result<u64, (AckError, Bytes)> {
+        if let Err(e) = self.check_failed() {
+            return Err((e, payload));
+        }
+        if let Err(e) = self.check_taken_over() {
+            return Err((e, payload));
+        }
         if self.write_closed {
-            return Err(AckError::SinkClosed);
+            return Err((AckError::SinkClosed, payload));
         }
         let ours = self.codec.max_frame_len().saturating_sub(DATA_HEADER_LEN);
         if payload.len() > ours {
-            return Err(AckError::PayloadTooLong {
-                len: payload.len(),
-                max: ours,
-            });
+            let len = payload.len();
+            return Err((AckError::PayloadTooLong { len, max: ours }, payload));
         }
-        self.state.send(payload, redelivery)
+        self.state.try_send(payload, redelivery)
     }
 
     fn take_delivery(&mut self) -> Option<Delivery> {
@@ -1149,7 +1185,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             return Ok(());
         }
         self.state.taken(self.yielded)?;
-        if self.inbox.is_empty() && !self.read_closed {
+        // With the next frame whole in the read buffer the reader is not idle, and reading
+        // would stop right there (see `poll_read`): skip it (once per message on a stream).
+        let frame_ready = !self.eof && self.codec.has_buffered_frame(&self.rbuf);
+        if self.inbox.is_empty() && !self.read_closed && !frame_ready {
             // Everything buffered was taken: if the transport has nothing more either, the
             // reader is idle and what was taken is acknowledged now rather than at the next
             // poll (the application may not poll again soon). An error here is recorded and
