@@ -132,7 +132,10 @@ mod ack;
 /// server keeps the session of a connection that dropped for the
 /// [linger](crate::ServerBuilder::session_linger) (60 s), within its caps on
 /// [sessions](crate::ServerBuilder::max_sessions) (10,000) and on their unacknowledged
-/// [bytes](crate::ServerBuilder::max_session_bytes) (64 MiB), the oldest evicted first.
+/// [bytes](crate::ServerBuilder::max_session_bytes) (64 MiB). Past a cap, sessions that hold
+/// nothing (a flood of HELLOs leaves only these) give way first, then those whose client
+/// never resumed, so a returning client's session survives a flood of lesser ones (see
+/// [eviction](framewire_codec::ack::SessionStore#eviction)).
 ///
 /// | situation | what the handlers see |
 /// |---|---|
