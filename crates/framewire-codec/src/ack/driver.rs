@@ -295,13 +295,14 @@ impl<T> AckDriver<T> {
 
     /// Answers the peer's session request, if there is one (see
     /// [`with_sessions`](Self::with_sessions)). Pending while another live connection holds
-    /// the session.
-    fn poll_session(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+    /// the session. Without a `waker` (a call that does not wait) a takeover is neither
+    /// started nor waited for.
+    fn poll_session(&mut self, waker: Option<&Waker>) -> Poll<Result<(), AckError>> {
         if self.state.session_request().is_none() {
             return Poll::Ready(Ok(()));
         }
         match self.sessions.as_mut() {
-            Some(a) => a.poll_resolve(&mut self.state, cx, clock_now()),
+            Some(a) => a.poll_resolve(&mut self.state, waker, clock_now()),
             None => Poll::Ready(self.state.start_session()),
         }
     }
@@ -407,10 +408,7 @@ impl<T> AckDriver<T> {
             self.state.taken(self.yielded)?;
         }
         while self.inbox.is_empty() && !self.read_closed {
-            if self
-                .poll_session(&mut Context::from_waker(Waker::noop()))?
-                .is_pending()
-            {
+            if self.poll_session(None)?.is_pending() {
                 break;
             }
             let Some(frame) = self.decode()? else { break };
@@ -1025,7 +1023,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         }
         let mut read_any = false;
         let r = loop {
-            match self.poll_session(cx) {
+            match self.poll_session(Some(cx.waker())) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => break Poll::Pending,

@@ -107,6 +107,12 @@ impl SessionHub {
         self.lock().live.len()
     }
 
+    /// New connections waiting now for a live connection to let go of their session (a
+    /// takeover in progress).
+    pub fn waiting(&self) -> usize {
+        self.lock().live.values().map(|l| l.waiters.len()).sum()
+    }
+
     /// Sessions taken over from a live connection by a newer one, since the hub was made.
     pub fn taken_over(&self) -> u64 {
         self.lock().taken_over
@@ -137,12 +143,14 @@ impl SessionHub {
 }
 
 impl Attached {
-    /// Answers `state`'s session request, if any. Pending (waker kept) while the session is
-    /// attached to another live connection, which is told to end.
+    /// Answers `state`'s session request, if any. Pending while the session is attached to
+    /// another live connection; with a `waker` (a caller about to wait), that connection is
+    /// told to end and the waker is kept (once) to be woken when it has let go. Without one
+    /// (a call that does not wait, such as `try_recv`) nothing is registered or tripped.
     pub(super) fn poll_resolve(
         &mut self,
         state: &mut AckState,
-        cx: &mut Context<'_>,
+        waker: Option<&Waker>,
         now: Instant,
     ) -> Poll<Result<(), AckError>> {
         let Some(req) = state.session_request() else {
@@ -150,14 +158,16 @@ impl Attached {
         };
         let mut inner = self.hub.lock();
         let busy = match inner.live.get_mut(&req.id) {
-            Some(live) if live.token != self.token => {
+            Some(live) if live.token != self.token => Some(waker.is_some_and(|w| {
                 let first = !live.flag.set.load(Ordering::SeqCst);
                 if first {
                     live.flag.trip();
                 }
-                live.waiters.push(cx.waker().clone());
-                Some(first)
-            }
+                if !live.waiters.iter().any(|old| old.will_wake(w)) {
+                    live.waiters.push(w.clone());
+                }
+                first
+            })),
             _ => None,
         };
         if let Some(first) = busy {
