@@ -295,13 +295,14 @@ impl<T> AckDriver<T> {
 
     /// Answers the peer's session request, if there is one (see
     /// [`with_sessions`](Self::with_sessions)). Pending while another live connection holds
-    /// the session.
-    fn poll_session(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+    /// the session. Without a `waker` (a call that does not wait) a takeover is neither
+    /// started nor waited for.
+    fn poll_session(&mut self, waker: Option<&Waker>) -> Poll<Result<(), AckError>> {
         if self.state.session_request().is_none() {
             return Poll::Ready(Ok(()));
         }
         match self.sessions.as_mut() {
-            Some(a) => a.poll_resolve(&mut self.state, cx, clock_now()),
+            Some(a) => a.poll_resolve(&mut self.state, waker, clock_now()),
             None => Poll::Ready(self.state.start_session()),
         }
     }
@@ -407,10 +408,7 @@ impl<T> AckDriver<T> {
             self.state.taken(self.yielded)?;
         }
         while self.inbox.is_empty() && !self.read_closed {
-            if self
-                .poll_session(&mut Context::from_waker(Waker::noop()))?
-                .is_pending()
-            {
+            if self.poll_session(None)?.is_pending() {
                 break;
             }
             let Some(frame) = self.decode()? else { break };
@@ -526,6 +524,9 @@ impl<T> AckDriver<T> {
         if let Err(e) = self.check_failed() {
             return Err((e, payload));
         }
+        if let Err(e) = self.check_taken_over() {
+            return Err((e, payload));
+        }
         if self.write_closed {
             return Err((AckError::SinkClosed, payload));
         }
@@ -554,6 +555,20 @@ impl<T> AckDriver<T> {
         } else {
             self.codec.decode(&mut self.rbuf)
         }
+    }
+
+    /// [`AckError::SessionTakenOver`] (latched) once a newer connection took this one's
+    /// session over: checked where a call would otherwise succeed without I/O (the send and
+    /// receive fast paths), so that a handler that only sends stops at once too.
+    fn check_taken_over(&mut self) -> Result<(), AckError> {
+        if !self.sessions.as_ref().is_some_and(Attached::is_superseded) {
+            return Ok(());
+        }
+        if self.failed.is_none() {
+            self.failed = Some(AckError::SessionTakenOver.to_string());
+            self.wake_all();
+        }
+        Err(AckError::SessionTakenOver)
     }
 
     fn check_failed(&self) -> Result<(), AckError> {
@@ -670,6 +685,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             && !self.write_closed
             && self.state.has_room()
             && self.out.len() < self.high_water
+            && !self.sessions.as_ref().is_some_and(Attached::is_superseded)
         {
             return Poll::Ready(Ok(()));
         }
@@ -777,7 +793,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
     ///
     /// Protocol and transport errors, [`AckError::ClosedBeforeHello`], [`AckError::PeerSilent`].
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Delivery>, AckError>> {
-        if self.failed.is_none() && self.pending.is_none() {
+        if self.failed.is_none()
+            && self.pending.is_none()
+            && !self.sessions.as_ref().is_some_and(Attached::is_superseded)
+        {
             // Fast path: a buffered message, no I/O unless an ACK became due.
             match self.recv_buffered(cx) {
                 Ok(None) => {}
@@ -900,6 +919,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         if self.write_closed {
             return Poll::Ready(Err(AckError::SinkClosed));
         }
+        self.check_taken_over()?;
         self.encode()?;
         if self.state.has_room() && self.out.len() < self.high_water {
             return Poll::Ready(Ok(()));
@@ -930,6 +950,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Delivery>, AckError>> {
+        self.check_taken_over()?;
         self.release_yielded(cx)?;
         loop {
             if let Some(d) = self.next_buffered()? {
@@ -1002,7 +1023,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         }
         let mut read_any = false;
         let r = loop {
-            match self.poll_session(cx) {
+            match self.poll_session(Some(cx.waker())) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => break Poll::Pending,
