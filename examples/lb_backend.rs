@@ -11,18 +11,23 @@
 //! Flags: `--addr ADDR` (default 127.0.0.1:0), `--trust NET` (repeatable; PROXY headers are
 //! expected from these networks), `--per-ip N` (most connections per client IP), `--ack WINDOW`
 //! (ack mode), `--name NAME` (in the greeting), `--greet` (send `NAME PEER VIA` first, where
-//! `VIA` is the balancer's address or `-`), `--record` (instead of echoing, print each message
-//! received as a line `m PAYLOAD REDELIVERED` on stdout before taking the next one, so what a
-//! killed process had acknowledged is still in the pipe). Prints `listening on ADDR` once
-//! bound; SIGTERM or ctrl-c shuts it down gracefully (in ack mode clients are told to go
-//! elsewhere first).
+//! `VIA` is the balancer's address or `-`), `--record` (instead of echoing, print a line
+//! `c STATUS` per connection, `STATUS` being what became of the client's ack session there:
+//! `New`, `Resumed`, `Lost` or `None`, and each message received as a line
+//! `m PAYLOAD REDELIVERED ID` on stdout before taking the next one, so what a killed process had
+//! acknowledged is still in the pipe; `ID` is the message id, session hex `:` seq),
+//! `--stall-at PAYLOAD` (with `--record`: after recording the message `PAYLOAD`, unless it is
+//! flagged as a redelivery, never ask for the next one, so it stays taken but unacknowledged
+//! until the process is killed; for tests that kill a backend with a message in its handler).
+//! Prints `listening on ADDR` once bound; SIGTERM or ctrl-c shuts it down gracefully (in ack
+//! mode clients are told to go elsewhere first).
 
 use std::process::ExitCode;
 
 use framewire_server::{termination_signal, Connection, IpNet, ProxyProtocol, Server, ServerError};
 
 const USAGE: &str = "usage: lb_backend [--addr ADDR] [--trust NET]... [--per-ip N] \
-                     [--ack WINDOW] [--name NAME] [--greet] [--record]";
+                     [--ack WINDOW] [--name NAME] [--greet] [--record] [--stall-at PAYLOAD]";
 
 /// The command line.
 #[derive(Debug)]
@@ -34,6 +39,7 @@ struct Args {
     name: String,
     greet: bool,
     record: bool,
+    stall_at: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -45,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
         name: "backend".to_owned(),
         greet: false,
         record: false,
+        stall_at: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
             "--name" => args.name = value("--name")?,
             "--greet" => args.greet = true,
             "--record" => args.record = true,
+            "--stall-at" => args.stall_at = Some(value("--stall-at")?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown flag {other}")),
         }
@@ -79,6 +87,7 @@ struct Backend {
     name: String,
     greet: bool,
     record: bool,
+    stall_at: Option<String>,
 }
 
 impl framewire_server::Handler for Backend {
@@ -95,11 +104,18 @@ impl framewire_server::Handler for Backend {
         if !self.record {
             return framewire_examples::mirror(&mut conn).await;
         }
-        // Printed before the next `recv`, which is what acknowledges it in ack mode: every
-        // message a client saw acknowledged is on stdout.
-        while let Some(frame) = conn.recv().await? {
-            let redelivered = u8::from(conn.last_was_redelivery());
-            println!("m {} {redelivered}", String::from_utf8_lossy(&frame));
+        if let Some((_, status)) = conn.session() {
+            println!("c {status:?}");
+        }
+        // Printed before the next `recv_delivery`, which is what acknowledges it in ack mode:
+        // every message a client saw acknowledged is on stdout.
+        while let Some(d) = conn.recv_delivery().await? {
+            let payload = String::from_utf8_lossy(&d.payload);
+            println!("m {payload} {} {}", u8::from(d.redelivered), d.id());
+            if !d.redelivered && self.stall_at.as_deref() == Some(&*payload) {
+                // Taken, recorded, never acknowledged: wait for the kill.
+                std::future::pending::<()>().await;
+            }
         }
         Ok(())
     }
@@ -140,6 +156,7 @@ async fn main() -> ExitCode {
         name: args.name,
         greet: args.greet,
         record: args.record,
+        stall_at: args.stall_at,
     };
     let report = server.serve_until(handler, termination_signal()).await;
     let s = report.stats;

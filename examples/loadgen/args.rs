@@ -74,7 +74,7 @@ CLIENT (--client):  codec (Framed + FrameCodec), tokio-util (Framed + LengthDeli
                     baseline), raw (pre-built bytes, replies counted by length: the physical
                     limit), framewire (framewire_client::Client), framewire-ack
                     (framewire_client::AckClient, ack mode, for `serve --impl framewire-ack`:
-                    each batch of frames sent counts once every frame of it is acknowledged)
+                    the window holds sends back; a run ends once every frame is acknowledged)
 ACK MODE:  --window N     framewire-ack only (default 64, 1..=65536; 1 is stop-and-wait). For the
                           client: the window it grants the server (replies in flight); how many
                           of its own frames may be unacknowledged is the window the server grants,

@@ -64,8 +64,33 @@ impl Drop for Proc {
     }
 }
 
-/// What a `--record` backend process received: `(message number, redelivered)` in order.
-type Record = Arc<Mutex<Vec<(u64, bool)>>>;
+/// One message a `--record` backend's handler took.
+#[derive(Clone, Debug)]
+struct Handled {
+    /// The message number (its payload).
+    n: u64,
+    /// Flagged as a redelivery.
+    redelivered: bool,
+    /// Its message id as the handler saw it (`Delivery::id`, session hex `:` seq).
+    id: String,
+}
+
+/// What a `--record` backend process logged, in order: what became of the client's session on
+/// each connection (`New`, `Resumed`, `Lost`), and every message its handlers took.
+#[derive(Clone, Debug, Default)]
+struct Life {
+    sessions: Vec<String>,
+    handled: Vec<Handled>,
+}
+
+impl Life {
+    /// How many connections found the session in state `status`.
+    fn sessions(&self, status: &str) -> usize {
+        self.sessions.iter().filter(|s| *s == status).count()
+    }
+}
+
+type Record = Arc<Mutex<Life>>;
 
 /// A running `lb_backend`.
 struct Backend {
@@ -76,8 +101,8 @@ struct Backend {
 }
 
 /// Starts `lb_backend --name NAME` with `args` on `addr` (port 0 for any), trusting the
-/// balancer at 127.0.0.1, and waits for its "listening on" line. Later `m N R` lines (with
-/// `--record`) are collected into [`Backend::record`].
+/// balancer at 127.0.0.1, and waits for its "listening on" line. Later `c STATUS` and
+/// `m N R ID` lines (with `--record`) are collected into [`Backend::record`].
 async fn backend(name: &str, addr: SocketAddr, args: &[&str]) -> Backend {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lb_backend"))
         .args(["--addr", &addr.to_string(), "--trust", "127.0.0.1/32"])
@@ -103,10 +128,16 @@ async fn backend(name: &str, addr: SocketAddr, args: &[&str]) -> Backend {
     // Keep reading stdout (so the child never blocks on a full pipe) until it closes.
     let reader = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
-            let mut parts = line.split(' ');
-            if let (Some("m"), Some(n), Some(r)) = (parts.next(), parts.next(), parts.next()) {
-                let n = n.parse().expect("numbered messages only");
-                log.lock().expect("record lock").push((n, r == "1"));
+            let parts: Vec<&str> = line.split(' ').collect();
+            let mut life = log.lock().expect("record lock");
+            match parts[..] {
+                ["c", status] => life.sessions.push(status.to_owned()),
+                ["m", n, r, id] => life.handled.push(Handled {
+                    n: n.parse().expect("numbered messages only"),
+                    redelivered: r == "1",
+                    id: id.to_owned(),
+                }),
+                _ => {}
             }
         }
     });
@@ -121,12 +152,18 @@ async fn backend(name: &str, addr: SocketAddr, args: &[&str]) -> Backend {
 impl Backend {
     /// Messages recorded so far.
     fn recorded(&self) -> usize {
-        self.record.lock().expect("record lock").len()
+        self.record.lock().expect("record lock").handled.len()
+    }
+
+    /// Whether message `n` was recorded.
+    fn took(&self, n: u64) -> bool {
+        let life = self.record.lock().expect("record lock");
+        life.handled.iter().rev().any(|h| h.n == n)
     }
 
     /// Sends `signal` (`"TERM"` or `"KILL"`), waits for the process to exit and for its
     /// stdout to be read to the end; returns everything it recorded.
-    async fn stop(mut self, signal: &str) -> Vec<(u64, bool)> {
+    async fn stop(mut self, signal: &str) -> Life {
         let pid = self.proc.child.id().expect("running").to_string();
         let sent = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &pid])
@@ -154,28 +191,34 @@ fn free_port() -> u16 {
 
 /// HAProxy in front of `backends`, listening on the returned address.
 struct Haproxy {
-    _proc: Proc,
+    proc: Proc,
     addr: SocketAddr,
     dir: TempDir,
 }
 
 impl Haproxy {
-    /// How many servers HAProxy's health checks have up (from its stats socket).
-    async fn servers_up(&self) -> usize {
+    /// Sends `command` to HAProxy's admin socket; its answer (empty if it cannot be reached).
+    async fn admin(&self, command: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let Ok(mut sock) = tokio::net::UnixStream::connect(self.dir.0.join("admin.sock")).await
         else {
-            return 0;
+            return String::new();
         };
         if sock
-            .write_all(b"show servers state servers\n")
+            .write_all(format!("{command}\n").as_bytes())
             .await
             .is_err()
         {
-            return 0;
+            return String::new();
         }
         let mut out = String::new();
         let _ = sock.read_to_string(&mut out).await;
+        out
+    }
+
+    /// How many servers HAProxy's health checks have up (from its stats socket).
+    async fn servers_up(&self) -> usize {
+        let out = self.admin("show servers state servers").await;
         // Columns: be_id be_name srv_id srv_name srv_addr srv_op_state ...; 2 is running.
         out.lines()
             .filter(|l| !l.starts_with('#'))
@@ -193,6 +236,23 @@ impl Haproxy {
         }
         panic!("HAProxy did not see {n} servers up within 10 s");
     }
+
+    /// SIGKILLs HAProxy (every connection through it is cut, both sides) and starts it again
+    /// with the same configuration on the same address, while the backends stay up.
+    async fn kill_and_restart(&mut self) {
+        self.proc.child.start_kill().expect("kill haproxy");
+        tokio::time::timeout(Duration::from_secs(10), self.proc.child.wait())
+            .await
+            .expect("haproxy did not exit within 10 s")
+            .expect("wait for haproxy");
+        self.proc = start_haproxy(&self.dir.0.join("haproxy.cfg"));
+        let listening = wait_listening(&mut self.proc, self.addr).await;
+        assert!(
+            listening,
+            "restarted haproxy exited: {} was taken meanwhile?",
+            self.addr
+        );
+    }
 }
 
 /// A directory removed when dropped.
@@ -204,15 +264,21 @@ impl Drop for TempDir {
     }
 }
 
-/// The minimal configuration the README shows, on loopback ports: mode tcp, round robin,
+/// The minimal configuration the README shows, on loopback ports: mode tcp, `balance`
+/// (`roundrobin`, or `source` to send a client back to the backend it was on),
 /// `send-proxy-v2` and health checks every 200 ms (down after 2 failures, up after 1 success,
-/// so the tests do not wait long).
-fn haproxy_cfg(listen: SocketAddr, backends: &[SocketAddr], admin: &std::path::Path) -> String {
+/// so the tests do not wait long), and an admin socket for the tests.
+fn haproxy_cfg(
+    listen: SocketAddr,
+    backends: &[SocketAddr],
+    balance: &str,
+    admin: &std::path::Path,
+) -> String {
     let mut cfg = format!(
-        "global\n    maxconn 512\n    stats socket {}\n\n\
+        "global\n    maxconn 512\n    stats socket {} level admin\n\n\
          defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n    retries 3\n    option redispatch\n\n\
          frontend fw\n    bind {listen}\n    default_backend servers\n\n\
-         backend servers\n    balance roundrobin\n",
+         backend servers\n    balance {balance}\n",
         admin.display()
     );
     for (i, b) in backends.iter().enumerate() {
@@ -223,7 +289,41 @@ fn haproxy_cfg(listen: SocketAddr, backends: &[SocketAddr], admin: &std::path::P
     cfg
 }
 
+/// Starts `haproxy` in the foreground with the configuration file `cfg`.
+fn start_haproxy(cfg: &std::path::Path) -> Proc {
+    let child = Command::new("haproxy")
+        .arg("-db") // foreground, no daemon
+        .arg("-f")
+        .arg(cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start haproxy: {e}"));
+    Proc { child }
+}
+
+/// Waits (bounded) until `proc` listens on `addr` (true) or exits (false).
+async fn wait_listening(proc: &mut Proc, addr: SocketAddr) -> bool {
+    for _ in 0..100 {
+        if let Some(status) = proc.child.try_wait().expect("haproxy status") {
+            eprintln!("haproxy exited ({status}) while starting on {addr}");
+            return false;
+        }
+        if TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("haproxy did not listen on {addr} within 5 s (see its messages above)");
+}
+
+/// HAProxy balancing `roundrobin` over `backends`.
 async fn haproxy(backends: &[SocketAddr]) -> Haproxy {
+    haproxy_balancing(backends, "roundrobin").await
+}
+
+async fn haproxy_balancing(backends: &[SocketAddr], balance: &str) -> Haproxy {
     let dir = std::env::temp_dir().join(format!(
         "framewire-haproxy-{}-{}",
         std::process::id(),
@@ -238,40 +338,12 @@ async fn haproxy(backends: &[SocketAddr]) -> Haproxy {
     // to whoever took it.
     for _attempt in 0..3 {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        std::fs::write(&cfg, haproxy_cfg(addr, backends, &admin)).expect("write haproxy.cfg");
-        let child = Command::new("haproxy")
-            .arg("-db") // foreground, no daemon
-            .arg("-f")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start haproxy: {e}"));
-        let mut proc = Proc { child };
-        // Wait (bounded) until HAProxy listens, or exits.
-        let mut exited = false;
-        for _ in 0..100 {
-            if let Some(status) = proc.child.try_wait().expect("haproxy status") {
-                eprintln!(
-                    "haproxy exited ({status}) while starting on {addr}; trying another port"
-                );
-                exited = true;
-                break;
-            }
-            if TcpStream::connect(addr).await.is_ok() {
-                return Haproxy {
-                    _proc: proc,
-                    addr,
-                    dir,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        std::fs::write(&cfg, haproxy_cfg(addr, backends, balance, &admin))
+            .expect("write haproxy.cfg");
+        let mut proc = start_haproxy(&cfg);
+        if wait_listening(&mut proc, addr).await {
+            return Haproxy { proc, addr, dir };
         }
-        assert!(
-            exited,
-            "haproxy did not listen on {addr} within 5 s (see its messages above)"
-        );
     }
     panic!("haproxy exited on start three times (see its messages above)");
 }
@@ -388,11 +460,16 @@ const MESSAGES: u64 = 100_000;
 /// The window of the backends and of the client.
 const WINDOW: &str = "64";
 
+/// [`WINDOW`] as a number.
+fn window() -> u32 {
+    WINDOW.parse().expect("a number")
+}
+
 /// An ack-mode client through HAProxy that keeps reconnecting (through HAProxy, which picks a
 /// backend that is up) for as long as a restart takes.
 async fn ack_client(lb: SocketAddr) -> framewire_client::AckClient {
     let mut builder = framewire_client::Client::builder();
-    builder.ack_window(64).reconnect(
+    builder.ack_window(window()).reconnect(
         framewire_client::ReconnectPolicy::default()
             .initial_delay(Duration::from_millis(20))
             .max_delay(Duration::from_millis(500))
@@ -419,12 +496,42 @@ async fn current(backends: &[&Backend]) -> usize {
     panic!("no backend took a message for 5 s");
 }
 
-/// Every message `0..MESSAGES` reached some backend's handler (0 lost); returns how many
-/// arrived more than once, after checking that every repeat is flagged as a redelivery.
-fn check_none_lost(lives: &[Vec<(u64, bool)>]) -> usize {
-    let mut seen: HashMap<u64, Vec<bool>> = HashMap::new();
-    for (n, redelivered) in lives.iter().flatten() {
-        seen.entry(*n).or_default().push(*redelivered);
+/// Waits (bounded) until one of `backends` took message `n`; returns which.
+async fn taking(backends: &[&Backend], n: u64) -> usize {
+    for _ in 0..1000 {
+        if let Some(i) = backends.iter().position(|b| b.took(n)) {
+            return i;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no backend took message {n} within 10 s");
+}
+
+/// What the backends' records show, checked by [`check_deliveries`].
+#[derive(Debug)]
+struct Delivered {
+    /// Messages a handler took more than once (on different backend processes), in order.
+    repeats: Vec<u64>,
+    /// Messages a handler took only once and yet flagged as a redelivery.
+    flagged_once: usize,
+    /// Connections (handlers) that found the client's session new, resumed, lost.
+    new: usize,
+    resumed: usize,
+    lost: usize,
+}
+
+/// Checks what every backend process recorded against the client's receipts (`ids[n]` is the
+/// id the receipt of message `n` resolved to):
+/// - every message `0..MESSAGES` reached a handler (0 lost), and nothing else did;
+/// - every delivery of a message carries the id of its receipt: a message taken twice (on two
+///   backends) carries the same id, on the wire, both times;
+/// - every copy but the first is flagged as a redelivery (at most one copy unflagged);
+/// - messages are flagged only after a backend answered "session lost", at most the client's
+///   window per such answer (what the client had sent and saw no ack for).
+fn check_deliveries(lives: &[Life], ids: &[String]) -> Delivered {
+    let mut seen: HashMap<u64, Vec<&Handled>> = HashMap::new();
+    for h in lives.iter().flat_map(|l| &l.handled) {
+        seen.entry(h.n).or_default().push(h);
     }
     let missing: Vec<u64> = (0..MESSAGES).filter(|n| !seen.contains_key(n)).collect();
     assert!(
@@ -438,23 +545,78 @@ fn check_none_lost(lives: &[Vec<(u64, bool)>]) -> usize {
         MESSAGES,
         "messages that were never sent arrived"
     );
-    let repeated: Vec<(&u64, &Vec<bool>)> = seen.iter().filter(|(_, v)| v.len() > 1).collect();
-    for (n, flags) in &repeated {
+    let mut repeats = Vec::new();
+    let mut flagged_once = 0;
+    for (n, copies) in &seen {
+        for h in copies {
+            assert_eq!(
+                h.id, ids[*n as usize],
+                "message {n} reached a handler with id {}, its receipt says {}",
+                h.id, ids[*n as usize]
+            );
+        }
+        let unflagged = copies.iter().filter(|h| !h.redelivered).count();
         assert!(
-            flags.iter().any(|r| *r),
-            "message {n} arrived {} times, none flagged as a redelivery",
-            flags.len()
+            unflagged <= 1,
+            "message {n} arrived {} times, {unflagged} of them not flagged as a redelivery",
+            copies.len()
         );
+        if copies.len() > 1 {
+            repeats.push(*n);
+        } else if copies[0].redelivered {
+            flagged_once += 1;
+        }
     }
-    repeated.len()
+    repeats.sort_unstable();
+    let count = |status| lives.iter().map(|l| l.sessions(status)).sum::<usize>();
+    let d = Delivered {
+        repeats,
+        flagged_once,
+        new: count("New"),
+        resumed: count("Resumed"),
+        lost: count("Lost"),
+    };
+    let flagged = d.flagged_once + d.repeats.len();
+    assert!(
+        flagged <= window() as usize * d.lost,
+        "{flagged} messages flagged, more than the window ({WINDOW}) per lost session ({})",
+        d.lost
+    );
+    d
+}
+
+/// What [`stream`] returns.
+struct Streamed {
+    reconnects: u64,
+    redeliveries: u64,
+    /// The id each message's receipt resolved to (`MessageId` as text), by message number.
+    ids: Vec<String>,
+}
+
+/// One line on what reached the handlers and what the client did, for the tests' output.
+fn summary(d: &Delivered, streamed: &Streamed) -> String {
+    format!(
+        "{} reached a handler twice, each with the same id both times (first {:?}); {} \
+         delivered once but flagged as redeliveries; sessions new/resumed/lost {}/{}/{}; the \
+         client reconnected {} times and resent {} messages",
+        d.repeats.len(),
+        &d.repeats[..d.repeats.len().min(5)],
+        d.flagged_once,
+        d.new,
+        d.resumed,
+        d.lost,
+        streamed.reconnects,
+        streamed.redeliveries,
+    )
 }
 
 /// Streams `MESSAGES` numbered messages. An event `at(i)` starts in its own task when message
 /// `i` is about to be sent and runs while the stream goes on (a kill lands mid-stream, with
 /// messages in flight); the stream waits for the previous event to finish before starting the
 /// next, and for the last before its final flush. Returns once every receipt resolved (each
-/// is checked to be `Ok`), with the client's reconnect and redelivery counts.
-async fn stream<F, Fut>(client: framewire_client::AckClient, mut at: F) -> (u64, u64)
+/// is checked to be `Ok`), with the client's reconnect and redelivery counts and every
+/// message's id.
+async fn stream<F, Fut>(client: framewire_client::AckClient, mut at: F) -> Streamed
 where
     F: FnMut(u64) -> Option<Fut>,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -477,13 +639,20 @@ where
         .flush()
         .await
         .expect("flush: every message acknowledged");
+    let mut ids = Vec::with_capacity(receipts.len());
     for (i, r) in receipts.into_iter().enumerate() {
-        r.await
+        let id = r
+            .await
             .unwrap_or_else(|e| panic!("receipt of message {i} failed: {e}"));
+        ids.push(id.to_string());
     }
-    let counts = (client.reconnects(), client.redeliveries());
+    let streamed = Streamed {
+        reconnects: client.reconnects(),
+        redeliveries: client.redeliveries(),
+        ids,
+    };
     client.close().await.expect("close");
-    counts
+    streamed
 }
 
 /// The arguments of every ack-mode backend.
@@ -491,7 +660,7 @@ const ACK_ARGS: [&str; 3] = ["--ack", WINDOW, "--record"];
 
 /// Two recording ack-mode backends behind HAProxy, both up, and a client connected through it.
 struct Cluster {
-    lb: Arc<Haproxy>,
+    lb: Arc<tokio::sync::Mutex<Haproxy>>,
     /// The running backends (a restarted one takes its predecessor's place).
     backends: Arc<tokio::sync::Mutex<Vec<Backend>>>,
     /// What each stopped backend process recorded, in the order they stopped.
@@ -500,17 +669,18 @@ struct Cluster {
 }
 
 /// What each stopped backend process recorded.
-type Lives = Mutex<Vec<Vec<(u64, bool)>>>;
+type Lives = Mutex<Vec<Life>>;
 
-async fn cluster() -> Cluster {
+/// Two backends started with `args`, HAProxy balancing them by `balance`.
+async fn cluster(args: &[&str], balance: &str) -> Cluster {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let b1 = backend("b1", any, &ACK_ARGS).await;
-    let b2 = backend("b2", any, &ACK_ARGS).await;
-    let lb = Arc::new(haproxy(&[b1.addr, b2.addr]).await);
+    let b1 = backend("b1", any, args).await;
+    let b2 = backend("b2", any, args).await;
+    let lb = haproxy_balancing(&[b1.addr, b2.addr], balance).await;
     lb.wait_up(2).await;
     let client = ack_client(lb.addr).await;
     Cluster {
-        lb,
+        lb: Arc::new(tokio::sync::Mutex::new(lb)),
         backends: Arc::new(tokio::sync::Mutex::new(vec![b1, b2])),
         lives: Arc::default(),
         client,
@@ -520,10 +690,7 @@ async fn cluster() -> Cluster {
 impl Cluster {
     /// Stops the backends still running (gracefully) and returns what every backend process
     /// recorded, the stopped ones first.
-    async fn finish(
-        backends: &tokio::sync::Mutex<Vec<Backend>>,
-        lives: &Mutex<Vec<Vec<(u64, bool)>>>,
-    ) -> Vec<Vec<(u64, bool)>> {
+    async fn finish(backends: &tokio::sync::Mutex<Vec<Backend>>, lives: &Lives) -> Vec<Life> {
         let running = std::mem::take(&mut *backends.lock().await);
         let mut all = std::mem::take(&mut *lives.lock().expect("lives"));
         for b in running {
@@ -533,20 +700,31 @@ impl Cluster {
     }
 }
 
+/// The message whose first handler keeps it (recorded, never acknowledged: it never asks for
+/// the next one) until its backend is SIGKILLed.
+const STALLED: u64 = 30_000;
+
 #[tokio::test]
 async fn ack_stream_survives_a_backend_killed_and_restarted() {
     with_haproxy(ACK_TEST_TIMEOUT, async {
-        let c = cluster().await;
+        let stall = STALLED.to_string();
+        let args = [&ACK_ARGS[..], &["--stall-at", &stall]].concat();
+        let c = cluster(&args, "roundrobin").await;
         let (lb, backends, lives, client) = (c.lb, c.backends, c.lives, c.client);
         let killed_at = Arc::new(Mutex::new(None));
-        let (reconnects, redelivered) = stream(client, |i| {
-            let (backends, lives, killed_at, lb) =
-                (backends.clone(), lives.clone(), killed_at.clone(), lb.clone());
-            (i == 30_000 || i == 60_000).then_some(async move {
+        let streamed = stream(client, |i| {
+            let (backends, lives, killed_at, lb) = (
+                backends.clone(),
+                lives.clone(),
+                killed_at.clone(),
+                lb.clone(),
+            );
+            (i == STALLED || i == 60_000).then_some(async move {
                 let mut backends = backends.lock().await;
-                if i == 30_000 {
-                    // SIGKILL the backend the stream goes to: no GOAWAY, no FIN from it.
-                    let victim = current(&[&backends[0], &backends[1]]).await;
+                if i == STALLED {
+                    // SIGKILL the backend whose handler took message STALLED and stalls on it
+                    // (taken, not acknowledged): no GOAWAY, no FIN from it.
+                    let victim = taking(&[&backends[0], &backends[1]], STALLED).await;
                     let b = backends.remove(victim);
                     let addr = b.addr;
                     let life = b.stop("KILL").await;
@@ -556,30 +734,48 @@ async fn ack_stream_survives_a_backend_killed_and_restarted() {
                     // Later: restart it on the same port; HAProxy's checks see it up again.
                     let (victim, addr) = killed_at.lock().expect("killed").expect("killed");
                     backends.insert(victim, backend("restarted", addr, &ACK_ARGS).await);
-                    lb.wait_up(2).await;
+                    lb.lock().await.wait_up(2).await;
                 }
             })
         })
         .await;
 
-        let (victim, _) = killed_at.lock().expect("killed").expect("a backend was killed");
+        let (victim, _) = killed_at
+            .lock()
+            .expect("killed")
+            .expect("a backend was killed");
         // [killed, then the running ones in place order: the restarted one at `victim`].
         let lives = Cluster::finish(&backends, &lives).await;
         let (survivor, restarted) = (&lives[2 - victim], &lives[1 + victim]);
-        let repeats = check_none_lost(&lives);
+        let d = check_deliveries(&lives, &streamed.ids);
         eprintln!(
-            "SIGKILL: {} messages on the killed backend, {} on the survivor, {} on the restarted one; \
-             {repeats} arrived twice; the client reconnected {reconnects} times and resent \
-             {redelivered} messages",
-            lives[0].len(),
-            survivor.len(),
-            restarted.len()
+            "SIGKILL: {} messages on the killed backend, {} on the survivor, {} on the restarted \
+             one; {}",
+            lives[0].handled.len(),
+            survivor.handled.len(),
+            restarted.handled.len(),
+            summary(&d, &streamed),
         );
-        assert!(reconnects >= 1, "the client never reconnected");
+        assert!(streamed.reconnects >= 1, "the client never reconnected");
         assert!(
-            !lives[0].is_empty() && survivor.len() as u64 >= MESSAGES - 60_000,
+            survivor.handled.len() as u64 >= MESSAGES - 60_000,
             "the stream did not move to the survivor"
         );
+        // The duplicate branch for real: the killed handler took STALLED and never acknowledged
+        // it, so the client resent it to the survivor: two deliveries, one id, the second
+        // flagged (checked above for every repeat).
+        assert!(
+            d.repeats.contains(&STALLED),
+            "message {STALLED} (taken, not acknowledged, at the kill) reached only one handler"
+        );
+        assert!(
+            survivor
+                .handled
+                .iter()
+                .any(|h| h.n == STALLED && h.redelivered),
+            "message {STALLED} did not reach the survivor flagged"
+        );
+        assert_eq!(d.lost, 1, "the survivor answers \"session lost\" once");
     })
     .await;
 }
@@ -592,8 +788,8 @@ async fn rolling_graceful_restart_of_both_backends_loses_nothing() {
             backends,
             lives,
             client,
-        } = cluster().await;
-        let (reconnects, redelivered) = stream(client, |i| {
+        } = cluster(&ACK_ARGS, "roundrobin").await;
+        let streamed = stream(client, |i| {
             let (backends, lives, lb) = (backends.clone(), lives.clone(), lb.clone());
             (i == 25_000 || i == 60_000).then_some(async move {
                 // Restart the backend the stream goes to (first one, then the other):
@@ -607,7 +803,7 @@ async fn rolling_graceful_restart_of_both_backends_loses_nothing() {
                 let life = b.stop("TERM").await;
                 lives.lock().expect("lives").push(life);
                 backends.insert(victim, backend("restarted", addr, &ACK_ARGS).await);
-                lb.wait_up(2).await;
+                lb.lock().await.wait_up(2).await;
             })
         })
         .await;
@@ -616,27 +812,94 @@ async fn rolling_graceful_restart_of_both_backends_loses_nothing() {
         // Within one backend process, no message reaches the handler twice.
         for (k, life) in lives.iter().enumerate() {
             let mut once = HashSet::new();
-            for (n, _) in life {
+            for h in &life.handled {
                 assert!(
-                    once.insert(*n),
-                    "message {n} reached backend life {k} twice"
+                    once.insert(h.n),
+                    "message {} reached backend life {k} twice",
+                    h.n
                 );
             }
         }
-        let repeats = check_none_lost(&lives);
-        let sizes: Vec<usize> = lives.iter().map(Vec::len).collect();
+        let d = check_deliveries(&lives, &streamed.ids);
+        let sizes: Vec<usize> = lives.iter().map(|l| l.handled.len()).collect();
         eprintln!(
-            "rolling restart: messages per backend life {sizes:?}; {repeats} arrived on two \
-             backends; the client reconnected {reconnects} times and resent {redelivered} messages"
+            "rolling restart: messages per backend life {sizes:?}; {}",
+            summary(&d, &streamed),
         );
         assert!(
-            reconnects >= 2,
-            "one reconnect per restart expected, got {reconnects}"
+            streamed.reconnects >= 2,
+            "one reconnect per restart expected, got {}",
+            streamed.reconnects
         );
         assert!(
             sizes[0] > 0 && sizes[1] > 0,
             "both restarts happened mid-stream: {sizes:?}"
         );
+    })
+    .await;
+}
+
+/// Cuts in [`ack_session_resumes_on_the_same_backend_through_haproxy`]: one every 10,000
+/// messages; the one at [`HAPROXY_RESTART_AT`] kills and restarts HAProxy.
+const CUT_EVERY: u64 = 10_000;
+
+/// The message at which that test SIGKILLs HAProxy and starts it again.
+const HAPROXY_RESTART_AT: u64 = 50_000;
+
+#[tokio::test]
+async fn ack_session_resumes_on_the_same_backend_through_haproxy() {
+    with_haproxy(ACK_TEST_TIMEOUT, async {
+        // `balance source`: a client comes back to the backend it was on, which keeps its
+        // session. The backends stay up; only the client's connections are cut, by HAProxy.
+        let c = cluster(&ACK_ARGS, "source").await;
+        let streamed = stream(c.client, |i| {
+            let (backends, lb) = (c.backends.clone(), c.lb.clone());
+            (i > 0 && i % CUT_EVERY == 0).then_some(async move {
+                // Wait until the stream flows (a connection is up and delivering), then cut.
+                {
+                    let backends = backends.lock().await;
+                    current(&[&backends[0], &backends[1]]).await;
+                }
+                let mut lb = lb.lock().await;
+                if i == HAPROXY_RESTART_AT {
+                    lb.kill_and_restart().await;
+                } else {
+                    // HAProxy closes both sides of every connection to either server.
+                    for server in ["servers/s0", "servers/s1"] {
+                        let out = lb
+                            .admin(&format!("shutdown sessions server {server}"))
+                            .await;
+                        assert!(out.trim().is_empty(), "haproxy: {out}");
+                    }
+                }
+            })
+        })
+        .await;
+
+        let lives = Cluster::finish(&c.backends, &c.lives).await;
+        let cuts = MESSAGES / CUT_EVERY - 1;
+        let d = check_deliveries(&lives, &streamed.ids);
+        let sizes: Vec<usize> = lives.iter().map(|l| l.handled.len()).collect();
+        eprintln!(
+            "resume through HAProxy: {cuts} cuts (one a HAProxy SIGKILL and restart); messages \
+             per backend {sizes:?}; {}",
+            summary(&d, &streamed),
+        );
+        // Exactly once within the one backend: the session resumed on every reconnect.
+        assert!(d.repeats.is_empty(), "taken twice: {:?}", &d.repeats);
+        assert_eq!(d.flagged_once, 0, "flagged although the session was kept");
+        assert_eq!((d.new, d.lost), (1, 0), "sessions new / lost");
+        assert!(
+            d.resumed as u64 >= cuts && streamed.reconnects >= cuts,
+            "{cuts} cuts, {} resumed sessions, {} reconnects",
+            d.resumed,
+            streamed.reconnects
+        );
+        assert!(
+            sizes.contains(&(MESSAGES as usize)),
+            "one backend took every message (balance source): {sizes:?}"
+        );
+        assert_eq!(streamed.redeliveries, 0);
     })
     .await;
 }

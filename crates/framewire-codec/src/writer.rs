@@ -98,6 +98,7 @@ impl FrameWriter {
     }
 
     /// Bytes queued and not yet written.
+    #[inline]
     pub fn len(&self) -> usize {
         self.parted() + self.buf.len()
     }
@@ -114,6 +115,7 @@ impl FrameWriter {
     }
 
     /// `true` if nothing is queued.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.parted() == 0 && self.buf.is_empty()
     }

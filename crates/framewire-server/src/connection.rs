@@ -95,14 +95,18 @@ mod ack;
 /// engine and its timers; the connection adds the server's timeouts, shutdown and stats:
 ///
 /// * The server's HELLO answers the client's before the handler runs (the connection task
-///   reads the client's HELLO and settles its [session](#sessions) first, within the idle
-///   timeout), so a client's handshake never waits for the handler's first call.
+///   reads the client's HELLO and settles its [session](#sessions) first), so a client's
+///   handshake never waits for the handler's first call. That read is bounded as the
+///   handler's reads are: by the idle timeout until the HELLO's first byte, then by the
+///   stall timeout (also while a [takeover](#sessions) waits); once it passed, the
+///   handler's first `recv` returns the timeout.
 /// * `recv` yields the payload of each DATA message, in order. A message is acknowledged when
 ///   the handler is *done* with it: when it calls `recv` (or `try_recv`) again, calls
 ///   [`wait_acked`](Connection::wait_acked), or returns. Merely returning it from `recv` is
 ///   not enough: a handler that panics or is aborted at the end of the shutdown grace
 ///   period has not acknowledged the message it was working on, and the peer gets it back
-///   as unacknowledged. ACKs are cumulative and coalesced, written as soon as the reader has
+///   as unacknowledged (with a [session](#sessions), the resumed connection hands it out
+///   again flagged as a redelivery: the handler may have acted on it before it failed). ACKs are cumulative and coalesced, written as soon as the reader has
 ///   nothing more buffered or half the window was taken.
 /// * Memory is bounded by the [`AckConfig`](framewire_codec::ack::AckConfig) whatever the
 ///   peer does: the peer's window grant is clamped to this side's caps, and a peer sending
@@ -132,11 +136,14 @@ mod ack;
 /// server keeps the session of a connection that dropped for the
 /// [linger](crate::ServerBuilder::session_linger) (60 s), within its caps on
 /// [sessions](crate::ServerBuilder::max_sessions) (10,000) and on their unacknowledged
-/// [bytes](crate::ServerBuilder::max_session_bytes) (64 MiB), the oldest evicted first.
+/// [bytes](crate::ServerBuilder::max_session_bytes) (64 MiB). Past a cap, sessions that hold
+/// nothing (a flood of HELLOs leaves only these) give way first, then those whose client
+/// never resumed, so a returning client's session survives a flood of lesser ones (see
+/// [eviction](framewire_codec::ack::SessionStore#eviction)).
 ///
 /// | situation | what the handlers see |
 /// |---|---|
-/// | same server process keeps the session (cuts, resets, GOAWAY, idle close) | every message **exactly once**, in order, across connections, never flagged; both directions |
+/// | same server process keeps the session (cuts, resets, GOAWAY, idle close) | every message **exactly once**, in order, across connections, never flagged; both directions. The one exception: the message a handler panicked on, or was aborted with, is handled again by the resumed connection, flagged as a redelivery (same id) |
 /// | session lost (server restarted, linger expired, evicted, another server) | **at least once**: the client resends what it saw no ack for, flagged as redeliveries, each with the same id as before (logged at INFO as a resume of a session this server no longer has) |
 /// | a client without sessions (bare `AckFramed`) | at least once per connection, ids restart per connection |
 ///
@@ -177,11 +184,16 @@ mod ack;
 ///
 /// **Takeover.** A client that reconnects before the server noticed its old connection was
 /// gone resumes a session still attached to that live connection. The new connection does not
-/// get a copy: the old connection is told to end (its handler's next `recv` or `send` fails
-/// with [`AckError::SessionTakenOver`](framewire_codec::ack::AckError::SessionTakenOver)),
-/// and the new one resumes the session once the old handler returned, so no message is
-/// handed to two handlers and none is lost. The new connection's HELLO waits for that (within
-/// the idle timeout); a client whose handshake times out meanwhile tries again.
+/// get a copy: the old connection is told to end. Its handler's next `recv` returns `Ok(None)`
+/// (the end of the stream) and its next `send` fails with [`ServerError::Closed`], as when
+/// the peer is gone, even with messages buffered or room in the window (the driver's error is
+/// [`AckError::SessionTakenOver`](framewire_codec::ack::AckError::SessionTakenOver)). A
+/// takeover is a reconnect, normal operation: it is logged at DEBUG and not counted as an
+/// error. The new connection resumes the session once the old handler returned (or the old
+/// connection dropped), so no message is handed to two handlers and none is lost. The new
+/// connection's HELLO waits for that, within the stall timeout (its handshake is in
+/// progress); a handler that neither receives nor sends for that long keeps its session,
+/// and the new connection is closed (the client tries again).
 ///
 /// # Shutdown
 ///
@@ -1274,7 +1286,9 @@ impl<S> Connection<S> {
 
     fn between_frames(&self) -> bool {
         match &self.ack {
-            Some(a) => a.driver.is_between_frames(),
+            // A HELLO whose session is not answered yet (a takeover wait) is a handshake in
+            // progress: bounded by the stall timeout, as a frame is.
+            Some(a) => a.driver.is_between_frames() && a.driver.state().session_request().is_none(),
             None => self.rbuf.is_empty() && self.codec.is_between_frames(),
         }
     }
@@ -1305,25 +1319,8 @@ impl<S> Connection<S> {
         cx: &mut Context<'_>,
         for_recv: bool,
     ) -> Poll<Result<T, ServerError>> {
-        let config = &self.server.shared.config;
-        let now = Instant::now();
-        let (since, after, err) = if self.between_frames() {
-            self.frame_since = None;
-            let Some(t) = config.idle_timeout.filter(|_| for_recv) else {
-                return Poll::Pending;
-            };
-            let since = *self.idle_since.get_or_insert(now);
-            (since, t, ServerError::IdleTimeout { idle_ms: millis(t) })
-        } else {
-            let Some(t) = config.stall_timeout else {
-                return Poll::Pending;
-            };
-            let since = *self.frame_since.get_or_insert(now);
-            let err = ServerError::StallTimeout {
-                stall_ms: millis(t),
-                buffered: self.buffered_in(),
-            };
-            (since, self.stall_left.unwrap_or(t), err)
+        let Some((since, after, err)) = self.read_deadline(for_recv) else {
+            return Poll::Pending;
         };
         ready!(poll_deadline(&mut self.read_timer, since, after, cx));
         if matches!(err, ServerError::IdleTimeout { .. }) {
@@ -1332,6 +1329,37 @@ impl<S> Connection<S> {
             self.ack_go_away(GoAwayReason::Idle, cx);
         }
         Poll::Ready(Err(self.read_failed(err)))
+    }
+
+    /// The idle or stall deadline of a read that found nothing (its clock starts now if it
+    /// is not running): since when, for how long, and the error once it passed. `None`: no
+    /// deadline applies.
+    fn read_deadline(&mut self, for_recv: bool) -> Option<(Instant, Duration, ServerError)> {
+        let config = &self.server.shared.config;
+        let now = Instant::now();
+        if self.between_frames() {
+            self.frame_since = None;
+            let t = config.idle_timeout.filter(|_| for_recv)?;
+            let since = *self.idle_since.get_or_insert(now);
+            Some((since, t, ServerError::IdleTimeout { idle_ms: millis(t) }))
+        } else {
+            let t = config.stall_timeout?;
+            let since = *self.frame_since.get_or_insert(now);
+            let err = ServerError::StallTimeout {
+                stall_ms: millis(t),
+                buffered: self.buffered_in(),
+            };
+            Some((since, self.stall_left.unwrap_or(t), err))
+        }
+    }
+
+    /// Ack mode, while the handshake is read before the handler runs: ready once the read
+    /// deadline passed (the handler's first `recv` then reports it at once).
+    fn poll_accept_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.read_deadline(true) {
+            Some((since, after, _)) => poll_deadline(&mut self.read_timer, since, after, cx),
+            None => Poll::Pending,
+        }
     }
 
     /// Bytes arrived: with a minimum receive rate, the wait inside a frame that just ended is
@@ -1540,12 +1568,19 @@ impl<S> Drop for Connection<S> {
             .shared
             .aborting
             .load(std::sync::atomic::Ordering::SeqCst);
-        if self.ack.is_some() && !std::thread::panicking() && !aborted && !self.write_closed {
+        let unfinished = std::thread::panicking() || aborted;
+        if self.ack.is_some() && !unfinished && !self.write_closed {
             self.ack_release_now();
         }
         // Ack mode: the client may reconnect and resume its session (kept for the linger).
+        // The message a panicking or aborted handler held is not delivered: the client
+        // resends it, and it comes back flagged as a redelivery.
         if let Some(a) = self.ack.as_deref_mut() {
-            a.driver.detach_session();
+            if unfinished {
+                a.driver.detach_session_unfinished();
+            } else {
+                a.driver.detach_session();
+            }
         }
         self.publish_frames_out();
     }

@@ -452,7 +452,7 @@ impl AckState {
             session: self.local.session,
             seq,
             payload,
-            redelivered: redelivery,
+            redelivered: redelivery || self.seen_unfinished(seq),
         }))
     }
 

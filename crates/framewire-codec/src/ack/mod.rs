@@ -269,7 +269,7 @@
 //! | situation | delivery to the application | redelivery flag | message id |
 //! |---|---|---|---|
 //! | no session | at least once per connection; the client resends unacknowledged messages | "may be a repeat" | seq restarts per connection |
-//! | same process keeps the session (cuts, RST, FIN, GOAWAY, a reconnect that takes the session over from a connection the server still thinks is alive) | **exactly once**, in order, both directions | never set | session id + seq |
+//! | same process keeps the session (cuts, RST, FIN, GOAWAY, a reconnect that takes the session over from a connection the server still thinks is alive) | **exactly once**, in order, both directions; except a message the accepting application was handed and did not finish ([`AckDriver::detach_session_unfinished`]: it panicked): delivered again | never set, except on that message | session id + seq |
 //! | session lost (server restarted, linger expired, another server) | **at least once**: messages sent and not acknowledged are resent | set only on messages transmitted on an earlier connection and not acknowledged | the same on every delivery |
 //!
 //! The accepting side's drivers share one [`SessionHub`] (a server's sessions: the

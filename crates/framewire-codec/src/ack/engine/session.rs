@@ -143,6 +143,12 @@ pub(super) struct SessionBook {
     /// The connecting side heard the peer's HELLO on some connection of the session: the
     /// next HELLO resumes it (before that, it opens it again).
     opened: bool,
+    /// The accepting side released its HELLO on this connection: until then nothing else
+    /// may be transmitted.
+    answered: bool,
+    /// The application was handed the peer's messages through this seq and did not finish
+    /// them (it panicked): when they come again they are flagged as redeliveries.
+    unfinished: u64,
     status: SessionStatus,
     duplicates_dropped: u64,
 }
@@ -157,6 +163,8 @@ impl SessionBook {
             resume_point: 0,
             baseline_open: false,
             opened: false,
+            answered: false,
+            unfinished: 0,
             status: SessionStatus::None,
             duplicates_dropped: 0,
         }
@@ -278,6 +286,16 @@ impl AckState {
             SessionStatus::Lost
         };
         stored.release_hello();
+        // `stored` went through `reconnect`, which clears what belongs to a connection: the
+        // live one's timers (the driver armed them on this state, once), the keepalive and
+        // a PING or GOAWAY queued while the request waited carry over.
+        stored.heard = self.heard;
+        stored.last_heard = self.last_heard;
+        stored.ping_outstanding = self.ping_outstanding;
+        stored.ping_token = self.ping_token;
+        stored.ping_pending = self.ping_pending;
+        stored.pong_pending = self.pong_pending;
+        stored.goaway_pending = self.goaway_pending;
         *self = stored;
         Ok(())
     }
@@ -308,6 +326,7 @@ impl AckState {
         self.transmitted = self.acked;
         self.session.resume_point = d;
         self.session.request = None;
+        self.session.answered = false;
         self.peer = None;
         self.send_window = 0;
         self.send_window_bytes = 0;
@@ -330,6 +349,21 @@ impl AckState {
         };
         // The accepting side's HELLO waits for the peer's; the connecting side speaks first.
         self.hello_pending = !self.session.accepting;
+    }
+
+    /// The application was handed the peer's messages through `seq` but did not finish them
+    /// (it panicked, or was aborted): call before [`reconnect`](Self::reconnect), which then
+    /// gets the point the application did finish. The peer resends those messages, and they
+    /// are delivered flagged as redeliveries, since the application may have acted on them
+    /// before it failed.
+    pub fn handed_out_unfinished(&mut self, seq: u64) {
+        self.session.unfinished = self.session.unfinished.max(seq.min(self.received));
+    }
+
+    /// `true` if the peer's message `seq` was handed to the application before without being
+    /// finished ([`handed_out_unfinished`](Self::handed_out_unfinished)).
+    pub(super) fn seen_unfinished(&self, seq: u64) -> bool {
+        seq <= self.session.unfinished
     }
 
     /// Hook from `handle_hello`, after the peer's HELLO was validated and stored.
@@ -427,7 +461,15 @@ impl AckState {
             }
             self.local.delivered = if self.local.resume { self.received } else { 0 };
             self.hello_pending = true;
+            self.session.answered = true;
         }
+    }
+
+    /// The accepting side has not released its HELLO on this connection yet (the peer's has
+    /// not arrived, or its session request is unanswered): the HELLO must be the first frame
+    /// out, so a GOAWAY, PING or PONG queued meanwhile waits for it.
+    pub(super) fn hello_held(&self) -> bool {
+        self.session.accepting && !self.session.answered
     }
 
     /// Payload bytes this state holds for its session while no connection carries it:
