@@ -22,7 +22,8 @@
 //! resent. While the server keeps the session, no message reaches either application twice
 //! and none is lost. A server that no longer has it (restarted, linger expired, another
 //! server) gets the messages it may have missed again, flagged as redeliveries, each with the
-//! same [`MessageId`] as before (at least once, with stable ids). If the policy gives up,
+//! same [`MessageId`] as before (at least once, with stable ids); the client logs it at WARN
+//! and counts it in [`AckClient::sessions_lost`]. If the policy gives up,
 //! every waiting call fails with [`ClientError::GaveUp`], which carries exactly the messages
 //! that were accepted and never acknowledged, in order.
 //!
@@ -292,6 +293,8 @@ struct Shared {
     received: AtomicU64,
     reconnects: AtomicU64,
     redeliveries: AtomicU64,
+    /// Reconnects on which the server no longer had the session (see `sessions_lost`).
+    sessions_lost: AtomicU64,
     /// The window the current peer granted, clamped to this client's caps, in messages and
     /// in bytes.
     window: AtomicU64,
@@ -342,6 +345,7 @@ impl Default for Shared {
             received: AtomicU64::default(),
             reconnects: AtomicU64::default(),
             redeliveries: AtomicU64::default(),
+            sessions_lost: AtomicU64::default(),
             window: AtomicU64::default(),
             window_bytes: AtomicU64::default(),
             carry: Mutex::default(),
@@ -705,6 +709,7 @@ impl Driver {
     fn resumed(&mut self, conn: &Conn) {
         let state = conn.state();
         if state.session_status() == SessionStatus::Lost {
+            self.shared.sessions_lost.fetch_add(1, Ordering::Relaxed);
             let flagged = state.unacked().filter(|m| m.redelivery).count();
             self.shared
                 .redeliveries
@@ -1589,6 +1594,14 @@ impl AckClient {
         self.tx.redeliveries()
     }
 
+    /// How many reconnects found the session gone on the server (restarted, linger expired,
+    /// evicted, or another server behind a balancer): from each of those on, the messages
+    /// in flight were resent flagged and delivery for them is at-least-once with stable ids
+    /// (see the module docs). 0 while every reconnect resumed the session exactly.
+    pub fn sessions_lost(&self) -> u64 {
+        self.tx.sessions_lost()
+    }
+
     /// Splits into a sending half (cloneable) and a receiving half.
     pub fn split(self) -> (AckSender, AckReceiver) {
         (self.tx, self.rx)
@@ -1835,6 +1848,12 @@ impl AckSender {
     /// How many messages were resent as redeliveries.
     pub fn redeliveries(&self) -> u64 {
         self.shared.redeliveries.load(Ordering::Relaxed)
+    }
+
+    /// How many reconnects found the session gone on the server; see
+    /// [`AckClient::sessions_lost`].
+    pub fn sessions_lost(&self) -> u64 {
+        self.shared.sessions_lost.load(Ordering::Relaxed)
     }
 
     async fn request(
