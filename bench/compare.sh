@@ -16,8 +16,9 @@
 #     in ack mode (`framewire-ack`, client and server with the same --window) for each window
 #     in ACK_WINDOWS, against framewire plain mode at both ends in the same run (the stream cell
 #     above, or its own run if IMPLS or SIZES leave it out). ACK_WINDOWS="" skips the section.
-#     Every stream batch is acknowledged before the next one starts and batches shrink to fit
-#     the time left, so even window 1 (stop-and-wait) ends with DURATION.
+#     The window holds the sender back (a batch does not wait for its acks, as plain mode's
+#     does not wait for the server), the run ends once every frame is acknowledged, and
+#     batches shrink to fit the time left, so even window 1 (stop-and-wait) ends with DURATION.
 # Besides frames/s, every cell records the CPU seconds client and server used (/proc/PID/stat), so
 # report.py also gives frames per CPU-second, a figure that other load on the machine disturbs less.
 # Writes $OUT.csv (one loadgen CSV row per cell), $OUT.txt (machine, command, table of ratios)

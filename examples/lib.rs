@@ -7,8 +7,24 @@ pub mod loadgen;
 use framewire_server::{Connection, ServerError};
 
 /// Byte-for-byte echo on a framewire server connection; a burst of pipelined frames is
-/// answered with one write (as `examples/echo_server.rs --mirror` does).
+/// answered with one write (as `examples/echo_server.rs --mirror` does). The frames are
+/// forwarded as runs, as they arrived ([`Connection::recv_run`]): one split of the read
+/// buffer and one copy per burst, not per frame. In ack mode each message is one run.
 pub async fn mirror<S>(conn: &mut Connection<S>) -> Result<(), ServerError> {
+    while let Some(run) = conn.recv_run().await? {
+        conn.feed_run(run).await?;
+        while let Some(more) = conn.try_recv_run()? {
+            conn.feed_run(more).await?;
+        }
+        conn.flush().await?;
+    }
+    Ok(())
+}
+
+/// [`mirror`] frame by frame ([`Connection::recv`] and [`Connection::feed_bytes`]), the
+/// shape of a handler that looks at each message; `loadgen serve --impl framewire-each`
+/// measures it next to `mirror`.
+pub async fn mirror_each<S>(conn: &mut Connection<S>) -> Result<(), ServerError> {
     while let Some(frame) = conn.recv().await? {
         conn.feed_bytes(frame).await?;
         while let Some(more) = conn.try_recv()? {

@@ -67,14 +67,14 @@ USAGE:
   loadgen zeros    --addr HOST:PORT [--conns N] [--duration T]
   loadgen setup    --addr HOST:PORT [--conns N] [--size N] [--duration T] [--sources K]
                    [--proxy-v2]
-  loadgen serve    --impl tokio-util|raw|codec|framewire|framewire-ack --mode echo|sink
+  loadgen serve    --impl tokio-util|raw|codec|framewire|framewire-each|framewire-ack --mode echo|sink
                    [--addr HOST:PORT] [--threads N] [--window N]
 
 CLIENT (--client):  codec (Framed + FrameCodec), tokio-util (Framed + LengthDelimitedCodec, the
                     baseline), raw (pre-built bytes, replies counted by length: the physical
                     limit), framewire (framewire_client::Client), framewire-ack
                     (framewire_client::AckClient, ack mode, for `serve --impl framewire-ack`:
-                    each batch of frames sent counts once every frame of it is acknowledged)
+                    the window holds sends back; a run ends once every frame is acknowledged)
 ACK MODE:  --window N     framewire-ack only (default 64, 1..=65536; 1 is stop-and-wait). For the
                           client: the window it grants the server (replies in flight); how many
                           of its own frames may be unacknowledged is the window the server grants,
@@ -145,8 +145,12 @@ pub enum ServerKind {
     Raw,
     /// tokio-util `Framed` + framewire's `FrameCodec`.
     Codec,
-    /// The framewire server (`framewire_server::Server`) with a mirror handler.
+    /// The framewire server (`framewire_server::Server`) with a mirror handler forwarding
+    /// runs of frames (`framewire_examples::mirror`).
     Framewire,
+    /// The same server with a mirror handler taking and forwarding frame by frame
+    /// (`framewire_examples::mirror_each`).
+    FramewireEach,
     /// The framewire server in ack mode (`ServerBuilder::ack_mode`), same handlers.
     FramewireAck,
 }
@@ -159,6 +163,7 @@ impl ServerKind {
             ServerKind::Raw => "raw",
             ServerKind::Codec => "codec",
             ServerKind::Framewire => "framewire",
+            ServerKind::FramewireEach => "framewire-each",
             ServerKind::FramewireAck => "framewire-ack",
         }
     }
@@ -169,10 +174,11 @@ impl ServerKind {
             "raw" => Ok(ServerKind::Raw),
             "codec" => Ok(ServerKind::Codec),
             "framewire" => Ok(ServerKind::Framewire),
+            "framewire-each" => Ok(ServerKind::FramewireEach),
             "framewire-ack" => Ok(ServerKind::FramewireAck),
             other => Err(LoadgenError::args(format!(
-                "unknown --impl {other:?}; expected tokio-util, raw, codec, framewire or \
-                 framewire-ack"
+                "unknown --impl {other:?}; expected tokio-util, raw, codec, framewire, \
+                 framewire-each or framewire-ack"
             ))),
         }
     }
@@ -629,7 +635,9 @@ fn parse_serve(mut it: impl Iterator<Item = String>) -> Result<Command, LoadgenE
         }
     }
     let kind = kind.ok_or_else(|| {
-        LoadgenError::args("serve needs --impl tokio-util|raw|codec|framewire|framewire-ack")
+        LoadgenError::args(
+            "serve needs --impl tokio-util|raw|codec|framewire|framewire-each|framewire-ack",
+        )
     })?;
     if window.is_some() && kind != ServerKind::FramewireAck {
         return Err(LoadgenError::args(format!(

@@ -424,10 +424,14 @@ impl ClientImpl for FramewireClient {
 /// connection fails the run instead of being hidden by a resend.
 ///
 /// * [`FrameTx::send`]`(n)` hands `n` messages to the client (each returns once it fits in the
-///   window the server granted), drops their receipts at once, then `flush`es: the call ends
-///   when all `n` are acknowledged. So a `stream` batch completes when acknowledged, and
-///   memory is bounded by the window, not by the batch.
-/// * [`FrameTx::finish`] flushes, then closes the connection. After `AckSender::close` the
+///   window the server granted) and drops their receipts at once. It does not wait for their
+///   acknowledgements: the window is the backpressure, so memory is bounded by the window,
+///   not by the batch, and the pipe does not drain between two batches (plain mode's `send`
+///   does not wait for the server either). A `stream` run still counts only acknowledged
+///   frames: it ends once [`FrameTx::finish`] saw every frame acknowledged and the server
+///   closed.
+/// * [`FrameTx::finish`] flushes (waits until every frame sent is acknowledged), then closes
+///   the connection. After `AckSender::close` the
 ///   receiving half still gets the peer's messages but can no longer acknowledge them (ACKs
 ///   travel in the direction just closed), so an echo server would stall once its window of
 ///   unacknowledged replies is full; against an echo server ([`ConnOpts::echo`]) `finish`
@@ -477,11 +481,12 @@ impl FrameTx for FramewireAckTx {
             .as_ref()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "sending half closed"))?;
         for _ in 0..count {
-            // The receipt is not needed: `flush` below waits for every acknowledgement.
+            // The receipt is not needed: `finish` waits for every acknowledgement, and the
+            // window holds back `send` meanwhile.
             drop(tx.send(self.payload.clone()).await.map_err(to_io)?);
             self.sent += 1;
         }
-        tx.flush().await.map_err(to_io)
+        Ok(())
     }
 
     async fn finish(&mut self) -> io::Result<()> {

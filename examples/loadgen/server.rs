@@ -43,8 +43,11 @@ pub async fn serve_with_window(
     window: u32,
 ) -> io::Result<()> {
     match kind {
-        ServerKind::Framewire => return framewire_serve(listener, mode, None).await,
-        ServerKind::FramewireAck => return framewire_serve(listener, mode, Some(window)).await,
+        ServerKind::Framewire => return framewire_serve(listener, mode, None, false).await,
+        ServerKind::FramewireEach => return framewire_serve(listener, mode, None, true).await,
+        ServerKind::FramewireAck => {
+            return framewire_serve(listener, mode, Some(window), false).await
+        }
         ServerKind::TokioUtil | ServerKind::Raw | ServerKind::Codec => {}
     }
     loop {
@@ -86,10 +89,12 @@ pub async fn handle(stream: TcpStream, kind: ServerKind, mode: ServerMode) -> io
         }
         // The framewire server runs its own accept loop, so it serves a listener (see `serve`),
         // never a single stream.
-        (ServerKind::Framewire | ServerKind::FramewireAck, _) => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the framewire server serves a listener, not a single stream",
-        )),
+        (ServerKind::Framewire | ServerKind::FramewireEach | ServerKind::FramewireAck, _) => {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the framewire server serves a listener, not a single stream",
+            ))
+        }
     }
 }
 
@@ -167,11 +172,16 @@ async fn framewire_serve(
     listener: TcpListener,
     mode: ServerMode,
     ack: Option<u32>,
+    frame_by_frame: bool,
 ) -> io::Result<()> {
     use framewire_server::{Connection, Server, ServerError};
 
     async fn mirror(mut conn: Connection) -> Result<(), ServerError> {
         crate::mirror(&mut conn).await
+    }
+
+    async fn mirror_each(mut conn: Connection) -> Result<(), ServerError> {
+        crate::mirror_each(&mut conn).await
     }
 
     async fn sink(mut conn: Connection) -> Result<(), ServerError> {
@@ -190,6 +200,7 @@ async fn framewire_serve(
     }
     let server = builder.listener(listener).map_err(to_io)?;
     match mode {
+        ServerMode::Echo if frame_by_frame => server.serve(mirror_each).await,
         ServerMode::Echo => server.serve(mirror).await,
         ServerMode::Sink => server.serve(sink).await,
     };

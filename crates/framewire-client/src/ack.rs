@@ -22,7 +22,8 @@
 //! resent. While the server keeps the session, no message reaches either application twice
 //! and none is lost. A server that no longer has it (restarted, linger expired, another
 //! server) gets the messages it may have missed again, flagged as redeliveries, each with the
-//! same [`MessageId`] as before (at least once, with stable ids). If the policy gives up,
+//! same [`MessageId`] as before (at least once, with stable ids); the client logs it at WARN
+//! and counts it in [`AckClient::sessions_lost`]. If the policy gives up,
 //! every waiting call fails with [`ClientError::GaveUp`], which carries exactly the messages
 //! that were accepted and never acknowledged, in order.
 //!
@@ -292,6 +293,8 @@ struct Shared {
     received: AtomicU64,
     reconnects: AtomicU64,
     redeliveries: AtomicU64,
+    /// Reconnects on which the server no longer had the session (see `sessions_lost`).
+    sessions_lost: AtomicU64,
     /// The window the current peer granted, clamped to this client's caps, in messages and
     /// in bytes.
     window: AtomicU64,
@@ -342,6 +345,7 @@ impl Default for Shared {
             received: AtomicU64::default(),
             reconnects: AtomicU64::default(),
             redeliveries: AtomicU64::default(),
+            sessions_lost: AtomicU64::default(),
             window: AtomicU64::default(),
             window_bytes: AtomicU64::default(),
             carry: Mutex::default(),
@@ -490,13 +494,16 @@ enum Cmd {
     Close(oneshot::Sender<Result<(), ClientError>>),
 }
 
-/// One accepted, not yet acknowledged message.
+/// One accepted, not yet acknowledged message. Its payload is not kept here: the
+/// connection's engine holds it until it is acknowledged (and, between connections without
+/// sessions, `Driver::stash`).
 struct Tracked {
     id: u64,
     /// Its seq on the current connection (`u64::MAX` while not yet resent on it; 0 for a
     /// message refused as too long, which is settled as soon as it is at the front).
     seq: u64,
-    payload: Bytes,
+    /// Its payload's length (for the byte window).
+    len: usize,
     /// Refused by the peer of the time as too long: never sent, never resent.
     refused: bool,
 }
@@ -554,6 +561,10 @@ struct Driver {
     batch: VecDeque<SendCmd>,
     pending: Option<SendCmd>,
     tracked: VecDeque<Tracked>,
+    /// Without sessions, after a connection ended: the payloads of the tracked messages
+    /// (refused ones aside) that no connection's engine holds, in order, waiting for the
+    /// resend. They follow those still in the current connection's engine.
+    stash: VecDeque<Bytes>,
     flushes: Vec<(u64, oneshot::Sender<Result<(), ClientError>>)>,
     /// `close` calls waiting (clones of the sender may each call it).
     closing: Vec<oneshot::Sender<Result<(), ClientError>>>,
@@ -618,7 +629,10 @@ impl Driver {
                 Outcome::Violation(error) => {
                     tracing::warn!(%error, "ack-mode protocol violation by the peer");
                     self.freeze_queue();
-                    let unacked = self.unacked_payloads();
+                    if let Some(conn) = &conn {
+                        self.settle(conn);
+                    }
+                    let unacked = self.unacked_payloads(conn.as_ref());
                     self.stop(Stop::Protocol {
                         error: Arc::new(error),
                         unacked,
@@ -677,9 +691,12 @@ impl Driver {
     }
 
     /// The connection is gone: with sessions, keeps its state for the next one (what the
-    /// application got, or will get from the carry, counts as delivered).
-    fn park(&mut self, conn: Conn) {
+    /// application got, or will get from the carry, counts as delivered); without, keeps the
+    /// payloads of its unacknowledged messages for the resend.
+    fn park(&mut self, mut conn: Conn) {
+        self.settle(&conn);
         if !self.sessions {
+            self.stash_unacked(&mut conn);
             return;
         }
         let (.., mut state, dropped) = conn.into_parts();
@@ -692,6 +709,7 @@ impl Driver {
     fn resumed(&mut self, conn: &Conn) {
         let state = conn.state();
         if state.session_status() == SessionStatus::Lost {
+            self.shared.sessions_lost.fetch_add(1, Ordering::Relaxed);
             let flagged = state.unacked().filter(|m| m.redelivery).count();
             self.shared
                 .redeliveries
@@ -717,14 +735,25 @@ impl Driver {
         }
     }
 
-    /// Every message accepted by `send` and not acknowledged, oldest first: in flight,
-    /// waiting for room, and still queued.
-    fn unacked_payloads(&self) -> Vec<Bytes> {
+    /// Without sessions, a connection ends: the payloads its engine holds go in front of the
+    /// stash (they are older than what still waits there for the resend). Call after
+    /// [`settle`](Self::settle), so that they match the tracked messages left.
+    fn stash_unacked(&mut self, conn: &mut Conn) {
+        let mut older: VecDeque<Bytes> = conn.take_unacked().into();
+        older.append(&mut self.stash);
+        self.stash = older;
+    }
+
+    /// Every message accepted by `send` and not acknowledged, oldest first: in flight (in
+    /// `conn`'s engine, or the session's state while disconnected), waiting for a resend,
+    /// waiting for room, and still queued. Call after [`settle`](Self::settle).
+    fn unacked_payloads(&self, conn: Option<&Conn>) -> Vec<Bytes> {
         let outq = self.shared.outq();
-        self.tracked
-            .iter()
-            .filter(|t| !t.refused)
-            .map(|t| t.payload.clone())
+        let engine = conn.map(|c| c.state()).or(self.state.as_ref());
+        engine
+            .into_iter()
+            .flat_map(|state| state.unacked().map(|m| m.payload.clone()))
+            .chain(self.stash.iter().cloned())
             .chain(self.pending.iter().map(|p| p.payload.clone()))
             .chain(self.batch.iter().map(|p| p.payload.clone()))
             .chain(outq.queue.iter().map(|p| p.payload.clone()))
@@ -743,7 +772,7 @@ impl Driver {
                     attempts: backoff.attempts(),
                     elapsed_ms: started.elapsed().as_millis(),
                     last_error,
-                    unacked: self.unacked_payloads(),
+                    unacked: self.unacked_payloads(None),
                 });
             };
             tokio::time::sleep(delay).await;
@@ -758,7 +787,7 @@ impl Driver {
                                 attempts: backoff.attempts(),
                                 elapsed_ms: started.elapsed().as_millis(),
                                 last_error: e.to_string(),
-                                unacked: self.unacked_payloads(),
+                                unacked: self.unacked_payloads(None),
                             })?
                             .1,
                     ),
@@ -794,12 +823,16 @@ impl Driver {
                         backoff = self.settings.policy.backoff();
                         started = Instant::now();
                     }
+                    self.stash_unacked(&mut conn);
                     last_error = e.to_string();
                 }
             }
         }
     }
 
+    /// Without sessions: sends every tracked message again, flagged, from the stash. On an
+    /// error the payloads not yet handed to `conn` stay in the stash (the caller moves those
+    /// `conn` holds back in front of them).
     async fn resend(&mut self, conn: &mut Conn) -> Result<(), AckError> {
         for t in self.tracked.iter_mut() {
             t.seq = u64::MAX;
@@ -809,8 +842,19 @@ impl Driver {
                 self.tracked[i].seq = 0;
                 continue;
             }
-            let payload = self.tracked[i].payload.clone();
-            let seq = conn.send(payload, true).await?;
+            poll_fn(|cx| conn.poll_ready(cx)).await?;
+            let Some(payload) = self.stash.pop_front() else {
+                // Cannot happen: the stash holds one payload per tracked message not refused.
+                break;
+            };
+            let seq = match conn.try_start_send(payload, true) {
+                Ok(seq) => seq,
+                Err((e, payload)) => {
+                    self.stash.push_front(payload);
+                    return Err(e);
+                }
+            };
+            poll_fn(|cx| conn.poll_write(cx)).await?;
             self.tracked[i].seq = seq;
             self.shared.redeliveries.fetch_add(1, Ordering::Relaxed);
             if i % RESEND_READ_EVERY == RESEND_READ_EVERY - 1 {
@@ -832,7 +876,7 @@ impl Driver {
         while self.tracked.front().is_some_and(|t| t.seq <= through) {
             if let Some(t) = self.tracked.pop_front() {
                 settled += 1;
-                settled_bytes += t.payload.len() as u64;
+                settled_bytes += t.len as u64;
                 last = Some(t.id);
             }
         }
@@ -977,6 +1021,9 @@ impl Driver {
                     Poll::Pending => break,
                 }
             }
+            // Once `poll_ready` said yes, only the window can change while messages are
+            // handed over (nothing is written meanwhile): one poll per round, not per message.
+            let mut ready = false;
             loop {
                 if self.pending.is_none() {
                     if self.batch.is_empty() {
@@ -985,16 +1032,24 @@ impl Driver {
                     self.pending = self.batch.pop_front();
                 }
                 let Some(s) = self.pending.take() else { break };
-                match conn.poll_ready(io_cx) {
+                let polled = if ready && conn.state().has_room() {
+                    Poll::Ready(Ok(()))
+                } else {
+                    conn.poll_ready(io_cx)
+                };
+                ready = polled.is_ready();
+                match polled {
                     Poll::Ready(Ok(())) => {
-                        match conn.start_send(s.payload.clone(), false) {
+                        let (id, len) = (s.id, s.payload.len());
+                        // The engine keeps the payload until it is acknowledged: no copy here.
+                        match conn.try_start_send(s.payload, false) {
                             Ok(seq) => self.tracked.push_back(Tracked {
-                                id: s.id,
+                                id,
                                 seq,
-                                payload: s.payload,
+                                len,
                                 refused: false,
                             }),
-                            Err(e @ AckError::PayloadTooLong { .. }) => {
+                            Err((e @ AckError::PayloadTooLong { .. }, _)) => {
                                 // Checked by `send` against the peer of the time; a peer
                                 // reached after a reconnect may accept less.
                                 if let AckError::PayloadTooLong { len, max } = e {
@@ -1002,18 +1057,18 @@ impl Driver {
                                         .refused
                                         .lock()
                                         .unwrap_or_else(PoisonError::into_inner)
-                                        .push((s.id, len, max));
+                                        .push((id, len, max));
                                 }
                                 // Settled (as refused) once it reaches the front.
                                 self.tracked.push_back(Tracked {
-                                    id: s.id,
+                                    id,
                                     seq: 0,
-                                    payload: s.payload,
+                                    len,
                                     refused: true,
                                 });
                             }
-                            Err(e) => {
-                                self.pending = Some(s);
+                            Err((e, payload)) => {
+                                self.pending = Some(SendCmd { id, payload });
                                 return Poll::Ready(classify(e));
                             }
                         }
@@ -1176,6 +1231,7 @@ impl Driver {
         self.freeze_queue();
         // Receipts of everything not settled now fail (they see `end` below).
         self.tracked.clear();
+        self.stash.clear();
         self.pending = None;
         self.batch.clear();
         self.shared.outq().queue.clear();
@@ -1446,6 +1502,7 @@ impl AckClient {
             backlog: VecDeque::new(),
             pending: None,
             tracked: VecDeque::new(),
+            stash: VecDeque::new(),
             batch: VecDeque::new(),
             flushes: Vec::new(),
             closing: Vec::new(),
@@ -1537,6 +1594,14 @@ impl AckClient {
         self.tx.redeliveries()
     }
 
+    /// How many reconnects found the session gone on the server (restarted, linger expired,
+    /// evicted, or another server behind a balancer): from each of those on, the messages
+    /// in flight were resent flagged and delivery for them is at-least-once with stable ids
+    /// (see the module docs). 0 while every reconnect resumed the session exactly.
+    pub fn sessions_lost(&self) -> u64 {
+        self.tx.sessions_lost()
+    }
+
     /// Splits into a sending half (cloneable) and a receiving half.
     pub fn split(self) -> (AckSender, AckReceiver) {
         (self.tx, self.rx)
@@ -1605,14 +1670,20 @@ impl AckSender {
                 max,
             }));
         }
+        // Most sends find room: try before registering with `room` (registering and
+        // unregistering a waiter takes the Notify's lock twice). The wait is a boxed future
+        // of its own, so this one stays small (it is moved on every call).
+        match self.try_accept(payload) {
+            Ok(accepted) => accepted,
+            Err(payload) => Box::pin(self.wait_for_room(payload)).await,
+        }
+    }
+
+    /// The rest of [`send`](Self::send) when the window was full: waits for room (or for
+    /// the deadlock check to fire), then queues `payload`.
+    async fn wait_for_room(&self, payload: Bytes) -> Result<Receipt, ClientError> {
         let mut payload = payload;
         loop {
-            // Most sends find room: try before registering with `room` (registering and
-            // unregistering a waiter takes the Notify's lock twice).
-            payload = match self.try_accept(payload) {
-                Ok(accepted) => return accepted,
-                Err(payload) => payload,
-            };
             let notified = self.shared.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -1777,6 +1848,12 @@ impl AckSender {
     /// How many messages were resent as redeliveries.
     pub fn redeliveries(&self) -> u64 {
         self.shared.redeliveries.load(Ordering::Relaxed)
+    }
+
+    /// How many reconnects found the session gone on the server; see
+    /// [`AckClient::sessions_lost`].
+    pub fn sessions_lost(&self) -> u64 {
+        self.shared.sessions_lost.load(Ordering::Relaxed)
     }
 
     async fn request(

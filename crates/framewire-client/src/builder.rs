@@ -215,6 +215,9 @@ impl ClientBuilder {
     /// each further one at twice as much, up to this limit. Payloads of at least
     /// [`VECTORED_WRITE_MIN`](crate::VECTORED_WRITE_MIN) bytes are written from the caller's
     /// memory as far as the socket takes them at once; only the rest is copied.
+    ///
+    /// Ack mode: the write buffer's high-water mark. Frames are encoded into it until it
+    /// holds this much; it is then written out before more is accepted.
     pub fn write_buffer_limit(&mut self, limit: usize) -> &mut Self {
         self.write_buffer_limit = limit.max(1);
         self
@@ -319,6 +322,9 @@ impl ClientBuilder {
     fn ack_settings(&self, endpoints: Endpoints) -> AckSettings {
         let mut ack = AckFramedBuilder::new();
         ack.config(self.ack);
+        // As the server's ack mode does: frames are encoded until this much is buffered, then
+        // written (a stream of small messages costs one write per 64 KiB, not per 16 KiB).
+        ack.write_high_water(self.write_buffer_limit);
         AckSettings {
             endpoints,
             connect_timeout: self.connect_timeout,

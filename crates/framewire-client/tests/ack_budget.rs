@@ -96,9 +96,10 @@ fn run_attack(frame_len: usize) {
         let grown = peak - base;
         let frame = frame_len as i64;
         // The cap plus one frame kept unacknowledged, the write buffer the frames are encoded
-        // into (at most the 16 KiB high-water mark plus one frame), the payload being handed
-        // to `send` when it blocked, and the hostile server's 64 KiB read buffer: 1 cap + 3
-        // frames, and 512 KiB for the runtime, the receipts and the sockets.
+        // into (at most the 64 KiB high-water mark, `write_buffer_limit`, plus one frame),
+        // the payload being handed to `send` when it blocked, and the hostile server's 64 KiB
+        // read buffer: 1 cap + 3 frames, and 512 KiB for the runtime, the receipts, the
+        // sockets and the buffers.
         let bound = i64::from(CAP) + 3 * frame + 512 * 1024;
         println!(
             "frames of {frame_len} B: send accepted {} KiB before blocking; heap grew {} KiB \

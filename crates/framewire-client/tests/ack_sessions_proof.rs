@@ -263,6 +263,7 @@ async fn a_hundred_thousand_messages_each_way_through_a_thousand_cuts_arrive_exa
         let connections = log.connections.load(Ordering::SeqCst);
         let resumed = log.resumed.load(Ordering::SeqCst);
         assert!(resumed > 0, "no connection resumed the session");
+        assert_eq!(tx.sessions_lost(), 0, "a reconnect found the session gone");
         println!(
             "{MESSAGES} messages each way, {cuts} cuts ({} resets), {connections} server \
              connections ({resumed} resumed the session), {} client reconnects: each message \

@@ -179,6 +179,9 @@ async fn restart_proof_three_server_restarts_lose_nothing_and_keep_ids() {
         let (client, ids) = sending.await.unwrap();
         let reconnects = client.reconnects();
         let redeliveries = client.redeliveries();
+        // Every restart is a new process: the session is gone on the first connection to
+        // each, and resumed on none.
+        assert_eq!(client.sessions_lost(), RESTARTS, "sessions lost");
         client.close().await.unwrap();
         // Let the last process print what it handled.
         drop(child.stdin.take());

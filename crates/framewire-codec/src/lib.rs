@@ -103,6 +103,7 @@
 pub mod ack;
 mod error;
 mod frame;
+mod run;
 pub mod typed;
 mod vectored;
 mod writer;
@@ -112,5 +113,6 @@ pub use frame::{
     ByteOrder, Discarded, FrameCodec, FrameCodecBuilder, OversizedFrame, DEFAULT_MAX_FRAME_LEN,
     GROWTH_STEP, HEADER_LEN,
 };
+pub use run::{FrameRun, Payloads};
 pub use vectored::{VectoredFrame, VECTORED_WRITE_MIN};
 pub use writer::{FrameWriter, DEFAULT_WRITE_BUFFER_LIMIT, ZERO_COPY_MIN};

@@ -10,7 +10,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 
-use crate::{FrameCodec, FrameError, HEADER_LEN};
+use crate::{FrameCodec, FrameError, FrameRun, HEADER_LEN};
 
 /// Default write buffer limit of the server and the client (64 KiB): once this much is
 /// queued, the next frame first waits until the queue is written out, so a long batch's
@@ -98,6 +98,7 @@ impl FrameWriter {
     }
 
     /// Bytes queued and not yet written.
+    #[inline]
     pub fn len(&self) -> usize {
         self.parted() + self.buf.len()
     }
@@ -114,6 +115,7 @@ impl FrameWriter {
     }
 
     /// `true` if nothing is queued.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.parted() == 0 && self.buf.is_empty()
     }
@@ -153,13 +155,49 @@ impl FrameWriter {
         let header = codec.header(payload.len())?;
         self.reserve(HEADER_LEN);
         self.buf.put_slice(&header);
-        // Everything encoded so far, this header included, goes out before the payload.
-        let head = self.buf.split().freeze();
-        let parts = self.parts.get_or_insert_with(Box::default);
-        parts.len += head.len() + payload.len();
-        parts.queue.push_back(head);
-        parts.queue.push_back(payload);
+        self.queue_by_reference(payload);
         Ok(())
+    }
+
+    /// Queues a run of whole frames as they are (see [`FrameRun`]): a run of at least
+    /// [`ZERO_COPY_MIN`] bytes by reference, a smaller one copied, in one piece either way.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::OutgoingTooLong`] if a frame of the run is over `codec`'s maximum frame
+    /// length; nothing is queued. A run read with the other byte order is re-encoded frame
+    /// by frame.
+    pub fn feed_run(&mut self, codec: &FrameCodec, run: FrameRun) -> Result<(), FrameError> {
+        codec.header(run.max_payload_len())?;
+        match run.as_wire() {
+            Ok((wire, order)) if order == codec.byte_order() => {
+                if wire.len() < ZERO_COPY_MIN {
+                    self.reserve(wire.len());
+                    self.buf.put_slice(wire);
+                } else {
+                    self.queue_by_reference(wire.clone());
+                }
+            }
+            Ok(_) => {
+                for payload in &run {
+                    self.feed(codec, payload)?;
+                }
+            }
+            Err(payload) => self.feed_bytes(codec, payload.clone())?,
+        }
+        Ok(())
+    }
+
+    /// Queues `bytes` by reference, behind everything encoded so far.
+    fn queue_by_reference(&mut self, bytes: Bytes) {
+        let parts = self.parts.get_or_insert_with(Box::default);
+        if !self.buf.is_empty() {
+            let head = self.buf.split().freeze();
+            parts.len += head.len();
+            parts.queue.push_back(head);
+        }
+        parts.len += bytes.len();
+        parts.queue.push_back(bytes);
     }
 
     /// The write buffer, for a caller that encodes its own frames (an ack-mode driver's

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use framewire_codec::ack::{
-    new_session_id, AckConfig, AckDriver, AckError, AckState, SessionHub, SessionStatus,
-    SessionStore,
+    new_session_id, AckConfig, AckDriver, AckError, AckFrame, AckState, Hello, SessionHub,
+    SessionId, SessionStatus, SessionStore,
 };
 use framewire_codec::FrameCodec;
 use tokio::io::DuplexStream;
@@ -109,5 +109,68 @@ async fn a_resumed_server_connection_keeps_its_timers() {
         ),
         "{r:?}"
     );
+    drop(client);
+}
+
+/// The client's HELLO resuming session `id`, length-prefixed, as a server would read it.
+fn resume_hello(id: SessionId) -> BytesMut {
+    let mut h = Hello::new(8, 1 << 20, 1 << 20);
+    h.session = id;
+    h.resume = true;
+    let mut buf = BytesMut::new();
+    AckFrame::<&[u8]>::Hello(h)
+        .encode(&mut FrameCodec::new(), &mut buf)
+        .unwrap();
+    buf
+}
+
+/// Review-2 N1: a connection waiting to take a session over registered its waker with the
+/// hub on every poll (no dedupe), and `try_recv`, which does no I/O and does not wait, tripped
+/// the holder and registered a no-op waker.
+#[tokio::test(start_paused = true)]
+async fn a_takeover_wait_registers_one_waker_and_try_recv_neither_trips_nor_registers() {
+    let hub = SessionHub::new(SessionStore::new());
+    let id = new_session_id().unwrap();
+    let (c_io, s_io) = tokio::io::duplex(64 * 1024);
+    let mut client = driver(c_io, AckState::with_session(config(), 1 << 20, id));
+    let mut holder = server(s_io, &hub);
+    connect(&mut client, &mut holder).await;
+    assert_eq!(hub.live(), 1);
+
+    // A second connection whose HELLO (already read) names the held session: `try_recv`
+    // settles nothing and leaves the holder alone.
+    let (_c2, s_io) = tokio::io::duplex(64 * 1024);
+    let state = AckState::accepting(config(), FrameCodec::new().max_frame_len());
+    let mut waiting = AckDriver::from_parts(
+        s_io,
+        FrameCodec::new(),
+        resume_hello(id),
+        BytesMut::new(),
+        state,
+        64 * 1024,
+    )
+    .with_sessions(&hub);
+    for _ in 0..10 {
+        assert!(waiting.try_recv().unwrap().is_none());
+    }
+    assert_eq!((hub.taken_over(), hub.waiting()), (0, 0), "try_recv");
+    holder
+        .start_send(Bytes::from_static(b"still mine"), false)
+        .expect("the holder was not told to end");
+
+    // Polled (it waits): the holder is tripped once, and the waiter registered once however
+    // often it is polled.
+    poll_fn(|cx| {
+        for _ in 0..100 {
+            assert!(waiting.poll_accept(cx).is_pending());
+        }
+        Poll::Ready(())
+    })
+    .await;
+    assert_eq!((hub.taken_over(), hub.waiting()), (1, 1), "poll_accept");
+    assert!(matches!(
+        holder.start_send(Bytes::from_static(b"late"), false),
+        Err(AckError::SessionTakenOver)
+    ));
     drop(client);
 }

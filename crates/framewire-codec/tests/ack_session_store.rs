@@ -118,7 +118,13 @@ fn flood_of_random_ids_stays_within_the_caps() {
         assert!(store.len() <= 100, "{} sessions kept", store.len());
         assert!(store.bytes() <= 10_000, "{} bytes kept", store.bytes());
     }
-    assert_eq!(store.len(), 100);
+    // Full by one cap or the other (the byte cap evicts only sessions holding bytes).
+    assert!(
+        store.len() == 100 || store.bytes() + 150 > 10_000,
+        "{} sessions, {} bytes",
+        store.len(),
+        store.bytes()
+    );
     assert!(store.evicted() >= 4_900, "{} evicted", store.evicted());
     // The honest session was the oldest: evicted, so its client falls back to at-least-once
     // (never handed to anyone else).
@@ -162,4 +168,88 @@ fn bad_resume_numbers_are_refused_and_drop_the_session() {
     );
     assert!(err.is_peer_error());
     assert!(store.is_empty());
+}
+
+/// A server state for a new session `id` that delivered `n` messages of the client's.
+fn session_with_delivered(id: SessionId, n: u64, now: Instant) -> AckState {
+    let mut store = SessionStore::new();
+    let mut s = accept(&mut store, hello(id, false, 0), now);
+    for seq in 1..=n {
+        let data = AckFrame::Data {
+            seq,
+            redelivery: false,
+            payload: Bytes::from_static(b"m"),
+        };
+        assert!(s.handle_frame(data.to_bytes()).unwrap().is_some());
+    }
+    s
+}
+
+/// The eviction policy: sessions that hold nothing give way first and never evict one that
+/// holds state; sessions that never resumed never evict one that has; the byte cap evicts
+/// only sessions holding bytes.
+#[test]
+fn eviction_protects_sessions_with_state_from_floods_of_lesser_ones() {
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut store = SessionStore::new();
+    store.set_max_sessions(4).set_max_bytes(1_000);
+
+    // A real client: 3 messages delivered, then kept; it resumes (delivered through 0 of
+    // the server's direction) and drops again: a resumed session holding state.
+    let real = [0x42; 16];
+    assert!(store.keep(session_with_delivered(real, 3, t0), 3, t0));
+    let back = accept(&mut store, hello(real, true, 0), at(1));
+    assert_eq!(back.session_status(), SessionStatus::Resumed);
+    assert!(store.keep(back, 3, at(1)));
+    // Another client, holding state, never resumed.
+    let other = [0x43; 16];
+    assert!(store.keep(session_with_delivered(other, 1, at(2)), 1, at(2)));
+
+    // A flood of HELLOs (empty sessions): they evict each other, never the two above.
+    for (i, id) in ids(200, 7).into_iter().enumerate() {
+        let now = at(10 + i as u64);
+        let s = accept(&mut store, hello(id, i % 2 == 0, 5), now);
+        store.keep(s, 0, now);
+        assert!(store.len() <= 4);
+    }
+    assert_eq!(store.len(), 4);
+    // A flood of sessions that deliver a message and never resume: they evict each other
+    // and the other client (the oldest of their rank), never the resumed one.
+    for (i, id) in ids(200, 11).into_iter().enumerate() {
+        let now = at(1_000 + i as u64);
+        assert!(store.keep(session_with_delivered(id, 1, now), 1, now));
+        assert!(store.len() <= 4);
+    }
+    // Now the store holds the resumed session and 3 stateful ones: an empty session is not
+    // kept, and evicts nothing.
+    let evicted = store.evicted();
+    let empty = accept(&mut store, hello([0x99; 16], false, 0), at(2_000));
+    assert!(!store.keep(empty, 0, at(2_000)));
+    assert_eq!((store.len(), store.evicted()), (4, evicted + 1));
+
+    let r = accept(&mut store, hello(real, true, 0), at(2_001));
+    assert_eq!(
+        r.session_status(),
+        SessionStatus::Resumed,
+        "the real client"
+    );
+    assert_eq!(r.received_through(), 3);
+    let o = accept(&mut store, hello(other, true, 0), at(2_001));
+    assert_eq!(
+        o.session_status(),
+        SessionStatus::Lost,
+        "evicted by its own rank"
+    );
+
+    // The byte cap: a session holding 600 bytes evicts the oldest one holding bytes, not an
+    // older one holding none.
+    let mut store = SessionStore::new();
+    store.set_max_bytes(1_000);
+    assert!(store.keep(session_with_delivered([1; 16], 1, t0), 1, t0));
+    assert!(store.keep(session_with_unacked([2; 16], 1, 600, at(1)), 0, at(1)));
+    assert!(store.keep(session_with_unacked([3; 16], 1, 600, at(2)), 0, at(2)));
+    assert_eq!((store.len(), store.bytes()), (2, 600));
+    let kept = accept(&mut store, hello([1; 16], true, 0), at(3));
+    assert_eq!(kept.session_status(), SessionStatus::Resumed);
 }

@@ -9,8 +9,8 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use bytes::{BufMut, Bytes};
-use framewire_codec::{FrameCodec, FrameError, FrameWriter, ZERO_COPY_MIN};
+use bytes::{BufMut, Bytes, BytesMut};
+use framewire_codec::{FrameCodec, FrameError, FrameRun, FrameWriter, ZERO_COPY_MIN};
 use tokio::io::AsyncWrite;
 
 /// A transport taking at most `step` bytes per call (crossing part boundaries), returning
@@ -116,8 +116,20 @@ fn every_mix_reaches_the_transport_whole_and_in_order() {
             let mut written = 0;
             for i in 0..120 {
                 let p = payload(i, sizes[i % sizes.len()]);
-                match i % 4 {
+                match i % 5 {
                     0 => out.feed(&codec, &p).unwrap(),
+                    3 => {
+                        // A run of two whole frames as they arrived, fed as one piece.
+                        let q = payload(i + 1, 3);
+                        let mut wire = BytesMut::from(&frame(&p)[..]);
+                        wire.extend_from_slice(&frame(&q));
+                        let run = FrameCodec::new().decode_run(&mut wire, 8).unwrap();
+                        assert_eq!(run.len(), 2);
+                        out.feed_run(&codec, run).unwrap();
+                        expected.extend_from_slice(&frame(&p));
+                        expected.extend_from_slice(&frame(&q));
+                        continue;
+                    }
                     1 => out.feed_bytes(&codec, Bytes::from(p.clone())).unwrap(),
                     2 => out
                         .write_or_feed(&codec, &p, Pin::new(&mut io), &mut cx)
@@ -240,4 +252,35 @@ fn too_long_queues_nothing_and_a_failed_write_is_an_io_error() {
         out.poll_drain(Pin::new(&mut Broken), &mut cx),
         Poll::Ready(Err(_))
     ));
+}
+
+#[test]
+fn runs_are_checked_against_the_writer_s_limit_and_byte_order() {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut wire = BytesMut::new();
+    for p in [&b"abc"[..], b"0123456789ab"] {
+        wire.extend_from_slice(&frame(p));
+    }
+    let run = FrameCodec::new().decode_run(&mut wire, 8).unwrap();
+
+    // A frame of the run over the writer's limit: an error, nothing queued.
+    let small = FrameCodec::builder().max_frame_len(10).build();
+    let mut out = FrameWriter::new();
+    assert!(matches!(
+        out.feed_run(&small, run.clone()),
+        Err(FrameError::OutgoingTooLong { .. })
+    ));
+    assert!(out.is_empty());
+
+    // A writer with the other byte order re-encodes every frame.
+    let little = FrameCodec::builder().little_endian().build();
+    out.feed_run(&little, run).unwrap();
+    out.feed_run(&little, FrameRun::single(Bytes::from_static(b"z")))
+        .unwrap();
+    let mut io = Trickle::new(usize::MAX, usize::MAX, true);
+    assert!(out.poll_drain(Pin::new(&mut io), &mut cx).is_ready());
+    assert_eq!(
+        io.out,
+        b"\x03\0\0\0abc\x0c\0\0\x000123456789ab\x01\0\0\0z".to_vec()
+    );
 }

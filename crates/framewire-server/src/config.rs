@@ -440,8 +440,10 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
         self
     }
 
-    /// Ack mode: the most sessions kept at once for clients to resume (the sessions that
-    /// dropped longest ago are evicted first; 0 keeps none). Default
+    /// Ack mode: the most sessions kept at once for clients to resume (0 keeps none). Past
+    /// it, sessions that hold nothing give way first, then those whose client never resumed,
+    /// each the one that dropped longest ago first; a session is never evicted for one of a
+    /// lower rank (see [`SessionStore`](framewire_codec::ack::SessionStore#eviction)). Default
     /// [`DEFAULT_MAX_SESSIONS`](framewire_codec::ack::DEFAULT_MAX_SESSIONS) (10,000).
     pub fn max_sessions(mut self, max: usize) -> Self {
         self.config.sessions.1 = max;

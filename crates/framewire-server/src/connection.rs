@@ -9,7 +9,9 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use framewire_codec::ack::{AckDriver, AckState, Delivery, GoAwayReason, SessionId, SessionStatus};
 use framewire_codec::typed::{self, Bincode, Format};
-use framewire_codec::{FrameCodec, FrameError, FrameWriter, HEADER_LEN, VECTORED_WRITE_MIN};
+use framewire_codec::{
+    FrameCodec, FrameError, FrameRun, FrameWriter, HEADER_LEN, VECTORED_WRITE_MIN,
+};
 use futures::{Sink, Stream};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -79,7 +81,9 @@ mod ack;
 /// used up, `recv` yields to the runtime even though frames are buffered, and `try_recv`
 /// returns `Ok(None)`. A peer pipelining zero-length frames therefore gets at most about 128
 /// frames served per turn, however much it has sent, and cannot starve the other connections
-/// of the runtime. Outside a tokio task (or inside `tokio::task::coop::unconstrained`) there
+/// of the runtime. A run of frames ([`recv_run`](Connection::recv_run)) costs one unit per
+/// 16 frames (a run saves most of the per-frame work), so a forwarding handler gets at most
+/// about 2,048 zero-length frames per turn. Outside a tokio task (or inside `tokio::task::coop::unconstrained`) there
 /// is no budget and nothing yields.
 ///
 /// # Ack mode
@@ -91,8 +95,11 @@ mod ack;
 /// engine and its timers; the connection adds the server's timeouts, shutdown and stats:
 ///
 /// * The server's HELLO answers the client's before the handler runs (the connection task
-///   reads the client's HELLO and settles its [session](#sessions) first, within the idle
-///   timeout), so a client's handshake never waits for the handler's first call.
+///   reads the client's HELLO and settles its [session](#sessions) first), so a client's
+///   handshake never waits for the handler's first call. That read is bounded as the
+///   handler's reads are: by the idle timeout until the HELLO's first byte, then by the
+///   stall timeout (also while a [takeover](#sessions) waits); once it passed, the
+///   handler's first `recv` returns the timeout.
 /// * `recv` yields the payload of each DATA message, in order. A message is acknowledged when
 ///   the handler is *done* with it: when it calls `recv` (or `try_recv`) again, calls
 ///   [`wait_acked`](Connection::wait_acked), or returns. Merely returning it from `recv` is
@@ -129,7 +136,10 @@ mod ack;
 /// server keeps the session of a connection that dropped for the
 /// [linger](crate::ServerBuilder::session_linger) (60 s), within its caps on
 /// [sessions](crate::ServerBuilder::max_sessions) (10,000) and on their unacknowledged
-/// [bytes](crate::ServerBuilder::max_session_bytes) (64 MiB), the oldest evicted first.
+/// [bytes](crate::ServerBuilder::max_session_bytes) (64 MiB). Past a cap, sessions that hold
+/// nothing (a flood of HELLOs leaves only these) give way first, then those whose client
+/// never resumed, so a returning client's session survives a flood of lesser ones (see
+/// [eviction](framewire_codec::ack::SessionStore#eviction)).
 ///
 /// | situation | what the handlers see |
 /// |---|---|
@@ -174,11 +184,16 @@ mod ack;
 ///
 /// **Takeover.** A client that reconnects before the server noticed its old connection was
 /// gone resumes a session still attached to that live connection. The new connection does not
-/// get a copy: the old connection is told to end (its handler's next `recv` or `send` fails
-/// with [`AckError::SessionTakenOver`](framewire_codec::ack::AckError::SessionTakenOver)),
-/// and the new one resumes the session once the old handler returned, so no message is
-/// handed to two handlers and none is lost. The new connection's HELLO waits for that (within
-/// the idle timeout); a client whose handshake times out meanwhile tries again.
+/// get a copy: the old connection is told to end. Its handler's next `recv` returns `Ok(None)`
+/// (the end of the stream) and its next `send` fails with [`ServerError::Closed`], as when
+/// the peer is gone, even with messages buffered or room in the window (the driver's error is
+/// [`AckError::SessionTakenOver`](framewire_codec::ack::AckError::SessionTakenOver)). A
+/// takeover is a reconnect, normal operation: it is logged at DEBUG and not counted as an
+/// error. The new connection resumes the session once the old handler returned (or the old
+/// connection dropped), so no message is handed to two handlers and none is lost. The new
+/// connection's HELLO waits for that, within the stall timeout (its handshake is in
+/// progress); a handler that neither receives nor sends for that long keeps its session,
+/// and the new connection is closed (the client tries again).
 ///
 /// # Shutdown
 ///
@@ -220,6 +235,9 @@ pub struct Connection<S = ()> {
     /// ACKs for the handler's last sends).
     recv_ended: bool,
     write_closed: bool,
+    /// Set by `poll_frame_slow::<true>` when it stops at a whole buffered frame for
+    /// `poll_recv_run` to take as a run.
+    run_ready: bool,
     idle_since: Option<Instant>,
     /// When the current wait inside an unfinished frame began.
     frame_since: Option<Instant>,
@@ -238,6 +256,14 @@ pub struct Connection<S = ()> {
 /// The most room one read asks for once a fast sender has made reads grow (64 KiB), unless
 /// the configured read buffer size is larger.
 const MAX_READ_SIZE: usize = 64 * 1024;
+
+/// Most frames one [`FrameRun`] from `recv_run` holds.
+const RUN_MAX_FRAMES: usize = 128;
+
+/// Frames of a run per unit of the task's cooperative budget: a handler forwarding runs does
+/// about as much work per unit as one handling a frame (the per-frame costs a run saves are
+/// most of a small frame's), and a flood of zero-length frames still yields within a turn.
+const RUN_FRAMES_PER_UNIT: usize = 16;
 
 /// Inside a frame of at least this many bytes (16 KiB), a read takes no more than the rest
 /// of the frame (see `Connection::reserve_for_read`).
@@ -328,6 +354,7 @@ impl<S> Connection<S> {
             read_size: server.shared.config.read_buffer_size,
             frames_in_unpublished: 0,
             frames_out_unpublished: 0,
+            run_ready: false,
             out: FrameWriter::new(),
             peer,
             proxied_by: None,
@@ -703,6 +730,164 @@ impl<S> Connection<S> {
         self.flush().await
     }
 
+    /// Receives every whole frame buffered after the next read (at least one) as one
+    /// [`FrameRun`], for a handler that forwards frames as they came (a mirror, a relay): with
+    /// [`feed_run`](Connection::feed_run), the run is split off the read buffer once and
+    /// written with one copy (or none, for a run of at least
+    /// [`ZERO_COPY_MIN`](framewire_codec::ZERO_COPY_MIN) bytes), where
+    /// [`recv`](Connection::recv) + [`feed_bytes`](Connection::feed_bytes) split, count and
+    /// copy each frame. Each frame was checked against the maximum frame length, as with
+    /// `recv`.
+    ///
+    /// A run holds at most 128 frames, and each 16 frames of it spend one unit of the task's
+    /// cooperative budget (see [Fairness](Connection#fairness)). In ack mode a run is one
+    /// message, taken as with `recv` (its id and redelivery flag are not in the run: use
+    /// [`recv_delivery`](Connection::recv_delivery) for those).
+    ///
+    /// ```no_run
+    /// # async fn mirror(mut conn: framewire_server::Connection) -> Result<(), framewire_server::ServerError> {
+    /// while let Some(run) = conn.recv_run().await? {
+    ///     conn.feed_run(run).await?;
+    ///     while let Some(more) = conn.try_recv_run()? {
+    ///         conn.feed_run(more).await?;
+    ///     }
+    ///     conn.flush().await?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Connection::recv).
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe, as [`recv`](Connection::recv).
+    pub async fn recv_run(&mut self) -> Result<Option<FrameRun>, ServerError> {
+        poll_fn(|cx| self.poll_recv_run(cx)).await
+    }
+
+    /// Polls for the next run of frames; the poll form of
+    /// [`recv_run`](Connection::recv_run).
+    pub fn poll_recv_run(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<FrameRun>, ServerError>> {
+        if self.ack.is_some() {
+            return self
+                .poll_recv_ack(cx)
+                .map_ok(|d| d.map(|d| FrameRun::single(d.payload)));
+        }
+        if !(self.read_closed || self.eof || self.recv_ended) {
+            if let Some(run) = self.take_run(cx) {
+                return Poll::Ready(Ok(Some(ready!(run))));
+            }
+        }
+        let polled = ready!(self.poll_frame_slow::<true>(cx, true));
+        if std::mem::take(&mut self.run_ready) {
+            if let Some(run) = self.take_run(cx) {
+                return Poll::Ready(Ok(Some(ready!(run))));
+            }
+        }
+        Poll::Ready(polled.map(|frame| {
+            frame.map(|frame| {
+                self.count_frame_in();
+                FrameRun::single(frame)
+            })
+        }))
+    }
+
+    /// Takes a run if a whole frame is buffered (`None` if not); `Pending` if the task's
+    /// cooperative budget is spent.
+    fn take_run(&mut self, cx: &mut Context<'_>) -> Option<Poll<FrameRun>> {
+        if !self.codec.has_buffered_frame(&self.rbuf) {
+            return None;
+        }
+        let coop = match tokio::task::coop::poll_proceed(cx) {
+            Poll::Ready(coop) => coop,
+            Poll::Pending => return Some(Poll::Pending),
+        };
+        let run = self.codec.decode_run(&mut self.rbuf, RUN_MAX_FRAMES)?;
+        coop.made_progress();
+        // One unit per `RUN_FRAMES_PER_UNIT` frames; a budget spent meanwhile makes the
+        // task's next wait yield (no waker to register here).
+        let mut no_waker = Context::from_waker(Waker::noop());
+        for _ in 1..run.len().div_ceil(RUN_FRAMES_PER_UNIT) {
+            match tokio::task::coop::poll_proceed(&mut no_waker) {
+                Poll::Ready(more) => more.made_progress(),
+                Poll::Pending => break,
+            }
+        }
+        self.idle_since = None;
+        self.frame_since = None;
+        self.frames_in_unpublished += run.len() as u64;
+        if self.rbuf.is_empty() || self.frames_in_unpublished >= FRAMES_IN_BATCH {
+            self.publish_frames_in();
+        }
+        Some(Poll::Ready(run))
+    }
+
+    /// The run form of [`try_recv`](Connection::try_recv): the whole frames already
+    /// buffered as one [`FrameRun`] (see [`recv_run`](Connection::recv_run)), or `Ok(None)`
+    /// if none is (or the task's cooperative budget is spent). Never reads or waits.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_recv`](Connection::try_recv).
+    pub fn try_recv_run(&mut self) -> Result<Option<FrameRun>, ServerError> {
+        if self.ack.is_none() && !(self.read_closed || self.recv_ended) {
+            let mut no_waker = Context::from_waker(Waker::noop());
+            match self.take_run(&mut no_waker) {
+                Some(Poll::Ready(run)) => return Ok(Some(run)),
+                Some(Poll::Pending) => return Ok(None),
+                None => {}
+            }
+        }
+        Ok(self.try_recv()?.map(FrameRun::single))
+    }
+
+    /// Queues a run of frames (from [`recv_run`](Connection::recv_run), on this connection or
+    /// another) without flushing, as it is: copied in one piece if it is smaller than
+    /// [`ZERO_COPY_MIN`](framewire_codec::ZERO_COPY_MIN), else written from its own memory.
+    /// Writes first if the write buffer limit is reached. In ack mode each frame of the run
+    /// is sent as one message, as with [`feed_bytes`](Connection::feed_bytes).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Connection::send): a frame of the run over this connection's maximum
+    /// frame length queues nothing of the run (plain mode).
+    ///
+    /// # Cancellation safety
+    ///
+    /// In plain mode the run is queued whole or not at all. In ack mode, if dropped while it
+    /// waits for window room, the frames before the one waiting were queued and the others
+    /// were not.
+    pub async fn feed_run(&mut self, run: FrameRun) -> Result<(), ServerError> {
+        if self.ack.is_some() {
+            for frame in run.into_frames() {
+                self.feed_bytes(frame).await?;
+            }
+            return Ok(());
+        }
+        poll_fn(|cx| self.poll_send_ready(cx)).await?;
+        if self.write_closed {
+            return Err(Self::closed_for_sending());
+        }
+        let frames = run.len() as u64;
+        match self.out.feed_run(&self.codec, run) {
+            Ok(()) => {
+                self.frames_out_unpublished += frames;
+                Ok(())
+            }
+            Err(e) => {
+                let err = ServerError::from(e);
+                self.count_and_log(&err, "send");
+                Err(err)
+            }
+        }
+    }
+
     /// Writes every queued message (and, in ack mode, pending ACKs) to the socket. In ack
     /// mode this does not wait for the peer's ACKs; see [`wait_acked`](Connection::wait_acked).
     ///
@@ -875,11 +1060,15 @@ impl<S> Connection<S> {
                 return Poll::Ready(Ok(Some(frame)));
             }
         }
-        self.poll_frame_slow(cx, for_recv)
+        self.poll_frame_slow::<false>(cx, for_recv)
     }
 
+    /// Reads until a frame can be returned. With `RUN`, it stops instead, setting
+    /// `run_ready` and returning `Ok(None)`, as soon as a whole frame is buffered with its
+    /// header (for `poll_recv_run` to take it and the frames behind it as one run); frames
+    /// whose header the decoder already consumed are returned as with `RUN == false`.
     #[inline(never)]
-    fn poll_frame_slow(
+    fn poll_frame_slow<const RUN: bool>(
         &mut self,
         cx: &mut Context<'_>,
         for_recv: bool,
@@ -891,6 +1080,10 @@ impl<S> Connection<S> {
         }
         loop {
             if !self.rbuf.is_empty() || self.eof {
+                if RUN && self.codec.has_buffered_frame(&self.rbuf) {
+                    self.run_ready = true;
+                    return Poll::Ready(Ok(None));
+                }
                 let decoded = if self.eof {
                     self.codec.decode_eof(&mut self.rbuf)
                 } else {
@@ -1093,7 +1286,9 @@ impl<S> Connection<S> {
 
     fn between_frames(&self) -> bool {
         match &self.ack {
-            Some(a) => a.driver.is_between_frames(),
+            // A HELLO whose session is not answered yet (a takeover wait) is a handshake in
+            // progress: bounded by the stall timeout, as a frame is.
+            Some(a) => a.driver.is_between_frames() && a.driver.state().session_request().is_none(),
             None => self.rbuf.is_empty() && self.codec.is_between_frames(),
         }
     }
@@ -1124,25 +1319,8 @@ impl<S> Connection<S> {
         cx: &mut Context<'_>,
         for_recv: bool,
     ) -> Poll<Result<T, ServerError>> {
-        let config = &self.server.shared.config;
-        let now = Instant::now();
-        let (since, after, err) = if self.between_frames() {
-            self.frame_since = None;
-            let Some(t) = config.idle_timeout.filter(|_| for_recv) else {
-                return Poll::Pending;
-            };
-            let since = *self.idle_since.get_or_insert(now);
-            (since, t, ServerError::IdleTimeout { idle_ms: millis(t) })
-        } else {
-            let Some(t) = config.stall_timeout else {
-                return Poll::Pending;
-            };
-            let since = *self.frame_since.get_or_insert(now);
-            let err = ServerError::StallTimeout {
-                stall_ms: millis(t),
-                buffered: self.buffered_in(),
-            };
-            (since, self.stall_left.unwrap_or(t), err)
+        let Some((since, after, err)) = self.read_deadline(for_recv) else {
+            return Poll::Pending;
         };
         ready!(poll_deadline(&mut self.read_timer, since, after, cx));
         if matches!(err, ServerError::IdleTimeout { .. }) {
@@ -1151,6 +1329,37 @@ impl<S> Connection<S> {
             self.ack_go_away(GoAwayReason::Idle, cx);
         }
         Poll::Ready(Err(self.read_failed(err)))
+    }
+
+    /// The idle or stall deadline of a read that found nothing (its clock starts now if it
+    /// is not running): since when, for how long, and the error once it passed. `None`: no
+    /// deadline applies.
+    fn read_deadline(&mut self, for_recv: bool) -> Option<(Instant, Duration, ServerError)> {
+        let config = &self.server.shared.config;
+        let now = Instant::now();
+        if self.between_frames() {
+            self.frame_since = None;
+            let t = config.idle_timeout.filter(|_| for_recv)?;
+            let since = *self.idle_since.get_or_insert(now);
+            Some((since, t, ServerError::IdleTimeout { idle_ms: millis(t) }))
+        } else {
+            let t = config.stall_timeout?;
+            let since = *self.frame_since.get_or_insert(now);
+            let err = ServerError::StallTimeout {
+                stall_ms: millis(t),
+                buffered: self.buffered_in(),
+            };
+            Some((since, self.stall_left.unwrap_or(t), err))
+        }
+    }
+
+    /// Ack mode, while the handshake is read before the handler runs: ready once the read
+    /// deadline passed (the handler's first `recv` then reports it at once).
+    fn poll_accept_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.read_deadline(true) {
+            Some((since, after, _)) => poll_deadline(&mut self.read_timer, since, after, cx),
+            None => Poll::Pending,
+        }
     }
 
     /// Bytes arrived: with a minimum receive rate, the wait inside a frame that just ended is

@@ -69,8 +69,30 @@ async fn the_tutorial_in_stop_and_wait_ack_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_ack_clients_pipeline_with_large_windows() {
+    many_ack_clients_pipeline(echo).await;
+}
+
+/// The same through a mirror forwarding runs (`recv_run`/`feed_run`): in ack mode each run
+/// is one message, sent back as one message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_ack_clients_pipeline_through_a_run_mirror() {
+    many_ack_clients_pipeline(|mut conn: Connection| async move {
+        while let Some(run) = conn.recv_run().await? {
+            assert_eq!(run.len(), 1, "one message per run in ack mode");
+            conn.feed_run(run).await?;
+            while let Some(more) = conn.try_recv_run()? {
+                conn.feed_run(more).await?;
+            }
+            conn.flush().await?;
+        }
+        Ok::<_, ServerError>(())
+    })
+    .await;
+}
+
+async fn many_ack_clients_pipeline(handler: impl framewire_server::Handler<()>) {
     within(async {
-        let server = spawn(Server::builder().ack_mode(16), echo).await;
+        let server = spawn(Server::builder().ack_mode(16), handler).await;
         let mut tasks = tokio::task::JoinSet::new();
         for id in 0..8u32 {
             let addr = server.addr;

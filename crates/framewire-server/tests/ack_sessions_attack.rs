@@ -10,7 +10,9 @@
 //! millisecond); no flood HELLO is answered as a resume (ids are 128 random bits; an id one
 //! bit away is another session); every message of the real client is handled exactly once,
 //! in order, unflagged, under its session id, and no other connection's message is handled
-//! under it; the live heap stays within a bound set by the caps and the flood's concurrency.
+//! under it; every one of its resumes finds its session (the store's eviction ranks the
+//! flood's sessions, empty or never resumed, below it); the live heap stays within a bound
+//! set by the caps and the flood's concurrency.
 //!
 //! Memory is the live heap from a counting global allocator (`stats_alloc`, no `unsafe`
 //! here); the flood and the real client run in this process, so it is an upper bound on the
@@ -167,7 +169,12 @@ struct RealOutcome {
 /// and resends the last message of the round before: a resumed session must drop it; a
 /// session the server evicted meanwhile (the caps at work) is answered as lost, and the
 /// resend goes out flagged as a redelivery, as `AckClient` does.
-async fn real_client(addr: SocketAddr, real: SessionId, log: Log) -> RealOutcome {
+async fn real_client(
+    addr: SocketAddr,
+    real: SessionId,
+    log: Log,
+    resumed_once: Arc<tokio::sync::Notify>,
+) -> RealOutcome {
     let (mut conn, theirs) = hello(addr, real, false).await;
     assert_eq!(theirs.session, real);
     let mut out = RealOutcome {
@@ -194,6 +201,7 @@ async fn real_client(addr: SocketAddr, real: SessionId, log: Log) -> RealOutcome
             );
             if theirs.resume {
                 out.resumed += 1;
+                resumed_once.notify_one();
                 assert_eq!(theirs.delivered, sent, "round {round}: delivered-through");
                 data(&mut conn, sent, format!("real {sent}").as_bytes(), false).await;
             } else {
@@ -259,8 +267,20 @@ fn flood(with_data: bool) {
             })
         };
 
-        let real_task = tokio::spawn(real_client(addr, real, Arc::clone(&log)));
+        let resumed_once = Arc::new(tokio::sync::Notify::new());
+        let real_task = tokio::spawn(real_client(
+            addr,
+            real,
+            Arc::clone(&log),
+            Arc::clone(&resumed_once),
+        ));
         let flood = tokio::spawn(async move {
+            if with_data {
+                // Sessions that deliver messages rank with the real client's until it has
+                // resumed once (then above them): this flood starts after that, the HELLO
+                // flood at once.
+                resumed_once.notified().await;
+            }
             let mut next = 0;
             let mut running = tokio::task::JoinSet::new();
             while next < FLOOD || !running.is_empty() {
@@ -344,9 +364,14 @@ fn flood(with_data: bool) {
             expected,
             "the real client's messages"
         );
-        assert!(
-            real_out.resumed > 0,
-            "no resume of the real client found its session kept"
+        // The store's eviction policy: a flood of sessions that hold nothing (HELLOs) cannot
+        // evict a session holding delivered state, and one of sessions that hold state but
+        // never resumed (DATA, started after the real client's first resume) cannot evict a
+        // session that has resumed. Every resume finds the session.
+        assert_eq!(
+            (real_out.resumed, real_out.lost_rounds.as_slice()),
+            (ROUNDS - 1, &[][..]),
+            "the real client's resumes (resumed, rounds answered as lost)"
         );
         for (session, seq, _, payload) in log.lock().unwrap().iter() {
             let is_real = payload.starts_with(b"real");

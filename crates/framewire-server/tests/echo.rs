@@ -244,62 +244,95 @@ async fn large_and_small_sends_interleave_in_order() {
 /// replaced between them, and the echoes are written from it without a copy.
 #[tokio::test]
 async fn pipelined_large_frames_around_the_read_size_echo_whole_and_in_order() {
+    let sizes = [
+        65_536usize,
+        16_383,
+        16_384,
+        65_532,
+        65_540,
+        70_000,
+        3,
+        200_000,
+        65_536,
+        20_000,
+    ];
     within(async {
-        let sizes = [
-            65_536usize,
-            16_383,
-            16_384,
-            65_532,
-            65_540,
-            70_000,
-            3,
-            200_000,
-            65_536,
-            20_000,
-        ];
-        let frames: Vec<Vec<u8>> = (0..60)
-            .map(|i| {
-                let n = sizes[i % sizes.len()];
-                (0..n).map(|k| (i * 13 + k / 251) as u8).collect()
-            })
-            .collect();
         let server = spawn(Server::builder(), |mut conn: Connection| async move {
             framewire_examples_mirror(&mut conn).await
         })
         .await;
-        let stream = TcpStream::connect(server.addr).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        let (rd, mut wr) = stream.into_split();
-        let mut wire = BytesMut::new();
-        for f in &frames {
-            FrameCodec::new().encode(&f[..], &mut wire).expect("encode");
-        }
-        let writer = tokio::spawn(async move {
-            let mut piece = 1usize;
-            let mut rest = &wire[..];
-            while !rest.is_empty() {
-                let n = piece.min(rest.len());
-                wr.write_all(&rest[..n]).await.expect("write");
-                rest = &rest[n..];
-                piece = (piece * 7 + 3) % (64 * 1024) + 1;
-            }
-            wr
-        });
-        let mut echoes = FramedRead::new(rd, FrameCodec::new());
-        for (i, f) in frames.iter().enumerate() {
-            let got = echoes.next().await.expect("an echo").expect("a valid echo");
-            assert_eq!(got.len(), f.len(), "frame {i}: length");
-            assert!(got[..] == f[..], "frame {i} damaged");
-        }
-        drop(writer.await.expect("writer"));
-        drop(echoes);
-        let stats = wait_for(&server.handle, |s| s.active == 0).await;
-        assert_eq!(stats.frames_out, frames.len() as u64);
-        let wire: usize = frames.iter().map(|f| f.len() + 4).sum();
-        assert_eq!(stats.bytes_out, wire as u64);
-        server.stop().await;
+        pipelined_echo_is_whole_and_in_order(server, &sizes, 60).await;
     })
     .await;
+}
+
+/// The same, small and large frames mixed, with a mirror forwarding runs of frames
+/// (`recv_run`/`feed_run`): small frames go back as runs of whole frames, large ones that
+/// arrived in pieces as runs of one; every frame is counted once each way.
+#[tokio::test]
+async fn pipelined_frames_forwarded_as_runs_echo_whole_and_in_order() {
+    let sizes = [
+        0usize, 1, 63, 1023, 1024, 5, 65_536, 0, 7, 200_000, 64, 16_384,
+    ];
+    within(async {
+        let server = spawn(Server::builder(), |mut conn: Connection| async move {
+            while let Some(run) = conn.recv_run().await? {
+                assert!(!run.is_empty() && run.len() <= 128, "run of {}", run.len());
+                conn.feed_run(run).await?;
+                while let Some(more) = conn.try_recv_run()? {
+                    conn.feed_run(more).await?;
+                }
+                conn.flush().await?;
+            }
+            Ok::<_, ServerError>(())
+        })
+        .await;
+        pipelined_echo_is_whole_and_in_order(server, &sizes, 600).await;
+    })
+    .await;
+}
+
+/// Sends `count` frames (sizes taken in turn from `sizes`) in pieces of varying length,
+/// checks every echo, then the server's frame and byte counters.
+async fn pipelined_echo_is_whole_and_in_order(server: Running<()>, sizes: &[usize], count: usize) {
+    let frames: Vec<Vec<u8>> = (0..count)
+        .map(|i| {
+            let n = sizes[i % sizes.len()];
+            (0..n).map(|k| (i * 13 + k / 251) as u8).collect()
+        })
+        .collect();
+    let stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (rd, mut wr) = stream.into_split();
+    let mut wire = BytesMut::new();
+    for f in &frames {
+        FrameCodec::new().encode(&f[..], &mut wire).expect("encode");
+    }
+    let writer = tokio::spawn(async move {
+        let mut piece = 1usize;
+        let mut rest = &wire[..];
+        while !rest.is_empty() {
+            let n = piece.min(rest.len());
+            wr.write_all(&rest[..n]).await.expect("write");
+            rest = &rest[n..];
+            piece = (piece * 7 + 3) % (64 * 1024) + 1;
+        }
+        wr
+    });
+    let mut echoes = FramedRead::new(rd, FrameCodec::new());
+    for (i, f) in frames.iter().enumerate() {
+        let got = echoes.next().await.expect("an echo").expect("a valid echo");
+        assert_eq!(got.len(), f.len(), "frame {i}: length");
+        assert!(got[..] == f[..], "frame {i} damaged");
+    }
+    drop(writer.await.expect("writer"));
+    drop(echoes);
+    let stats = wait_for(&server.handle, |s| s.active == 0).await;
+    assert_eq!(stats.frames_in, frames.len() as u64);
+    assert_eq!(stats.frames_out, frames.len() as u64);
+    let wire: usize = frames.iter().map(|f| f.len() + 4).sum();
+    assert_eq!(stats.bytes_out, wire as u64);
+    server.stop().await;
 }
 
 /// The mirror of `examples/echo_server.rs` (this crate cannot depend on the examples): frames

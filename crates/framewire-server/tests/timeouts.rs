@@ -161,3 +161,26 @@ async fn the_largest_timeouts_never_fire_and_never_panic() {
     })
     .await;
 }
+
+/// Review-2 S4: in ack mode the handshake is read before the handler runs, and that read was
+/// bounded by the idle timeout alone: without one, a peer that sent part of a HELLO and
+/// stopped held its connection slot forever. It is bounded as a frame is: by the stall
+/// timeout.
+#[tokio::test]
+async fn ack_mode_a_partial_hello_is_closed_at_the_stall_timeout_without_an_idle_timeout() {
+    within(async {
+        let builder = Server::builder()
+            .ack_mode(8)
+            .idle_timeout(None)
+            .stall_timeout(Some(T));
+        let server = spawn(builder, echo).await;
+        let mut slow = client(server.addr).await;
+        // The length prefix and the first byte of a HELLO, then nothing.
+        slow.get_mut().write_all(&[0, 0, 0, 43, 1]).await.unwrap();
+        assert!(closed_by_server(&mut slow).await);
+        let stats = wait_for(&server.handle, |s| s.errors.stall_timeout == 1).await;
+        assert_eq!(stats.errors.idle_timeout, 0);
+        server.stop().await;
+    })
+    .await;
+}

@@ -20,7 +20,7 @@ use tokio_util::codec::Decoder;
 
 use super::engine::{AckState, Delivery};
 use super::session_hub::{Attached, SessionHub};
-use super::wire::{AckFrame, GoAwayReason, Hello, DATA_HEADER_LEN};
+use super::wire::{data_header, AckFrame, GoAwayReason, Hello, DATA_HEADER_LEN};
 use super::AckError;
 use crate::{FrameCodec, FrameError, FrameWriter, HEADER_LEN};
 
@@ -65,16 +65,35 @@ impl WriteBuf {
         WriteBuf { w }
     }
 
+    #[inline]
     fn len(&self) -> usize {
         self.w.len()
     }
 
+    #[inline]
     fn is_empty(&self) -> bool {
         self.w.is_empty()
     }
 
     /// Appends one frame: length prefix, then the frame (ack header and payload).
     fn push(&mut self, codec: &FrameCodec, frame: &AckFrame<&[u8]>) -> Result<(), FrameError> {
+        if let AckFrame::Data {
+            seq,
+            redelivery,
+            payload,
+        } = *frame
+        {
+            // The frame a stream is made of: length prefix and DATA header built on the
+            // stack and appended in one copy, then the payload in a second.
+            let mut head = [0u8; HEADER_LEN + DATA_HEADER_LEN];
+            head[..HEADER_LEN].copy_from_slice(&codec.header(DATA_HEADER_LEN + payload.len())?);
+            head[HEADER_LEN..].copy_from_slice(&data_header(seq, redelivery));
+            let buf = self.w.buffer_mut();
+            buf.reserve(head.len() + payload.len());
+            buf.put_slice(&head);
+            buf.put_slice(payload);
+            return Ok(());
+        }
         let header = codec.header(frame.len())?;
         let buf = self.w.buffer_mut();
         buf.reserve(HEADER_LEN + frame.len());
@@ -276,13 +295,14 @@ impl<T> AckDriver<T> {
 
     /// Answers the peer's session request, if there is one (see
     /// [`with_sessions`](Self::with_sessions)). Pending while another live connection holds
-    /// the session.
-    fn poll_session(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), AckError>> {
+    /// the session. Without a `waker` (a call that does not wait) a takeover is neither
+    /// started nor waited for.
+    fn poll_session(&mut self, waker: Option<&Waker>) -> Poll<Result<(), AckError>> {
         if self.state.session_request().is_none() {
             return Poll::Ready(Ok(()));
         }
         match self.sessions.as_mut() {
-            Some(a) => a.poll_resolve(&mut self.state, cx, clock_now()),
+            Some(a) => a.poll_resolve(&mut self.state, waker, clock_now()),
             None => Poll::Ready(self.state.start_session()),
         }
     }
@@ -388,10 +408,7 @@ impl<T> AckDriver<T> {
             self.state.taken(self.yielded)?;
         }
         while self.inbox.is_empty() && !self.read_closed {
-            if self
-                .poll_session(&mut Context::from_waker(Waker::noop()))?
-                .is_pending()
-            {
+            if self.poll_session(None)?.is_pending() {
                 break;
             }
             let Some(frame) = self.decode()? else { break };
@@ -489,18 +506,36 @@ impl<T> AckDriver<T> {
     /// codec limit or the peer's; nothing is queued then. [`AckError::Failed`] after an
     /// error.
     pub fn start_send(&mut self, payload: Bytes, redelivery: bool) -> Result<u64, AckError> {
-        self.check_failed()?;
+        self.try_start_send(payload, redelivery).map_err(|(e, _)| e)
+    }
+
+    /// As [`start_send`](Self::start_send), but an error hands the payload back: for a caller
+    /// that keeps no copy of a message once the engine holds it (the engine keeps it until
+    /// it is acknowledged, see [`take_unacked`](Self::take_unacked)).
+    ///
+    /// # Errors
+    ///
+    /// As [`start_send`](Self::start_send), with the payload.
+    pub fn try_start_send(
+        &mut self,
+        payload: Bytes,
+        redelivery: bool,
+    ) -> Result<u64, (AckError, Bytes)> {
+        if let Err(e) = self.check_failed() {
+            return Err((e, payload));
+        }
+        if let Err(e) = self.check_taken_over() {
+            return Err((e, payload));
+        }
         if self.write_closed {
-            return Err(AckError::SinkClosed);
+            return Err((AckError::SinkClosed, payload));
         }
         let ours = self.codec.max_frame_len().saturating_sub(DATA_HEADER_LEN);
         if payload.len() > ours {
-            return Err(AckError::PayloadTooLong {
-                len: payload.len(),
-                max: ours,
-            });
+            let len = payload.len();
+            return Err((AckError::PayloadTooLong { len, max: ours }, payload));
         }
-        self.state.send(payload, redelivery)
+        self.state.try_send(payload, redelivery)
     }
 
     fn take_delivery(&mut self) -> Option<Delivery> {
@@ -520,6 +555,20 @@ impl<T> AckDriver<T> {
         } else {
             self.codec.decode(&mut self.rbuf)
         }
+    }
+
+    /// [`AckError::SessionTakenOver`] (latched) once a newer connection took this one's
+    /// session over: checked where a call would otherwise succeed without I/O (the send and
+    /// receive fast paths), so that a handler that only sends stops at once too.
+    fn check_taken_over(&mut self) -> Result<(), AckError> {
+        if !self.sessions.as_ref().is_some_and(Attached::is_superseded) {
+            return Ok(());
+        }
+        if self.failed.is_none() {
+            self.failed = Some(AckError::SessionTakenOver.to_string());
+            self.wake_all();
+        }
+        Err(AckError::SessionTakenOver)
     }
 
     fn check_failed(&self) -> Result<(), AckError> {
@@ -636,6 +685,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             && !self.write_closed
             && self.state.has_room()
             && self.out.len() < self.high_water
+            && !self.sessions.as_ref().is_some_and(Attached::is_superseded)
         {
             return Poll::Ready(Ok(()));
         }
@@ -743,7 +793,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
     ///
     /// Protocol and transport errors, [`AckError::ClosedBeforeHello`], [`AckError::PeerSilent`].
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Delivery>, AckError>> {
-        if self.failed.is_none() && self.pending.is_none() {
+        if self.failed.is_none()
+            && self.pending.is_none()
+            && !self.sessions.as_ref().is_some_and(Attached::is_superseded)
+        {
             // Fast path: a buffered message, no I/O unless an ACK became due.
             match self.recv_buffered(cx) {
                 Ok(None) => {}
@@ -866,6 +919,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         if self.write_closed {
             return Poll::Ready(Err(AckError::SinkClosed));
         }
+        self.check_taken_over()?;
         self.encode()?;
         if self.state.has_room() && self.out.len() < self.high_water {
             return Poll::Ready(Ok(()));
@@ -896,6 +950,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Delivery>, AckError>> {
+        self.check_taken_over()?;
         self.release_yielded(cx)?;
         loop {
             if let Some(d) = self.next_buffered()? {
@@ -968,7 +1023,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         }
         let mut read_any = false;
         let r = loop {
-            match self.poll_session(cx) {
+            match self.poll_session(Some(cx.waker())) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => break Poll::Pending,
@@ -1128,7 +1183,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             return Ok(());
         }
         self.state.taken(self.yielded)?;
-        if self.inbox.is_empty() && !self.read_closed {
+        // With the next frame whole in the read buffer the reader is not idle, and reading
+        // would stop right there (see `poll_read`): skip it (once per message on a stream).
+        let frame_ready = !self.eof && self.codec.has_buffered_frame(&self.rbuf);
+        if self.inbox.is_empty() && !self.read_closed && !frame_ready {
             // Everything buffered was taken: if the transport has nothing more either, the
             // reader is idle and what was taken is acknowledged now rather than at the next
             // poll (the application may not poll again soon). An error here is recorded and

@@ -24,11 +24,12 @@ use super::AckError;
 /// - **Takeover.** A HELLO naming a session that is still attached to a live connection (the
 ///   client reconnected before the server noticed the old connection was gone) does not get
 ///   a copy: the old connection is told to end (its driver fails with
-///   [`AckError::SessionTakenOver`]), and the new connection's HELLO waits until the old one
-///   has detached the session, then resumes it from the store. No message is handed to the
-///   application twice, and nothing is lost. The wait lasts until the old connection's
-///   handler asks for its next message (or returns); a client whose handshake times out
-///   meanwhile simply tries again.
+///   [`AckError::SessionTakenOver`] at its next call, a send or a buffered receive
+///   included), and the new connection's HELLO waits until the old one has detached the
+///   session, then resumes it from the store. No message is handed to the application twice,
+///   and nothing is lost. The wait lasts until the old connection's application calls the
+///   driver again (or ends); a client whose handshake times out meanwhile simply tries
+///   again.
 #[derive(Debug, Clone, Default)]
 pub struct SessionHub {
     inner: Arc<Mutex<HubInner>>,
@@ -106,6 +107,12 @@ impl SessionHub {
         self.lock().live.len()
     }
 
+    /// New connections waiting now for a live connection to let go of their session (a
+    /// takeover in progress).
+    pub fn waiting(&self) -> usize {
+        self.lock().live.values().map(|l| l.waiters.len()).sum()
+    }
+
     /// Sessions taken over from a live connection by a newer one, since the hub was made.
     pub fn taken_over(&self) -> u64 {
         self.lock().taken_over
@@ -136,12 +143,14 @@ impl SessionHub {
 }
 
 impl Attached {
-    /// Answers `state`'s session request, if any. Pending (waker kept) while the session is
-    /// attached to another live connection, which is told to end.
+    /// Answers `state`'s session request, if any. Pending while the session is attached to
+    /// another live connection; with a `waker` (a caller about to wait), that connection is
+    /// told to end and the waker is kept (once) to be woken when it has let go. Without one
+    /// (a call that does not wait, such as `try_recv`) nothing is registered or tripped.
     pub(super) fn poll_resolve(
         &mut self,
         state: &mut AckState,
-        cx: &mut Context<'_>,
+        waker: Option<&Waker>,
         now: Instant,
     ) -> Poll<Result<(), AckError>> {
         let Some(req) = state.session_request() else {
@@ -149,14 +158,16 @@ impl Attached {
         };
         let mut inner = self.hub.lock();
         let busy = match inner.live.get_mut(&req.id) {
-            Some(live) if live.token != self.token => {
+            Some(live) if live.token != self.token => Some(waker.is_some_and(|w| {
                 let first = !live.flag.set.load(Ordering::SeqCst);
                 if first {
                     live.flag.trip();
                 }
-                live.waiters.push(cx.waker().clone());
-                Some(first)
-            }
+                if !live.waiters.iter().any(|old| old.will_wake(w)) {
+                    live.waiters.push(w.clone());
+                }
+                first
+            })),
             _ => None,
         };
         if let Some(first) = busy {
@@ -180,6 +191,14 @@ impl Attached {
         );
         self.held = Some((req.id, flag));
         Poll::Ready(Ok(()))
+    }
+
+    /// `true` once a newer connection wants this driver's session (one atomic load; no
+    /// waker registered).
+    pub(super) fn is_superseded(&self) -> bool {
+        self.held
+            .as_ref()
+            .is_some_and(|(_, flag)| flag.set.load(Ordering::SeqCst))
     }
 
     /// `true` once a newer connection wants this driver's session; otherwise registers `cx`

@@ -183,8 +183,13 @@ fn server_error(e: AckError) -> ServerError {
 }
 
 /// Errors that say "this connection is already over" rather than what ended it (that was
-/// counted and returned when it happened).
+/// counted and returned when it happened), and a takeover: the client resumed its session on
+/// a newer connection, which is normal operation (a reconnect), not an error of this one.
 fn already_over(e: &AckError) -> bool {
+    if matches!(e, AckError::SessionTakenOver) {
+        tracing::debug!("the client's session was taken over by a newer connection");
+        return true;
+    }
     matches!(
         e,
         AckError::Failed { .. }
@@ -466,25 +471,25 @@ impl<S> Connection<S> {
     /// Ack mode, before the handler runs: reads the peer's HELLO, settles its session (resumed
     /// from the server's sessions, taken over from a live connection, or new) and writes the
     /// server's HELLO, so that the peer's handshake never waits for the handler's first call.
-    /// Bounded by the idle timeout and by shutdown; after either (or an error, which the
-    /// handler's first call reports) the handler gets the connection as it is.
+    ///
+    /// Bounded as a frame read by the handler is: by the idle timeout until the HELLO's first
+    /// byte, then by the stall timeout (with the minimum receive rate), which also bounds a
+    /// takeover wait; and by shutdown. After either (or an error) the handler gets the
+    /// connection as it is, and its first `recv` reports the timeout (or error).
     pub(crate) async fn ack_accept(&mut self) {
-        let idle = self.server.shared.config.idle_timeout;
         let shutdown = self.server.shared.shutdown.clone();
-        let Some(a) = self.ack.as_deref_mut() else {
-            return;
-        };
-        let accept = std::future::poll_fn(|cx| a.driver.poll_accept(cx));
-        let bounded = async {
-            match idle {
-                Some(t) => {
-                    let _ = tokio::time::timeout(t, accept).await;
-                }
-                None => accept.await,
+        let accept = std::future::poll_fn(|cx| {
+            let Some(a) = self.ack.as_deref_mut() else {
+                return Poll::Ready(());
+            };
+            if a.driver.poll_accept(cx).is_ready() {
+                return Poll::Ready(());
             }
-        };
+            self.ack_note_reads();
+            self.poll_accept_deadline(cx)
+        });
         tokio::select! {
-            () = bounded => {}
+            () = accept => {}
             () = shutdown.cancelled() => {}
         }
         self.ack_note_reads();

@@ -30,6 +30,7 @@ impl AckState {
     }
 
     /// Messages sent (accepted by [`send`](Self::send)) and not yet acknowledged.
+    #[inline]
     pub fn in_flight(&self) -> u64 {
         self.unacked.len() as u64
     }
@@ -41,6 +42,7 @@ impl AckState {
 
     /// How many more messages the window takes now, by count alone (0 before the peer's
     /// HELLO, and 0 while the byte window is used up).
+    #[inline]
     pub fn room(&self) -> u64 {
         if self.unacked_bytes >= u64::from(self.send_window_bytes) {
             return 0;
@@ -50,12 +52,14 @@ impl AckState {
 
     /// `true` if [`send`](Self::send) accepts a message now: fewer messages and fewer bytes
     /// than the window are unacknowledged.
+    #[inline]
     pub fn has_room(&self) -> bool {
         self.room() > 0
     }
 
     /// The longest application payload the peer accepts in one DATA frame (0 before its
     /// HELLO).
+    #[inline]
     pub fn max_payload_len(&self) -> usize {
         self.peer.map_or(0, |h| {
             (h.max_frame_len as usize).saturating_sub(DATA_HEADER_LEN)
@@ -74,20 +78,30 @@ impl AckState {
     /// peer's HELLO), [`AckError::PayloadTooLong`] if it exceeds
     /// [`max_payload_len`](Self::max_payload_len). Nothing is queued then.
     pub fn send(&mut self, payload: Bytes, redelivery: bool) -> Result<u64, AckError> {
+        self.try_send(payload, redelivery).map_err(|(e, _)| e)
+    }
+
+    /// As [`send`](Self::send), but an error hands the payload back, for a caller that must
+    /// not lose it (and keeps no copy of its own meanwhile).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send), with the payload.
+    #[inline]
+    pub fn try_send(&mut self, payload: Bytes, redelivery: bool) -> Result<u64, (AckError, Bytes)> {
         if !self.has_room() {
-            return Err(AckError::WindowFull {
+            let e = AckError::WindowFull {
                 in_flight: self.in_flight(),
                 in_flight_bytes: self.unacked_bytes,
                 window: self.send_window,
                 window_bytes: self.send_window_bytes,
-            });
+            };
+            return Err((e, payload));
         }
         let max = self.max_payload_len();
         if payload.len() > max {
-            return Err(AckError::PayloadTooLong {
-                len: payload.len(),
-                max,
-            });
+            let len = payload.len();
+            return Err((AckError::PayloadTooLong { len, max }, payload));
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -111,11 +125,13 @@ impl AckState {
     }
 
     /// The peer's highest cumulative ACK.
+    #[inline]
     pub fn acked_through(&self) -> u64 {
         self.acked
     }
 
     /// `true` when every message sent has been acknowledged.
+    #[inline]
     pub fn all_acked(&self) -> bool {
         self.unacked.is_empty()
     }
@@ -212,6 +228,7 @@ impl AckState {
     // ---------------------------------------------------------------- output
 
     /// `true` if [`poll_transmit`](Self::poll_transmit) would return a frame.
+    #[inline]
     pub fn has_transmit(&self) -> bool {
         self.hello_pending
             || (!self.hello_held()
@@ -245,6 +262,7 @@ impl AckState {
 
     /// [`poll_transmit`](Self::poll_transmit) with a DATA payload borrowed from the unacked
     /// queue rather than cloned: for drivers that copy the frame into a write buffer at once.
+    #[inline]
     pub fn poll_transmit_ref(&mut self) -> Option<AckFrame<&[u8]>> {
         if self.hello_pending {
             self.hello_pending = false;
