@@ -91,7 +91,7 @@ fn show(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
 
 /// The client settings: TLS from the `--tls-*` flags, if any.
 fn builder(args: &Args) -> Result<ClientBuilder, String> {
-    let mut builder = Client::builder();
+    let builder = Client::builder();
     let Some(ca) = &args.tls_ca else {
         return Ok(builder);
     };
@@ -110,11 +110,10 @@ fn builder(args: &Args) -> Result<ClientBuilder, String> {
     };
     let name = ServerName::try_from(host.clone())
         .map_err(|e| format!("{host:?} is not a valid TLS server name: {e} (use --tls-name)"))?;
-    builder.tls(config, name);
-    Ok(builder)
+    Ok(builder.tls(config, name))
 }
 
-async fn run_ack(builder: &mut ClientBuilder, addr: &str, window: u32) -> Result<(), ClientError> {
+async fn run_ack(builder: ClientBuilder, addr: &str, window: u32) -> Result<(), ClientError> {
     let mut client = builder
         .ack_window(window)
         .reconnect(ReconnectPolicy::default())
@@ -169,9 +168,9 @@ async fn run_ack(builder: &mut ClientBuilder, addr: &str, window: u32) -> Result
     Ok(())
 }
 
-async fn run(args: Args, mut builder: ClientBuilder) -> Result<(), ClientError> {
+async fn run(args: Args, builder: ClientBuilder) -> Result<(), ClientError> {
     if let Some(window) = args.ack {
-        return run_ack(&mut builder, &args.addr, window).await;
+        return run_ack(builder, &args.addr, window).await;
     }
     let mut client = builder.connect(args.addr.as_str()).await?;
     println!("connected to {} (plain mode)", client.endpoint());

@@ -38,7 +38,7 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use framewire_examples::{mirror, tls, tutorial};
-use framewire_server::{termination_signal, Connection, Server};
+use framewire_server::{termination_signal, Server};
 
 const USAGE: &str = "usage: echo_server [--addr ADDR] [--mirror] [--ack WINDOW] \
                      [--max-frame-len BYTES] [--max-connections N] [--idle-timeout SECONDS] \
@@ -183,7 +183,7 @@ async fn main() -> ExitCode {
         if args.mirror { "mirror" } else { "tutorial" }
     );
     let report = if args.mirror {
-        let handler = |mut conn: Connection| async move { mirror(&mut conn).await };
+        let handler = mirror::<()>;
         server.serve_until(handler, termination_signal()).await
     } else {
         server

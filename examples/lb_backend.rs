@@ -102,7 +102,7 @@ impl framewire_server::Handler for Backend {
             conn.send(greeting).await?;
         }
         if !self.record {
-            return framewire_examples::mirror(&mut conn).await;
+            return framewire_examples::mirror(conn).await;
         }
         if let Some((_, status)) = conn.session() {
             println!("c {status:?}");

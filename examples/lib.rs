@@ -1,53 +1,12 @@
-//! Shared helpers for the framewire programs that are not copy-from examples (the load
-//! generator, `lb_backend`).
+//! Shared code of the framewire examples and programs: the tutorial and mirror handlers
+//! ([`handlers`]), the PEM loading behind the `--tls-*` flags ([`tls`]) and the load
+//! generator ([`loadgen`]).
 
 #[path = "loadgen/mod.rs"]
 pub mod loadgen;
 
-use framewire_server::{Connection, ServerError};
-
-/// Byte-for-byte echo on a framewire server connection; a burst of pipelined frames is
-/// answered with one write (as `examples/echo_server.rs --mirror` does). The frames are
-/// forwarded as runs, as they arrived ([`Connection::recv_run`]): one split of the read
-/// buffer and one copy per burst, not per frame. In ack mode each message is one run.
-pub async fn mirror<S>(conn: &mut Connection<S>) -> Result<(), ServerError> {
-    while let Some(run) = conn.recv_run().await? {
-        conn.feed_run(run).await?;
-        while let Some(more) = conn.try_recv_run()? {
-            conn.feed_run(more).await?;
-        }
-        conn.flush().await?;
-    }
-    Ok(())
-}
-
-/// [`mirror`] frame by frame ([`Connection::recv`] and [`Connection::feed_bytes`]), the
-/// shape of a handler that looks at each message; `loadgen serve --impl framewire-each`
-/// measures it next to `mirror`.
-pub async fn mirror_each<S>(conn: &mut Connection<S>) -> Result<(), ServerError> {
-    while let Some(frame) = conn.recv().await? {
-        conn.feed_bytes(frame).await?;
-        while let Some(more) = conn.try_recv()? {
-            conn.feed_bytes(more).await?;
-        }
-        conn.flush().await?;
-    }
-    Ok(())
-}
-
-/// The tutorial's conversation on a framewire server connection: greet with `你好欢迎你`,
-/// answer every frame with the frame plus `好`, end at `q` (as `examples/echo_server.rs`
-/// does by default).
-pub async fn tutorial<S>(mut conn: Connection<S>) -> Result<(), ServerError> {
-    conn.send("你好欢迎你").await?;
-    while let Some(frame) = conn.recv().await? {
-        if &frame[..] == b"q" {
-            break;
-        }
-        conn.send([&frame[..], "好".as_bytes()].concat()).await?;
-    }
-    Ok(())
-}
+pub mod handlers;
+pub use handlers::{mirror, mirror_each, tutorial};
 
 /// rustls configurations from PEM files, for the programs' `--tls-*` flags. Both use the
 /// ring provider explicitly (the one framewire's `tls` feature compiles in), so they never

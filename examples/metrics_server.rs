@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use framewire_examples::mirror;
-use framewire_server::{termination_signal, Connection, Server};
+use framewire_server::{termination_signal, Server};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -109,7 +109,7 @@ async fn main() -> ExitCode {
             }
         })
     };
-    let handler = |mut conn: Connection| async move { mirror(&mut conn).await };
+    let handler = mirror::<()>;
     let report = server.serve_until(handler, termination_signal()).await;
     scraping.abort();
     println!(

@@ -17,7 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use framewire_client::Client;
 use framewire_codec::FrameCodec;
-use framewire_server::{Connection, Server, ServerError};
+use framewire_examples::mirror;
+use framewire_server::Server;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -143,18 +144,6 @@ async fn framed(listener: &TcpListener) -> Result<Vec<String>, Box<dyn std::erro
 
 /// Errors that cross task boundaries.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Byte-for-byte echo on the framewire server; a burst of frames is answered with one write.
-async fn mirror(mut conn: Connection) -> Result<(), ServerError> {
-    while let Some(frame) = conn.recv().await? {
-        conn.feed(&frame).await?;
-        while let Some(more) = conn.try_recv()? {
-            conn.feed(&more).await?;
-        }
-        conn.flush().await?;
-    }
-    Ok(())
-}
 
 /// How one part of the demo went.
 struct Outcome {
@@ -358,7 +347,7 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let server = Server::bind("127.0.0.1:0").await?;
     let server_addr: std::net::SocketAddr = server.local_addr().to_string().parse()?;
     let handle = server.handle();
-    let serving = tokio::spawn(server.serve(mirror));
+    let serving = tokio::spawn(server.serve(mirror::<()>));
 
     let plain = concurrent_plain(server_addr).await?;
     println!(
@@ -398,7 +387,7 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
         .await?;
     let ack_addr: std::net::SocketAddr = server.local_addr().to_string().parse()?;
     let handle = server.handle();
-    let serving = tokio::spawn(server.serve(mirror));
+    let serving = tokio::spawn(server.serve(mirror::<()>));
     let (ack, confirmed) = concurrent_ack(ack_addr).await?;
     handle.shutdown();
     let _ = serving.await;

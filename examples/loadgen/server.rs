@@ -176,14 +176,6 @@ async fn framewire_serve(
 ) -> io::Result<()> {
     use framewire_server::{Connection, Server, ServerError};
 
-    async fn mirror(mut conn: Connection) -> Result<(), ServerError> {
-        crate::mirror(&mut conn).await
-    }
-
-    async fn mirror_each(mut conn: Connection) -> Result<(), ServerError> {
-        crate::mirror_each(&mut conn).await
-    }
-
     async fn sink(mut conn: Connection) -> Result<(), ServerError> {
         while conn.recv().await?.is_some() {}
         Ok(())
@@ -200,8 +192,8 @@ async fn framewire_serve(
     }
     let server = builder.listener(listener).map_err(to_io)?;
     match mode {
-        ServerMode::Echo if frame_by_frame => server.serve(mirror_each).await,
-        ServerMode::Echo => server.serve(mirror).await,
+        ServerMode::Echo if frame_by_frame => server.serve(crate::mirror_each::<()>).await,
+        ServerMode::Echo => server.serve(crate::mirror::<()>).await,
         ServerMode::Sink => server.serve(sink).await,
     };
     Ok(())

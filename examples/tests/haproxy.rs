@@ -468,14 +468,14 @@ fn window() -> u32 {
 /// An ack-mode client through HAProxy that keeps reconnecting (through HAProxy, which picks a
 /// backend that is up) for as long as a restart takes.
 async fn ack_client(lb: SocketAddr) -> framewire_client::AckClient {
-    let mut builder = framewire_client::Client::builder();
-    builder.ack_window(window()).reconnect(
-        framewire_client::ReconnectPolicy::default()
-            .initial_delay(Duration::from_millis(20))
-            .max_delay(Duration::from_millis(500))
-            .max_attempts(Some(100)),
-    );
-    builder
+    framewire_client::Client::builder()
+        .ack_window(window())
+        .reconnect(
+            framewire_client::ReconnectPolicy::default()
+                .initial_delay(Duration::from_millis(20))
+                .max_delay(Duration::from_millis(500))
+                .max_attempts(Some(100)),
+        )
         .connect_ack(lb)
         .await
         .expect("ack-mode connect through haproxy")

@@ -132,11 +132,7 @@ async fn all_modes() -> Result<(), LoadgenError> {
             .tcp()
             .ok_or_else(|| LoadgenError::Args("tcp".into()))?;
         let handle = server.handle();
-        let task = tokio::spawn(server.serve(
-            |mut conn: framewire_server::Connection| async move {
-                framewire_examples::mirror(&mut conn).await
-            },
-        ));
+        let task = tokio::spawn(server.serve(framewire_examples::mirror::<()>));
         (addr, (handle, task))
     };
     o.addr = proxy_echo;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use framewire_codec::FrameCodec;
 use framewire_examples::mirror;
-use framewire_server::{Connection, Server};
+use framewire_server::Server;
 use futures::{SinkExt, StreamExt};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpStream;
@@ -24,8 +24,7 @@ async fn stats_reach_prometheus() {
         .unwrap();
     let addr = server.local_addr().tcp().unwrap();
     let handle = server.handle();
-    let serving =
-        tokio::spawn(server.serve(|mut conn: Connection| async move { mirror(&mut conn).await }));
+    let serving = tokio::spawn(server.serve(mirror::<()>));
     let body = tokio::time::timeout(Duration::from_secs(20), async {
         let mut client = Framed::new(TcpStream::connect(addr).await.unwrap(), FrameCodec::new());
         for payload in ["one", "two", "three"] {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use framewire_examples::{mirror, tutorial};
-use framewire_server::{Connection, Server, ServerHandle};
+use framewire_server::{Server, ServerHandle};
 
 /// A fresh directory for this test's PEM files.
 fn scratch(name: &str) -> PathBuf {
@@ -79,7 +79,7 @@ async fn serve(cert: &Path, key: &Path, mirror_mode: bool) -> (String, ServerHan
     let addr = server.local_addr().to_string();
     let handle = server.handle();
     if mirror_mode {
-        tokio::spawn(server.serve(|mut conn: Connection| async move { mirror(&mut conn).await }));
+        tokio::spawn(server.serve(mirror::<()>));
     } else {
         tokio::spawn(server.serve(tutorial::<()>));
     }

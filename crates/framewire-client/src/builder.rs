@@ -191,20 +191,20 @@ impl ClientBuilder {
     }
 
     /// Maximum time for one connection attempt (name resolution + handshake).
-    pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// Maximum time [`Client::close`] may take in all: flushing, shutting down, and waiting for
     /// the peer to close its side.
-    pub fn close_timeout(&mut self, timeout: Duration) -> &mut Self {
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
         self
     }
 
     /// Maximum frame payload length in both directions (default [`DEFAULT_MAX_FRAME_LEN`]).
-    pub fn max_frame_len(&mut self, max: usize) -> &mut Self {
+    pub fn max_frame_len(mut self, max: usize) -> Self {
         self.codec.max_frame_len(max);
         self
     }
@@ -218,14 +218,14 @@ impl ClientBuilder {
     ///
     /// Ack mode: the write buffer's high-water mark. Frames are encoded into it until it
     /// holds this much; it is then written out before more is accepted.
-    pub fn write_buffer_limit(&mut self, limit: usize) -> &mut Self {
+    pub fn write_buffer_limit(mut self, limit: usize) -> Self {
         self.write_buffer_limit = limit.max(1);
         self
     }
 
     /// The full codec configuration (byte order, oversized-frame policy, ...), for peers that
     /// need more than the defaults.
-    pub fn codec(&mut self, codec: FrameCodecBuilder) -> &mut Self {
+    pub fn codec(mut self, codec: FrameCodecBuilder) -> Self {
         self.codec = codec;
         self
     }
@@ -235,7 +235,7 @@ impl ClientBuilder {
     /// 4,096; 1 is stop-and-wait). How many of *this* client's messages may be in flight is
     /// the window the server grants in its HELLO, clamped to this client's own caps (see
     /// [`ack_config`](Self::ack_config)). Shorthand for `AckConfig::window`.
-    pub fn ack_window(&mut self, window: u32) -> &mut Self {
+    pub fn ack_window(mut self, window: u32) -> Self {
         self.ack.window(window);
         self
     }
@@ -245,14 +245,14 @@ impl ClientBuilder {
     /// unacknowledged whatever the server grants (1 MiB by default: a server granting
     /// `u32::MAX` does not make `send` buffer without limit), keepalive (PING after 15 s of
     /// silence) and the peer timeout (60 s, then the client reconnects).
-    pub fn ack_config(&mut self, config: AckConfig) -> &mut Self {
+    pub fn ack_config(mut self, config: AckConfig) -> Self {
         self.ack = config;
         self
     }
 
     /// Ack mode: when to reconnect after a drop (default [`ReconnectPolicy::default`];
     /// [`ReconnectPolicy::never`] hands the unacknowledged messages back at the first drop).
-    pub fn reconnect(&mut self, policy: ReconnectPolicy) -> &mut Self {
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
         self.policy = policy;
         self
     }
@@ -263,7 +263,7 @@ impl ClientBuilder {
     /// and an ack means the peer's *application* is done with the message, so a slow consumer
     /// would also trip this and then see redeliveries; choose a timeout well above the peer's
     /// longest pause.
-    pub fn ack_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+    pub fn ack_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.ack_timeout = timeout;
         self
     }
@@ -278,7 +278,7 @@ impl ClientBuilder {
     /// longer than the grace on one message (a slow database write) looks the same while it
     /// works. Choose a grace above your receiver's longest pause, or `None` to turn the check
     /// off: `send` and `flush` then wait for room (or acks) for as long as it takes.
-    pub fn ack_deadlock_grace(&mut self, grace: Option<Duration>) -> &mut Self {
+    pub fn ack_deadlock_grace(mut self, grace: Option<Duration>) -> Self {
         self.deadlock_grace = grace;
         self
     }
@@ -311,10 +311,10 @@ impl ClientBuilder {
     /// ```
     #[cfg(feature = "tls")]
     pub fn tls(
-        &mut self,
+        mut self,
         config: impl Into<std::sync::Arc<rustls::ClientConfig>>,
         server_name: rustls::pki_types::ServerName<'static>,
-    ) -> &mut Self {
+    ) -> Self {
         self.tls = Some(ClientTls::new(config.into(), server_name));
         self
     }

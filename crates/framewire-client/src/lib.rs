@@ -73,3 +73,10 @@ pub use rustls;
 pub use transport::Endpoint;
 pub use typed::TypedDelivery;
 pub use writer::DEFAULT_WRITE_BUFFER_LIMIT;
+
+/// The README's Rust examples, compiled as doctests of this crate: its dev-dependencies
+/// include the server, `futures`, `serde` and tokio's macros, so every block in the README
+/// builds here, and a README example that no longer compiles fails `cargo test --workspace`.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -2,6 +2,11 @@
 //! halves, many concurrent clients, and the Python interop program.
 
 mod common;
+/// The handlers the examples run (`examples/handlers.rs`; this crate cannot depend on the
+/// examples package).
+#[path = "../../../examples/handlers.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod handlers;
 
 use bytes::Bytes;
 use common::{ack_client, payloads, run_python, spawn_flaky_proxy, within, Echo};
@@ -125,34 +130,6 @@ async fn many_concurrent_clients() {
     .await;
 }
 
-/// The tutorial handler on the real framewire server: greet, reply `frame + 好`, stop at `q`.
-async fn real_tutorial(
-    mut conn: framewire_server::Connection,
-) -> Result<(), framewire_server::ServerError> {
-    conn.send("你好欢迎你").await?;
-    while let Some(frame) = conn.recv().await? {
-        if &frame[..] == b"q" {
-            break;
-        }
-        conn.send([&frame[..], "好".as_bytes()].concat()).await?;
-    }
-    Ok(())
-}
-
-/// Byte-for-byte echo on the real framewire server.
-async fn real_mirror(
-    mut conn: framewire_server::Connection,
-) -> Result<(), framewire_server::ServerError> {
-    while let Some(frame) = conn.recv().await? {
-        conn.feed(&frame).await?;
-        while let Some(more) = conn.try_recv()? {
-            conn.feed(&more).await?;
-        }
-        conn.flush().await?;
-    }
-    Ok(())
-}
-
 /// Starts the real framewire server (plain mode) on an ephemeral loopback port.
 async fn spawn_real_server(echo: Echo) -> (SocketAddr, framewire_server::ServerHandle) {
     spawn_real_server_with(echo, None).await
@@ -175,9 +152,9 @@ async fn spawn_real_server_with(
         .expect("a TCP address");
     let handle = server.handle();
     if echo.greeting.is_some() {
-        tokio::spawn(server.serve(real_tutorial));
+        tokio::spawn(server.serve(handlers::tutorial::<()>));
     } else {
-        tokio::spawn(server.serve(real_mirror));
+        tokio::spawn(server.serve(handlers::mirror_each::<()>));
     }
     (addr, handle)
 }

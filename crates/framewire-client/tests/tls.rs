@@ -26,9 +26,7 @@ fn name(s: &'static str) -> ServerName<'static> {
 
 /// A TLS client builder trusting `ca` for `localhost`.
 fn tls_builder(ca: &Ca, cert: Option<&Leaf>) -> ClientBuilder {
-    let mut b = Client::builder();
-    b.tls(client_config(ca, cert), name("localhost"));
-    b
+    Client::builder().tls(client_config(ca, cert), name("localhost"))
 }
 
 /// Greets with what the handler learned of the TLS session, then echoes.
@@ -88,8 +86,7 @@ async fn ack_mode_over_tls_delivers_and_echoes() {
             .ack_mode(8)
             .tls(server_config(&leaf, None));
         let (addr, _handle) = spawn(builder).await;
-        let mut b = tls_builder(&ca, None);
-        b.reconnect(ReconnectPolicy::never());
+        let b = tls_builder(&ca, None).reconnect(ReconnectPolicy::never());
         let mut client = b.connect_ack(addr).await.unwrap();
         let greeting = client.recv().await.unwrap().unwrap();
         assert_eq!(
@@ -234,8 +231,7 @@ async fn ack_mode_reconnects_over_tls_and_loses_nothing() {
         }));
         // Cuts the first 3 connections somewhere after their TLS handshakes (2-4 KiB in).
         let (proxy, cut) = spawn_flaky_proxy(target, 3, 2000, 6000, 0x5eed).await;
-        let mut b = tls_builder(&ca, None);
-        b.ack_window(8).reconnect(
+        let b = tls_builder(&ca, None).ack_window(8).reconnect(
             ReconnectPolicy::default()
                 .initial_delay(Duration::from_millis(5))
                 .max_delay(Duration::from_millis(50))

@@ -428,13 +428,15 @@ impl<S> Connection<S> {
     }
 
     /// A future that completes when the server's shutdown is requested, for use in
-    /// `select!` next to [`recv`](Connection::recv) or any other work.
+    /// `select!` next to [`recv`](Connection::recv) or any other work. It does not borrow the
+    /// connection: take it before the loop and select on `&mut signal` (see
+    /// [`ShutdownSignal`] for the example).
     ///
     /// # Cancellation safety
     ///
     /// Cancellation safe: it owns no data and can be re-created at any time.
     pub fn shutdown_signal(&self) -> ShutdownSignal {
-        self.server.shutdown_requested()
+        self.server.shutdown_signal()
     }
 
     /// `true` once the server's shutdown has been requested.

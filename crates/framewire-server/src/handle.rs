@@ -64,7 +64,7 @@ impl<S> fmt::Debug for ServerHandle<S> {
 
 impl<S> ServerHandle<S> {
     /// Requests a graceful shutdown: the accept loop stops accepting, handlers are signalled
-    /// (their [`shutdown_requested`](ServerHandle::shutdown_requested) futures complete and
+    /// (their [`shutdown_signal`](ServerHandle::shutdown_signal) futures complete and
     /// `recv` ends between frames), and after the grace period the handlers still running are
     /// aborted. Returns at once; await [`stopped`](ServerHandle::stopped) to wait for the end.
     /// Calling it again does nothing.
@@ -85,7 +85,7 @@ impl<S> ServerHandle<S> {
     ///
     /// Cancellation safe: dropping it loses nothing, and a new one completes at once if
     /// shutdown was already requested.
-    pub fn shutdown_requested(&self) -> ShutdownSignal {
+    pub fn shutdown_signal(&self) -> ShutdownSignal {
         ShutdownSignal::new(self.shared.shutdown.clone())
     }
 
@@ -94,7 +94,7 @@ impl<S> ServerHandle<S> {
     ///
     /// # Cancellation safety
     ///
-    /// Cancellation safe, as [`shutdown_requested`](ServerHandle::shutdown_requested).
+    /// Cancellation safe, as [`shutdown_signal`](ServerHandle::shutdown_signal).
     pub fn stopped(&self) -> ShutdownSignal {
         ShutdownSignal::new(self.shared.stopped.clone())
     }
@@ -128,18 +128,53 @@ impl<S> ServerHandle<S> {
 /// Completes when a server's shutdown is requested (or, from
 /// [`ServerHandle::stopped`], when it has stopped).
 ///
+/// It owns its state (it borrows neither the [`Connection`](crate::Connection) nor the
+/// [`ServerHandle`] it came from), it can be cloned, and once the event has happened it
+/// completes again every time it is polled. So take it once, before a loop, and `select!` on
+/// `&mut signal` next to [`Connection::recv`](crate::Connection::recv), which borrows the
+/// connection mutably:
+///
+/// ```
+/// use framewire_server::{Connection, ServerError};
+///
+/// async fn handle(mut conn: Connection) -> Result<(), ServerError> {
+///     let mut shutdown = conn.shutdown_signal();
+///     loop {
+///         tokio::select! {
+///             frame = conn.recv() => match frame? {
+///                 Some(frame) => conn.send(frame).await?,
+///                 None => break,
+///             },
+///             () = &mut shutdown => {
+///                 conn.send("server shutting down").await?;
+///                 break;
+///             }
+///         }
+///     }
+///     Ok(())
+/// }
+/// ```
+///
 /// # Cancellation safety
 ///
 /// Cancellation safe: it holds no data; drop it and ask for a new one at any time.
 pub struct ShutdownSignal {
+    token: CancellationToken,
     inner: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl ShutdownSignal {
     fn new(token: CancellationToken) -> Self {
         ShutdownSignal {
-            inner: Box::pin(token.cancelled_owned()),
+            inner: Box::pin(token.clone().cancelled_owned()),
+            token,
         }
+    }
+}
+
+impl Clone for ShutdownSignal {
+    fn clone(&self) -> Self {
+        ShutdownSignal::new(self.token.clone())
     }
 }
 
@@ -154,5 +189,22 @@ impl Future for ShutdownSignal {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.inner.as_mut().poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_signal_is_cloneable_and_completes_again_after_completing() {
+        let token = CancellationToken::new();
+        let mut signal = ShutdownSignal::new(token.clone());
+        let early = signal.clone();
+        token.cancel();
+        (&mut signal).await;
+        // A loop that selected on `&mut signal` and went round again polls it once more.
+        (&mut signal).await;
+        early.await;
     }
 }

@@ -158,9 +158,7 @@ pub struct ShutdownReport {
 ///                 }
 ///                 Ok::<_, ServerError>(())
 ///             },
-///             async {
-///                 let _ = tokio::signal::ctrl_c().await;
-///             },
+///             tokio::signal::ctrl_c(),
 ///         )
 ///         .await;
 ///     println!("{} aborted", report.aborted);
@@ -377,12 +375,13 @@ where
     /// [`ServerHandle::shutdown`] is called; then shuts down gracefully (see
     /// [`serve_until`](Server::serve_until)).
     pub async fn serve<H: Handler<S>>(self, handler: H) -> ShutdownReport {
-        self.serve_until(handler, std::future::pending()).await
+        self.serve_until(handler, std::future::pending::<()>())
+            .await
     }
 
-    /// Serves until `signal` completes (for example `tokio::signal::ctrl_c()`) or
-    /// [`ServerHandle::shutdown`] is called, whichever comes first, then shuts down
-    /// gracefully:
+    /// Serves until `signal` completes (for example `tokio::signal::ctrl_c()`; its output,
+    /// whatever its type, is ignored) or [`ServerHandle::shutdown`] is called, whichever comes
+    /// first, then shuts down gracefully:
     ///
     /// 1. the listener is closed: no new connections;
     /// 2. handlers are signalled ([`Connection::shutdown_signal`] completes, `recv` ends
@@ -397,7 +396,7 @@ where
     pub async fn serve_until<H, F>(self, handler: H, signal: F) -> ShutdownReport
     where
         H: Handler<S>,
-        F: Future<Output = ()> + Send,
+        F: Future + Send,
     {
         let Server {
             mut listener,
@@ -425,7 +424,7 @@ where
             tokio::select! {
                 biased;
                 () = token.cancelled() => break,
-                () = &mut signal => {
+                _ = &mut signal => {
                     tracing::info!("shutdown signal received");
                     token.cancel();
                     break;

@@ -3,6 +3,11 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
+/// The handlers the examples run (`examples/handlers.rs`; this crate cannot depend on the
+/// examples package).
+#[path = "../../../examples/handlers.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod handlers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,17 +29,6 @@ async fn ack_client(addr: SocketAddr, window: u32) -> AckFramed<TcpStream> {
     AckFramed::builder().window(window).new_framed(stream)
 }
 
-async fn tutorial(mut conn: Connection) -> Result<(), ServerError> {
-    conn.send("你好欢迎你").await?;
-    while let Some(frame) = conn.recv().await? {
-        if &frame[..] == b"q" {
-            break;
-        }
-        conn.send([&frame[..], "好".as_bytes()].concat()).await?;
-    }
-    Ok(())
-}
-
 async fn next_payload(c: &mut AckFramed<TcpStream>) -> Option<Bytes> {
     match c.next().await {
         Some(Ok(d)) => Some(d.payload),
@@ -45,7 +39,7 @@ async fn next_payload(c: &mut AckFramed<TcpStream>) -> Option<Bytes> {
 #[tokio::test]
 async fn the_tutorial_in_stop_and_wait_ack_mode() {
     within(async {
-        let server = spawn(Server::builder().ack_mode(1), tutorial).await;
+        let server = spawn(Server::builder().ack_mode(1), handlers::tutorial::<()>).await;
         let mut c = ack_client(server.addr, 1).await;
         assert_eq!(
             next_payload(&mut c).await.as_deref(),

@@ -4,6 +4,11 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
+/// The handlers the examples run (`examples/handlers.rs`; this crate cannot depend on the
+/// examples package).
+#[path = "../../../examples/handlers.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod handlers;
 
 use bytes::{BufMut, BytesMut};
 use common::*;
@@ -257,10 +262,7 @@ async fn pipelined_large_frames_around_the_read_size_echo_whole_and_in_order() {
         20_000,
     ];
     within(async {
-        let server = spawn(Server::builder(), |mut conn: Connection| async move {
-            framewire_examples_mirror(&mut conn).await
-        })
-        .await;
+        let server = spawn(Server::builder(), handlers::mirror_each::<()>).await;
         pipelined_echo_is_whole_and_in_order(server, &sizes, 60).await;
     })
     .await;
@@ -333,20 +335,6 @@ async fn pipelined_echo_is_whole_and_in_order(server: Running<()>, sizes: &[usiz
     let wire: usize = frames.iter().map(|f| f.len() + 4).sum();
     assert_eq!(stats.bytes_out, wire as u64);
     server.stop().await;
-}
-
-/// The mirror of `examples/echo_server.rs` (this crate cannot depend on the examples): frames
-/// forwarded with `feed_bytes`, so those of 1 KiB and more are written from the read buffer
-/// they arrived in, without a copy.
-async fn framewire_examples_mirror(conn: &mut Connection) -> Result<(), ServerError> {
-    while let Some(frame) = conn.recv().await? {
-        conn.feed_bytes(frame).await?;
-        while let Some(more) = conn.try_recv()? {
-            conn.feed_bytes(more).await?;
-        }
-        conn.flush().await?;
-    }
-    Ok(())
 }
 
 /// A transport that hands the server one burst of bytes at a time: once a burst is read, a

@@ -128,10 +128,10 @@ pub async fn wait_until(cond: impl Fn() -> bool) {
 /// An ack-mode client to `addr` that grants `window` (`None`: the default) and never
 /// reconnects, so a drop fails the test instead of being hidden by a resend.
 pub async fn ack_client(addr: SocketAddr, window: Option<u32>) -> framewire_client::AckClient {
-    let mut builder = framewire_client::Client::builder();
-    builder.reconnect(framewire_client::ReconnectPolicy::never());
+    let mut builder =
+        framewire_client::Client::builder().reconnect(framewire_client::ReconnectPolicy::never());
     if let Some(w) = window {
-        builder.ack_window(w);
+        builder = builder.ack_window(w);
     }
     builder.connect_ack(addr).await.expect("ack-mode connect")
 }
