@@ -7,10 +7,11 @@
 //! cargo run --release --example loadgen -- pipeline --addr 127.0.0.1:7000 --conns 64 --depth 16
 //! cargo run --release --example loadgen -- serve --impl framewire-ack --mode sink --window 64 --addr 127.0.0.1:7001
 //! cargo run --release --example loadgen -- stream --addr 127.0.0.1:7001 --client framewire-ack --window 64
-//! cargo run --release --example loadgen -- help
+//! cargo run --release --example loadgen -- --help
 //! ```
 //!
-//! `bench/compare.sh` runs every implementation side by side and draws the chart.
+//! `loadgen COMMAND --help` lists a command's flags. `bench/compare.sh` runs every
+//! implementation side by side and draws the chart.
 
 use std::process::ExitCode;
 

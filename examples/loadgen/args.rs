@@ -1,11 +1,9 @@
-//! Command-line parsing, by hand (no argument-parser dependency), with hard caps on every count
-//! and duration so no invocation can run unbounded.
+//! The command line (clap, derive), with hard caps on every count and duration so no
+//! invocation can run unbounded.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
-
-use super::error::LoadgenError;
 
 /// Longest `--duration` accepted: runs are always bounded.
 pub const MAX_DURATION: Duration = Duration::from_secs(120);
@@ -53,49 +51,27 @@ pub const MAX_SETUP_CONNS: usize = 256;
 /// Largest `--window`: each side keeps up to a window of unacknowledged messages in memory.
 pub const MAX_WINDOW: u32 = 65_536;
 
-/// The usage text printed by `loadgen help`.
-pub const USAGE: &str = "\
-loadgen: load generator for any u32 big-endian length-prefixed echo server
-
-USAGE:
-  loadgen ping     --addr HOST:PORT [--client C] [--size N] [--duration T] [--pid PID]
-                   [--interval T]
-  loadgen pipeline --addr HOST:PORT [--client C] [--size N] [--conns N] [--depth D] [--duration T]
-  loadgen stream   --addr HOST:PORT [--client C] [--size N] [--duration T] [--echo] [--batch N]
-  loadgen conns    --addr HOST:PORT [--client C] [--conns N] [--pid PID] [--sources K]
-  loadgen flood    --addr HOST:PORT [--conns N] [--pid PID] [--sources K] [--announce N]
-  loadgen zeros    --addr HOST:PORT [--conns N] [--duration T]
-  loadgen setup    --addr HOST:PORT [--conns N] [--size N] [--duration T] [--sources K]
-                   [--proxy-v2]
-  loadgen serve    --impl tokio-util|raw|codec|framewire|framewire-each|framewire-ack --mode echo|sink
-                   [--addr HOST:PORT] [--threads N] [--window N]
-
-CLIENT (--client):  codec (Framed + FrameCodec), tokio-util (Framed + LengthDelimitedCodec, the
-                    baseline), raw (pre-built bytes, replies counted by length: the physical
-                    limit), framewire (framewire_client::Client), framewire-ack
-                    (framewire_client::AckClient, ack mode, for `serve --impl framewire-ack`:
-                    the window holds sends back; a run ends once every frame is acknowledged)
-ACK MODE:  --window N     framewire-ack only (default 64, 1..=65536; 1 is stop-and-wait). For the
-                          client: the window it grants the server (replies in flight); how many
-                          of its own frames may be unacknowledged is the window the server grants,
-                          so start the server with the same --window.
-COMMON:  --label TEXT   free text stored in the CSV/JSON row (e.g. the server's name)
-         --csv FILE     append one CSV row (header written when the file is new)
-         --json FILE    write the result as one JSON object
-         --threads N    runtime worker threads (default: the CPUs this process may use)
-         --quiet        no progress lines
+/// What `loadgen --help` prints after the flags.
+const AFTER_HELP: &str = "\
 SIZES accept k/KiB and m/MiB suffixes (64k = 65536); DURATIONS accept ms/s suffixes (500ms, 3s).
+Every run flag is accepted by every run command; those marked `ping only` and the like are
+refused elsewhere. `loadgen COMMAND --help` shows the flags with their defaults.";
+
+/// What `loadgen <run command> --help` prints after the flags.
+const RUN_AFTER_HELP: &str = "\
+CLIENTS: codec (Framed + FrameCodec), tokio-util (Framed + LengthDelimitedCodec, the baseline),
+raw (pre-built bytes, replies counted by length: the physical limit), framewire
+(framewire_client::Client), framewire-ack (framewire_client::AckClient, ack mode, for `serve
+--impl framewire-ack`: the window holds sends back; a run ends once every frame is acknowledged).
 stream without --echo expects a sink server (`serve --mode sink`); with --echo, an echo server.
-ping --interval T pauses T between round trips (a client pinging every T). zeros opens N
-connections (default 4) that pipeline zero-length frames into an echo server as fast as it takes
-them (and read and drop the echoes) for T: run it next to a ping to see whether the server stays
-fair (bench/fairness.sh runs it at nice 19 so the flood does not slow the pinging client).
---pid PID is the server's pid: conns/flood report its memory growth (/proc/PID/status), the
-timed modes its CPU time (/proc/PID/stat) next to their own.
-";
+zeros opens N connections (default 4) that pipeline zero-length frames into an echo server as
+fast as it takes them (and read and drop the echoes): run it next to a ping to see whether the
+server stays fair (bench/fairness.sh runs it at nice 19 so the flood does not slow the pinging
+client). --pid PID is the server's pid: conns/flood report its memory growth
+(/proc/PID/status), the timed modes its CPU time (/proc/PID/stat) next to their own.";
 
 /// Which client implementation drives the connections (`--client`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ClientKind {
     /// tokio-util `Framed` halves with framewire's `FrameCodec`.
     Codec,
@@ -120,24 +96,10 @@ impl ClientKind {
             ClientKind::FramewireAck => "framewire-ack",
         }
     }
-
-    fn parse(s: &str) -> Result<Self, LoadgenError> {
-        match s {
-            "codec" => Ok(ClientKind::Codec),
-            "tokio-util" => Ok(ClientKind::TokioUtil),
-            "raw" => Ok(ClientKind::Raw),
-            "framewire" => Ok(ClientKind::Framewire),
-            "framewire-ack" => Ok(ClientKind::FramewireAck),
-            other => Err(LoadgenError::args(format!(
-                "unknown --client {other:?}; expected codec, tokio-util, raw, framewire or \
-                 framewire-ack"
-            ))),
-        }
-    }
 }
 
 /// Which server implementation `loadgen serve` runs (`--impl`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ServerKind {
     /// tokio-util `Framed` + `LengthDelimitedCodec`: the baseline.
     TokioUtil,
@@ -167,25 +129,10 @@ impl ServerKind {
             ServerKind::FramewireAck => "framewire-ack",
         }
     }
-
-    fn parse(s: &str) -> Result<Self, LoadgenError> {
-        match s {
-            "tokio-util" => Ok(ServerKind::TokioUtil),
-            "raw" => Ok(ServerKind::Raw),
-            "codec" => Ok(ServerKind::Codec),
-            "framewire" => Ok(ServerKind::Framewire),
-            "framewire-each" => Ok(ServerKind::FramewireEach),
-            "framewire-ack" => Ok(ServerKind::FramewireAck),
-            other => Err(LoadgenError::args(format!(
-                "unknown --impl {other:?}; expected tokio-util, raw, codec, framewire, \
-                 framewire-each or framewire-ack"
-            ))),
-        }
-    }
 }
 
 /// What a `loadgen serve` server does with the frames it receives (`--mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ServerMode {
     /// Send every frame back.
     Echo,
@@ -352,16 +299,139 @@ pub enum Command {
     Run(RunOpts),
     /// Run an in-binary server.
     Serve(ServeOpts),
-    /// Print [`USAGE`].
-    Help,
+}
+
+/// The command line as clap reads it; [`parse_args`] turns it into a [`Command`].
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Load generator for any u32 big-endian length-prefixed echo server, with in-binary \
+             baseline servers for side-by-side runs",
+    after_help = AFTER_HELP,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// One connection, one frame in flight: round trips per second and latency percentiles.
+    Ping(RunArgs),
+    /// N connections with D frames in flight each.
+    Pipeline(RunArgs),
+    /// One connection, frames sent as fast as possible into a sink (with --echo, an echo server).
+    Stream(RunArgs),
+    /// N idle connections, each then checked to still echo; server memory per connection.
+    Conns(RunArgs),
+    /// N connections each send one header announcing a large frame and nothing more.
+    Flood(RunArgs),
+    /// N connections pipeline zero-length frames as fast as the server echoes them.
+    Zeros(RunArgs),
+    /// Connection setup rate: connect, (--proxy-v2) PROXY header, one echo, close.
+    Setup(RunArgs),
+    /// Run an in-binary echo or sink server; prints its address and pid.
+    Serve(ServeArgs),
+}
+
+/// The flags of every load-generating command (defaults depend on the command).
+#[derive(Debug, clap::Args)]
+#[command(after_help = RUN_AFTER_HELP)]
+struct RunArgs {
+    /// The server to load.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
+    addr: SocketAddr,
+    /// The client implementation (default tokio-util).
+    #[arg(long, value_enum, value_name = "CLIENT")]
+    client: Option<ClientKind>,
+    /// Payload bytes per frame (default 64; at most 8 MiB).
+    #[arg(long, value_name = "BYTES", value_parser = parse_frame_size)]
+    size: Option<usize>,
+    /// Connections (pipeline 64, conns/flood 1000, zeros 4, setup 8; ping and stream: 1).
+    #[arg(long, value_name = "N")]
+    conns: Option<usize>,
+    /// Frames in flight per connection, pipeline only (default 16).
+    #[arg(long, value_name = "N", value_parser = ranged::<1, MAX_DEPTH>)]
+    depth: Option<usize>,
+    /// How long frames are sent; conns/flood: how long connections are held (default 3s,
+    /// conns/flood 1s; at most 120s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_run_duration)]
+    duration: Option<Duration>,
+    /// stream only: count echoed replies from an echo server instead of feeding a sink.
+    #[arg(long)]
+    echo: bool,
+    /// stream only: most frames written per flush (default: about 256 KiB worth).
+    #[arg(long, value_name = "N", value_parser = ranged::<1, MAX_BATCH>)]
+    batch: Option<usize>,
+    /// The server's pid: memory growth (conns, flood) and CPU time (timed modes) from /proc.
+    #[arg(long, value_name = "PID")]
+    pid: Option<u32>,
+    /// How many 127.0.0.x source addresses to spread connections over (default 8; 0: the
+    /// kernel picks; loopback IPv4 targets only).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u8).range(0..=254))]
+    sources: Option<u8>,
+    /// flood only: the length each header announces (default 8 MiB).
+    #[arg(long, value_name = "BYTES", value_parser = parse_announce)]
+    announce: Option<u32>,
+    /// framewire-ack client only: the window it grants the server, 1..=65536 (default 64; 1 is
+    /// stop-and-wait). Start the server with the same --window.
+    #[arg(long, value_name = "N", value_parser = parse_window)]
+    window: Option<u32>,
+    /// ping only: pause between round trips (at most 1s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    interval: Option<Duration>,
+    /// setup only: start each connection with a PROXY protocol v2 header, as HAProxy's
+    /// send-proxy-v2 does.
+    #[arg(long)]
+    proxy_v2: bool,
+    /// Free text stored in the CSV/JSON row (e.g. the server's name).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    label: String,
+    /// Append one CSV row (header written when the file is new).
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Write the result as one JSON object.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Runtime worker threads, 1..=64 (default: the CPUs this process may use).
+    #[arg(long, value_name = "N", value_parser = ranged::<1, 64>)]
+    threads: Option<usize>,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The flags of `loadgen serve`.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The server implementation.
+    #[arg(long = "impl", value_enum, value_name = "IMPL")]
+    kind: ServerKind,
+    /// Echo every frame back, or count and drop it.
+    #[arg(long, value_enum, default_value = "echo")]
+    mode: ServerMode,
+    /// Where to listen (port 0: any free port; the chosen address is printed).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr, default_value = "127.0.0.1:0")]
+    addr: SocketAddr,
+    /// Runtime worker threads, 1..=64 (default: the CPUs this process may use).
+    #[arg(long, value_name = "N", value_parser = ranged::<1, 64>)]
+    threads: Option<usize>,
+    /// The server exits on its own after this long (default and most: 3600s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_lifetime)]
+    lifetime: Option<Duration>,
+    /// framewire-ack only: the window granted to each client, 1..=65536 (default 64).
+    #[arg(long, value_name = "N", value_parser = parse_window)]
+    window: Option<u32>,
 }
 
 /// Parses a byte count: a plain number or one with a `k`/`KiB`/`m`/`MiB` suffix
 /// (binary multiples): `"64k"` is 65,536.
 ///
 /// # Errors
-/// [`LoadgenError::Args`] for anything else, or on overflow.
-pub fn parse_size(s: &str) -> Result<usize, LoadgenError> {
+/// A message for anything else, or on overflow.
+pub fn parse_size(s: &str) -> Result<usize, String> {
     let lower = s.trim().to_ascii_lowercase();
     let (digits, mult) = if let Some(d) = strip_any(&lower, &["kib", "k"]) {
         (d, 1024usize)
@@ -375,21 +445,21 @@ pub fn parse_size(s: &str) -> Result<usize, LoadgenError> {
         .parse::<usize>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| LoadgenError::args(format!("cannot read {s:?} as a byte count")))
+        .ok_or_else(|| format!("cannot read {s:?} as a byte count"))
 }
 
 /// Parses a duration: seconds (`"3"`, `"3s"`, `"0.5"`) or milliseconds (`"500ms"`).
 ///
 /// # Errors
-/// [`LoadgenError::Args`] for anything else, negative or non-finite values.
-pub fn parse_duration(s: &str) -> Result<Duration, LoadgenError> {
+/// A message for anything else, negative or non-finite values.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let (num, scale) = if let Some(ms) = t.strip_suffix("ms") {
         (ms, 1e-3)
     } else {
         (t.strip_suffix('s').unwrap_or(t), 1.0)
     };
-    let bad = || LoadgenError::args(format!("cannot read {s:?} as a duration"));
+    let bad = || format!("cannot read {s:?} as a duration");
     let v: f64 = num.trim().parse().map_err(|_| bad())?;
     let secs = v * scale;
     if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
@@ -402,255 +472,182 @@ fn strip_any<'a>(s: &'a str, suffixes: &[&str]) -> Option<&'a str> {
     suffixes.iter().find_map(|suf| s.strip_suffix(suf))
 }
 
-fn parse_addr(s: &str) -> Result<SocketAddr, LoadgenError> {
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
     }
     s.to_socket_addrs()
         .ok()
         .and_then(|mut it| it.next())
-        .ok_or_else(|| LoadgenError::args(format!("cannot resolve {s:?} as HOST:PORT")))
+        .ok_or_else(|| format!("cannot resolve {s:?} as HOST:PORT"))
 }
 
-fn parse_num<T: std::str::FromStr>(flag: &str, s: &str) -> Result<T, LoadgenError> {
-    s.trim()
+/// A count in `LO..=HI`.
+fn ranged<const LO: usize, const HI: usize>(s: &str) -> Result<usize, String> {
+    let v: usize = s
+        .trim()
         .parse()
-        .map_err(|_| LoadgenError::args(format!("{flag} expects a number, got {s:?}")))
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    in_range(v, LO, HI)
 }
 
-/// Parses an ack-mode `--window`: 1 ..= [`MAX_WINDOW`].
-fn parse_window(s: &str) -> Result<u32, LoadgenError> {
-    let w = check_range(
-        "--window",
-        parse_num("--window", s)?,
-        1,
-        MAX_WINDOW as usize,
-    )?;
+fn in_range(v: usize, lo: usize, hi: usize) -> Result<usize, String> {
+    if v < lo || v > hi {
+        return Err(format!("{v} is out of range {lo}..={hi}"));
+    }
+    Ok(v)
+}
+
+fn parse_frame_size(s: &str) -> Result<usize, String> {
+    in_range(parse_size(s)?, 0, MAX_FRAME_SIZE)
+}
+
+fn parse_announce(s: &str) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    u32::try_from(n).map_err(|_| format!("{n} does not fit a u32 header"))
+}
+
+/// An ack-mode window: 1 ..= [`MAX_WINDOW`].
+fn parse_window(s: &str) -> Result<u32, String> {
+    let w = ranged::<1, { MAX_WINDOW as usize }>(s)?;
     // In range, so it fits.
     Ok(u32::try_from(w).unwrap_or(MAX_WINDOW))
 }
 
-fn check_range(flag: &str, v: usize, lo: usize, hi: usize) -> Result<usize, LoadgenError> {
-    if v < lo || v > hi {
-        return Err(LoadgenError::args(format!(
-            "{flag} {v} is out of range {lo}..={hi}"
-        )));
+/// A duration no longer than `cap`.
+fn capped(s: &str, cap: Duration) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > cap {
+        return Err(format!(
+            "{} ms exceeds the cap of {} ms",
+            d.as_millis(),
+            cap.as_millis()
+        ));
     }
-    Ok(v)
+    Ok(d)
+}
+
+fn parse_run_duration(s: &str) -> Result<Duration, String> {
+    capped(s, MAX_DURATION)
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    capped(s, MAX_INTERVAL)
+}
+
+fn parse_lifetime(s: &str) -> Result<Duration, String> {
+    capped(s, DEFAULT_SERVE_LIFETIME)
+}
+
+/// An error in clap's format, with the usage of the command `sub`, for a rule that spans
+/// flags (or a flag and the command).
+fn usage_error(sub: &str, msg: String) -> clap::Error {
+    let kind = clap::error::ErrorKind::ArgumentConflict;
+    let mut cli = <Cli as clap::CommandFactory>::command();
+    // Building sets each subcommand's bin name ("loadgen ping") for its usage line.
+    cli.build();
+    match cli.find_subcommand_mut(sub) {
+        Some(cmd) => cmd.error(kind, msg),
+        None => cli.error(kind, msg),
+    }
+}
+
+impl RunArgs {
+    fn into_opts(self, mode: Mode) -> Result<RunOpts, clap::Error> {
+        let mut o = RunOpts::new(mode, self.addr);
+        if let Some(conns) = self.conns {
+            let max = match mode {
+                Mode::Pipeline => MAX_PIPELINE_CONNS,
+                Mode::Conns | Mode::Flood => MAX_CONNS,
+                Mode::Zeros => MAX_ZERO_FLOODERS,
+                Mode::Setup => MAX_SETUP_CONNS,
+                Mode::Ping | Mode::Stream => 1,
+            };
+            o.conns = in_range(conns, 1, max).map_err(|e| {
+                usage_error(mode.name(), format!("--conns {e} for {}", mode.name()))
+            })?;
+        }
+        let refuse = |flag: &str, scope: &str, got: &str| {
+            let msg = format!("{flag} applies to {scope} only, not {got}");
+            Err(usage_error(mode.name(), msg))
+        };
+        if self.interval.is_some() && mode != Mode::Ping {
+            return refuse("--interval", "ping", mode.name());
+        }
+        if self.proxy_v2 && mode != Mode::Setup {
+            return refuse("--proxy-v2", "setup", mode.name());
+        }
+        let client = self.client.unwrap_or(o.client);
+        if self.window.is_some() && client != ClientKind::FramewireAck {
+            return refuse("--window", "--client framewire-ack", client.name());
+        }
+        o.client = client;
+        o.size = self.size.unwrap_or(o.size);
+        o.depth = self.depth.unwrap_or(o.depth);
+        o.duration = self.duration.unwrap_or(o.duration);
+        o.echo = self.echo;
+        o.batch = self.batch;
+        o.pid = self.pid;
+        o.sources = self.sources.unwrap_or(o.sources);
+        o.announce = self.announce.unwrap_or(o.announce);
+        o.window = self.window.unwrap_or(o.window);
+        o.interval = self.interval;
+        o.proxy_v2 = self.proxy_v2;
+        o.label = self.label;
+        o.csv = self.csv;
+        o.json = self.json;
+        o.progress = !self.quiet;
+        o.threads = self.threads;
+        Ok(o)
+    }
+}
+
+impl ServeArgs {
+    fn into_opts(self) -> Result<ServeOpts, clap::Error> {
+        if self.window.is_some() && self.kind != ServerKind::FramewireAck {
+            return Err(usage_error(
+                "serve",
+                format!(
+                    "--window applies to --impl framewire-ack only, not {}",
+                    self.kind.name()
+                ),
+            ));
+        }
+        Ok(ServeOpts {
+            kind: self.kind,
+            mode: self.mode,
+            addr: self.addr,
+            threads: self.threads,
+            lifetime: self.lifetime.unwrap_or(DEFAULT_SERVE_LIFETIME),
+            window: self.window.unwrap_or(DEFAULT_WINDOW),
+        })
+    }
 }
 
 /// Parses the arguments after the program name.
 ///
 /// # Errors
-/// [`LoadgenError::Args`] naming the offending flag or value; every count and duration is
-/// checked against its cap (`MAX_*`).
-pub fn parse_args<I, S>(args: I) -> Result<Command, LoadgenError>
+/// A [`clap::Error`] naming the offending flag or value (every count and duration is checked
+/// against its cap, `MAX_*`), or, for `--help`, `--version` and no arguments at all, the text
+/// to print (kinds [`DisplayHelp`](clap::error::ErrorKind::DisplayHelp),
+/// [`DisplayVersion`](clap::error::ErrorKind::DisplayVersion) and
+/// [`DisplayHelpOnMissingArgumentOrSubcommand`](clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)).
+/// [`clap::Error::exit_code`] says how to exit: 0 for help and version, 2 for a usage error.
+pub fn parse_args<I, S>(args: I) -> Result<Command, clap::Error>
 where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
-    let mut it = args.into_iter().map(Into::into);
-    let sub = match it.next() {
-        None => return Ok(Command::Help),
-        Some(s) => s,
-    };
-    let mode = match sub.as_str() {
-        "help" | "-h" | "--help" => return Ok(Command::Help),
-        "serve" => return parse_serve(it),
-        "ping" => Mode::Ping,
-        "pipeline" => Mode::Pipeline,
-        "stream" => Mode::Stream,
-        "conns" => Mode::Conns,
-        "flood" => Mode::Flood,
-        "zeros" => Mode::Zeros,
-        "setup" => Mode::Setup,
-        other => {
-            return Err(LoadgenError::args(format!(
-                "unknown command {other:?}; expected ping, pipeline, stream, conns, flood, zeros, setup, serve or help"
-            )))
-        }
-    };
-    let placeholder = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut o = RunOpts::new(mode, placeholder);
-    let mut addr = None;
-    let mut window_given = false;
-    while let Some(flag) = it.next() {
-        window_given |= flag == "--window";
-        let mut value = |name: &str| {
-            it.next()
-                .ok_or_else(|| LoadgenError::args(format!("{name} needs a value")))
-        };
-        match flag.as_str() {
-            "--addr" => addr = Some(parse_addr(&value("--addr")?)?),
-            "--client" => o.client = ClientKind::parse(&value("--client")?)?,
-            "--size" => {
-                o.size = check_range("--size", parse_size(&value("--size")?)?, 0, MAX_FRAME_SIZE)?
-            }
-            "--conns" => {
-                let max = match mode {
-                    Mode::Pipeline => MAX_PIPELINE_CONNS,
-                    Mode::Conns | Mode::Flood => MAX_CONNS,
-                    Mode::Zeros => MAX_ZERO_FLOODERS,
-                    Mode::Setup => MAX_SETUP_CONNS,
-                    Mode::Ping | Mode::Stream => 1,
-                };
-                o.conns = check_range("--conns", parse_num("--conns", &value("--conns")?)?, 1, max)?
-            }
-            "--depth" => {
-                o.depth = check_range(
-                    "--depth",
-                    parse_num("--depth", &value("--depth")?)?,
-                    1,
-                    MAX_DEPTH,
-                )?
-            }
-            "--duration" => {
-                let d = parse_duration(&value("--duration")?)?;
-                if d > MAX_DURATION {
-                    return Err(LoadgenError::args(format!(
-                        "--duration {} s exceeds the cap of {} s",
-                        d.as_secs_f64(),
-                        MAX_DURATION.as_secs()
-                    )));
-                }
-                o.duration = d;
-            }
-            "--echo" => o.echo = true,
-            "--batch" => {
-                o.batch = Some(check_range(
-                    "--batch",
-                    parse_num("--batch", &value("--batch")?)?,
-                    1,
-                    MAX_BATCH,
-                )?)
-            }
-            "--pid" => o.pid = Some(parse_num("--pid", &value("--pid")?)?),
-            "--sources" => {
-                let k: usize = parse_num("--sources", &value("--sources")?)?;
-                // 127.0.0.1 ..= 127.0.0.254
-                o.sources = u8::try_from(check_range("--sources", k, 0, 254)?).unwrap_or(1);
-            }
-            "--announce" => {
-                let n = parse_size(&value("--announce")?)?;
-                o.announce = u32::try_from(n).map_err(|_| {
-                    LoadgenError::args(format!("--announce {n} does not fit a u32 header"))
-                })?;
-            }
-            "--window" => o.window = parse_window(&value("--window")?)?,
-            "--interval" => {
-                let d = parse_duration(&value("--interval")?)?;
-                if d > MAX_INTERVAL {
-                    return Err(LoadgenError::args(format!(
-                        "--interval {} ms exceeds the cap of {} ms",
-                        d.as_millis(),
-                        MAX_INTERVAL.as_millis()
-                    )));
-                }
-                o.interval = Some(d);
-            }
-            "--proxy-v2" => o.proxy_v2 = true,
-            "--label" => o.label = value("--label")?,
-            "--csv" => o.csv = Some(PathBuf::from(value("--csv")?)),
-            "--json" => o.json = Some(PathBuf::from(value("--json")?)),
-            "--quiet" => o.progress = false,
-            "--threads" => {
-                o.threads = Some(check_range(
-                    "--threads",
-                    parse_num("--threads", &value("--threads")?)?,
-                    1,
-                    64,
-                )?)
-            }
-            other => return Err(LoadgenError::args(format!("unknown flag {other:?}"))),
-        }
+    let argv = std::iter::once("loadgen".to_owned()).chain(args.into_iter().map(Into::into));
+    let cli = <Cli as clap::Parser>::try_parse_from(argv)?;
+    match cli.command {
+        Sub::Ping(a) => a.into_opts(Mode::Ping).map(Command::Run),
+        Sub::Pipeline(a) => a.into_opts(Mode::Pipeline).map(Command::Run),
+        Sub::Stream(a) => a.into_opts(Mode::Stream).map(Command::Run),
+        Sub::Conns(a) => a.into_opts(Mode::Conns).map(Command::Run),
+        Sub::Flood(a) => a.into_opts(Mode::Flood).map(Command::Run),
+        Sub::Zeros(a) => a.into_opts(Mode::Zeros).map(Command::Run),
+        Sub::Setup(a) => a.into_opts(Mode::Setup).map(Command::Run),
+        Sub::Serve(a) => a.into_opts().map(Command::Serve),
     }
-    o.addr = addr.ok_or_else(|| LoadgenError::args(format!("{} needs --addr", mode.name())))?;
-    if mode != Mode::Ping && o.interval.is_some() {
-        return Err(LoadgenError::args(format!(
-            "--interval applies to ping only, not {}",
-            mode.name()
-        )));
-    }
-    if o.proxy_v2 && mode != Mode::Setup {
-        return Err(LoadgenError::args(format!(
-            "--proxy-v2 applies to setup only, not {}",
-            mode.name()
-        )));
-    }
-    if window_given && o.client != ClientKind::FramewireAck {
-        return Err(LoadgenError::args(format!(
-            "--window applies to --client framewire-ack only, not {}",
-            o.client.name()
-        )));
-    }
-    Ok(Command::Run(o))
-}
-
-fn parse_serve(mut it: impl Iterator<Item = String>) -> Result<Command, LoadgenError> {
-    let mut kind = None;
-    let mut mode = ServerMode::Echo;
-    let mut addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut threads = None;
-    let mut lifetime = DEFAULT_SERVE_LIFETIME;
-    let mut window = None;
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .ok_or_else(|| LoadgenError::args(format!("{name} needs a value")))
-        };
-        match flag.as_str() {
-            "--impl" => kind = Some(ServerKind::parse(&value("--impl")?)?),
-            "--mode" => {
-                mode = match value("--mode")?.as_str() {
-                    "echo" => ServerMode::Echo,
-                    "sink" => ServerMode::Sink,
-                    other => {
-                        return Err(LoadgenError::args(format!(
-                            "unknown --mode {other:?}; expected echo or sink"
-                        )))
-                    }
-                }
-            }
-            "--addr" => addr = parse_addr(&value("--addr")?)?,
-            "--threads" => {
-                threads = Some(check_range(
-                    "--threads",
-                    parse_num("--threads", &value("--threads")?)?,
-                    1,
-                    64,
-                )?)
-            }
-            "--lifetime" => {
-                let d = parse_duration(&value("--lifetime")?)?;
-                if d > DEFAULT_SERVE_LIFETIME {
-                    return Err(LoadgenError::args(format!(
-                        "--lifetime is capped at {} s",
-                        DEFAULT_SERVE_LIFETIME.as_secs()
-                    )));
-                }
-                lifetime = d;
-            }
-            "--window" => window = Some(parse_window(&value("--window")?)?),
-            other => return Err(LoadgenError::args(format!("unknown flag {other:?}"))),
-        }
-    }
-    let kind = kind.ok_or_else(|| {
-        LoadgenError::args(
-            "serve needs --impl tokio-util|raw|codec|framewire|framewire-each|framewire-ack",
-        )
-    })?;
-    if window.is_some() && kind != ServerKind::FramewireAck {
-        return Err(LoadgenError::args(format!(
-            "--window applies to --impl framewire-ack only, not {}",
-            kind.name()
-        )));
-    }
-    Ok(Command::Serve(ServeOpts {
-        kind,
-        mode,
-        addr,
-        threads,
-        lifetime,
-        window: window.unwrap_or(DEFAULT_WINDOW),
-    }))
 }
