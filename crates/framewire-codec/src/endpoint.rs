@@ -255,15 +255,14 @@ impl IntoEndpoint for (String, u16) {
 /// `connect_ack` take. Any [`IntoEndpoint`] is one; an array, a slice or a
 /// `Vec` of them is a list, tried in order (failover).
 ///
-/// ```no_run
-/// use framewire_client::Client;
-/// // framewire_codec::IntoEndpoints, re-exported by framewire_client
+/// ```
+/// use framewire_codec::{Endpoint, IntoEndpoints};
 ///
-/// # async fn run() -> Result<(), framewire_client::EndpointError> {
-/// let client = Client::connect(["10.0.0.1:9999", "10.0.0.2:9999", "10.0.0.3:9999"]).await?;
-/// println!("connected to {}", client.endpoint());
-/// # Ok(())
-/// # }
+/// // What `Client::connect(["10.0.0.1:9999", "10.0.0.2:9999"])` tries, in order:
+/// let list = ["10.0.0.1:9999", "10.0.0.2:9999"].into_endpoints()?;
+/// assert_eq!(list, [Endpoint::tcp("10.0.0.1:9999"), Endpoint::tcp("10.0.0.2:9999")]);
+/// assert!(Vec::<&str>::new().into_endpoints().is_err());
+/// # Ok::<(), framewire_codec::EndpointError>(())
 /// ```
 pub trait IntoEndpoints {
     /// Converts into a non-empty list of endpoints.
