@@ -2,10 +2,10 @@
 //! side by side in the same run: resident memory per idle connection, and echo throughput.
 //!
 //! ```text
-//! cargo run --release -p framewire-server --example compare -- memory 10000
-//! cargo run --release -p framewire-server --example compare -- throughput
-//! cargo run --release -p framewire-server --example compare -- tls
-//! cargo run --release -p framewire-server --example compare -- memory 10000 tls
+//! cargo run --release --bin compare -- memory 10000
+//! cargo run --release --bin compare -- throughput
+//! cargo run --release --bin compare -- tls
+//! cargo run --release --bin compare -- memory 10000 tls
 //! ```
 //!
 //! `memory N`: for each server kind it starts the server as a child process (this same binary), reads the
