@@ -1,9 +1,7 @@
 //! Shared code of the framewire examples and programs: the tutorial and mirror handlers
-//! ([`handlers`]), the PEM loading behind the `--tls-*` flags ([`tls`]) and the load
-//! generator ([`loadgen`]).
-
-#[path = "loadgen/mod.rs"]
-pub mod loadgen;
+//! ([`handlers`]), the PEM loading behind the `--tls-*` flags ([`tls`]) and the demos'
+//! [`demo_exit`]. The load generator and the other benchmark programs are in `bench/` (the
+//! `framewire-bench` package).
 
 pub mod handlers;
 pub use handlers::{mirror, mirror_each, tutorial};

@@ -1,5 +1,8 @@
-//! The load generator behind `examples/loadgen.rs`: modes, client adapters, in-binary servers
-//! and reports, as a library so tests can drive every mode in-process.
+//! The benchmark harness. This library is the load generator behind the `loadgen` binary
+//! (`src/bin/loadgen.rs`): modes, client adapters, in-binary servers and reports, as a library
+//! so tests can drive every mode in-process. The package's other binary, `compare`
+//! (`src/bin/compare.rs`), measures framewire-server against a tokio-util server in child
+//! processes (memory per connection, throughput, TLS). `bench/*.sh` run them.
 //!
 //! It speaks plain u32 big-endian length-prefixed frames and so loads any such echo server,
 //! framewire or not. `loadgen --help` describes the command line ([`args`]).

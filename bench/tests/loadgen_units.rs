@@ -5,19 +5,19 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::error::ErrorKind;
-use framewire_examples::loadgen::args::{
+use framewire_bench::args::{
     parse_args, parse_duration, parse_size, ClientKind, Command, Mode, ServerKind, ServerMode,
     DEFAULT_DEPTH, DEFAULT_PIPELINE_CONNS, DEFAULT_WINDOW, MAX_CONNS,
 };
-use framewire_examples::loadgen::client::source_addr;
-use framewire_examples::loadgen::modes::{default_batch, next_batch, FIRST_STREAM_BATCH};
-use framewire_examples::loadgen::report::{
+use framewire_bench::client::source_addr;
+use framewire_bench::modes::{default_batch, next_batch, FIRST_STREAM_BATCH};
+use framewire_bench::report::{
     cpu_seconds, csv_escape, json_string, new_histogram, parse_cpu_ticks, LatencySummary,
     MemoryGrowth, ProcMem, Record, COLUMNS,
 };
-use framewire_examples::loadgen::LoadgenError;
+use framewire_bench::LoadgenError;
 
-fn run_opts(args: &[&str]) -> framewire_examples::loadgen::RunOpts {
+fn run_opts(args: &[&str]) -> framewire_bench::RunOpts {
     match parse_args(args.iter().copied()) {
         Ok(Command::Run(o)) => o,
         other => panic!("expected a run for {args:?}, got {other:?}"),
