@@ -108,6 +108,29 @@ pub enum ClientError {
         /// The underlying failure.
         source: FrameError,
     },
+    /// [`Client::call_timeout`](crate::Client::call_timeout): no reply within `timeout`. The
+    /// reply may still come, so the client no longer pairs requests with replies: every later
+    /// `call` or `recv` fails with [`ClientError::CallAbandoned`]. Connect again.
+    #[error("no reply within {timeout:?}; the connection can no longer pair requests with replies, connect again")]
+    CallTimeout {
+        /// The deadline that passed.
+        timeout: std::time::Duration,
+    },
+    /// An earlier [`Client::call`](crate::Client::call) was cancelled (a timeout wrapped
+    /// around it, a `select!` that took another branch) or timed out after sending, before its
+    /// reply arrived. That reply may arrive at any later `recv`, so rather than return it as
+    /// the answer to a different request, this client refuses `call` and `recv`: connect
+    /// again.
+    #[error("an earlier call was cancelled or timed out before its reply arrived; its reply could be taken for the answer to a later request, so this connection no longer serves call or recv: connect again")]
+    CallAbandoned,
+    /// A plain-mode client connected to an ack-mode server: the first frame received is an
+    /// ack-mode HELLO (kind byte, magic `FWAK`), not an application message. Connect with
+    /// [`ClientBuilder::connect_ack`](crate::ClientBuilder::connect_ack), or serve plain mode.
+    #[error("the server speaks ack mode (its first frame is an ack-mode HELLO, protocol version {version}); a plain client cannot talk to it: connect with ClientBuilder::connect_ack")]
+    PeerSpeaksAckMode {
+        /// The ack-mode protocol version in the server's HELLO.
+        version: u8,
+    },
     /// The peer closed the connection cleanly while a reply was awaited (for example in
     /// [`Client::call`](crate::Client::call)).
     #[error(

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use framewire_codec::ack::{FrameKind, HELLO_LEN, MAGIC};
 use framewire_codec::{FrameCodec, FrameCodecBuilder, FrameError};
 use futures_util::{Stream, StreamExt};
 use tokio_util::codec::FramedRead;
@@ -129,6 +130,9 @@ pub struct Client {
     rx: ClientReceiver,
     endpoint: Endpoint,
     close_timeout: Duration,
+    /// Set while a `call` waits for its reply; still set afterwards only if that call was
+    /// cancelled, which makes later calls and receives fail ([`ClientError::CallAbandoned`]).
+    call_open: bool,
 }
 
 impl Client {
@@ -166,9 +170,12 @@ impl Client {
             rx: ClientReceiver {
                 read: codec.new_read(read),
                 counters,
+                first: true,
+                ack_peer: None,
             },
             endpoint,
             close_timeout,
+            call_open: false,
         }
     }
 
@@ -256,7 +263,15 @@ impl Client {
     ///
     /// Cancellation safe: a frame is either returned whole or stays buffered for the next call.
     pub async fn recv(&mut self) -> Result<Option<Bytes>, ClientError> {
+        self.check_no_abandoned_call()?;
         self.rx.recv().await
+    }
+
+    fn check_no_abandoned_call(&self) -> Result<(), ClientError> {
+        if self.call_open {
+            return Err(ClientError::CallAbandoned);
+        }
+        Ok(())
     }
 
     /// Sends one frame and waits for the next incoming one (request/response).
@@ -268,15 +283,61 @@ impl Client {
     ///
     /// # Cancellation safety
     ///
-    /// Not cancellation safe: if cancelled after the send, the reply arrives at the next
-    /// `recv`.
+    /// Not cancellation safe, but never wrong: a cancelled call's reply could arrive at the next
+    /// `recv` or `call`, so after a cancelled call (a timeout wrapped around it, a `select!`
+    /// that took another branch) every later `call` and `recv` fails with
+    /// [`ClientError::CallAbandoned`] instead of returning it. For a deadline, use
+    /// [`call_timeout`](Client::call_timeout).
     pub async fn call(&mut self, payload: impl AsRef<[u8]>) -> Result<Bytes, ClientError> {
+        self.check_no_abandoned_call()?;
+        self.call_open = true;
+        let result = self.send_and_wait(payload.as_ref()).await;
+        self.call_open = false;
+        result
+    }
+
+    async fn send_and_wait(&mut self, payload: &[u8]) -> Result<Bytes, ClientError> {
         self.tx.send(payload).await?;
         match self.rx.recv().await? {
             Some(reply) => Ok(reply),
             None => Err(ClientError::ClosedByPeer {
                 in_flight: self.rx.in_flight(),
             }),
+        }
+    }
+
+    /// [`call`](Client::call) with a deadline: sends one frame and waits at most `timeout`
+    /// for the next incoming one.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use framewire_client::{Client, ClientError};
+    ///
+    /// # async fn run() -> Result<(), ClientError> {
+    /// let mut client = Client::connect("127.0.0.1:9999").await?;
+    /// match client.call_timeout("ping", Duration::from_secs(2)).await {
+    ///     Ok(reply) => println!("{reply:?}"),
+    ///     // The late reply could be taken for the next request's: this client is done.
+    ///     Err(ClientError::CallTimeout { .. }) => client = Client::connect("127.0.0.1:9999").await?,
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Client::call), and [`ClientError::CallTimeout`] when `timeout` passes
+    /// first. After a timeout the reply may still arrive, so every later `call` and `recv`
+    /// on this client fails with [`ClientError::CallAbandoned`]: connect again.
+    pub async fn call_timeout(
+        &mut self,
+        payload: impl AsRef<[u8]>,
+        timeout: Duration,
+    ) -> Result<Bytes, ClientError> {
+        match tokio::time::timeout(timeout, self.call(payload)).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::CallTimeout { timeout }),
         }
     }
 
@@ -455,6 +516,10 @@ impl ClientSender {
 pub struct ClientReceiver {
     read: FramedRead<ReadHalf, FrameCodec>,
     counters: Arc<Counters>,
+    /// No frame received yet: the first one is checked for an ack-mode HELLO.
+    first: bool,
+    /// The ack-mode version of the HELLO the peer sent first, if it did: every receive fails.
+    ack_peer: Option<u8>,
 }
 
 impl ClientReceiver {
@@ -478,13 +543,32 @@ impl ClientReceiver {
     }
 }
 
+/// The protocol version, if `frame` is an ack-mode HELLO: [`HELLO_LEN`] bytes, the HELLO kind
+/// byte, then the magic `FWAK`. A plain-mode application message of exactly that shape is
+/// the price of the check (43 bytes starting `01 46 57 41 4B`).
+fn ack_hello_version(frame: &[u8]) -> Option<u8> {
+    let is_hello = frame.len() == HELLO_LEN
+        && frame.first() == Some(&FrameKind::Hello.to_byte())
+        && frame.get(1..5) == Some(&MAGIC[..]);
+    is_hello.then(|| frame[5])
+}
+
 impl Stream for ClientReceiver {
     type Item = Result<Bytes, ClientError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if let Some(version) = this.ack_peer {
+            return Poll::Ready(Some(Err(ClientError::PeerSpeaksAckMode { version })));
+        }
         match this.read.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                if std::mem::take(&mut this.first) {
+                    if let Some(version) = ack_hello_version(&frame) {
+                        this.ack_peer = Some(version);
+                        return Poll::Ready(Some(Err(ClientError::PeerSpeaksAckMode { version })));
+                    }
+                }
                 this.counters.received();
                 Poll::Ready(Some(Ok(frame)))
             }

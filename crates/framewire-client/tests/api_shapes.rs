@@ -104,3 +104,101 @@ async fn host_without_port_is_a_bad_address() {
     let err = Server::bind("localhost").await.unwrap_err();
     assert!(err.to_string().contains("no port"), "{err}");
 }
+
+/// Replies to "slow" after 2 s (of tokio's clock) and to anything else at once.
+async fn slow_then_fast() -> (framewire_server::Address, framewire_server::ServerHandle) {
+    let server = Server::bind(("127.0.0.1", 0)).await.expect("bind");
+    let addr = server.local_addr().clone();
+    let handle = server.handle();
+    tokio::spawn(server.serve(|mut conn: Connection| async move {
+        while let Some(frame) = conn.recv().await? {
+            if &frame[..] == b"slow" {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            conn.send(frame).await?;
+        }
+        Ok::<_, ServerError>(())
+    }));
+    (addr, handle)
+}
+
+/// The desync: a timeout wrapped around `call`, then another call, which returned the
+/// first call's late reply. Now it is an error, never the wrong reply.
+#[tokio::test(start_paused = true)]
+async fn cancelled_call_never_yields_its_reply_to_the_next_call() {
+    let (addr, handle) = slow_then_fast().await;
+    let mut client = Client::connect(&addr).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(1), client.call("slow")).await;
+    assert!(first.is_err(), "the slow call should time out");
+    match client.call("fast").await {
+        Err(framewire_client::ClientError::CallAbandoned) => {}
+        other => panic!("expected CallAbandoned, got {other:?}"),
+    }
+    assert!(matches!(
+        client.recv().await,
+        Err(framewire_client::ClientError::CallAbandoned)
+    ));
+    handle.shutdown();
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_timeout_fails_and_closes_the_pairing() {
+    let (addr, handle) = slow_then_fast().await;
+    let mut client = Client::connect(&addr).await.unwrap();
+    let reply = client
+        .call_timeout("quick", Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(&reply[..], b"quick");
+    match client.call_timeout("slow", Duration::from_secs(1)).await {
+        Err(framewire_client::ClientError::CallTimeout { timeout }) => {
+            assert_eq!(timeout, Duration::from_secs(1))
+        }
+        other => panic!("expected CallTimeout, got {other:?}"),
+    }
+    assert!(matches!(
+        client.call_timeout("fast", Duration::from_secs(5)).await,
+        Err(framewire_client::ClientError::CallAbandoned)
+    ));
+    handle.shutdown();
+}
+
+/// A plain client whose peer opens with an ack-mode HELLO (as an ack-mode peer that speaks
+/// first does): a clear error, not the HELLO handed out as a reply. (framewire's own ack-mode
+/// server waits for the client's HELLO, so against it a plain client sees the connection
+/// closed instead: ClosedByPeer with nothing received.)
+#[tokio::test]
+async fn plain_client_on_ack_peer_is_told_so() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        // An ack-mode HELLO: kind 0x01, magic FWAK, version 2, then flags, windows, max
+        // frame length, session id and delivered-through (zeros here).
+        let mut hello = vec![0x01];
+        hello.extend_from_slice(&framewire_codec::ack::MAGIC);
+        hello.push(framewire_codec::ack::VERSION);
+        hello.resize(framewire_codec::ack::HELLO_LEN, 0);
+        let mut frame = (hello.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&hello);
+        socket.write_all(&frame).await.unwrap();
+        socket
+    });
+    let mut client = Client::connect(addr).await.unwrap();
+    let err = client.call("hello").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            framewire_client::ClientError::PeerSpeaksAckMode { version: 2 }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("connect_ack"), "{err}");
+    // And it stays an error: the HELLO is never handed out later either.
+    assert!(matches!(
+        client.recv().await,
+        Err(framewire_client::ClientError::PeerSpeaksAckMode { .. })
+    ));
+    drop(peer.await.unwrap());
+}
