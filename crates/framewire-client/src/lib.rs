@@ -64,7 +64,7 @@ pub use framewire_codec::{Endpoint, EndpointError, IntoEndpoint, IntoEndpoints};
 pub use framewire_codec::{VECTORED_WRITE_MIN, ZERO_COPY_MIN};
 pub use plain::{Client, ClientReceiver, ClientSender, CLOSE_MAX_LATE_BYTES};
 pub use reconnect::{
-    Backoff, ReconnectPolicy, DEFAULT_INITIAL_DELAY, DEFAULT_JITTER_PERCENT, DEFAULT_MAX_ATTEMPTS,
+    ReconnectPolicy, DEFAULT_INITIAL_DELAY, DEFAULT_JITTER_PERCENT, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_DELAY, DEFAULT_MULTIPLIER,
 };
 #[cfg(feature = "tls")]

@@ -116,5 +116,9 @@ pub use frame::{
     GROWTH_STEP, HEADER_LEN,
 };
 pub use run::{FrameRun, Payloads};
-pub use vectored::{VectoredFrame, VECTORED_WRITE_MIN};
+// VectoredFrame: the writers' internal step, public for the property test in
+// tests/vectored.rs only.
+#[doc(hidden)]
+pub use vectored::VectoredFrame;
+pub use vectored::VECTORED_WRITE_MIN;
 pub use writer::{FrameWriter, DEFAULT_WRITE_BUFFER_LIMIT, ZERO_COPY_MIN};
