@@ -202,3 +202,36 @@ async fn plain_client_on_ack_peer_is_told_so() {
     ));
     drop(peer.await.unwrap());
 }
+
+/// A send after a failed send names the failure that closed the connection.
+#[tokio::test]
+async fn closed_after_an_error_names_the_error() {
+    let server = Server::bind(("127.0.0.1", 0)).await.unwrap();
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let handle = server.handle();
+    tokio::spawn(server.serve(move |mut conn: Connection| {
+        let tx = tx.lock().unwrap().take();
+        async move {
+            // The client has gone: keep sending until the reset surfaces.
+            let mut first = None;
+            for _ in 0..100_000 {
+                if let Err(e) = conn.send([0u8; 1024]).await {
+                    first = Some(e.to_string());
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            let later = conn.send("again").await.unwrap_err();
+            if let Some(tx) = tx {
+                let _ = tx.send((first, later.to_string()));
+            }
+        }
+    }));
+    drop(client);
+    let (first, later) = rx.await.unwrap();
+    let first = first.expect("a send to a closed peer failed");
+    assert!(later.contains(&first), "{later:?} does not name {first:?}");
+    handle.shutdown();
+}

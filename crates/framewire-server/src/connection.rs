@@ -27,6 +27,9 @@ use crate::stats::bump;
 
 mod ack;
 
+/// What [`ServerError::Closed`] names after the handler closed the sending side itself.
+const CLOSED_BY_HANDLER: &str = "the handler closed the connection";
+
 /// One client connection, handed to the [`Handler`](crate::Handler): a [`Stream`] of incoming
 /// frames and a [`Sink`] of outgoing ones, with [`recv`](Connection::recv) and
 /// [`send`](Connection::send) helpers.
@@ -237,6 +240,9 @@ pub struct Connection<S = ()> {
     /// ACKs for the handler's last sends).
     recv_ended: bool,
     write_closed: bool,
+    /// Why sending is over, once it is: the error that ended it, or the handler's close.
+    /// Named by every later [`ServerError::Closed`].
+    write_closed_why: Option<Box<str>>,
     /// Set by `poll_frame_slow::<true>` when it stops at a whole buffered frame for
     /// `poll_recv_run` to take as a run.
     run_ready: bool,
@@ -365,6 +371,7 @@ impl<S> Connection<S> {
             read_closed: false,
             recv_ended: false,
             write_closed: false,
+            write_closed_why: None,
             idle_since: None,
             frame_since: None,
             stall_left: None,
@@ -703,7 +710,7 @@ impl<S> Connection<S> {
             return self.queue(&frame);
         }
         if self.write_closed {
-            return Err(Self::closed_for_sending());
+            return Err(self.closed_for_sending());
         }
         match self.out.feed_bytes(&self.codec, frame) {
             Ok(()) => {
@@ -876,7 +883,7 @@ impl<S> Connection<S> {
         }
         poll_fn(|cx| self.poll_send_ready(cx)).await?;
         if self.write_closed {
-            return Err(Self::closed_for_sending());
+            return Err(self.closed_for_sending());
         }
         let frames = run.len() as u64;
         match self.out.feed_run(&self.codec, run) {
@@ -1400,6 +1407,7 @@ impl<S> Connection<S> {
 
     fn write_failed(&mut self, err: ServerError) -> ServerError {
         self.write_closed = true;
+        self.write_closed_why = Some(err.to_string().into());
         self.out.clear();
         self.write_timer = None;
         self.count_and_log(&err, "send");
@@ -1413,15 +1421,20 @@ impl<S> Connection<S> {
         tracing::debug!(peer = %self.peer, error = %err, "{what} failed");
     }
 
-    fn closed_for_sending() -> ServerError {
+    fn closed_for_sending(&self) -> ServerError {
         ServerError::Closed {
             direction: "sending",
+            earlier: self
+                .write_closed_why
+                .as_deref()
+                .unwrap_or("the connection was closed")
+                .to_string(),
         }
     }
 
     fn poll_send_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
         if self.write_closed {
-            return Poll::Ready(Err(Self::closed_for_sending()));
+            return Poll::Ready(Err(self.closed_for_sending()));
         }
         if self.ack.is_some() {
             return self.poll_ack_ready(cx);
@@ -1434,7 +1447,7 @@ impl<S> Connection<S> {
 
     fn queue(&mut self, frame: &[u8]) -> Result<(), ServerError> {
         if self.write_closed {
-            return Err(Self::closed_for_sending());
+            return Err(self.closed_for_sending());
         }
         if self.ack.is_some() {
             self.queue_ack(frame)?;
@@ -1512,7 +1525,7 @@ impl<S> Connection<S> {
     /// waiting, and queues the rest; the part written is never copied.
     fn write_or_queue(&mut self, payload: &[u8], cx: &mut Context<'_>) -> Result<(), ServerError> {
         if self.write_closed {
-            return Err(Self::closed_for_sending());
+            return Err(self.closed_for_sending());
         }
         self.publish_frames_out();
         let result = self
@@ -1537,7 +1550,7 @@ impl<S> Connection<S> {
 
     fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
         if self.write_closed {
-            return Poll::Ready(Err(Self::closed_for_sending()));
+            return Poll::Ready(Err(self.closed_for_sending()));
         }
         if self.ack.is_some() {
             return self.poll_ack_flush(cx);
@@ -1556,6 +1569,7 @@ impl<S> Connection<S> {
         ready!(self.poll_flush_all(cx))?;
         let res = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
         self.write_closed = true;
+        self.write_closed_why = Some(CLOSED_BY_HANDLER.into());
         self.write_timer = None;
         Poll::Ready(res.map_err(ServerError::from))
     }

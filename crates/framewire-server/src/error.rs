@@ -99,11 +99,13 @@ pub enum ServerError {
         timeout_ms: u64,
     },
     /// The operation was attempted on a direction of the connection that an earlier error or
-    /// a close had already shut.
-    #[error("the connection is closed for {direction} after an earlier error or close")]
+    /// a close had already shut; `earlier` says which.
+    #[error("the connection is closed for {direction}, since: {earlier}")]
     Closed {
         /// `"sending"` or `"receiving"`.
         direction: &'static str,
+        /// The earlier error's message, or that the handler closed the connection.
+        earlier: String,
     },
 }
 

@@ -243,7 +243,7 @@ impl<S> Connection<S> {
     /// (then [`ServerError::Closed`]).
     fn ack_send_failed(&mut self, e: AckError) -> ServerError {
         if already_over(&e) {
-            return Self::closed_for_sending();
+            return self.closed_for_sending();
         }
         let local = e.is_local_misuse() || matches!(e, AckError::PayloadTooLong { .. });
         let err = server_error(e);
@@ -251,6 +251,7 @@ impl<S> Connection<S> {
             // The driver is failed: both directions are over.
             self.read_closed = true;
             self.write_closed = true;
+            self.write_closed_why = Some(err.to_string().into());
         }
         self.count_and_log(&err, "send");
         err
@@ -438,12 +439,14 @@ impl<S> Connection<S> {
         match a.driver.poll_shutdown_write(cx) {
             Poll::Ready(Ok(())) => {
                 self.write_closed = true;
+                self.write_closed_why = Some(super::CLOSED_BY_HANDLER.into());
                 self.write_timer = None;
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => {
                 let err = self.ack_send_failed(e);
                 self.write_closed = true;
+                self.write_closed_why = Some(err.to_string().into());
                 Poll::Ready(Err(err))
             }
             Poll::Pending => self.poll_ack_write_timeout(cx),
