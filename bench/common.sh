@@ -4,9 +4,9 @@
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-LOADGEN=$TARGET_DIR/release/examples/loadgen
+LOADGEN=$TARGET_DIR/release/loadgen
 
-cargo build --release -q -p framewire-examples --example loadgen
+cargo build --release -q -p framewire-bench --bin loadgen
 
 SERVER_PID=
 ADDR=

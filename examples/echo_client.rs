@@ -4,28 +4,27 @@
 //! Run the server in one terminal and the client in another:
 //!
 //! ```text
-//! cargo run --example echo_server
-//! cargo run --example echo_client                       # 127.0.0.1:9999, plain mode
-//! cargo run --example echo_client -- --addr unix:/tmp/echo.sock
+//! cargo run --release --example echo_server
+//! cargo run --release --example echo_client                      # 127.0.0.1:9999, plain mode
+//! cargo run --release --example echo_client -- --addr unix:/tmp/echo.sock
 //!
-//! cargo run --example echo_server -- --ack 8           # ack mode: both sides must use it
-//! cargo run --example echo_client -- --ack 8
+//! cargo run --release --example echo_server -- --ack 8          # ack mode: both sides use it
+//! cargo run --release --example echo_client -- --ack 8
 //!
-//! cargo run --example echo_server -- --tls-cert cert.pem --tls-key key.pem
-//! cargo run --example echo_client -- --tls-ca cert.pem  # TLS (the README makes the pair)
+//! cargo run --release --example echo_server -- --tls-cert cert.pem --tls-key key.pem
+//! cargo run --release --example echo_client -- --tls-ca cert.pem # TLS (docs/guide.md makes the pair)
+//! cargo run --release --example echo_client -- --help
 //! ```
 //!
-//! Flags: `--addr ADDR` (`host:port` or `unix:/path`, default `127.0.0.1:9999`), `--ack WINDOW`
-//! (ack mode: each line is confirmed as taken by the server before its reply is printed, and a
-//! dropped connection is re-established without losing a line), `--tls-ca FILE` (TLS, trusting
-//! the PEM CA certificate(s) in FILE; the server's certificate must be valid for the host in
-//! `--addr`, or for `--tls-name NAME`), `--tls-cert FILE --tls-key FILE` (with `--tls-ca`:
-//! present this PEM client certificate and key, for servers that require one).
+//! With `--ack WINDOW` each line is confirmed as taken by the server before its reply is
+//! printed, and a dropped connection is re-established without losing a line. `--help` lists
+//! every flag.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
 use framewire_client::rustls::pki_types::ServerName;
 use framewire_client::{Client, ClientBuilder, ClientError, ReconnectPolicy};
 use framewire_examples::tls;
@@ -34,55 +33,38 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 /// How long to wait for a greeting before assuming the server sends none (`--mirror` servers).
 const GREETING_WAIT: Duration = Duration::from_secs(1);
 
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "echo_client",
+    version,
+    about = "The tutorial's echo client: each line typed is one frame; q quits"
+)]
 struct Args {
+    /// The server: HOST:PORT or unix:/PATH.
+    #[arg(
+        long,
+        value_name = "HOST:PORT|unix:PATH",
+        default_value = "127.0.0.1:9999"
+    )]
     addr: String,
+    /// Ack mode with this window: each line is confirmed as taken by the server before its
+    /// reply is printed, and a dropped connection is re-established without losing a line.
+    #[arg(long, value_name = "WINDOW")]
     ack: Option<u32>,
+    /// TLS, trusting the PEM CA certificate(s) in FILE; the server's certificate must be valid
+    /// for the host in --addr, or for --tls-name.
+    #[arg(long, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the host of --addr).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
     tls_name: Option<String>,
-}
-
-const USAGE: &str = "usage: echo_client [--addr HOST:PORT|unix:PATH] [--ack WINDOW] \
-                     [--tls-ca FILE [--tls-name NAME] [--tls-cert FILE --tls-key FILE]]";
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        addr: "127.0.0.1:9999".to_string(),
-        ack: None,
-        tls_ca: None,
-        tls_cert: None,
-        tls_key: None,
-        tls_name: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        match flag.as_str() {
-            "--addr" => args.addr = it.next().ok_or("--addr needs a value")?,
-            "--ack" => {
-                let w = it.next().ok_or("--ack needs a window size")?;
-                let w: u32 = w
-                    .parse()
-                    .map_err(|_| format!("--ack: {w:?} is not a window size"))?;
-                args.ack = Some(w);
-            }
-            "--tls-ca" => args.tls_ca = Some(it.next().ok_or("--tls-ca needs a file")?.into()),
-            "--tls-cert" => {
-                args.tls_cert = Some(it.next().ok_or("--tls-cert needs a file")?.into())
-            }
-            "--tls-key" => args.tls_key = Some(it.next().ok_or("--tls-key needs a file")?.into()),
-            "--tls-name" => args.tls_name = Some(it.next().ok_or("--tls-name needs a name")?),
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
-        }
-    }
-    if args.tls_cert.is_some() != args.tls_key.is_some() {
-        return Err("--tls-cert and --tls-key go together".to_string());
-    }
-    if args.tls_ca.is_none() && (args.tls_cert.is_some() || args.tls_name.is_some()) {
-        return Err("--tls-cert, --tls-key and --tls-name need --tls-ca".to_string());
-    }
-    Ok(args)
+    /// Present this PEM client certificate (with --tls-key), for servers that require one.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// The client certificate's PEM private key (with --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn show(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
@@ -205,13 +187,7 @@ async fn run(args: Args, builder: ClientBuilder) -> Result<(), ClientError> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(msg) => {
-            eprintln!("{msg}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
     let builder = match builder(&args) {
         Ok(builder) => builder,
         Err(msg) => {

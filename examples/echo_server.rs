@@ -4,10 +4,11 @@
 //! (the form that programs in other languages and benchmarks use).
 //!
 //! ```text
-//! cargo run --release -p framewire-examples --example echo_server
-//! cargo run --release -p framewire-examples --example echo_server -- --addr 127.0.0.1:9999 --mirror --max-connections 1000
-//! cargo run --release -p framewire-examples --example echo_server -- --ack 1
-//! cargo run --release -p framewire-examples --example echo_server -- --tls-cert cert.pem --tls-key key.pem
+//! cargo run --release --example echo_server
+//! cargo run --release --example echo_server -- --addr 127.0.0.1:9999 --mirror --max-connections 1000
+//! cargo run --release --example echo_server -- --ack 1
+//! cargo run --release --example echo_server -- --tls-cert cert.pem --tls-key key.pem
+//! cargo run --release --example echo_server -- --help
 //! ```
 //!
 //! `--ack WINDOW` makes every connection speak ack mode (see `framewire_codec::ack`): each
@@ -15,14 +16,9 @@
 //! than the client's window of replies unacknowledged; `--ack 1` is the tutorial's
 //! stop-and-wait, done by the protocol instead of by hand.
 //!
-//! Flags: `--addr ADDR` (default 127.0.0.1:9999), `--mirror`, `--ack WINDOW`,
-//! `--max-frame-len BYTES`, `--max-connections N`, `--idle-timeout SECONDS` (default 60, the
-//! server's `DEFAULT_IDLE_TIMEOUT`; 0 turns it off), `--max-per-ip N` (default 64, the
-//! server's `DEFAULT_MAX_CONNECTIONS_PER_IP`; 0 lifts the cap), `--tls-cert FILE --tls-key FILE` (TLS with
-//! this PEM certificate chain and private key; the README's TLS section makes a test pair with
-//! `openssl`), `--tls-client-ca FILE` (with TLS: require client certificates signed by this PEM
-//! CA, mTLS). It prints its listening address; ctrl-c or
-//! SIGTERM shuts it down gracefully. Set `RUST_LOG=debug` for per-connection logs.
+//! `--help` lists every flag (`--tls-cert`/`--tls-key` take PEM files; docs/guide.md makes a
+//! test pair with `openssl`). It prints its listening address; ctrl-c or SIGTERM shuts it
+//! down gracefully. Set `RUST_LOG=debug` for per-connection logs.
 //!
 //! Talk to it from Python (4-byte big-endian length, then the payload):
 //!
@@ -37,82 +33,50 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
+use clap::Parser;
 use framewire_examples::{mirror, tls, tutorial};
 use framewire_server::{termination_signal, Server};
 
-const USAGE: &str = "usage: echo_server [--addr ADDR] [--mirror] [--ack WINDOW] \
-                     [--max-frame-len BYTES] [--max-connections N] [--idle-timeout SECONDS] \
-                     [--max-per-ip N] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]";
-
 /// The command line.
-#[derive(Debug)]
+#[derive(Debug, Parser)]
+#[command(
+    name = "echo_server",
+    version,
+    about = "The socketserver tutorial's echo server, on framewire frames"
+)]
 struct Args {
+    /// Where to listen: HOST:PORT, or unix:/PATH.
+    #[arg(long, default_value = "127.0.0.1:9999")]
     addr: String,
+    /// Echo every frame back byte for byte, with no greeting (instead of the tutorial).
+    #[arg(long)]
     mirror: bool,
+    /// Ack mode with this window (1: the tutorial's stop-and-wait).
+    #[arg(long, value_name = "WINDOW")]
     ack: Option<u32>,
+    /// Largest frame accepted, in bytes (default: the server's).
+    #[arg(long, value_name = "BYTES")]
     max_frame_len: Option<usize>,
+    /// Most connections at once (default: the server's).
+    #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
-    /// `Some(0)`: no idle timeout.
-    idle_timeout_s: Option<u64>,
-    /// `Some(0)`: no per-IP cap.
+    /// Close connections idle this long (default 60, the server's DEFAULT_IDLE_TIMEOUT; 0
+    /// turns it off).
+    #[arg(long, value_name = "SECONDS")]
+    idle_timeout: Option<u64>,
+    /// Most connections per client IP (default 64, the server's
+    /// DEFAULT_MAX_CONNECTIONS_PER_IP; 0 lifts the cap).
+    #[arg(long, value_name = "N")]
     max_per_ip: Option<usize>,
+    /// TLS: this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
+    /// TLS: this PEM private key (with --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// With TLS: require client certificates signed by this PEM CA (mTLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        addr: "127.0.0.1:9999".to_owned(),
-        mirror: false,
-        ack: None,
-        max_frame_len: None,
-        max_connections: None,
-        idle_timeout_s: None,
-        max_per_ip: None,
-        tls_cert: None,
-        tls_key: None,
-        tls_client_ca: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match flag.as_str() {
-            "--addr" => args.addr = value("--addr")?,
-            "--mirror" => args.mirror = true,
-            "--ack" => args.ack = Some(number(&value("--ack")?, "--ack")?),
-            "--max-frame-len" => {
-                args.max_frame_len = Some(number(&value("--max-frame-len")?, "--max-frame-len")?)
-            }
-            "--max-connections" => {
-                args.max_connections =
-                    Some(number(&value("--max-connections")?, "--max-connections")?)
-            }
-            "--idle-timeout" => {
-                args.idle_timeout_s = Some(number(&value("--idle-timeout")?, "--idle-timeout")?)
-            }
-            "--max-per-ip" => {
-                args.max_per_ip = Some(number(&value("--max-per-ip")?, "--max-per-ip")?)
-            }
-            "--tls-cert" => args.tls_cert = Some(value("--tls-cert")?.into()),
-            "--tls-key" => args.tls_key = Some(value("--tls-key")?.into()),
-            "--tls-client-ca" => args.tls_client_ca = Some(value("--tls-client-ca")?.into()),
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    if args.tls_cert.is_some() != args.tls_key.is_some() {
-        return Err("--tls-cert and --tls-key go together".to_owned());
-    }
-    if args.tls_client_ca.is_some() && args.tls_cert.is_none() {
-        return Err("--tls-client-ca needs --tls-cert and --tls-key".to_owned());
-    }
-    Ok(args)
-}
-
-fn number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{flag}: {text:?} is not a valid number"))
 }
 
 #[tokio::main]
@@ -126,16 +90,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(msg) => {
-            if !msg.is_empty() {
-                eprintln!("echo_server: {msg}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
     let mut builder = Server::builder();
     if let Some(max) = args.max_frame_len {
         builder = builder.max_frame_len(max);
@@ -146,7 +101,7 @@ async fn main() -> ExitCode {
     if let Some(window) = args.ack {
         builder = builder.ack_mode(window);
     }
-    if let Some(secs) = args.idle_timeout_s {
+    if let Some(secs) = args.idle_timeout {
         builder = builder.idle_timeout((secs > 0).then(|| Duration::from_secs(secs)));
     }
     if let Some(max) = args.max_per_ip {

@@ -1,5 +1,5 @@
 //! The tutorial and mirror handlers, written once: the examples use them through
-//! `framewire_examples` (`echo_server`, `metrics_server`, `lb_backend`, `sticky_demo`,
+//! `framewire_examples` (`echo_server`, `metrics_server`, `lb_backend`, `sticky_demo`, `ack_demo`,
 //! `loadgen serve`), and the server's and client's tests include this file with `#[path]`
 //! (a crate cannot depend on the examples package), so every test runs the handler an
 //! example runs. Each is a [`framewire_server::Handler`] as it stands:

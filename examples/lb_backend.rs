@@ -5,80 +5,60 @@
 //! (`bench/haproxy.sh`) start it as a separate process.
 //!
 //! ```text
-//! cargo run --release -p framewire-examples --bin lb_backend -- --addr 127.0.0.1:7001 --trust 127.0.0.1/32 --greet
+//! cargo run --release --bin lb_backend -- --addr 127.0.0.1:7001 --trust 127.0.0.1/32 --greet
+//! cargo run --release --bin lb_backend -- --help
 //! ```
 //!
-//! Flags: `--addr ADDR` (default 127.0.0.1:0), `--trust NET` (repeatable; PROXY headers are
-//! expected from these networks), `--per-ip N` (most connections per client IP), `--ack WINDOW`
-//! (ack mode), `--name NAME` (in the greeting), `--greet` (send `NAME PEER VIA` first, where
-//! `VIA` is the balancer's address or `-`), `--record` (instead of echoing, print a line
-//! `c STATUS` per connection, `STATUS` being what became of the client's ack session there:
-//! `New`, `Resumed`, `Lost` or `None`, and each message received as a line
+//! `--help` lists every flag. With `--record`, instead of echoing it prints a line
+//! `c STATUS` per connection, `STATUS` being what became of the client's ack session there
+//! (`New`, `Resumed`, `Lost` or `None`), and each message received as a line
 //! `m PAYLOAD REDELIVERED ID` on stdout before taking the next one, so what a killed process had
-//! acknowledged is still in the pipe; `ID` is the message id, session hex `:` seq),
-//! `--stall-at PAYLOAD` (with `--record`: after recording the message `PAYLOAD`, unless it is
-//! flagged as a redelivery, never ask for the next one, so it stays taken but unacknowledged
-//! until the process is killed; for tests that kill a backend with a message in its handler).
-//! Prints `listening on ADDR` once bound; SIGTERM or ctrl-c shuts it down gracefully (in ack
-//! mode clients are told to go elsewhere first).
+//! acknowledged is still in the pipe; `ID` is the message id, session hex `:` seq. With
+//! `--stall-at PAYLOAD` it never asks for the message after `PAYLOAD` (unless that one is a
+//! redelivery), so it stays taken but unacknowledged until the process is killed: for tests
+//! that kill a backend with a message in its handler. Prints `listening on ADDR` once bound;
+//! SIGTERM or ctrl-c shuts it down gracefully (in ack mode clients are told to go elsewhere
+//! first).
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use framewire_server::{termination_signal, Connection, IpNet, ProxyProtocol, Server, ServerError};
 
-const USAGE: &str = "usage: lb_backend [--addr ADDR] [--trust NET]... [--per-ip N] \
-                     [--ack WINDOW] [--name NAME] [--greet] [--record] [--stall-at PAYLOAD]";
-
 /// The command line.
-#[derive(Debug)]
+#[derive(Debug, Parser)]
+#[command(
+    name = "lb_backend",
+    version,
+    about = "A framewire echo server made to run behind a load balancer"
+)]
 struct Args {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:0")]
     addr: String,
+    /// Expect PROXY headers from this network (repeatable).
+    #[arg(long, value_name = "NET")]
     trust: Vec<IpNet>,
+    /// Most connections per client IP.
+    #[arg(long, value_name = "N")]
     per_ip: Option<usize>,
+    /// Ack mode with this window.
+    #[arg(long, value_name = "WINDOW")]
     ack: Option<u32>,
+    /// The name in the greeting.
+    #[arg(long, default_value = "backend")]
     name: String,
+    /// Send `NAME PEER VIA` first (VIA: the balancer's address, or -).
+    #[arg(long)]
     greet: bool,
+    /// Instead of echoing, print `c STATUS` per connection and `m PAYLOAD REDELIVERED ID` per
+    /// message on stdout.
+    #[arg(long)]
     record: bool,
+    /// With --record: after recording this payload (not a redelivery), never ask for the next
+    /// message, so it stays taken but unacknowledged until the process is killed.
+    #[arg(long, value_name = "PAYLOAD")]
     stall_at: Option<String>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        addr: "127.0.0.1:0".to_owned(),
-        trust: Vec::new(),
-        per_ip: None,
-        ack: None,
-        name: "backend".to_owned(),
-        greet: false,
-        record: false,
-        stall_at: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match flag.as_str() {
-            "--addr" => args.addr = value("--addr")?,
-            "--trust" => {
-                let net = value("--trust")?;
-                args.trust
-                    .push(net.parse().map_err(|e| format!("--trust {net}: {e}"))?);
-            }
-            "--per-ip" => args.per_ip = Some(number(&value("--per-ip")?, "--per-ip")?),
-            "--ack" => args.ack = Some(number(&value("--ack")?, "--ack")?),
-            "--name" => args.name = value("--name")?,
-            "--greet" => args.greet = true,
-            "--record" => args.record = true,
-            "--stall-at" => args.stall_at = Some(value("--stall-at")?),
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    Ok(args)
-}
-
-fn number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{flag}: {text:?} is not a valid number"))
 }
 
 /// What each connection runs: an optional greeting, then a byte-for-byte echo or a record of
@@ -131,9 +111,7 @@ async fn main() -> ExitCode {
         .with_ansi(false)
         .with_env_filter(filter)
         .init();
-    let Ok(args) = parse_args().map_err(|msg| eprintln!("lb_backend: {msg}\n{USAGE}")) else {
-        return ExitCode::from(2);
-    };
+    let args = Args::parse();
     let builder = Server::builder();
     let builder = match args.trust {
         nets if nets.is_empty() => builder,

@@ -1,12 +1,31 @@
 //! Shared code of the framewire examples and programs: the tutorial and mirror handlers
-//! ([`handlers`]), the PEM loading behind the `--tls-*` flags ([`tls`]) and the load
-//! generator ([`loadgen`]).
-
-#[path = "loadgen/mod.rs"]
-pub mod loadgen;
+//! ([`handlers`]), the PEM loading behind the `--tls-*` flags ([`tls`]) and the demos'
+//! [`demo_exit`]. The load generator and the other benchmark programs are in `bench/` (the
+//! `framewire-bench` package).
 
 pub mod handlers;
 pub use handlers::{mirror, mirror_each, tutorial};
+
+/// Runs a demo (`sticky_demo`, `ack_demo`) for at most 30 s, so a hang fails instead of
+/// blocking CI: exit code 0 only if `run` returned `Ok(true)`; an error or the timeout is
+/// printed to stderr.
+pub async fn demo_exit<E: std::fmt::Display>(
+    run: impl std::future::Future<Output = Result<bool, E>>,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    match tokio::time::timeout(std::time::Duration::from_secs(30), run).await {
+        Ok(Ok(true)) => ExitCode::SUCCESS,
+        Ok(Ok(false)) => ExitCode::FAILURE,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("error: the demo did not finish within 30 s");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// rustls configurations from PEM files, for the programs' `--tls-*` flags. Both use the
 /// ring provider explicitly (the one framewire's `tls` feature compiles in), so they never

@@ -4,8 +4,8 @@
 //! `http://METRICS_ADDR/metrics` (any path answers) with a few lines of plain HTTP.
 //!
 //! ```text
-//! cargo run --release -p framewire-examples --example metrics_server
-//! cargo run --release -p framewire-examples --example metrics_server -- --addr 127.0.0.1:9999 --metrics-addr 127.0.0.1:9100
+//! cargo run --release --example metrics_server
+//! cargo run --release --example metrics_server -- --addr 127.0.0.1:9999 --metrics-addr 127.0.0.1:9100
 //! curl -s http://127.0.0.1:9100/metrics | grep framewire_server
 //! ```
 //!
@@ -18,13 +18,28 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
 use framewire_examples::mirror;
 use framewire_server::{termination_signal, Server};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const USAGE: &str = "usage: metrics_server [--addr ADDR] [--metrics-addr ADDR]";
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "metrics_server",
+    version,
+    about = "The echo server (mirror) with its counters served to Prometheus"
+)]
+struct Args {
+    /// Where the echo server listens: HOST:PORT, or unix:/PATH.
+    #[arg(long, default_value = "127.0.0.1:9999")]
+    addr: String,
+    /// Where /metrics is served.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9100")]
+    metrics_addr: String,
+}
 
 /// Longest a scraper may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,26 +71,7 @@ async fn scrape(mut stream: TcpStream, prometheus: PrometheusHandle) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let mut addr = "127.0.0.1:9999".to_owned();
-    let mut metrics_addr = "127.0.0.1:9100".to_owned();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let target = match flag.as_str() {
-            "--addr" => &mut addr,
-            "--metrics-addr" => &mut metrics_addr,
-            _ => {
-                eprintln!("{USAGE}");
-                return ExitCode::from(2);
-            }
-        };
-        match args.next() {
-            Some(value) => *target = value,
-            None => {
-                eprintln!("metrics_server: {flag} needs a value\n{USAGE}");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let Args { addr, metrics_addr } = Args::parse();
     let prometheus = match PrometheusBuilder::new().install_recorder() {
         Ok(handle) => handle,
         Err(e) => {

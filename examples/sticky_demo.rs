@@ -6,13 +6,12 @@
 //!
 //! A sender writes many small messages back-to-back over TCP. A naive reader that treats each
 //! `read()` as one message sees them coalesced and split; the same traffic sent as framewire
-//! frames arrives as exactly the messages that were sent. Then the whole story: a framewire
-//! server with concurrent framewire clients, in plain mode with coalesced writes, with every
-//! frame written in tiny split pieces, and in ack mode with delivery receipts. Exits 0 only if
-//! every framed message arrived intact and in order.
+//! frames arrives as exactly the messages that were sent. Then a framewire server with
+//! concurrent framewire clients, first with coalesced writes, then with every frame written in
+//! tiny split pieces. Exits 0 only if every framed message arrived intact and in order.
+//! `ack_demo` runs the same server in ack mode, with delivery receipts.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use bytes::Bytes;
 use framewire_client::Client;
@@ -26,18 +25,15 @@ use tokio::net::{TcpListener, TcpStream};
 /// How many messages each side sends.
 const MESSAGES: usize = 2_000;
 
-/// Concurrent framewire clients in parts 3 and 5.
+/// Concurrent framewire clients in part 3.
 const CLIENTS: usize = 8;
 
-/// Messages per client in parts 3 and 5.
+/// Messages per client in part 3.
 const PER_CLIENT: usize = 500;
 
 /// Clients writing split frames in part 4, and their messages each.
 const SPLIT_CLIENTS: usize = 4;
 const PER_SPLIT_CLIENT: usize = 200;
-
-/// The ack-mode window in part 5: at most this many unacknowledged messages per client.
-const ACK_WINDOW: u32 = 8;
 
 /// Client `c`'s `i`-th message.
 fn client_message(c: usize, i: usize) -> Bytes {
@@ -254,63 +250,6 @@ async fn split_writes(
     ))
 }
 
-/// Part 5: ack mode. Each client's `send` returns once the message fits in the window,
-/// `flush` waits until the server's handler took every message, and the echoes come back
-/// on the same connection.
-async fn concurrent_ack(
-    addr: std::net::SocketAddr,
-) -> Result<(Outcome, usize), Box<dyn std::error::Error>> {
-    let mut tasks = Vec::new();
-    for c in 0..CLIENTS {
-        tasks.push(tokio::spawn(async move {
-            let client = Client::builder()
-                .ack_window(ACK_WINDOW)
-                .connect_ack(addr)
-                .await?;
-            let (tx, mut rx) = client.split();
-            let writer = tokio::spawn(async move {
-                let mut receipts = Vec::with_capacity(PER_CLIENT);
-                for i in 0..PER_CLIENT {
-                    receipts.push(tx.send(client_message(c, i)).await?);
-                }
-                tx.flush().await?;
-                let mut confirmed = 0;
-                for r in receipts {
-                    r.await?;
-                    confirmed += 1;
-                }
-                Ok::<_, framewire_client::ClientError>((tx, confirmed))
-            });
-            let mut intact = 0;
-            for i in 0..PER_CLIENT {
-                match rx.recv().await? {
-                    Some(echo) if echo.payload == client_message(c, i) && !echo.redelivered => {
-                        intact += 1
-                    }
-                    Some(_) => {}
-                    None => break,
-                }
-            }
-            let (tx, confirmed) = writer.await??;
-            tx.close().await?;
-            Ok::<_, BoxError>((intact, confirmed))
-        }));
-    }
-    let (mut intact, mut confirmed) = (0, 0);
-    for t in tasks {
-        let (i, c) = t.await?.map_err(|e| e.to_string())?;
-        intact += i;
-        confirmed += c;
-    }
-    Ok((
-        Outcome {
-            sent: CLIENTS * PER_CLIENT,
-            intact,
-        },
-        confirmed,
-    ))
-}
-
 async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     println!(
@@ -380,26 +319,6 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     handle.shutdown();
     let _ = serving.await;
 
-    // The same server in ack mode: every connection grants a window of ACK_WINDOW.
-    let server = Server::builder()
-        .ack_mode(ACK_WINDOW)
-        .bind("127.0.0.1:0")
-        .await?;
-    let ack_addr: std::net::SocketAddr = server.local_addr().to_string().parse()?;
-    let handle = server.handle();
-    let serving = tokio::spawn(server.serve(mirror::<()>));
-    let (ack, confirmed) = concurrent_ack(ack_addr).await?;
-    handle.shutdown();
-    let _ = serving.await;
-    println!(
-        "\n5. The same server in ack mode, window {ACK_WINDOW}: {CLIENTS} clients, each send waits for room:"
-    );
-    println!(
-        "   {} messages sent, {confirmed} delivery receipts confirmed, {} echoed intact and in order",
-        ack.sent, ack.intact
-    );
-    ok &= ack.ok() && confirmed == ack.sent;
-
     println!(
         "\nresult: {}",
         if ok {
@@ -413,16 +332,5 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match tokio::time::timeout(Duration::from_secs(30), run()).await {
-        Ok(Ok(true)) => ExitCode::SUCCESS,
-        Ok(Ok(false)) => ExitCode::FAILURE,
-        Ok(Err(e)) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-        Err(_) => {
-            eprintln!("error: the demo did not finish within 30 s");
-            ExitCode::FAILURE
-        }
-    }
+    framewire_examples::demo_exit(run()).await
 }

@@ -37,7 +37,7 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -250,31 +250,6 @@ impl Stop {
     }
 }
 
-/// The waker the connection is polled with, by the driver and by the receiving half alike.
-///
-/// A socket keeps one read waker, and both tasks read the connection (the driver for ACKs,
-/// the receiving half for DATA). Polled with their own wakers they would keep replacing each
-/// other's registration, and `AckFramed` then wakes the other side after each of its reads so
-/// that it re-registers: two tasks waiting on a quiet socket wake each other in a loop (a
-/// full core). Polled with this one waker, whose clones all `will_wake` each other, the
-/// registration stays put and a readiness event wakes both tasks once.
-#[derive(Debug, Default)]
-struct IoWakers {
-    driver: AtomicWaker,
-    receiver: AtomicWaker,
-}
-
-impl Wake for IoWakers {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.driver.wake();
-        self.receiver.wake();
-    }
-}
-
 /// State shared by the handles and the driver.
 #[derive(Debug)]
 struct Shared {
@@ -324,17 +299,15 @@ struct Shared {
     receiving: std::sync::atomic::AtomicBool,
     /// How long `send`/`flush` wait with no ack before the deadlock check; `None`: never.
     deadlock_grace: Option<std::time::Duration>,
-    /// Where the driver and the receiving half register before polling the connection.
-    io: Arc<IoWakers>,
-    /// `io` as the waker the connection is polled with.
-    io_waker: Waker,
+    /// The driver task, woken when a send is queued into an empty `outq` (registered at each
+    /// of its polls: no lock per message).
+    driver_task: AtomicWaker,
     /// The client's session; all zero with a server that does not keep sessions.
     session: Mutex<SessionId>,
 }
 
 impl Default for Shared {
     fn default() -> Self {
-        let io = Arc::new(IoWakers::default());
         Shared {
             inbox: Mutex::default(),
             slot: Mutex::default(),
@@ -358,8 +331,7 @@ impl Default for Shared {
             acked_id: AtomicU64::default(),
             receipt_wakers: Mutex::default(),
             refused: Mutex::default(),
-            io_waker: Waker::from(Arc::clone(&io)),
-            io,
+            driver_task: AtomicWaker::new(),
             session: Mutex::new([0; 16]),
         }
     }
@@ -993,10 +965,10 @@ impl Driver {
         let Some(conn) = slot.conn.as_mut() else {
             return Poll::Ready(Outcome::Done);
         };
-        // The connection is polled with the shared waker (see `IoWakers`); everything else
-        // with the driver's own.
-        shared.io.driver.register(cx.waker());
-        let io_cx = &mut Context::from_waker(&shared.io_waker);
+        // Woken by `send` when it queues into an empty queue. The connection keeps the
+        // driver's and the receiving half's wakers apart (it polls the socket with a waker of
+        // its own that wakes both), so both poll it with their own.
+        shared.driver_task.register(cx.waker());
         loop {
             let mut progress = false;
 
@@ -1035,7 +1007,7 @@ impl Driver {
                 let polled = if ready && conn.state().has_room() {
                     Poll::Ready(Ok(()))
                 } else {
-                    conn.poll_ready(io_cx)
+                    conn.poll_ready(cx)
                 };
                 ready = polled.is_ready();
                 match polled {
@@ -1088,7 +1060,7 @@ impl Driver {
             // 2. Write what is queued, and keep reading: acks, keepalive, and a GOAWAY the
             // client acts on whatever its tasks are doing (a message read meanwhile waits in
             // the connection for `recv`; only `recv` marks it done).
-            if let Poll::Ready(Err(e)) = conn.poll_all_acked(io_cx) {
+            if let Poll::Ready(Err(e)) = conn.poll_all_acked(cx) {
                 return Poll::Ready(classify(e));
             }
             progress |= self.settle(conn);
@@ -1116,7 +1088,7 @@ impl Driver {
                         continue;
                     }
                 }
-                if let Poll::Ready(r) = conn.poll_close(io_cx) {
+                if let Poll::Ready(r) = conn.poll_close(cx) {
                     // The FIN is out (after the acks for everything the receiving half took);
                     // the receiving half goes on reading until the peer closes its side.
                     let outcome = match &r {
@@ -1788,7 +1760,7 @@ impl AckSender {
             .store(accepted_bytes + len, Ordering::Relaxed);
         drop(outq);
         if was_empty {
-            self.shared.io.driver.wake();
+            self.shared.driver_task.wake();
         }
         Ok(Ok(Receipt {
             id,
@@ -1985,8 +1957,7 @@ impl AckReceiver {
             // Reconnecting.
             return Poll::Pending;
         };
-        self.shared.io.receiver.register(cx.waker());
-        let outcome = match conn.poll_recv(&mut Context::from_waker(&self.shared.io_waker)) {
+        let outcome = match conn.poll_recv(cx) {
             Poll::Ready(Ok(Some(delivery))) => {
                 self.shared.received.fetch_add(1, Ordering::Relaxed);
                 return Poll::Ready(Ok(Some(delivery)));

@@ -321,3 +321,82 @@ async fn oversized_payload_is_refused_before_queueing() {
     .await
     .unwrap();
 }
+
+/// The scenario of review 3, M1: the two halves of a split `AckFramed` (this side, `config`)
+/// in two tasks. The sink sends `x` and waits for its ACK, then parks holding the sink. The
+/// peer sends `early`, acknowledges `x` 50 ms later, then sends `later` 50 ms after that
+/// (`then_later`) or goes silent with its socket open. The sink's last flush used to read
+/// (finding nothing) with its own waker, which took the socket's and the timer's
+/// registrations from the stream half: nothing woke the stream half again. Returns what the
+/// stream half got after `early`, with the tasks to abort.
+async fn split_sink_parked_after_a_flush(
+    config: framewire_codec::ack::AckConfig,
+    then_later: bool,
+) -> (
+    Option<Result<framewire_codec::ack::Delivery, AckError>>,
+    [tokio::task::JoinHandle<()>; 2],
+) {
+    use std::time::Duration;
+    let (c, s) = tcp_pair().await;
+    let peer = tokio::spawn(async move {
+        let mut b = AckFramed::builder().window(16).new_framed(c);
+        b.handshake().await.unwrap();
+        assert_eq!(&b.next().await.unwrap().unwrap().payload[..], b"x");
+        b.send_tracked(Bytes::from_static(b"early")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        b.acknowledge().await.unwrap(); // the ACK for `x`
+        if then_later {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            b.send_tracked(Bytes::from_static(b"later")).await.unwrap();
+            while let Some(Ok(_)) = b.next().await {}
+        } else {
+            // Silent (not polled, so no keepalive either), the socket kept open.
+            tokio::time::sleep(NET_TIMEOUT).await;
+        }
+    });
+    let mut a = AckFramed::builder().config(config).new_framed(s);
+    a.handshake().await.unwrap();
+    let (mut sink, mut stream) = a.split();
+    let receiver = tokio::spawn(async move {
+        let first = stream.next().await;
+        assert_eq!(&first.unwrap().unwrap().payload[..], b"early");
+        stream.next().await
+    });
+    let sender = tokio::spawn(async move {
+        sink.send(Bytes::from_static(b"x")).await.unwrap(); // the flush waits for the ACK
+        std::future::pending::<()>().await;
+        drop(sink);
+    });
+    let got = timeout(NET_TIMEOUT, receiver)
+        .await
+        .expect("the stream half was never woken after the sink's flush")
+        .unwrap();
+    (got, [peer, sender])
+}
+
+/// The stream half gets the message sent after the sink's flush finished.
+#[tokio::test(flavor = "current_thread")]
+async fn split_stream_half_is_woken_after_the_sink_finished_a_flush() {
+    let mut config = framewire_codec::ack::AckConfig::default();
+    config.window(16);
+    let (got, tasks) = split_sink_parked_after_a_flush(config, true).await;
+    assert_eq!(&got.unwrap().unwrap().payload[..], b"later");
+    tasks.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
+/// The stream half is woken by the peer timeout after the sink's flush finished (the timer
+/// used to wake the parked sink task instead).
+#[tokio::test(flavor = "current_thread")]
+async fn split_stream_half_gets_the_peer_timeout_after_the_sink_finished_a_flush() {
+    let mut config = framewire_codec::ack::AckConfig::default();
+    config
+        .window(16)
+        .keepalive(None)
+        .peer_timeout(Some(std::time::Duration::from_millis(300)));
+    let (got, tasks) = split_sink_parked_after_a_flush(config, false).await;
+    match got {
+        Some(Err(AckError::PeerSilent { .. })) => {}
+        other => panic!("expected the peer-silent error, got {other:?}"),
+    }
+    tasks.iter().for_each(tokio::task::JoinHandle::abort);
+}

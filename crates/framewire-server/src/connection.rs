@@ -126,8 +126,10 @@ mod ack;
 /// * [`take_unacked`](Connection::take_unacked) returns what the peer never acknowledged.
 ///
 /// The `Stream` and `Sink` halves of [`split`](futures::StreamExt::split) may be used from
-/// different tasks in ack mode too: both halves read and write the socket, and whichever
-/// does wakes the other.
+/// different tasks in ack mode too: both halves read and write the socket, which the
+/// connection polls with one waker of its own that wakes every half waiting on it. A half
+/// whose call finishes or is cancelled (a send under a timeout, a branch of `select!`) never
+/// leaves the other one without a wake-up.
 ///
 /// # Sessions
 ///

@@ -517,3 +517,49 @@ async fn split_halves_waiting_on_a_quiet_connection_do_not_wake_each_other() {
     })
     .await;
 }
+
+/// A split ack-mode connection whose sink task gives up on a send (a timeout while the peer's
+/// window is full) and then waits on something else, holding the sink: the stream half must
+/// still get the peer's next message. The cancelled send had polled the socket with its own
+/// waker last, so the socket woke a task no longer waiting and the stream half slept for
+/// ever (review 3, M1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_send_on_the_split_sink_does_not_strand_the_stream_half() {
+    within(async {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let server = spawn(Server::builder().ack_mode(16), move |conn: Connection| {
+            let tx = tx.clone();
+            async move {
+                let (mut sink, mut stream) = conn.split();
+                let pusher = tokio::spawn(async move {
+                    sink.send("one").await?;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // The window (1) is full: this send waits, and is cancelled.
+                    let r =
+                        tokio::time::timeout(Duration::from_millis(200), sink.send("two")).await;
+                    assert!(r.is_err(), "the second send should have waited for room");
+                    std::future::pending::<()>().await;
+                    drop(sink);
+                    Ok::<_, ServerError>(())
+                });
+                while let Some(m) = stream.next().await {
+                    tx.send(String::from_utf8_lossy(&m?).into_owned()).unwrap();
+                }
+                pusher.abort();
+                Ok::<_, ServerError>(())
+            }
+        })
+        .await;
+        let sock = TcpStream::connect(server.addr).await.unwrap();
+        let mut c = AckFramed::builder().window(1).new_framed(sock);
+        c.handshake().await.unwrap();
+        // Taken, not acknowledged yet: the server's window stays full.
+        assert_eq!(&c.next().await.unwrap().unwrap().payload[..], b"one");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.send_tracked(Bytes::from_static(b"hello")).await.unwrap();
+        let got = rx.recv().await;
+        assert_eq!(got.as_deref(), Some("hello"));
+        server.stop().await;
+    })
+    .await;
+}

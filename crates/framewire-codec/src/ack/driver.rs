@@ -11,9 +11,11 @@ use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll, Wake, Waker};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use tokio_util::codec::Decoder;
@@ -37,14 +39,50 @@ const MAX_READ: usize = 64 * 1024;
 /// bound only guards against a clock that does not move).
 const TIMER_ROUNDS: usize = 4;
 
-/// Which caller is polling: used to wake the other one when one caller's read registration
-/// may have replaced the other's (a receiving task and a sending task sharing the driver).
+/// Which caller is polling: the receiving side (which takes whole DATA frames from the read
+/// buffer itself) or the sending side, each with its own slot in [`Wakers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Side {
     /// The receiving side (`poll_recv`, `acknowledge`).
     Recv,
     /// The sending side (everything else).
     Send,
+}
+
+/// Where the two callers of a driver (a receiving task and a sending task, e.g. the halves of
+/// a split connection) register, and, as a [`Waker`], the one waker the driver polls the
+/// transport, the timer and the session hub with.
+///
+/// A socket and a timer keep one waker each. Polled with each caller's own waker, the
+/// callers would keep replacing each other's registration: a caller that then finished (or
+/// whose future was dropped) would leave the registration with a task no longer waiting, and
+/// the other caller would never be woken. Polled with this one waker, whose clones all
+/// `will_wake` each other, the registration never changes hands, and a readiness event wakes
+/// every caller registered here once. A caller that left costs at most one spurious wake.
+#[derive(Debug, Default)]
+struct Wakers {
+    recv: AtomicWaker,
+    send: AtomicWaker,
+}
+
+impl Wakers {
+    fn slot(&self, side: Side) -> &AtomicWaker {
+        match side {
+            Side::Recv => &self.recv,
+            Side::Send => &self.send,
+        }
+    }
+}
+
+impl Wake for Wakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.recv.wake();
+        self.send.wake();
+    }
 }
 
 /// The driver's write path: framewire's one write queue ([`FrameWriter`], shared with plain
@@ -184,8 +222,10 @@ pub struct AckDriver<T> {
     /// The engine's keepalive / peer-timeout timer (armed at the first poll).
     timer: Option<Pin<Box<Sleep>>>,
     timers_started: bool,
-    recv_waker: Option<Waker>,
-    send_waker: Option<Waker>,
+    /// Where the callers register (see [`Wakers`]).
+    wakers: Arc<Wakers>,
+    /// `wakers` as the waker the transport, the timer and the session hub are polled with.
+    io_waker: Waker,
     /// The accepting side's tie to its [`SessionHub`], if it keeps sessions.
     sessions: Option<Attached>,
 }
@@ -202,6 +242,7 @@ impl<T> AckDriver<T> {
         state: AckState,
         high_water: usize,
     ) -> AckDriver<T> {
+        let wakers = Arc::new(Wakers::default());
         AckDriver {
             io,
             codec,
@@ -219,8 +260,8 @@ impl<T> AckDriver<T> {
             yielded: 0,
             timer: None,
             timers_started: false,
-            recv_waker: None,
-            send_waker: None,
+            wakers: Arc::clone(&wakers),
+            io_waker: Waker::from(wakers),
             sessions: None,
         }
     }
@@ -281,7 +322,8 @@ impl<T> AckDriver<T> {
             return Poll::Ready(());
         }
         // The sending side's round: it parses every frame it reads (the HELLO included).
-        if let Err(e) = self.progress(cx, Side::Send) {
+        self.register(Side::Send, cx);
+        if let Err(e) = self.with_io_cx(|this, cx| this.progress(cx, Side::Send)) {
             self.record_deferred(e);
             return Poll::Ready(());
         }
@@ -375,12 +417,7 @@ impl<T> AckDriver<T> {
     /// Wakes whoever waits in this driver (e.g. when a face decided that the connection is
     /// over for reasons of its own, such as a timeout).
     pub fn wake_all(&mut self) {
-        for w in [self.recv_waker.take(), self.send_waker.take()]
-            .into_iter()
-            .flatten()
-        {
-            w.wake();
-        }
+        self.wakers.wake_by_ref();
     }
 
     /// The next received message if one is already buffered (in the inbox, or whole in the
@@ -606,23 +643,35 @@ impl<T> AckDriver<T> {
     /// `Failed`.
     fn take_failure(&mut self, side: Side) -> Option<AckError> {
         if let Some(e) = self.pending.take() {
-            *self.waker_slot(side) = None;
+            self.wakers.slot(side).take();
             return Some(e);
         }
         self.check_failed().err()
     }
 
-    fn waker_slot(&mut self, side: Side) -> &mut Option<Waker> {
-        match side {
-            Side::Recv => &mut self.recv_waker,
-            Side::Send => &mut self.send_waker,
+    /// Runs `f` with a context whose waker is the driver's own ([`Wakers`]), so that whatever
+    /// `f` polls (transport, timer, session hub) registers that one waker.
+    fn with_io_cx<R>(&mut self, f: impl FnOnce(&mut Self, &mut Context<'_>) -> R) -> R {
+        // Moved out and back rather than cloned: no reference count traffic per poll.
+        let waker = std::mem::replace(&mut self.io_waker, Waker::noop().clone());
+        let r = f(self, &mut Context::from_waker(&waker));
+        self.io_waker = waker;
+        r
+    }
+
+    /// Registers the caller of `side`, unless its waker is a no-op (a poll that does not
+    /// wait, which must not displace a caller that does).
+    fn register(&self, side: Side, cx: &Context<'_>) {
+        if !cx.waker().will_wake(Waker::noop()) {
+            self.wakers.slot(side).register(cx.waker());
         }
     }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
-    /// Runs `f`; latches a first error (so later calls fail fast), keeps the waker of a
-    /// pending side and clears it when the side completes.
+    /// Runs `f` with the driver's own waker (see [`Wakers`]); latches a first error (so later
+    /// calls fail fast); registers the caller's waker for its side, and clears it when the
+    /// side completes.
     fn guard<R>(
         &mut self,
         side: Side,
@@ -632,21 +681,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         if let Some(e) = self.take_failure(side) {
             return Poll::Ready(Err(e));
         }
-        let r = f(self, cx);
-        let slot = self.waker_slot(side);
-        match &r {
-            Poll::Pending => match slot {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *slot = Some(cx.waker().clone()),
-            },
-            Poll::Ready(res) => {
-                *slot = None;
-                if let Err(e) = res {
-                    if !e.is_local_misuse() && self.failed.is_none() {
-                        self.failed = Some(e.to_string());
-                        // The connection is over: the other side must not wait on it.
-                        self.wake_other(side, cx);
-                    }
+        // Registered before the I/O, so that an event between the I/O and the return is not
+        // missed.
+        self.register(side, cx);
+        let r = self.with_io_cx(f);
+        if let Poll::Ready(res) = &r {
+            self.wakers.slot(side).take();
+            if let Err(e) = res {
+                if !e.is_local_misuse() && self.failed.is_none() {
+                    self.failed = Some(e.to_string());
+                    // The connection is over: the other side must not wait on it.
+                    self.wake_all();
                 }
             }
         }
@@ -780,8 +825,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
 
     /// Counts every message [`poll_recv`](Self::poll_recv) returned as done; the ACK goes out
     /// with the next poll (or at once if the socket takes it now).
-    pub fn release(&mut self, cx: &mut Context<'_>) {
-        if let Err(e) = self.release_yielded(cx) {
+    pub fn release(&mut self, _cx: &mut Context<'_>) {
+        if let Err(e) = self.with_io_cx(Self::release_yielded) {
             self.record_deferred(e);
         }
     }
@@ -797,13 +842,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             && self.pending.is_none()
             && !self.sessions.as_ref().is_some_and(Attached::is_superseded)
         {
-            // Fast path: a buffered message, no I/O unless an ACK became due.
-            match self.recv_buffered(cx) {
+            // Fast path: a buffered message, no I/O unless an ACK became due. A registration
+            // left by an earlier wait stays: at most one spurious wake, and no atomic
+            // operation per message.
+            match self.with_io_cx(|this, cx| this.recv_buffered(cx)) {
                 Ok(None) => {}
-                Ok(Some(d)) => {
-                    self.recv_waker = None;
-                    return Poll::Ready(Ok(Some(d)));
-                }
+                Ok(Some(d)) => return Poll::Ready(Ok(Some(d))),
                 Err(e) => {
                     if !e.is_local_misuse() {
                         self.failed = Some(e.to_string());
@@ -1057,10 +1101,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(FrameError::from(e).into())),
                 Poll::Pending => {
-                    if self.rbuf.is_empty() {
-                        // The peer is quiet and nothing is half-read: give the buffers back,
+                    if self.rbuf.is_empty() && self.codec.is_between_frames() {
+                        // The peer is quiet and no frame is half-read: give the buffers back,
                         // so an idle ack-mode connection holds none (as the plain server's
                         // connections do). The next read allocates again: once per burst.
+                        // (`read_size` is kept: a stream that drains the socket between
+                        // reads would otherwise start every burst at the first read size.)
                         self.rbuf = BytesMut::new();
                         if self.out.is_empty() {
                             self.out.release();
@@ -1070,27 +1116,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 }
             }
         };
-        // This poll replaced the transport's read waker. If it read something (or the end of
-        // the stream), wake the other side (if it is another task) so that it sees what was
-        // read and registers again. Not after a read that found nothing: two sides waiting on
-        // a quiet transport would wake each other in a loop, a full core between them.
+        // What this read parsed may be what the other side waits for (an ACK, a message):
+        // wake it (if it is another task) to look. The transport's registration is the
+        // driver's own waker (see `Wakers`) and stays put whoever polls, so a read that found
+        // nothing wakes nobody, and two sides waiting on a quiet transport stay asleep.
         if read_any || self.eof {
-            self.wake_other(side, cx);
+            let other = match side {
+                Side::Recv => Side::Send,
+                Side::Send => Side::Recv,
+            };
+            self.wakers.slot(other).wake();
         }
         r
-    }
-
-    /// Wakes the other side's task, unless it is this one.
-    fn wake_other(&mut self, side: Side, cx: &Context<'_>) {
-        let other = match side {
-            Side::Recv => self.send_waker.take(),
-            Side::Send => self.recv_waker.take(),
-        };
-        if let Some(w) = other {
-            if !w.will_wake(cx.waker()) {
-                w.wake();
-            }
-        }
     }
 
     /// Runs the engine's timers on tokio's clock: arms them at the first call, queues a

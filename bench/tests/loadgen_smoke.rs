@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use framewire_examples::loadgen::args::{ClientKind, Mode, RunOpts, ServerKind, ServerMode};
-use framewire_examples::loadgen::modes::run;
-use framewire_examples::loadgen::server::{serve, serve_with_window};
-use framewire_examples::loadgen::{LoadgenError, Record};
+use framewire_bench::args::{ClientKind, Mode, RunOpts, ServerKind, ServerMode};
+use framewire_bench::modes::run;
+use framewire_bench::server::{serve, serve_with_window};
+use framewire_bench::{LoadgenError, Record};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use framewire_bench::client::{ClientImpl, ConnOpts, FrameTx, FramewireAckClient};
 use framewire_codec::ack::AckFramedBuilder;
 use framewire_codec::FrameCodec;
-use framewire_examples::loadgen::client::{ClientImpl, ConnOpts, FrameTx, FramewireAckClient};
 use tokio::net::TcpListener;
 
 /// Only guards against a hang (the batch waiting for acks that never come); not a timing.

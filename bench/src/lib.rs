@@ -1,8 +1,11 @@
-//! The load generator behind `examples/loadgen.rs`: modes, client adapters, in-binary servers
-//! and reports, as a library so tests can drive every mode in-process.
+//! The benchmark harness. This library is the load generator behind the `loadgen` binary
+//! (`src/bin/loadgen.rs`): modes, client adapters, in-binary servers and reports, as a library
+//! so tests can drive every mode in-process. The package's other binary, `compare`
+//! (`src/bin/compare.rs`), measures framewire-server against a tokio-util server in child
+//! processes (memory per connection, throughput, TLS). `bench/*.sh` run them.
 //!
 //! It speaks plain u32 big-endian length-prefixed frames and so loads any such echo server,
-//! framewire or not. See [`args::USAGE`] for the command line.
+//! framewire or not. `loadgen --help` describes the command line ([`args`]).
 //!
 //! * [`modes::run`] runs one mode (`ping`, `pipeline`, `stream`, `conns`, `flood`) and returns a
 //!   [`report::Record`].
@@ -84,10 +87,6 @@ fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
 
 fn run_command(cmd: Command) -> Result<(), LoadgenError> {
     match cmd {
-        Command::Help => {
-            print!("{}", args::USAGE);
-            Ok(())
-        }
         Command::Serve(opts) => runtime(opts.threads)?.block_on(run_server(&opts)),
         Command::Run(opts) => {
             let rec = runtime(opts.threads)?.block_on(modes::run(&opts))?;
@@ -110,7 +109,7 @@ fn run_command(cmd: Command) -> Result<(), LoadgenError> {
 }
 
 /// The whole program: parses `args` (without the program name), runs, reports. Exit code 2 on
-/// bad arguments, 1 on a failed run.
+/// bad arguments (with clap's message), 0 after `--help` or `--version`, 1 on a failed run.
 pub fn cli_main<I, S>(args: I) -> ExitCode
 where
     I: IntoIterator<Item = S>,
@@ -119,8 +118,9 @@ where
     let cmd = match parse_args(args) {
         Ok(cmd) => cmd,
         Err(e) => {
-            eprintln!("loadgen: {e}\n\n{}", args::USAGE);
-            return ExitCode::from(2);
+            // Help and version go to stdout, errors to stderr, as clap's own `exit` does.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
     match run_command(cmd) {

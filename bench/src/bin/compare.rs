@@ -2,10 +2,11 @@
 //! side by side in the same run: resident memory per idle connection, and echo throughput.
 //!
 //! ```text
-//! cargo run --release -p framewire-server --example compare -- memory 10000
-//! cargo run --release -p framewire-server --example compare -- throughput
-//! cargo run --release -p framewire-server --example compare -- tls
-//! cargo run --release -p framewire-server --example compare -- memory 10000 tls
+//! cargo run --release --bin compare -- memory 10000
+//! cargo run --release --bin compare -- throughput
+//! cargo run --release --bin compare -- tls
+//! cargo run --release --bin compare -- memory 10000 tls
+//! cargo run --release --bin compare -- --help
 //! ```
 //!
 //! `memory N`: for each server kind it starts the server as a child process (this same binary), reads the
@@ -139,67 +140,97 @@ fn server_config(dir: &Path) -> Result<Arc<rustls::ServerConfig>, Box<dyn std::e
     Ok(Arc::new(config))
 }
 
+/// The command line.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "compare",
+    version,
+    about = "framewire-server against a tokio-util Framed + LengthDelimitedCodec server, side by side"
+)]
+enum Cli {
+    /// Resident memory per idle connection, each server a child process.
+    Memory {
+        /// Idle connections to open.
+        #[arg(default_value_t = 10_000)]
+        n: usize,
+        /// `tls`: the TLS servers (framed-tls, framewire-tls).
+        #[arg(value_parser = ["tls"])]
+        tls: Option<String>,
+    },
+    /// Pipelined echo, 64 B and 64 KiB frames: frames/s and MiB/s, median of 5 rounds.
+    Throughput,
+    /// The same over TLS, and a one-way TLS stream.
+    Tls,
+    /// A server alone (what the measurements start as a child process).
+    Serve {
+        /// framed, framewire, framewire-idle-timeout, framewire-ack, framed-framecodec,
+        /// framed-tls or framewire-tls.
+        #[arg(default_value = "framewire")]
+        kind: String,
+        /// Count the frames and answer with the count at the end, instead of echoing.
+        #[arg(long)]
+        sink: bool,
+        /// Serve TLS with DIR/cert.pem and DIR/key.pem.
+        #[arg(long, value_name = "DIR")]
+        tls: Option<PathBuf>,
+    },
+    /// The one-way TLS stream client alone, against `compare serve KIND --sink --tls DIR`
+    /// (e.g. under a profiler); DIR holds cert.pem and key.pem for `localhost`.
+    Stream(ClientArgs),
+    /// The pipelined TLS echo client alone, against `compare serve KIND --tls DIR`.
+    Echo(ClientArgs),
+    /// The throughput client alone, against any server.
+    Load {
+        /// The server.
+        addr: SocketAddr,
+        /// Payload bytes per frame.
+        #[arg(default_value_t = 64)]
+        size: usize,
+        /// Frames per connection.
+        #[arg(default_value_t = 100_000)]
+        count: usize,
+    },
+}
+
+/// The arguments of the TLS clients run alone.
+#[derive(Debug, clap::Args)]
+struct ClientArgs {
+    /// The server.
+    addr: SocketAddr,
+    /// The directory with cert.pem and key.pem.
+    dir: PathBuf,
+    /// Payload bytes per frame.
+    #[arg(default_value_t = 64)]
+    size: usize,
+    /// Frames per connection.
+    #[arg(default_value_t = 100_000)]
+    count: usize,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("serve") => {
-            // serve KIND [--sink] [--tls DIR]
-            let kind = args.get(1).map(String::as_str).unwrap_or("framewire");
-            let sink = args.iter().any(|a| a == "--sink");
-            let tls = args
-                .iter()
-                .position(|a| a == "--tls")
-                .and_then(|i| args.get(i + 1))
-                .map(PathBuf::from);
-            serve(kind, sink, tls).await
+    // The clients run alone report frames/s over their CONNS connections.
+    let (secs, count) = match <Cli as clap::Parser>::parse() {
+        Cli::Serve { kind, sink, tls } => return serve(&kind, sink, tls).await,
+        Cli::Memory { n, tls: Some(_) } => return memory_tls(n).await,
+        Cli::Memory { n, tls: None } => return memory(n).await,
+        Cli::Throughput => return throughput().await,
+        Cli::Tls => return throughput_tls().await,
+        Cli::Stream(a) => {
+            let tls = Tls::load(&a.dir)?;
+            (run_stream(a.addr, a.size, a.count, &tls).await?, a.count)
         }
-        Some("memory") => {
-            let n = match args.get(1) {
-                Some(s) => s.parse()?,
-                None => 10_000,
-            };
-            if args.get(2).map(String::as_str) == Some("tls") {
-                return memory_tls(n).await;
-            }
-            memory(n).await
+        Cli::Echo(a) => {
+            let tls = Tls::load(&a.dir)?;
+            (
+                run_load(a.addr, a.size, a.count, Some(&tls)).await?,
+                a.count,
+            )
         }
-        Some("throughput") => throughput().await,
-        Some("tls") => throughput_tls().await,
-        Some("stream") => {
-            // compare stream ADDR DIR SIZE COUNT: the one-way TLS stream client alone, against
-            // a server started with `compare serve KIND --sink --tls DIR` (e.g. under a
-            // profiler); DIR holds cert.pem and key.pem for `localhost`.
-            let addr: SocketAddr = args.get(1).ok_or("stream needs ADDR")?.parse()?;
-            let tls = Tls::load(Path::new(args.get(2).ok_or("stream needs DIR")?))?;
-            let size = args.get(3).map_or(Ok(64), |s| s.parse())?;
-            let count = args.get(4).map_or(Ok(100_000), |s| s.parse())?;
-            let secs = run_stream(addr, size, count, &tls).await?;
-            println!("{:.0} frames/s", (CONNS * count) as f64 / secs);
-            Ok(())
-        }
-        Some("echo") => {
-            // compare echo ADDR DIR SIZE COUNT: the pipelined TLS echo client alone, against a
-            // server started with `compare serve KIND --tls DIR` (e.g. under a profiler).
-            let addr: SocketAddr = args.get(1).ok_or("echo needs ADDR")?.parse()?;
-            let tls = Tls::load(Path::new(args.get(2).ok_or("echo needs DIR")?))?;
-            let size = args.get(3).map_or(Ok(64), |s| s.parse())?;
-            let count = args.get(4).map_or(Ok(100_000), |s| s.parse())?;
-            let secs = run_load(addr, size, count, Some(&tls)).await?;
-            println!("{:.0} frames/s", (CONNS * count) as f64 / secs);
-            Ok(())
-        }
-        Some("load") => {
-            // compare load ADDR SIZE COUNT: the throughput client alone, against any server.
-            let addr: SocketAddr = args.get(1).ok_or("load needs ADDR")?.parse()?;
-            let size = args.get(2).map_or(Ok(64), |s| s.parse())?;
-            let count = args.get(3).map_or(Ok(100_000), |s| s.parse())?;
-            let secs = run_load(addr, size, count, None).await?;
-            println!("{:.0} frames/s", (CONNS * count) as f64 / secs);
-            Ok(())
-        }
-        _ => Err("usage: compare memory [N [tls]] | compare throughput | compare tls".into()),
-    }
+        Cli::Load { addr, size, count } => (run_load(addr, size, count, None).await?, count),
+    };
+    println!("{:.0} frames/s", (CONNS * count) as f64 / secs);
+    Ok(())
 }
 
 async fn memory(n: usize) -> Result<(), Box<dyn std::error::Error>> {

@@ -192,8 +192,10 @@ async fn framewire_serve(
     }
     let server = builder.listener(listener).map_err(to_io)?;
     match mode {
-        ServerMode::Echo if frame_by_frame => server.serve(crate::mirror_each::<()>).await,
-        ServerMode::Echo => server.serve(crate::mirror::<()>).await,
+        ServerMode::Echo if frame_by_frame => {
+            server.serve(framewire_examples::mirror_each::<()>).await
+        }
+        ServerMode::Echo => server.serve(framewire_examples::mirror::<()>).await,
         ServerMode::Sink => server.serve(sink).await,
     };
     Ok(())

@@ -4,28 +4,35 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use framewire_examples::loadgen::args::{
+use clap::error::ErrorKind;
+use framewire_bench::args::{
     parse_args, parse_duration, parse_size, ClientKind, Command, Mode, ServerKind, ServerMode,
     DEFAULT_DEPTH, DEFAULT_PIPELINE_CONNS, DEFAULT_WINDOW, MAX_CONNS,
 };
-use framewire_examples::loadgen::client::source_addr;
-use framewire_examples::loadgen::modes::{default_batch, next_batch, FIRST_STREAM_BATCH};
-use framewire_examples::loadgen::report::{
+use framewire_bench::client::source_addr;
+use framewire_bench::modes::{default_batch, next_batch, FIRST_STREAM_BATCH};
+use framewire_bench::report::{
     cpu_seconds, csv_escape, json_string, new_histogram, parse_cpu_ticks, LatencySummary,
     MemoryGrowth, ProcMem, Record, COLUMNS,
 };
-use framewire_examples::loadgen::LoadgenError;
+use framewire_bench::LoadgenError;
 
-fn run_opts(args: &[&str]) -> framewire_examples::loadgen::RunOpts {
+fn run_opts(args: &[&str]) -> framewire_bench::RunOpts {
     match parse_args(args.iter().copied()) {
         Ok(Command::Run(o)) => o,
         other => panic!("expected a run for {args:?}, got {other:?}"),
     }
 }
 
+/// The message of a usage error (exit code 2, not help or version).
 fn parse_err(args: &[&str]) -> String {
     match parse_args(args.iter().copied()) {
-        Err(LoadgenError::Args(msg)) => msg,
+        Err(e)
+            if e.exit_code() == 2
+                && e.kind() != ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            e.to_string()
+        }
         other => panic!("expected an argument error for {args:?}, got {other:?}"),
     }
 }
@@ -211,7 +218,7 @@ fn ack_client_and_server_flags() {
     ]);
     assert_eq!((o.client, o.window), (ClientKind::FramewireAck, 1));
     let ack = ["ping", "--addr", "127.0.0.1:1", "--client", "framewire-ack"];
-    assert!(parse_err(&[&ack[..], &["--window", "0"]].concat()).contains("--window 0"));
+    assert!(parse_err(&[&ack[..], &["--window", "0"]].concat()).contains("'0' for '--window"));
     assert!(parse_err(&[&ack[..], &["--window", "65537"]].concat()).contains("1..=65536"));
     assert!(parse_err(&[&ack[..], &["--window", "many"]].concat()).contains("many"));
     // Only the ack client has a window.
@@ -269,12 +276,33 @@ fn stream_batches_fit_the_time_left() {
 
 #[test]
 fn help_and_errors() {
-    assert_eq!(parse_args(Vec::<String>::new()).ok(), Some(Command::Help));
-    assert_eq!(parse_args(["--help"]).ok(), Some(Command::Help));
+    // No arguments: the help, as a usage error (exit code 2); asked for: exit code 0.
+    let kind_and_code = |args: &[&str]| match parse_args(args.iter().copied()) {
+        Err(e) => (e.kind(), e.exit_code()),
+        Ok(cmd) => panic!("expected help or version for {args:?}, got {cmd:?}"),
+    };
+    assert_eq!(
+        kind_and_code(&[]),
+        (ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand, 2)
+    );
+    assert_eq!(kind_and_code(&["--help"]), (ErrorKind::DisplayHelp, 0));
+    assert_eq!(kind_and_code(&["help"]), (ErrorKind::DisplayHelp, 0));
+    assert_eq!(
+        kind_and_code(&["ping", "--help"]),
+        (ErrorKind::DisplayHelp, 0)
+    );
+    assert_eq!(
+        kind_and_code(&["--version"]),
+        (ErrorKind::DisplayVersion, 0)
+    );
+    match parse_args(["help", "serve"]) {
+        Err(e) => assert!(e.to_string().contains("--impl"), "{e}"),
+        Ok(cmd) => panic!("expected the serve help, got {cmd:?}"),
+    }
     assert!(parse_err(&["ping"]).contains("--addr"));
     assert!(parse_err(&["bogus"]).contains("bogus"));
     assert!(parse_err(&["ping", "--addr", "127.0.0.1:1", "--frobnicate"]).contains("--frobnicate"));
-    assert!(parse_err(&["ping", "--addr"]).contains("needs a value"));
+    assert!(parse_err(&["ping", "--addr"]).contains("a value is required for '--addr"));
     assert!(parse_err(&["ping", "--addr", "127.0.0.1:1", "--client", "grpc"]).contains("grpc"));
     // Caps: counts and durations are always bounded.
     let too_many = (MAX_CONNS + 1).to_string();
@@ -285,7 +313,8 @@ fn help_and_errors() {
     assert!(parse_err(&["ping", "--addr", "127.0.0.1:1", "--duration", "1000"]).contains("cap"));
     assert!(parse_err(&["ping", "--addr", "127.0.0.1:1", "--size", "9m"]).contains("9437184"));
     assert!(
-        parse_err(&["pipeline", "--addr", "127.0.0.1:1", "--depth", "0"]).contains("--depth 0")
+        parse_err(&["pipeline", "--addr", "127.0.0.1:1", "--depth", "0"])
+            .contains("'0' for '--depth")
     );
 }
 
@@ -493,4 +522,70 @@ fn proc_stat_cpu_ticks_are_parsed() {
     assert_eq!(parse_cpu_ticks("no parenthesis"), None);
     let me = cpu_seconds(std::process::id()).map_err(|e| e.to_string());
     assert!(matches!(me, Ok(s) if s >= 0.0), "{me:?}");
+}
+
+/// Every command line the bench/*.sh scripts run (with their default variables filled in)
+/// still parses, to the options they mean.
+#[test]
+fn the_bench_scripts_command_lines_parse() {
+    let parse = |line: &str| parse_args(line.split_whitespace());
+    let run = |line: &str| match parse(line) {
+        Ok(Command::Run(o)) => o,
+        other => panic!("expected a run for {line:?}, got {other:?}"),
+    };
+    // bench/common.sh `start_server`
+    let serve =
+        "serve --impl framewire-ack --mode sink --window 64 --addr 127.0.0.1:0 --lifetime 600s";
+    match parse(serve) {
+        Ok(Command::Serve(s)) => assert_eq!(
+            (s.kind, s.mode, s.window, s.lifetime),
+            (
+                ServerKind::FramewireAck,
+                ServerMode::Sink,
+                64,
+                Duration::from_secs(600)
+            )
+        ),
+        other => panic!("expected serve, got {other:?}"),
+    }
+    // bench/compare.sh `client`
+    let common = "--duration 1s --pid 7 --quiet --csv out.csv";
+    let o = run(&format!(
+        "stream --addr 127.0.0.1:1 --client framewire-ack --window 64 --size 64 --label x {common}"
+    ));
+    assert_eq!(
+        (o.mode, o.client, o.window, o.size, o.pid, o.progress),
+        (
+            Mode::Stream,
+            ClientKind::FramewireAck,
+            64,
+            64,
+            Some(7),
+            false
+        )
+    );
+    let o = run(&format!(
+        "pipeline --addr 127.0.0.1:1 --client raw --size 1k --conns 64 --depth 16 --label x {common}"
+    ));
+    assert_eq!((o.conns, o.depth, o.size), (64, 16, 1024));
+    // bench/memory.sh: conns and flood take --client raw too.
+    let o = run("flood --addr 127.0.0.1:1 --conns 10000 --pid 7 --client raw --duration 1s --label x --csv out.csv");
+    assert_eq!(
+        (o.mode, o.conns, o.client),
+        (Mode::Flood, 10_000, ClientKind::Raw)
+    );
+    // bench/fairness.sh
+    let o = run("zeros --addr 127.0.0.1:1 --conns 4 --duration 5s --quiet");
+    assert_eq!((o.mode, o.conns), (Mode::Zeros, 4));
+    let o = run("ping --addr 127.0.0.1:1 --client raw --size 64 --interval 10ms --duration 3s --pid 7 --quiet --label x --csv out.csv");
+    assert_eq!(o.interval, Some(Duration::from_millis(10)));
+    // bench/haproxy.sh
+    let o = run("setup --addr 127.0.0.1:1 --proxy-v2 --sources 64 --duration 3s --quiet --label x --csv out.csv");
+    assert_eq!((o.mode, o.proxy_v2, o.sources), (Mode::Setup, true, 64));
+    // The rules that span flags still hold.
+    assert!(
+        parse_err(&["pipeline", "--addr", "127.0.0.1:1", "--interval", "1ms"])
+            .contains("ping only")
+    );
+    assert!(parse_err(&["ping", "--addr", "127.0.0.1:1", "--proxy-v2"]).contains("setup only"));
 }
