@@ -51,7 +51,7 @@ use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::tls::ClientTls;
-use crate::transport::{ByteStream, Endpoints};
+use crate::transport::{ByteStream, Endpoints, Open};
 use crate::{ClientError, Endpoint, InFlight, ReconnectPolicy};
 
 type Conn = AckDriver<ByteStream>;

@@ -1,9 +1,8 @@
 //! Connection settings.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use framewire_codec::{FrameCodecBuilder, DEFAULT_MAX_FRAME_LEN};
+use framewire_codec::{FrameCodecBuilder, IntoEndpoints, DEFAULT_MAX_FRAME_LEN};
 
 use framewire_codec::ack::{AckConfig, AckFramedBuilder};
 
@@ -11,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::ack::AckSettings;
 use crate::tls::ClientTls;
-use crate::transport::{within_connect_timeout, ByteStream, Endpoints};
+use crate::transport::{within_connect_timeout, ByteStream, Endpoints, Open};
 use crate::writer::DEFAULT_WRITE_BUFFER_LIMIT;
 use crate::{AckClient, Client, ClientError, Endpoint, ReconnectPolicy, DEFAULT_DEADLOCK_GRACE};
 
@@ -23,119 +22,6 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// close its side, under one deadline): 5 s. A
 /// well-behaved peer closes within a round trip; one that never does must not hold the caller.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Anything a client can connect to: `"host:port"`, `"unix:/path"`, a `SocketAddr` or an
-/// [`Endpoint`].
-pub trait IntoEndpoint {
-    /// Converts into an [`Endpoint`].
-    ///
-    /// # Errors
-    ///
-    /// [`ClientError::InvalidEndpoint`] for a string that is not an address.
-    fn into_endpoint(self) -> Result<Endpoint, ClientError>;
-}
-
-impl IntoEndpoint for Endpoint {
-    fn into_endpoint(self) -> Result<Endpoint, ClientError> {
-        Ok(self)
-    }
-}
-
-impl IntoEndpoint for &Endpoint {
-    fn into_endpoint(self) -> Result<Endpoint, ClientError> {
-        Ok(self.clone())
-    }
-}
-
-impl IntoEndpoint for &str {
-    fn into_endpoint(self) -> Result<Endpoint, ClientError> {
-        self.parse()
-    }
-}
-
-impl IntoEndpoint for String {
-    fn into_endpoint(self) -> Result<Endpoint, ClientError> {
-        self.parse()
-    }
-}
-
-impl IntoEndpoint for &String {
-    fn into_endpoint(self) -> Result<Endpoint, ClientError> {
-        self.parse()
-    }
-}
-
-impl IntoEndpoint for SocketAddr {
-    fn into_endpoint(self) -> Result<Endpoint, ClientError> {
-        Ok(Endpoint::from(self))
-    }
-}
-
-/// One endpoint or several: what [`ClientBuilder::connect`] and
-/// [`ClientBuilder::connect_ack`] take. Any [`IntoEndpoint`] is one; an array, a slice or a
-/// `Vec` of them is a list, tried in order (see [`ClientBuilder::connect`]).
-///
-/// ```no_run
-/// use framewire_client::Client;
-///
-/// # async fn run() -> Result<(), framewire_client::ClientError> {
-/// let client = Client::connect(["10.0.0.1:9999", "10.0.0.2:9999", "10.0.0.3:9999"]).await?;
-/// println!("connected to {}", client.endpoint());
-/// # Ok(())
-/// # }
-/// ```
-pub trait IntoEndpoints {
-    /// Converts into a non-empty list of endpoints.
-    ///
-    /// # Errors
-    ///
-    /// [`ClientError::InvalidEndpoint`] for a string that is not an address or an empty list.
-    fn into_endpoints(self) -> Result<Vec<Endpoint>, ClientError>;
-}
-
-impl<T: IntoEndpoint> IntoEndpoints for T {
-    fn into_endpoints(self) -> Result<Vec<Endpoint>, ClientError> {
-        Ok(vec![self.into_endpoint()?])
-    }
-}
-
-/// Converts every item; an empty list is an error.
-fn endpoint_list<T: IntoEndpoint>(
-    items: impl IntoIterator<Item = T>,
-) -> Result<Vec<Endpoint>, ClientError> {
-    let list = items
-        .into_iter()
-        .map(IntoEndpoint::into_endpoint)
-        .collect::<Result<Vec<_>, _>>()?;
-    if list.is_empty() {
-        return Err(ClientError::InvalidEndpoint {
-            endpoint: String::new(),
-            reason: "the list of endpoints is empty",
-        });
-    }
-    Ok(list)
-}
-
-impl<T: IntoEndpoint, const N: usize> IntoEndpoints for [T; N] {
-    fn into_endpoints(self) -> Result<Vec<Endpoint>, ClientError> {
-        endpoint_list(self)
-    }
-}
-
-impl<T: IntoEndpoint> IntoEndpoints for Vec<T> {
-    fn into_endpoints(self) -> Result<Vec<Endpoint>, ClientError> {
-        endpoint_list(self)
-    }
-}
-
-impl<'a, T> IntoEndpoints for &'a [T]
-where
-    &'a T: IntoEndpoint,
-{
-    fn into_endpoints(self) -> Result<Vec<Endpoint>, ClientError> {
-        endpoint_list(self)
-    }
-}
 
 /// Settings for a client connection, with named defaults.
 ///

@@ -46,8 +46,10 @@ fn list_errors(errors: &[ClientError]) -> String {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// An address string could not be parsed into an [`Endpoint`](crate::Endpoint).
-    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    /// An address string could not be parsed into an [`Endpoint`](crate::Endpoint) (for
+    /// example `"localhost"`, with no port), or a list of endpoints was empty. Nothing was
+    /// attempted.
+    #[error("invalid address {endpoint:?}: {reason}")]
     InvalidEndpoint {
         /// The string that was given.
         endpoint: String,
@@ -266,6 +268,15 @@ impl ClientError {
             | ClientError::ClosedByPeer { in_flight }
             | ClientError::CloseTimeout { in_flight, .. } => Some(*in_flight),
             _ => None,
+        }
+    }
+}
+
+impl From<framewire_codec::EndpointError> for ClientError {
+    fn from(e: framewire_codec::EndpointError) -> Self {
+        ClientError::InvalidEndpoint {
+            endpoint: e.endpoint().to_string(),
+            reason: e.reason(),
         }
     }
 }

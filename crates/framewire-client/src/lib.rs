@@ -57,11 +57,10 @@ mod typed;
 mod writer;
 
 pub use ack::{AckClient, AckReceiver, AckSender, Receipt, DEFAULT_DEADLOCK_GRACE};
-pub use builder::{
-    ClientBuilder, IntoEndpoint, IntoEndpoints, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
-};
+pub use builder::{ClientBuilder, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
 pub use error::{ClientError, InFlight};
 pub use framewire_codec::ack::Delivery;
+pub use framewire_codec::{Endpoint, EndpointError, IntoEndpoint, IntoEndpoints};
 pub use framewire_codec::{VECTORED_WRITE_MIN, ZERO_COPY_MIN};
 pub use plain::{Client, ClientReceiver, ClientSender, CLOSE_MAX_LATE_BYTES};
 pub use reconnect::{
@@ -70,7 +69,6 @@ pub use reconnect::{
 };
 #[cfg(feature = "tls")]
 pub use rustls;
-pub use transport::Endpoint;
 pub use typed::TypedDelivery;
 pub use writer::DEFAULT_WRITE_BUFFER_LIMIT;
 

@@ -4,64 +4,20 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-#[cfg(unix)]
-use std::path::PathBuf;
 use std::pin::Pin;
-use std::str::FromStr;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use framewire_codec::Endpoint;
+
 use crate::tls::ClientTls;
 use crate::ClientError;
 
-/// The address a client connects to.
-///
-/// Parsed from a string by [`FromStr`]: `unix:/path/to/socket` is a Unix socket (on Unix
-/// platforms), anything else is a TCP `host:port` resolved at connect time (every resolved
-/// address is tried in turn).
-///
-/// ```
-/// use framewire_client::Endpoint;
-///
-/// let tcp: Endpoint = "127.0.0.1:9999".parse()?;
-/// assert_eq!(tcp.to_string(), "127.0.0.1:9999");
-/// # #[cfg(unix)]
-/// # {
-/// let unix: Endpoint = "unix:/tmp/echo.sock".parse()?;
-/// assert_eq!(unix.to_string(), "unix:/tmp/echo.sock");
-/// # }
-/// # Ok::<(), framewire_client::ClientError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Endpoint {
-    /// A TCP `host:port`, resolved when connecting.
-    Tcp(String),
-    /// A Unix domain socket path.
-    #[cfg(unix)]
-    Unix(PathBuf),
-    /// A stream the application connected itself and handed over
-    /// ([`ClientBuilder::connect_stream`](crate::ClientBuilder::connect_stream)). It cannot
-    /// be reopened: a reconnect fails with [`ClientError::Connect`].
-    Stream,
-}
-
-impl Endpoint {
-    /// A TCP endpoint from anything that formats as `host:port` (`"127.0.0.1:9999"`, a
-    /// `SocketAddr`, ...).
-    pub fn tcp(addr: impl fmt::Display) -> Self {
-        Endpoint::Tcp(addr.to_string())
-    }
-
-    /// A Unix socket endpoint.
-    #[cfg(unix)]
-    pub fn unix(path: impl Into<PathBuf>) -> Self {
-        Endpoint::Unix(path.into())
-    }
-
+/// Opening a byte stream to an [`Endpoint`] (the client's side of the shared address type).
+pub(crate) trait Open {
     /// Opens a byte stream to this endpoint and, with `tls`, runs the TLS handshake over it,
     /// giving up after `timeout` for both together.
     ///
@@ -73,7 +29,15 @@ impl Endpoint {
     /// [`ClientError::ConnectTimeout`] when `timeout` passes first, [`ClientError::Connect`]
     /// when the connection is refused or the name does not resolve (or the endpoint is
     /// [`Endpoint::Stream`]), [`ClientError::Tls`] when the TLS handshake fails.
-    pub(crate) async fn open(
+    async fn open(
+        &self,
+        timeout: Duration,
+        tls: Option<&ClientTls>,
+    ) -> Result<ByteStream, ClientError>;
+}
+
+impl Open for Endpoint {
+    async fn open(
         &self,
         timeout: Duration,
         tls: Option<&ClientTls>,
@@ -95,6 +59,10 @@ impl Endpoint {
                 Endpoint::Stream => Err(io::Error::new(
                     io::ErrorKind::NotConnected,
                     "a stream handed over by the application cannot be reopened",
+                )),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "this kind of endpoint is not supported by this client",
                 )),
             };
             let stream = stream.map_err(|source| ClientError::Connect {
@@ -123,49 +91,6 @@ pub(crate) async fn within_connect_timeout<T>(
             endpoint: endpoint.to_string(),
             timeout_ms: timeout.as_millis(),
         }),
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Tcp(addr) => f.write_str(addr),
-            #[cfg(unix)]
-            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
-            Endpoint::Stream => f.write_str("(application stream)"),
-        }
-    }
-}
-
-impl FromStr for Endpoint {
-    type Err = ClientError;
-
-    /// `unix:PATH` or `host:port`. Errors with [`ClientError::InvalidEndpoint`] on an empty
-    /// string, an empty Unix path, or (on non-Unix platforms) any `unix:` address.
-    fn from_str(s: &str) -> Result<Self, ClientError> {
-        let invalid = |reason: &'static str| ClientError::InvalidEndpoint {
-            endpoint: s.to_string(),
-            reason,
-        };
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(invalid("the unix socket path is empty"));
-            }
-            #[cfg(unix)]
-            return Ok(Endpoint::Unix(PathBuf::from(path)));
-            #[cfg(not(unix))]
-            return Err(invalid("unix sockets are not available on this platform"));
-        }
-        if s.is_empty() {
-            return Err(invalid("the address is empty"));
-        }
-        Ok(Endpoint::Tcp(s.to_string()))
-    }
-}
-
-impl From<std::net::SocketAddr> for Endpoint {
-    fn from(addr: std::net::SocketAddr) -> Self {
-        Endpoint::tcp(addr)
     }
 }
 

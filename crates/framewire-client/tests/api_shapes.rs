@@ -7,10 +7,8 @@ use framewire_server::{Connection, Server, ServerError};
 
 #[tokio::test]
 async fn bind_tuple_and_connect_to_local_addr() {
-    let server = Server::bind("127.0.0.1:0").await.unwrap();
-    let mut client = Client::connect(server.local_addr().to_string())
-        .await
-        .unwrap();
+    let server = Server::bind(("127.0.0.1", 0)).await.unwrap();
+    let mut client = Client::connect(server.local_addr()).await.unwrap();
     let handle = server.handle();
     let serving = tokio::spawn(server.serve_until(
         |mut conn: Connection| async move {
@@ -46,9 +44,63 @@ async fn builder_kept_in_a_let() {
         Ok::<_, ServerError>(())
     }));
     let builder = Client::builder().connect_timeout(Duration::from_secs(5));
-    let mut client = builder.connect(addr.to_string()).await.unwrap();
+    let mut client = builder.connect(&addr).await.unwrap();
     assert_eq!(&client.call("x").await.unwrap()[..], b"x");
     client.close().await.unwrap();
     handle.shutdown();
     serving.await.unwrap();
+}
+
+/// `unix:/path` binds like the client's `unix:/path` connects, and the socket file is gone
+/// once serving has ended.
+#[cfg(unix)]
+#[tokio::test]
+async fn unix_bind_connect_and_cleanup() {
+    let dir = std::env::temp_dir().join(format!("framewire-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("echo.sock");
+    let server = Server::bind(format!("unix:{}", path.display()))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.local_addr().to_string(),
+        format!("unix:{}", path.display())
+    );
+    let mut client = Client::connect(server.local_addr()).await.unwrap();
+    assert_eq!(
+        client.endpoint().to_string(),
+        format!("unix:{}", path.display())
+    );
+    let handle = server.handle();
+    let serving = tokio::spawn(server.serve(|mut conn: Connection| async move {
+        while let Some(frame) = conn.recv().await? {
+            conn.send(frame).await?;
+        }
+        Ok::<_, ServerError>(())
+    }));
+    assert_eq!(&client.call("over unix").await.unwrap()[..], b"over unix");
+    // A second server on the same path is refused while the first runs.
+    let taken = Server::bind(format!("unix:{}", path.display()))
+        .await
+        .unwrap_err();
+    assert!(taken.to_string().contains("echo.sock"), "{taken}");
+    assert!(path.exists());
+    client.close().await.unwrap();
+    handle.shutdown();
+    serving.await.unwrap();
+    assert!(!path.exists(), "the socket file outlived the server");
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+/// A host with no port is a bad address on both sides, reported before any attempt.
+#[tokio::test]
+async fn host_without_port_is_a_bad_address() {
+    let err = Client::connect("localhost").await.unwrap_err();
+    assert!(
+        matches!(err, framewire_client::ClientError::InvalidEndpoint { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no port"), "{err}");
+    let err = Server::bind("localhost").await.unwrap_err();
+    assert!(err.to_string().contains("no port"), "{err}");
 }

@@ -101,6 +101,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ack;
+mod endpoint;
 mod error;
 mod frame;
 mod run;
@@ -108,6 +109,7 @@ pub mod typed;
 mod vectored;
 mod writer;
 
+pub use endpoint::{Endpoint, EndpointError, IntoEndpoint, IntoEndpoints};
 pub use error::FrameError;
 pub use frame::{
     ByteOrder, Discarded, FrameCodec, FrameCodecBuilder, OversizedFrame, DEFAULT_MAX_FRAME_LEN,

@@ -5,6 +5,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::task::{Context, Poll};
 
+use framewire_codec::{Endpoint, EndpointError, IntoEndpoint};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The address of a peer or of the listening socket: TCP or (on Unix) a Unix-domain socket.
@@ -56,6 +57,61 @@ impl fmt::Display for Address {
 impl From<SocketAddr> for Address {
     fn from(a: SocketAddr) -> Self {
         Address::Tcp(a)
+    }
+}
+
+/// The address a client connects to, to reach this one: a TCP address as it is, a named
+/// Unix socket as `unix:/path`. An unnamed Unix socket (a peer's, usually) and an
+/// [`Address::Other`] name nothing to connect to: [`EndpointError`].
+///
+/// ```
+/// use framewire_server::{Address, Endpoint};
+///
+/// let addr = Address::Tcp("127.0.0.1:9999".parse().unwrap());
+/// assert_eq!(Endpoint::try_from(&addr)?, Endpoint::Tcp("127.0.0.1:9999".into()));
+/// # Ok::<(), framewire_server::EndpointError>(())
+/// ```
+impl TryFrom<&Address> for Endpoint {
+    type Error = EndpointError;
+
+    fn try_from(addr: &Address) -> Result<Endpoint, EndpointError> {
+        match addr {
+            Address::Tcp(a) => Ok(Endpoint::from(*a)),
+            #[cfg(unix)]
+            Address::Unix(a) => match a.as_pathname() {
+                Some(path) => Ok(Endpoint::unix(path)),
+                None => Err(EndpointError::new(
+                    addr.to_string(),
+                    "an unnamed unix socket cannot be connected to",
+                )),
+            },
+            Address::Other(_) => Err(EndpointError::new(
+                addr.to_string(),
+                "an address named by the application cannot be connected to",
+            )),
+        }
+    }
+}
+
+impl TryFrom<Address> for Endpoint {
+    type Error = EndpointError;
+
+    fn try_from(addr: Address) -> Result<Endpoint, EndpointError> {
+        Endpoint::try_from(&addr)
+    }
+}
+
+/// So a client connects to a server's [`local_addr`](crate::Server::local_addr) directly:
+/// `Client::connect(server.local_addr())`.
+impl IntoEndpoint for &Address {
+    fn into_endpoint(self) -> Result<Endpoint, EndpointError> {
+        Endpoint::try_from(self)
+    }
+}
+
+impl IntoEndpoint for Address {
+    fn into_endpoint(self) -> Result<Endpoint, EndpointError> {
+        Endpoint::try_from(&self)
     }
 }
 

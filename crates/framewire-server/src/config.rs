@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use framewire_codec::ack::AckConfig;
+use framewire_codec::{Endpoint, IntoEndpoint};
 use framewire_codec::{FrameCodec, FrameCodecBuilder};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
+use tokio::net::TcpSocket;
 use tokio_util::net::Listener;
 
 use crate::address::Address;
 use crate::error::ServerError;
 use crate::incoming::Incoming;
+use crate::listen::BoundListener;
 use crate::proxy::ProxyProtocol;
 use crate::server::Server;
 
@@ -555,41 +557,44 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
         self
     }
 
-    /// Binds a TCP listener to `addr` (with `SO_REUSEADDR` and the configured backlog) and
-    /// returns the server, ready to [`serve`](Server::serve). Port 0 picks a free port; ask
-    /// [`Server::local_addr`] which.
+    /// Binds a listener to `addr` and returns the server, ready to [`serve`](Server::serve).
+    ///
+    /// `addr` is anything a client connects to ([`IntoEndpoint`]): `"host:port"`, a
+    /// `SocketAddr`, a `("host", port)` pair, or `"unix:/path"` for a Unix socket (on Unix).
+    /// TCP gets `SO_REUSEADDR` and the configured [`backlog`](ServerBuilder::backlog); port 0
+    /// picks a free port (ask [`Server::local_addr`] which). A Unix socket gets the backlog
+    /// too, and its file is removed when serving ends (see [`BoundListener`]); a file already
+    /// at that path (a live server's, or one left by a crashed process) is an error, not
+    /// replaced.
     ///
     /// # Errors
     ///
-    /// [`ServerError::Bind`] if no resolved address could be bound.
-    pub async fn bind(
-        self,
-        addr: impl ToSocketAddrs + fmt::Display,
-    ) -> Result<Server<S, TcpListener>, ServerError> {
-        let shown = addr.to_string();
+    /// [`ServerError::Bind`] if `addr` is not an address (for example `"localhost"` with no
+    /// port, an `InvalidInput` error saying so) or if no resolved address could be bound.
+    pub async fn bind(self, addr: impl IntoEndpoint) -> Result<Server<S>, ServerError> {
+        let backlog = self.backlog;
+        let endpoint = addr.into_endpoint().map_err(|e| ServerError::Bind {
+            addr: e.endpoint().to_string(),
+            backlog,
+            source: io::Error::new(io::ErrorKind::InvalidInput, e),
+        })?;
         let bind_err = |source: io::Error| ServerError::Bind {
-            addr: shown.clone(),
-            backlog: self.backlog,
+            addr: endpoint.to_string(),
+            backlog,
             source,
         };
-        let mut last = io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");
-        for resolved in tokio::net::lookup_host(addr).await.map_err(bind_err)? {
-            let socket = if resolved.is_ipv4() {
-                TcpSocket::new_v4()
-            } else {
-                TcpSocket::new_v6()
-            };
-            let attempt = socket.and_then(|s| {
-                s.set_reuseaddr(true)?;
-                s.bind(resolved)?;
-                s.listen(self.backlog)
-            });
-            match attempt {
-                Ok(listener) => return self.listener(listener),
-                Err(e) => last = e,
+        let listener = match &endpoint {
+            Endpoint::Tcp(addr) => bind_tcp(addr, backlog).await.map_err(bind_err)?,
+            #[cfg(unix)]
+            Endpoint::Unix(path) => BoundListener::unix(path.clone(), backlog).map_err(bind_err)?,
+            _ => {
+                return Err(bind_err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a server listens on host:port or unix:/path",
+                )))
             }
-        }
-        Err(bind_err(last))
+        };
+        self.listener(listener)
     }
 
     /// Serves connections from an already-bound listener: a `TcpListener`, a `UnixListener`,
@@ -629,4 +634,26 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
         let local: Address = listener.local_addr()?.into();
         Ok(Server::new(listener, local, self.state, self.config))
     }
+}
+
+/// Binds the first address `addr` resolves to that can be bound, with `SO_REUSEADDR`.
+async fn bind_tcp(addr: &str, backlog: u32) -> io::Result<BoundListener> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");
+    for resolved in tokio::net::lookup_host(addr).await? {
+        let socket = if resolved.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        };
+        let attempt = socket.and_then(|s| {
+            s.set_reuseaddr(true)?;
+            s.bind(resolved)?;
+            s.listen(backlog)
+        });
+        match attempt {
+            Ok(listener) => return Ok(BoundListener::tcp(listener)),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }

@@ -62,6 +62,7 @@ mod error;
 mod forward;
 mod handle;
 mod incoming;
+mod listen;
 #[cfg(feature = "metrics")]
 mod metrics_export;
 mod proxy;
@@ -83,8 +84,10 @@ pub use config::{
 };
 pub use connection::Connection;
 pub use error::{ErrorKind, ServerError};
+pub use framewire_codec::{Endpoint, EndpointError, IntoEndpoint};
 pub use handle::{ServerHandle, ShutdownSignal};
 pub use incoming::Incoming;
+pub use listen::{BoundListener, BoundStream};
 #[cfg(feature = "metrics")]
 pub use metrics_export::METRICS_INTERVAL;
 pub use proxy::{

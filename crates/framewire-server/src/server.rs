@@ -11,8 +11,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::BytesMut;
+use framewire_codec::IntoEndpoint;
 use futures::FutureExt;
-use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -24,6 +24,7 @@ use crate::address::{Address, Transport};
 use crate::config::{AtCapacity, Config, ServerBuilder, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN};
 use crate::connection::Connection;
 use crate::handle::{ServerHandle, Shared};
+use crate::listen::BoundListener;
 use crate::proxy::{read_header, Front, ProxyError};
 use crate::stats::{bump, Counters, Stats};
 use crate::warn::WarnLimit;
@@ -165,7 +166,7 @@ pub struct ShutdownReport {
 ///     Ok(())
 /// }
 /// ```
-pub struct Server<S = (), L = TcpListener> {
+pub struct Server<S = (), L = BoundListener> {
     listener: L,
     shared: Arc<Shared<S>>,
 }
@@ -185,14 +186,33 @@ impl Server {
         ServerBuilder::new()
     }
 
-    /// Binds a TCP listener with the defaults; shorthand for `Server::builder().bind(addr)`.
+    /// Binds a listener with the defaults; shorthand for `Server::builder().bind(addr)`:
+    /// `"host:port"`, a `SocketAddr`, a `("host", port)` pair, or `"unix:/path"` (see
+    /// [`ServerBuilder::bind`]).
+    ///
+    /// ```
+    /// use framewire_server::Server;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), framewire_server::ServerError> {
+    /// let server = Server::bind(("127.0.0.1", 0)).await?;
+    /// println!("listening on {}", server.local_addr());
+    /// # #[cfg(unix)]
+    /// # {
+    /// let path = std::env::temp_dir().join(format!("framewire-doc-{}.sock", std::process::id()));
+    /// let unix = Server::bind(format!("unix:{}", path.display())).await?;
+    /// assert_eq!(unix.local_addr().to_string(), format!("unix:{}", path.display()));
+    /// drop(unix); // the socket file goes with the listener
+    /// assert!(!path.exists());
+    /// # }
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
-    /// [`ServerError::Bind`] if the address cannot be bound.
-    pub async fn bind(
-        addr: impl tokio::net::ToSocketAddrs + fmt::Display,
-    ) -> Result<Server<(), TcpListener>, ServerError> {
+    /// [`ServerError::Bind`] if `addr` is not an address or cannot be bound.
+    pub async fn bind(addr: impl IntoEndpoint) -> Result<Server, ServerError> {
         ServerBuilder::new().bind(addr).await
     }
 }
