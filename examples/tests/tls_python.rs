@@ -43,6 +43,15 @@ fn pem_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     paths
 }
 
+/// What a failed start of `python3` says: missing is the common case, so it says what to do.
+fn python3_failed(e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        format!("python3 not found: the interop tests need it; install python3 ({e})")
+    } else {
+        format!("could not run python3: {e}")
+    }
+}
+
 /// Runs the Python client; fails loudly if `python3` is missing or the client reports a
 /// failure.
 async fn python(args: &[&str]) -> String {
@@ -54,9 +63,7 @@ async fn python(args: &[&str]) -> String {
         .output();
     let out = match tokio::time::timeout(Duration::from_secs(30), run).await {
         Ok(Ok(out)) => out,
-        Ok(Err(e)) => {
-            panic!("could not run python3 ({e}): this test needs python3 on PATH (CI installs it)")
-        }
+        Ok(Err(e)) => panic!("{}", python3_failed(e)),
         Err(_) => panic!("the Python TLS client did not finish within 30 s"),
     };
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -130,7 +137,7 @@ async fn python_ssl_client_refuses_a_certificate_from_another_ca() {
         .args(["--tls-name", "localhost"])
         .output()
         .await
-        .unwrap_or_else(|e| panic!("could not run python3 ({e}): this test needs it on PATH"));
+        .unwrap_or_else(|e| panic!("{}", python3_failed(e)));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),

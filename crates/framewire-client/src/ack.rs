@@ -1245,6 +1245,20 @@ impl Driver {
 /// Dropping a receipt does not cancel anything: the message is still delivered, and
 /// [`AckSender::flush`] still waits for it.
 ///
+/// ```no_run
+/// use framewire_client::{Client, ClientError};
+///
+/// # async fn run() -> Result<(), ClientError> {
+/// let client = Client::builder().connect_ack("127.0.0.1:9999").await?;
+/// let receipt = client.send("order 17").await?; // in the window: on its way
+/// let id = receipt.id(); // known at once, the same on every redelivery
+/// let acked = receipt.await?; // the server's application took it
+/// assert_eq!(acked, id);
+/// client.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Errors
 ///
 /// [`ClientError::Undelivered`] if the client stopped (the reconnect policy gave up, the peer
@@ -1599,7 +1613,30 @@ impl AckClient {
 }
 
 /// The sending half of an [`AckClient`]. Cheap to clone; clones share the connection and the
-/// window.
+/// window. Together with its [`AckReceiver`], from [`AckClient::split`]:
+///
+/// ```no_run
+/// use framewire_client::{Client, ClientError};
+///
+/// # async fn run() -> Result<(), ClientError> {
+/// let client = Client::builder().ack_window(64).connect_ack("127.0.0.1:9999").await?;
+/// let (tx, mut rx) = client.split();
+/// let receiver = tokio::spawn(async move {
+///     // Each delivery is acknowledged when `recv` is called again: done with it.
+///     while let Some(delivery) = rx.recv().await? {
+///         println!("{}: {} bytes", delivery.seq, delivery.payload.len());
+///     }
+///     Ok::<_, ClientError>(())
+/// });
+/// for i in 0..100 {
+///     tx.send(format!("message {i}")).await?; // waits while the window is full
+/// }
+/// tx.flush().await?; // all 100 acknowledged by the server's application
+/// tx.close().await?;
+/// receiver.await.expect("receiver task")?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct AckSender {
     cmds: mpsc::UnboundedSender<Cmd>,
@@ -1842,6 +1879,9 @@ impl AckSender {
 }
 
 /// The receiving half of an [`AckClient`]. Also a `Stream` of `Result<Delivery, ClientError>`.
+///
+/// Receive in its own task while another sends, as in [`AckSender`]'s example: an echo
+/// server's replies fill the window this client granted unless something takes them.
 #[derive(Debug)]
 pub struct AckReceiver {
     shared: Arc<Shared>,

@@ -78,3 +78,13 @@ pub use writer::DEFAULT_WRITE_BUFFER_LIMIT;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// The Rust examples of `docs/guide.md`, compiled as doctests for the same reason.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guide.md")]
+struct GuideDoctests;
+
+/// The Rust example of `docs/load-balancing.md`, compiled as a doctest for the same reason.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/load-balancing.md")]
+struct LoadBalancingDoctests;

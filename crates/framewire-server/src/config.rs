@@ -601,6 +601,27 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
     /// or anything implementing tokio-util's [`Listener`] whose streams implement
     /// [`Transport`](crate::Transport).
     ///
+    /// A server on a Unix socket (a client connects with `"unix:/tmp/echo.sock"`):
+    ///
+    /// ```no_run
+    /// use framewire_server::{Connection, Server, ServerError};
+    ///
+    /// # async fn run() -> Result<(), ServerError> {
+    /// let listener = tokio::net::UnixListener::bind("/tmp/echo.sock")?;
+    /// let server = Server::builder().listener(listener)?;
+    /// println!("listening on {}", server.local_addr()); // unix:/tmp/echo.sock
+    /// server
+    ///     .serve(|mut conn: Connection| async move {
+    ///         while let Some(frame) = conn.recv().await? {
+    ///             conn.send(frame).await?;
+    ///         }
+    ///         Ok::<_, ServerError>(())
+    ///     })
+    ///     .await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ServerError::Io`] if the listener cannot report its local address.

@@ -496,6 +496,47 @@ impl<S> Connection<S> {
     /// Receives the next message and decodes it as a `T` with bincode (the default
     /// [`Format`]); see [`recv_typed_with`](Connection::recv_typed_with).
     ///
+    /// A typed server: every frame is one `Order`, every reply one `Receipt`. A frame that does
+    /// not decode fails this call only; the handler may skip it and carry on:
+    ///
+    /// ```no_run
+    /// use framewire_server::{Connection, ErrorKind, Server, ServerError};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Order {
+    ///     id: u64,
+    ///     item: String,
+    /// }
+    ///
+    /// #[derive(Serialize)]
+    /// struct Receipt {
+    ///     id: u64,
+    ///     accepted: bool,
+    /// }
+    ///
+    /// async fn orders(mut conn: Connection) -> Result<(), ServerError> {
+    ///     loop {
+    ///         match conn.recv_typed::<Order>().await {
+    ///             Ok(Some(order)) => {
+    ///                 let accepted = !order.item.is_empty();
+    ///                 conn.send_typed(&Receipt { id: order.id, accepted }).await?;
+    ///             }
+    ///             Ok(None) => return Ok(()),
+    ///             Err(e) if matches!(e.kind(), ErrorKind::Decode) => {
+    ///                 eprintln!("skipped a frame that is not an Order: {e}")
+    ///             }
+    ///             Err(e) => return Err(e),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # async fn run() -> Result<(), ServerError> {
+    /// Server::bind("127.0.0.1:9999").await?.serve(orders).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`recv_typed_with`](Connection::recv_typed_with).

@@ -41,6 +41,32 @@ pub(crate) struct Shared<S> {
 /// and non-blocking; [`shutdown`](ServerHandle::shutdown) may be called from any task or
 /// thread, including a handler, and never deadlocks (unlike socketserver's `shutdown()` called
 /// from the serving thread).
+///
+/// ```no_run
+/// use framewire_server::{Connection, Server, ServerError};
+/// use std::time::Duration;
+///
+/// # async fn run() -> Result<(), ServerError> {
+/// let server = Server::bind("127.0.0.1:9999").await?;
+/// let handle = server.handle(); // taken before `serve` consumes the server
+/// tokio::spawn(async move {
+///     tokio::time::sleep(Duration::from_secs(60)).await;
+///     let stats = handle.stats();
+///     println!("{} connections so far, shutting down", stats.accepted);
+///     handle.shutdown(); // `serve` returns once the handlers finished or the grace period ran out
+/// });
+/// let report = server
+///     .serve(|mut conn: Connection| async move {
+///         while let Some(frame) = conn.recv().await? {
+///             conn.send(frame).await?;
+///         }
+///         Ok::<_, ServerError>(())
+///     })
+///     .await;
+/// println!("{} handlers aborted", report.aborted);
+/// # Ok(())
+/// # }
+/// ```
 pub struct ServerHandle<S = ()> {
     pub(crate) shared: Arc<Shared<S>>,
 }

@@ -348,7 +348,10 @@ pub async fn run_python(addr: SocketAddr, mirror: bool) -> String {
     cmd.kill_on_drop(true);
     let out = match cmd.output().await {
         Ok(out) => out,
-        Err(e) => panic!("could not run python3 (is it on PATH? the interop test needs it): {e}"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("python3 not found: the interop tests need it; install python3 ({e})")
+        }
+        Err(e) => panic!("could not run python3: {e}"),
     };
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
