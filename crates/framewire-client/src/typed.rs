@@ -35,7 +35,7 @@ fn decode<F: Format, T: DeserializeOwned>(payload: &[u8]) -> Result<T, ClientErr
 
 impl Client {
     /// Sends one value as one frame, encoded with bincode 2 (see
-    /// [`send_typed_as`](Self::send_typed_as) for another format).
+    /// [`send_typed_with`](Self::send_typed_with) for another format).
     ///
     /// # Errors
     ///
@@ -45,7 +45,7 @@ impl Client {
         &mut self,
         value: &T,
     ) -> Result<(), ClientError> {
-        self.send_typed_as::<Bincode, T>(value).await
+        self.send_typed_with::<Bincode, T>(value).await
     }
 
     /// Sends one value encoded with format `F`.
@@ -53,7 +53,7 @@ impl Client {
     /// # Errors
     ///
     /// As [`send_typed`](Self::send_typed).
-    pub async fn send_typed_as<F: Format, T: Serialize + ?Sized>(
+    pub async fn send_typed_with<F: Format, T: Serialize + ?Sized>(
         &mut self,
         value: &T,
     ) -> Result<(), ClientError> {
@@ -74,7 +74,7 @@ impl Client {
     ///
     /// Cancellation safe, as [`recv`](Self::recv).
     pub async fn recv_typed<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ClientError> {
-        self.recv_typed_as::<Bincode, T>().await
+        self.recv_typed_with::<Bincode, T>().await
     }
 
     /// Receives one frame and decodes it with format `F`.
@@ -82,7 +82,7 @@ impl Client {
     /// # Errors
     ///
     /// As [`recv_typed`](Self::recv_typed).
-    pub async fn recv_typed_as<F: Format, T: DeserializeOwned>(
+    pub async fn recv_typed_with<F: Format, T: DeserializeOwned>(
         &mut self,
     ) -> Result<Option<T>, ClientError> {
         match self.recv().await? {
