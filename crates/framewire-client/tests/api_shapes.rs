@@ -235,3 +235,45 @@ async fn closed_after_an_error_names_the_error() {
     assert!(later.contains(&first), "{later:?} does not name {first:?}");
     handle.shutdown();
 }
+
+/// Ack mode: a write timeout caused by a full peer window says so (not "0 bytes waiting").
+#[tokio::test]
+async fn ack_write_timeout_names_the_full_window() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let server = Server::builder()
+        .ack_mode(2)
+        .write_timeout(Some(Duration::from_millis(200)))
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let addr = server.local_addr().clone();
+    let handle = server.handle();
+    tokio::spawn(server.serve(move |mut conn: Connection| {
+        let tx = tx.lock().unwrap().take();
+        async move {
+            let mut outcome = String::from("all sent");
+            for i in 0..3 {
+                if let Err(e) = conn.send(format!("m{i}")).await {
+                    outcome = e.to_string();
+                    break;
+                }
+            }
+            if let Some(tx) = tx {
+                let _ = tx.send(outcome);
+            }
+        }
+    }));
+    // Connected, never takes a message: no ACK ever comes back.
+    let client = Client::builder()
+        .ack_window(2)
+        .reconnect(framewire_client::ReconnectPolicy::never())
+        .connect_ack(&addr)
+        .await
+        .unwrap();
+    let outcome = rx.await.unwrap();
+    assert!(outcome.contains("window stayed full"), "{outcome}");
+    assert!(outcome.contains("2 messages"), "{outcome}");
+    drop(client);
+    handle.shutdown();
+}

@@ -1554,9 +1554,18 @@ impl<S> Connection<S> {
         };
         let since = *self.write_since.get_or_insert_with(Instant::now);
         ready!(poll_deadline(&mut self.write_timer, since, t, cx));
-        let err = ServerError::WriteTimeout {
-            timeout_ms: millis(t),
-            pending: self.out.len(),
+        let err = match self.ack.as_deref() {
+            // Ack mode with the peer's window full: nothing is waiting for the socket; the
+            // peer's application is not taking messages.
+            Some(a) if !a.driver.state().has_room() => ServerError::AckWindowFull {
+                timeout_ms: millis(t),
+                in_flight: a.driver.state().in_flight(),
+                in_flight_bytes: a.driver.state().in_flight_bytes(),
+            },
+            _ => ServerError::WriteTimeout {
+                timeout_ms: millis(t),
+                pending: self.out.len(),
+            },
         };
         Poll::Ready(Err(self.write_failed(err)))
     }

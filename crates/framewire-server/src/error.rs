@@ -75,6 +75,18 @@ pub enum ServerError {
         /// Bytes still waiting to be written when the timeout fired.
         pending: usize,
     },
+    /// Ack mode: the peer's window stayed full for the configured write timeout: every
+    /// message it allows in flight is unacknowledged, so its application is not taking
+    /// messages (or is far too slow). Counted as a write timeout.
+    #[error("write timeout: the peer's ack window stayed full for {timeout_ms} ms ({in_flight} messages, {in_flight_bytes} bytes unacknowledged); its application is not taking messages")]
+    AckWindowFull {
+        /// The configured write timeout, in milliseconds.
+        timeout_ms: u64,
+        /// Messages sent and not acknowledged.
+        in_flight: u64,
+        /// Their payload bytes.
+        in_flight_bytes: u64,
+    },
     /// The TLS handshake failed: the peer is not speaking TLS (a plain-TCP client, garbage
     /// instead of a ClientHello), offered nothing this server accepts, sent a client
     /// certificate the server does not trust, rejected the server's certificate, or went away.
@@ -176,7 +188,9 @@ impl ServerError {
             ServerError::Typed(_) => ErrorKind::Encode,
             ServerError::IdleTimeout { .. } => ErrorKind::IdleTimeout,
             ServerError::StallTimeout { .. } => ErrorKind::StallTimeout,
-            ServerError::WriteTimeout { .. } => ErrorKind::WriteTimeout,
+            ServerError::WriteTimeout { .. } | ServerError::AckWindowFull { .. } => {
+                ErrorKind::WriteTimeout
+            }
             ServerError::TlsHandshake { .. } => ErrorKind::TlsHandshake,
             ServerError::TlsHandshakeTimeout { .. } => ErrorKind::TlsHandshakeTimeout,
             ServerError::Closed { .. } => ErrorKind::Closed,
