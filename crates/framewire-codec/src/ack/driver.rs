@@ -322,7 +322,7 @@ impl<T> AckDriver<T> {
             return Poll::Ready(());
         }
         // The sending side's round: it parses every frame it reads (the HELLO included).
-        self.register(Side::Send, cx);
+        let _ = self.register(Side::Send, cx);
         if let Err(e) = self.with_io_cx(|this, cx| this.progress(cx, Side::Send)) {
             self.record_deferred(e);
             return Poll::Ready(());
@@ -660,11 +660,13 @@ impl<T> AckDriver<T> {
     }
 
     /// Registers the caller of `side`, unless its waker is a no-op (a poll that does not
-    /// wait, which must not displace a caller that does).
-    fn register(&self, side: Side, cx: &Context<'_>) {
-        if !cx.waker().will_wake(Waker::noop()) {
+    /// wait, which must not displace a caller that does). Returns whether it registered.
+    fn register(&self, side: Side, cx: &Context<'_>) -> bool {
+        let waits = !cx.waker().will_wake(Waker::noop());
+        if waits {
             self.wakers.slot(side).register(cx.waker());
         }
+        waits
     }
 }
 
@@ -683,10 +685,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         }
         // Registered before the I/O, so that an event between the I/O and the return is not
         // missed.
-        self.register(side, cx);
+        let waits = self.register(side, cx);
         let r = self.with_io_cx(f);
         if let Poll::Ready(res) = &r {
-            self.wakers.slot(side).take();
+            if waits {
+                // Only a caller that registered clears its slot: a no-op poll that completes
+                // must not drop the registration of a task waiting on the same side.
+                self.wakers.slot(side).take();
+            }
             if let Err(e) = res {
                 if !e.is_local_misuse() && self.failed.is_none() {
                     self.failed = Some(e.to_string());
