@@ -14,21 +14,21 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut files = vec![src.to_path_buf()];
     while let Some(path) = files.pop() {
         if path.is_dir() {
-            for entry in std::fs::read_dir(&path).unwrap() {
-                files.push(entry.unwrap().path());
+            for entry in std::fs::read_dir(&path).expect("src/ is readable") {
+                files.push(entry.expect("src/ is readable").path());
             }
             continue;
         }
         if path.extension().is_none_or(|e| e != "rs") {
             continue;
         }
-        let rel = path.strip_prefix(src).unwrap();
-        let module = rel.iter().next().unwrap().to_string_lossy();
+        let rel = path.strip_prefix(src).expect("found under src/");
+        let module = rel.iter().next().expect("a file name").to_string_lossy();
         let module = module.trim_end_matches(".rs").to_string();
         if module == "lib" {
             continue;
         }
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = std::fs::read_to_string(&path).expect("a source file is readable");
         let code = match text.find("#[cfg(test)]\nmod tests") {
             Some(i) => &text[..i],
             None => &text[..],
@@ -63,7 +63,7 @@ fn cycle_from(graph: &BTreeMap<String, BTreeSet<String>>, start: &str) -> Option
         path: &mut Vec<String>,
         seen: &mut BTreeSet<String>,
     ) -> bool {
-        let here = path.last().unwrap().clone();
+        let here = path.last().expect("starts with `start`").clone();
         for next in &graph[&here] {
             if next == start {
                 path.push(next.clone());
