@@ -81,8 +81,7 @@ impl Side {
 }
 
 fn config(window: u32) -> AckConfig {
-    let mut c = AckConfig::new();
-    c.window(window).window_bytes(512);
+    let c = AckConfig::new().window(window).window_bytes(512);
     c
 }
 

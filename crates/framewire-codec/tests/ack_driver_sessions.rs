@@ -20,8 +20,8 @@ use tokio::io::DuplexStream;
 type Driver = AckDriver<DuplexStream>;
 
 fn config() -> AckConfig {
-    let mut c = AckConfig::new();
-    c.window(8)
+    let c = AckConfig::new()
+        .window(8)
         .keepalive(Some(Duration::from_secs(5)))
         .peer_timeout(Some(Duration::from_secs(20)));
     c
