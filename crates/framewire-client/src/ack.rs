@@ -38,14 +38,14 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use framewire_codec::ack::{
     new_session_id, AckDriver, AckError, AckFramedBuilder, AckState, Delivery, GoAwayReason,
     MessageId, SessionId, SessionStatus,
 };
-use framewire_codec::{FrameCodecBuilder, FrameError};
+use framewire_codec::{Cause, EarlierError, FrameCodecBuilder, FrameError};
 use futures_util::task::AtomicWaker;
 use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -148,7 +148,7 @@ async fn hello(
         },
         Err(_) => ClientError::HandshakeTimeout {
             endpoint: endpoint.to_string(),
-            timeout_ms: timeout.as_millis(),
+            timeout,
         },
     };
     let state = with_state.then(|| {
@@ -172,6 +172,11 @@ fn session_state(
     Ok((id, AckState::with_session(ack.ack_config(), max, id)))
 }
 
+/// The reason of every call after the background task is gone (the runtime shut down).
+fn task_ended() -> EarlierError {
+    EarlierError::new("the client's background task ended", Cause::Local, false)
+}
+
 /// Why the driver stopped for good.
 #[derive(Debug, Clone)]
 enum Stop {
@@ -186,7 +191,7 @@ enum Stop {
     /// The reconnect policy gave up.
     GaveUp {
         attempts: u32,
-        elapsed_ms: u128,
+        elapsed: Duration,
         last_error: String,
         unacked: Vec<Bytes>,
     },
@@ -198,14 +203,18 @@ enum Stop {
 }
 
 impl Stop {
-    fn reason(&self) -> String {
+    fn reason(&self) -> EarlierError {
         match self {
-            Stop::PeerClosed => "the peer closed the connection".to_string(),
-            Stop::Closed => "the client was closed".to_string(),
-            Stop::LostAfterClose { reason } => {
-                format!("the connection failed after the sending half closed: {reason}")
+            Stop::PeerClosed => {
+                EarlierError::new("the peer closed the connection", Cause::Transport, true)
             }
-            other => other.error().to_string(),
+            Stop::Closed => EarlierError::new("the client was closed", Cause::Local, false),
+            Stop::LostAfterClose { reason } => EarlierError::new(
+                format!("the connection failed after the sending half closed: {reason}"),
+                Cause::Transport,
+                true,
+            ),
+            other => EarlierError::from(&other.error()),
         }
     }
 
@@ -217,12 +226,12 @@ impl Stop {
             },
             Stop::GaveUp {
                 attempts,
-                elapsed_ms,
+                elapsed,
                 last_error,
                 unacked,
             } => ClientError::GaveUp {
                 attempts: *attempts,
-                elapsed_ms: *elapsed_ms,
+                elapsed: *elapsed,
                 last_error: last_error.clone(),
                 unacked: unacked.clone(),
             },
@@ -386,7 +395,7 @@ impl Shared {
         &self,
         op: &'static str,
         payload: Option<Bytes>,
-        waited: u64,
+        waited: Duration,
     ) -> Option<ClientError> {
         if self.receiving.load(Ordering::SeqCst) {
             return None;
@@ -401,7 +410,7 @@ impl Shared {
         full.then_some(ClientError::Deadlock {
             op,
             payload,
-            waited_ms: waited,
+            waited,
             unread,
             unread_bytes,
             window: local.window,
@@ -742,7 +751,7 @@ impl Driver {
                 self.freeze_queue();
                 return Err(Stop::GaveUp {
                     attempts: backoff.attempts(),
-                    elapsed_ms: started.elapsed().as_millis(),
+                    elapsed: started.elapsed(),
                     last_error,
                     unacked: self.unacked_payloads(None),
                 });
@@ -757,7 +766,7 @@ impl Driver {
                         session_state(&self.settings.ack, &self.settings.codec)
                             .map_err(|e| Stop::GaveUp {
                                 attempts: backoff.attempts(),
-                                elapsed_ms: started.elapsed().as_millis(),
+                                elapsed: started.elapsed(),
                                 last_error: e.to_string(),
                                 unacked: self.unacked_payloads(None),
                             })?
@@ -1709,7 +1718,7 @@ impl AckSender {
             if tokio::time::timeout(grace, notified).await.is_err()
                 && self.shared.settled.load(Ordering::Relaxed) == settled
             {
-                let waited = grace.as_millis() as u64;
+                let waited = grace;
                 let payload = Some(payload.clone());
                 if let Some(e) = self.shared.deadlock("send", payload, waited) {
                     return Err(e);
@@ -1769,7 +1778,7 @@ impl AckSender {
     }
 
     /// `Some(reason)` once the client stopped accepting sends.
-    fn stopped_reason(&self) -> Option<String> {
+    fn stopped_reason(&self) -> Option<EarlierError> {
         if !self.shared.stopping.load(Ordering::SeqCst) {
             return None;
         }
@@ -1779,8 +1788,10 @@ impl AckSender {
         }
         Some(match &inbox.end {
             Some(end) => end.reason(),
-            None if inbox.sender_closed => "the sending half was closed".to_string(),
-            None => "the client is stopping".to_string(),
+            None if inbox.sender_closed => {
+                EarlierError::new("the sending half was closed", Cause::Local, false)
+            }
+            None => EarlierError::new("the client is stopping", Cause::Local, false),
         })
     }
 
@@ -1811,7 +1822,7 @@ impl AckSender {
             match tokio::time::timeout(grace, &mut rx).await {
                 Ok(done) => return done.unwrap_or_else(|_| Err(Self::gone())),
                 Err(_) if self.shared.settled.load(Ordering::Relaxed) == settled => {
-                    let waited = grace.as_millis() as u64;
+                    let waited = grace;
                     if let Some(e) = self.shared.deadlock("flush", None, waited) {
                         return Err(e);
                     }
@@ -1823,7 +1834,7 @@ impl AckSender {
 
     fn gone() -> ClientError {
         ClientError::Stopped {
-            reason: "the client's background task ended".to_string(),
+            reason: task_ended(),
         }
     }
 
@@ -1871,7 +1882,7 @@ impl AckSender {
     ) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
         let gone = || ClientError::Stopped {
-            reason: "the client's background task ended".to_string(),
+            reason: task_ended(),
         };
         self.cmds.send(make(tx)).map_err(|_| gone())?;
         rx.await.unwrap_or_else(|_| Err(gone()))
