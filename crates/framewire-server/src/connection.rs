@@ -319,10 +319,10 @@ fn poll_deadline(
 
 impl<S> Connection<S> {
     pub(crate) fn new(io: Box<dyn Transport>, peer: Address, server: ServerHandle<S>) -> Self {
-        let codec = server.shared.config.new_codec();
+        let codec = server.connection_view().config.new_codec();
         // Ack mode: the codec's one ack driver owns the transport, its buffers and timers;
         // the plain-mode field keeps a stand-in.
-        let (io, ack) = match server.shared.config.ack {
+        let (io, ack) = match server.connection_view().config.ack {
             Some(config) => {
                 // Accepting: a HELLO naming a session is answered from the server's sessions.
                 let state = AckState::accepting(config, codec.max_frame_len());
@@ -332,9 +332,9 @@ impl<S> Connection<S> {
                     BytesMut::new(),
                     BytesMut::new(),
                     state,
-                    server.shared.config.write_buffer_limit,
+                    server.connection_view().config.write_buffer_limit,
                 )
-                .with_sessions(&server.shared.sessions);
+                .with_sessions(&server.connection_view().sessions);
                 let detached: Box<dyn Transport> = Box::new(ack::Detached);
                 (detached, Some(Box::new(ack::AckConn::new(driver))))
             }
@@ -343,7 +343,7 @@ impl<S> Connection<S> {
         Connection {
             io,
             codec,
-            input: FrameReader::with_read_size(server.shared.config.read_buffer_size),
+            input: FrameReader::with_read_size(server.connection_view().config.read_buffer_size),
             frames_in_unpublished: 0,
             frames_out_unpublished: 0,
             run_ready: false,
@@ -415,7 +415,7 @@ impl<S> Connection<S> {
 
     /// The server's shared application state; shorthand for `self.server().state()`.
     pub fn state(&self) -> &S {
-        &self.server.shared.state
+        self.server.state()
     }
 
     /// A future that completes when the server's shutdown is requested, for use in
@@ -1160,7 +1160,7 @@ impl<S> Connection<S> {
                 }
                 Poll::Ready(Ok(0)) => self.eof = true,
                 Poll::Ready(Ok(n)) => {
-                    bump(&self.server.shared.counters.bytes_in, n as u64);
+                    bump(&self.server.connection_view().counters.bytes_in, n as u64);
                     if self.frame_since.is_some() || self.stall_left.is_some() {
                         self.account_stall(n);
                     }
@@ -1185,7 +1185,7 @@ impl<S> Connection<S> {
     fn publish_frames_in(&mut self) {
         if self.frames_in_unpublished > 0 {
             bump(
-                &self.server.shared.counters.frames_in,
+                &self.server.connection_view().counters.frames_in,
                 std::mem::take(&mut self.frames_in_unpublished),
             );
         }
@@ -1195,7 +1195,7 @@ impl<S> Connection<S> {
     fn publish_frames_out(&mut self) {
         if self.frames_out_unpublished > 0 {
             bump(
-                &self.server.shared.counters.frames_out,
+                &self.server.connection_view().counters.frames_out,
                 std::mem::take(&mut self.frames_out_unpublished),
             );
         }
@@ -1219,7 +1219,7 @@ impl<S> Connection<S> {
     }
 
     fn poll_shutdown_requested(&mut self, cx: &mut Context<'_>) -> bool {
-        let token = &self.server.shared.shutdown;
+        let token = &self.server.connection_view().shutdown;
         if token.is_cancelled() {
             return true;
         }
@@ -1252,7 +1252,7 @@ impl<S> Connection<S> {
     /// is not running): since when, for how long, and the error once it passed. `None`: no
     /// deadline applies.
     fn read_deadline(&mut self, for_recv: bool) -> Option<(Instant, Duration, ServerError)> {
-        let config = &self.server.shared.config;
+        let config = &self.server.connection_view().config;
         let now = Instant::now();
         if self.between_frames() {
             self.frame_since = None;
@@ -1285,7 +1285,7 @@ impl<S> Connection<S> {
     /// one, the wait goes on until the frame is complete (the stall timeout bounds each frame).
     #[inline(never)]
     fn account_stall(&mut self, received: usize) {
-        let config = &self.server.shared.config;
+        let config = &self.server.connection_view().config;
         let (Some(full), Some(rate)) = (config.stall_timeout, config.min_receive_rate) else {
             return;
         };
@@ -1323,7 +1323,10 @@ impl<S> Connection<S> {
     /// Counts the error; logs it at DEBUG only: the handler returns it (or decides it is
     /// harmless), and the server logs a handler's error once, at WARN, with the peer.
     fn count_and_log(&self, err: &ServerError, what: &str) {
-        self.server.shared.counters.count_error(err.kind());
+        self.server
+            .connection_view()
+            .counters
+            .count_error(err.kind());
         tracing::debug!(peer = %self.peer, error = %err, "{what} failed");
     }
 
@@ -1345,7 +1348,7 @@ impl<S> Connection<S> {
         if self.ack.is_some() {
             return self.poll_ack_ready(cx);
         }
-        if self.out.len() >= self.server.shared.config.write_buffer_limit {
+        if self.out.len() >= self.server.connection_view().config.write_buffer_limit {
             ready!(self.poll_write_buf(cx))?;
         }
         Poll::Ready(Ok(()))
@@ -1395,7 +1398,7 @@ impl<S> Connection<S> {
     fn account_written(&mut self) {
         let n = self.out.take_written();
         if n > 0 {
-            bump(&self.server.shared.counters.bytes_out, n as u64);
+            bump(&self.server.connection_view().counters.bytes_out, n as u64);
             self.write_since = None;
         }
     }
@@ -1414,7 +1417,7 @@ impl<S> Connection<S> {
     }
 
     fn poll_write_timeout(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
-        let Some(t) = self.server.shared.config.write_timeout else {
+        let Some(t) = self.server.connection_view().config.write_timeout else {
             return Poll::Pending;
         };
         let since = *self.write_since.get_or_insert_with(Instant::now);
@@ -1498,7 +1501,7 @@ impl<S> Drop for Connection<S> {
         // that panicked, or was aborted after the shutdown grace period, is not.
         let aborted = self
             .server
-            .shared
+            .connection_view()
             .aborting
             .load(std::sync::atomic::Ordering::SeqCst);
         let unfinished = std::thread::panicking() || aborted;

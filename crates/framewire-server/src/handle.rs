@@ -11,21 +11,31 @@ use std::task::{Context, Poll};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::address::Address;
-use crate::config::Config;
+use crate::config::{ConnectionConfig, ServerConfig};
 use crate::stats::{Counters, Stats};
 use crate::warn::WarnLimit;
 
 /// What every connection of one server shares.
 pub(crate) struct Shared<S> {
     pub(crate) state: S,
-    pub(crate) counters: Counters,
-    pub(crate) config: Config,
+    /// The part a connection sees (see [`ServerHandle::connection_view`]).
+    pub(crate) conn: ConnectionShared,
+    /// The accept loop's settings.
+    pub(crate) config: ServerConfig,
     pub(crate) local_addr: Address,
-    pub(crate) shutdown: CancellationToken,
     pub(crate) stopped: CancellationToken,
     pub(crate) per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Rate limit of the warnings about connections.
     pub(crate) warn_limit: WarnLimit,
+}
+
+/// A connection's narrow view of its server: its own settings, the counters it adds to, the
+/// shutdown it watches, and ack mode's sessions. The accept loop's settings, the per-IP map
+/// and the other server-wide state are not in it.
+pub(crate) struct ConnectionShared {
+    pub(crate) config: ConnectionConfig,
+    pub(crate) counters: Counters,
+    pub(crate) shutdown: CancellationToken,
     /// Set just before the handlers still running after the grace period are aborted: an
     /// aborted handler is not done with the messages it received (ack mode acknowledges
     /// nothing more from then on).
@@ -68,14 +78,24 @@ pub(crate) struct Shared<S> {
 /// # }
 /// ```
 pub struct ServerHandle<S = ()> {
-    pub(crate) shared: Arc<Shared<S>>,
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> ServerHandle<S> {
+    pub(crate) fn new(shared: Arc<Shared<S>>) -> Self {
+        ServerHandle { shared }
+    }
+
+    /// All a [`Connection`](crate::Connection) reaches of its server besides this handle's
+    /// public methods.
+    pub(crate) fn connection_view(&self) -> &ConnectionShared {
+        &self.shared.conn
+    }
 }
 
 impl<S> Clone for ServerHandle<S> {
     fn clone(&self) -> Self {
-        ServerHandle {
-            shared: Arc::clone(&self.shared),
-        }
+        ServerHandle::new(Arc::clone(&self.shared))
     }
 }
 
@@ -83,7 +103,7 @@ impl<S> fmt::Debug for ServerHandle<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerHandle")
             .field("local_addr", &self.shared.local_addr)
-            .field("shutting_down", &self.shared.shutdown.is_cancelled())
+            .field("shutting_down", &self.shared.conn.shutdown.is_cancelled())
             .finish_non_exhaustive()
     }
 }
@@ -95,13 +115,13 @@ impl<S> ServerHandle<S> {
     /// aborted. Returns at once; await [`stopped`](ServerHandle::stopped) to wait for the end.
     /// Calling it again does nothing.
     pub fn shutdown(&self) {
-        self.shared.shutdown.cancel();
+        self.shared.conn.shutdown.cancel();
     }
 
     /// `true` once [`shutdown`](ServerHandle::shutdown) was called (or the `serve_until`
     /// signal fired).
     pub fn is_shutting_down(&self) -> bool {
-        self.shared.shutdown.is_cancelled()
+        self.shared.conn.shutdown.is_cancelled()
     }
 
     /// A future that completes when shutdown is requested: something a handler can
@@ -112,7 +132,7 @@ impl<S> ServerHandle<S> {
     /// Cancellation safe: dropping it loses nothing, and a new one completes at once if
     /// shutdown was already requested.
     pub fn shutdown_signal(&self) -> ShutdownSignal {
-        ShutdownSignal::new(self.shared.shutdown.clone())
+        ShutdownSignal::new(self.shared.conn.shutdown.clone())
     }
 
     /// A future that completes once `serve` has finished its graceful shutdown (every handler
@@ -127,7 +147,7 @@ impl<S> ServerHandle<S> {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.shared.counters.snapshot()
+        self.shared.conn.counters.snapshot()
     }
 
     /// Ack mode: the sessions kept now for clients to resume (count, unacknowledged payload
@@ -135,8 +155,12 @@ impl<S> ServerHandle<S> {
     /// check the `max_sessions` / `max_session_bytes` caps; not a stable API.
     #[doc(hidden)]
     pub fn kept_sessions(&self) -> (usize, u64, u64) {
-        let (len, bytes) = self.shared.sessions.with_store(|s| (s.len(), s.bytes()));
-        (len, bytes, self.shared.sessions.lost())
+        let (len, bytes) = self
+            .shared
+            .conn
+            .sessions
+            .with_store(|s| (s.len(), s.bytes()));
+        (len, bytes, self.shared.conn.sessions.lost())
     }
 
     /// The address the server listens on (useful after binding port 0).

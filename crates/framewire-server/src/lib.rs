@@ -56,6 +56,7 @@
 #![forbid(unsafe_code)]
 
 mod address;
+mod builder;
 mod config;
 mod connection;
 mod error;
@@ -74,13 +75,14 @@ mod tls;
 mod warn;
 
 pub use address::{Address, Transport};
+pub use builder::ServerBuilder;
 #[cfg(feature = "tls")]
 pub use config::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
 pub use config::{
-    AtCapacity, ServerBuilder, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, DEFAULT_BACKLOG,
-    DEFAULT_GRACE_PERIOD, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MIN_RECEIVE_RATE, DEFAULT_READ_BUFFER_SIZE,
-    DEFAULT_STALL_TIMEOUT, DEFAULT_WRITE_BUFFER_LIMIT, DEFAULT_WRITE_TIMEOUT,
+    AtCapacity, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, DEFAULT_BACKLOG, DEFAULT_GRACE_PERIOD,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MIN_RECEIVE_RATE, DEFAULT_READ_BUFFER_SIZE, DEFAULT_STALL_TIMEOUT,
+    DEFAULT_WRITE_BUFFER_LIMIT, DEFAULT_WRITE_TIMEOUT,
 };
 pub use connection::Connection;
 pub use error::{ErrorKind, ServerError};

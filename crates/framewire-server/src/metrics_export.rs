@@ -85,6 +85,6 @@ pub(crate) async fn publish_every_interval<S>(shared: Arc<Shared<S>>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        publish(&shared.counters.snapshot(), &server);
+        publish(&shared.conn.counters.snapshot(), &server);
     }
 }

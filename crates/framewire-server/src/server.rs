@@ -11,7 +11,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::BytesMut;
-use framewire_codec::IntoEndpoint;
 use futures::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -21,14 +20,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::address::{Address, Transport};
-use crate::config::{AtCapacity, Config, ServerBuilder, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN};
+use crate::config::{AtCapacity, Config, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN};
 use crate::connection::Connection;
-use crate::handle::{ServerHandle, Shared};
+use crate::handle::{ConnectionShared, ServerHandle, Shared};
 use crate::listen::BoundListener;
 use crate::proxy::{read_header, Front, ProxyError};
 use crate::stats::{bump, Counters, Stats};
 use crate::warn::WarnLimit;
-use crate::ServerError;
 
 /// What a connection handler does: socketserver's `BaseRequestHandler.handle()`.
 ///
@@ -142,7 +140,7 @@ pub struct ShutdownReport {
 ///
 /// Build one with [`Server::bind`] or [`Server::builder`], then [`serve`](Server::serve) a
 /// [`Handler`]. Each accepted connection runs the handler in its own tokio task, at most
-/// [`max_connections`](ServerBuilder::max_connections) at a time.
+/// [`max_connections`](crate::ServerBuilder::max_connections) at a time.
 ///
 /// ```no_run
 /// use framewire_server::{Connection, Server, ServerError};
@@ -176,44 +174,8 @@ impl<S, L> fmt::Debug for Server<S, L> {
         f.debug_struct("Server")
             .field("local_addr", &self.shared.local_addr)
             .field("config", &self.shared.config)
+            .field("connection_config", &self.shared.conn.config)
             .finish_non_exhaustive()
-    }
-}
-
-impl Server {
-    /// A builder with the defaults.
-    pub fn builder() -> ServerBuilder {
-        ServerBuilder::new()
-    }
-
-    /// Binds a listener with the defaults; shorthand for `Server::builder().bind(addr)`:
-    /// `"host:port"`, a `SocketAddr`, a `("host", port)` pair, or `"unix:/path"` (see
-    /// [`ServerBuilder::bind`]).
-    ///
-    /// ```
-    /// use framewire_server::Server;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), framewire_server::ServerError> {
-    /// let server = Server::bind(("127.0.0.1", 0)).await?;
-    /// println!("listening on {}", server.local_addr());
-    /// # #[cfg(unix)]
-    /// # {
-    /// let path = std::env::temp_dir().join(format!("framewire-doc-{}.sock", std::process::id()));
-    /// let unix = Server::bind(format!("unix:{}", path.display())).await?;
-    /// assert_eq!(unix.local_addr().to_string(), format!("unix:{}", path.display()));
-    /// drop(unix); // the socket file goes with the listener
-    /// assert!(!path.exists());
-    /// # }
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`ServerError::Bind`] if `addr` is not an address or cannot be bound.
-    pub async fn bind(addr: impl IntoEndpoint) -> Result<Server, ServerError> {
-        ServerBuilder::new().bind(addr).await
     }
 }
 
@@ -227,6 +189,7 @@ struct Slot<S> {
 impl<S> Drop for Slot<S> {
     fn drop(&mut self) {
         self.shared
+            .conn
             .counters
             .active
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -280,14 +243,14 @@ async fn run_connection<S, H: Handler<S>>(
         Ok(output) => match output.into_result() {
             Ok(()) => tracing::debug!("connection closed"),
             Err(e) => {
-                bump(&shared.counters.err_handler, 1);
+                bump(&shared.conn.counters.err_handler, 1);
                 if shared.warn_limit.allow() {
                     tracing::warn!(%peer, error = %e, "handler failed");
                 }
             }
         },
         Err(payload) => {
-            bump(&shared.counters.err_panic, 1);
+            bump(&shared.conn.counters.err_panic, 1);
             let panic = panic_message(payload.as_ref());
             tracing::error!(%peer, panic, "handler panicked");
         }
@@ -311,7 +274,7 @@ async fn tls_then_run<S, H, T>(
     H: Handler<S>,
     T: Transport,
 {
-    let shared = &server.shared;
+    let shared = &slot.shared;
     let timeout = shared.config.tls_handshake_timeout;
     let handshake = crate::tls::accept(&acceptor, io, timeout);
     let (io, info) = tokio::select! {
@@ -319,7 +282,7 @@ async fn tls_then_run<S, H, T>(
             Ok(done) => done,
             Err(e) => {
                 let kind = e.kind();
-                shared.counters.count_error(kind);
+                shared.conn.counters.count_error(kind);
                 if kind == crate::ErrorKind::Proxy {
                     // A direct client that sent a PROXY header: the sniffer refused it.
                     if shared.warn_limit.allow() {
@@ -333,7 +296,7 @@ async fn tls_then_run<S, H, T>(
                 return;
             }
         },
-        () = shared.shutdown.cancelled() => {
+        () = shared.conn.shutdown.cancelled() => {
             tracing::debug!("shutdown during the TLS handshake; connection closed");
             return;
         }
@@ -356,8 +319,9 @@ where
     L::Addr: Into<Address>,
 {
     pub(crate) fn new(listener: L, local_addr: Address, state: S, config: Config) -> Self {
+        let Config { server, connection } = config;
         let mut store = framewire_codec::ack::SessionStore::new();
-        let (linger, max_sessions, max_bytes) = config.sessions;
+        let (linger, max_sessions, max_bytes) = server.sessions;
         store
             .set_linger(linger)
             .set_max_sessions(max_sessions)
@@ -366,24 +330,25 @@ where
             listener,
             shared: Arc::new(Shared {
                 state,
-                counters: Counters::default(),
-                config,
+                conn: ConnectionShared {
+                    config: connection,
+                    counters: Counters::default(),
+                    shutdown: CancellationToken::new(),
+                    aborting: std::sync::atomic::AtomicBool::new(false),
+                    sessions: framewire_codec::ack::SessionHub::new(store),
+                },
+                config: server,
                 local_addr,
-                shutdown: CancellationToken::new(),
                 stopped: CancellationToken::new(),
                 per_ip: Mutex::new(HashMap::new()),
                 warn_limit: WarnLimit::default(),
-                aborting: std::sync::atomic::AtomicBool::new(false),
-                sessions: framewire_codec::ack::SessionHub::new(store),
             }),
         }
     }
 
     /// A handle for shutting the server down and reading its stats from elsewhere.
     pub fn handle(&self) -> ServerHandle<S> {
-        ServerHandle {
-            shared: Arc::clone(&self.shared),
-        }
+        ServerHandle::new(Arc::clone(&self.shared))
     }
 
     /// The address the server listens on (useful after binding port 0).
@@ -406,7 +371,7 @@ where
     /// 1. the listener is closed: no new connections;
     /// 2. handlers are signalled ([`Connection::shutdown_signal`] completes, `recv` ends
     ///    between frames);
-    /// 3. up to the [grace period](ServerBuilder::grace_period) is given for them to finish;
+    /// 3. up to the [grace period](crate::ServerBuilder::grace_period) is given for them to finish;
     /// 4. the rest are aborted, counted in the report and in
     ///    [`ErrorStats::aborted`](crate::ErrorStats::aborted), and logged.
     ///
@@ -424,7 +389,7 @@ where
         } = self;
         let config = &shared.config;
         let handler = Arc::new(handler);
-        let token = shared.shutdown.clone();
+        let token = shared.conn.shutdown.clone();
         let limit = Arc::new(Semaphore::new(config.max_connections));
         let wait_at_cap = config.at_capacity == AtCapacity::Wait;
         let mut tasks: JoinSet<()> = JoinSet::new();
@@ -496,7 +461,7 @@ where
                                 } else {
                                     Box::new(io)
                                 };
-                                let server = ServerHandle { shared: Arc::clone(&shared) };
+                                let server = ServerHandle::new(Arc::clone(&shared));
                                 let handler = Arc::clone(&handler);
                                 #[cfg(feature = "tls")]
                                 if let Some(acceptor) = &config.tls {
@@ -533,7 +498,7 @@ where
                         }
                     }
                     Err(e) => {
-                        bump(&shared.counters.err_accept, 1);
+                        bump(&shared.conn.counters.err_accept, 1);
                         if shared.warn_limit.allow() {
                             tracing::warn!(
                                 error = %e,
@@ -572,6 +537,7 @@ where
         let mut aborted = 0u64;
         if !tasks.is_empty() {
             shared
+                .conn
                 .aborting
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             tasks.abort_all();
@@ -581,7 +547,7 @@ where
                     _ => finished += 1,
                 }
             }
-            bump(&shared.counters.err_aborted, aborted);
+            bump(&shared.conn.counters.err_aborted, aborted);
             tracing::warn!(
                 aborted,
                 grace_ms = config.grace_period.as_millis() as u64,
@@ -596,7 +562,7 @@ where
             metrics.abort();
             let _ = metrics.await;
             crate::metrics_export::publish(
-                &shared.counters.snapshot(),
+                &shared.conn.counters.snapshot(),
                 &shared.local_addr.to_string(),
             );
         }
@@ -604,13 +570,13 @@ where
         ShutdownReport {
             finished,
             aborted,
-            stats: shared.counters.snapshot(),
+            stats: shared.conn.counters.snapshot(),
         }
     }
 }
 
 fn refuse_at_capacity<S>(shared: &Shared<S>, peer: &Address) {
-    bump(&shared.counters.refused_at_capacity, 1);
+    bump(&shared.conn.counters.refused_at_capacity, 1);
     let max = shared.config.max_connections;
     tracing::debug!(%peer, max, "refused: at max_connections");
 }
@@ -640,12 +606,12 @@ async fn run_proxied<S, H, T>(
                 received: buf.len(),
             }))
         }
-        () = shared.shutdown.cancelled() => return,
+        () = shared.conn.shutdown.cancelled() => return,
     };
     let (header, rest) = match read {
         Ok(read) => read,
         Err(e) => {
-            bump(&shared.counters.err_proxy, 1);
+            bump(&shared.conn.counters.err_proxy, 1);
             if shared.warn_limit.allow() {
                 tracing::warn!(%balancer, error = %e, "PROXY header refused; closing");
             }
@@ -669,9 +635,11 @@ async fn run_proxied<S, H, T>(
     } else {
         Box::new(Front::prefixed(rest, io))
     };
-    let server = ServerHandle { shared };
     #[cfg(feature = "tls")]
-    if let Some(acceptor) = server.shared.config.tls.clone() {
+    let tls = shared.config.tls.clone();
+    let server = ServerHandle::new(shared);
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = tls {
         // PROXY header first, then the TLS handshake (the balancer relays TLS untouched).
         let fut = tls_then_run(acceptor, io, peer, proxied_by, server, handler, slot);
         return fut.instrument(span).await;
@@ -699,7 +667,7 @@ fn admit<S>(
     wait_at_cap: bool,
 ) -> Admission<S> {
     let config = &shared.config;
-    let counters = &shared.counters;
+    let counters = &shared.conn.counters;
     if let Some(filter) = &config.filter {
         if !filter(peer) {
             bump(&counters.refused_by_filter, 1);

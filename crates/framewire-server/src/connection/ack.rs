@@ -94,7 +94,7 @@ impl<S> AsyncRead for Counted<S> {
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         let n = (buf.filled().len() - before) as u64;
         this.read += n;
-        bump(&this.server.shared.counters.bytes_in, n);
+        bump(&this.server.connection_view().counters.bytes_in, n);
         Poll::Ready(Ok(()))
     }
 }
@@ -108,7 +108,7 @@ impl<S> AsyncWrite for Counted<S> {
         let this = self.get_mut();
         let n = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
         this.written += n as u64;
-        bump(&this.server.shared.counters.bytes_out, n as u64);
+        bump(&this.server.connection_view().counters.bytes_out, n as u64);
         Poll::Ready(Ok(n))
     }
 
@@ -480,7 +480,7 @@ impl<S> Connection<S> {
     /// takeover wait; and by shutdown. After either (or an error) the handler gets the
     /// connection as it is, and its first `recv` reports the timeout (or error).
     pub(crate) async fn ack_accept(&mut self) {
-        let shutdown = self.server.shared.shutdown.clone();
+        let shutdown = self.server.connection_view().shutdown.clone();
         let accept = std::future::poll_fn(|cx| {
             let Some(a) = self.ack.as_deref_mut() else {
                 return Poll::Ready(());
