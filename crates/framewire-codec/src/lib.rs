@@ -111,7 +111,7 @@ mod vectored;
 mod writer;
 
 pub use endpoint::{Endpoint, EndpointError, IntoEndpoint, IntoEndpoints};
-pub use error::FrameError;
+pub use error::{Cause, EarlierError, FrameError};
 pub use frame::{
     ByteOrder, Discarded, FrameCodec, FrameCodecBuilder, OversizedFrame, DEFAULT_MAX_FRAME_LEN,
     GROWTH_STEP, HEADER_LEN,

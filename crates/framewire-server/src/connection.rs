@@ -10,7 +10,8 @@ use bytes::{Bytes, BytesMut};
 use framewire_codec::ack::{AckDriver, AckState, Delivery, GoAwayReason, SessionId, SessionStatus};
 use framewire_codec::typed::{self, Bincode, Format};
 use framewire_codec::{
-    FrameCodec, FrameError, FrameReader, FrameRun, FrameWriter, VECTORED_WRITE_MIN,
+    Cause, EarlierError, FrameCodec, FrameError, FrameReader, FrameRun, FrameWriter,
+    VECTORED_WRITE_MIN,
 };
 use futures::{Sink, Stream};
 use serde::de::DeserializeOwned;
@@ -27,7 +28,9 @@ use crate::stats::bump;
 mod ack;
 
 /// What [`ServerError::Closed`] names after the handler closed the sending side itself.
-const CLOSED_BY_HANDLER: &str = "the handler closed the connection";
+fn closed_by_handler() -> EarlierError {
+    EarlierError::new("the handler closed the connection", Cause::Local, false)
+}
 
 /// One client connection, handed to the [`Handler`](crate::Handler): a [`Stream`] of incoming
 /// frames and a [`Sink`] of outgoing ones, with [`recv`](Connection::recv) and
@@ -235,7 +238,7 @@ pub struct Connection<S = ()> {
     write_closed: bool,
     /// Why sending is over, once it is: the error that ended it, or the handler's close.
     /// Named by every later [`ServerError::Closed`].
-    write_closed_why: Option<Box<str>>,
+    write_closed_why: Option<EarlierError>,
     /// Set by `poll_frame_slow::<true>` when it stops at a whole buffered frame for
     /// `poll_recv_run` to take as a run.
     run_ready: bool,
@@ -278,10 +281,6 @@ impl<S> fmt::Debug for Connection<S> {
             .field("ack_mode", &self.ack.is_some())
             .finish_non_exhaustive()
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Polls `timer` for `deadline`, arming it on first use.
@@ -1258,12 +1257,12 @@ impl<S> Connection<S> {
             self.frame_since = None;
             let t = config.idle_timeout.filter(|_| for_recv)?;
             let since = *self.idle_since.get_or_insert(now);
-            Some((since, t, ServerError::IdleTimeout { idle_ms: millis(t) }))
+            Some((since, t, ServerError::IdleTimeout { timeout: t }))
         } else {
             let t = config.stall_timeout?;
             let since = *self.frame_since.get_or_insert(now);
             let err = ServerError::StallTimeout {
-                stall_ms: millis(t),
+                timeout: t,
                 buffered: self.buffered_in(),
             };
             Some((since, self.stall_left.unwrap_or(t), err))
@@ -1313,7 +1312,7 @@ impl<S> Connection<S> {
 
     fn write_failed(&mut self, err: ServerError) -> ServerError {
         self.write_closed = true;
-        self.write_closed_why = Some(err.to_string().into());
+        self.write_closed_why = Some(EarlierError::from(&err));
         self.out.clear();
         self.write_timer = None;
         self.count_and_log(&err, "send");
@@ -1332,12 +1331,9 @@ impl<S> Connection<S> {
 
     fn closed_for_sending(&self) -> ServerError {
         ServerError::Closed {
-            direction: "sending",
-            earlier: self
-                .write_closed_why
-                .as_deref()
-                .unwrap_or("the connection was closed")
-                .to_string(),
+            earlier: self.write_closed_why.clone().unwrap_or_else(|| {
+                EarlierError::new("the connection was closed", Cause::Transport, false)
+            }),
         }
     }
 
@@ -1426,12 +1422,12 @@ impl<S> Connection<S> {
             // Ack mode with the peer's window full: nothing is waiting for the socket; the
             // peer's application is not taking messages.
             Some(a) if !a.driver.state().has_room() => ServerError::AckWindowFull {
-                timeout_ms: millis(t),
+                timeout: t,
                 in_flight: a.driver.state().in_flight(),
                 in_flight_bytes: a.driver.state().in_flight_bytes(),
             },
             _ => ServerError::WriteTimeout {
-                timeout_ms: millis(t),
+                timeout: t,
                 pending: self.out.len(),
             },
         };
@@ -1487,7 +1483,7 @@ impl<S> Connection<S> {
         ready!(self.poll_flush_all(cx))?;
         let res = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
         self.write_closed = true;
-        self.write_closed_why = Some(CLOSED_BY_HANDLER.into());
+        self.write_closed_why = Some(closed_by_handler());
         self.write_timer = None;
         Poll::Ready(res.map_err(ServerError::from))
     }
