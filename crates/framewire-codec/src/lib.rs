@@ -104,6 +104,7 @@ pub mod ack;
 mod endpoint;
 mod error;
 mod frame;
+mod reader;
 mod run;
 pub mod typed;
 mod vectored;
@@ -115,6 +116,7 @@ pub use frame::{
     ByteOrder, Discarded, FrameCodec, FrameCodecBuilder, OversizedFrame, DEFAULT_MAX_FRAME_LEN,
     GROWTH_STEP, HEADER_LEN,
 };
+pub use reader::{FrameReader, ReadReady, DEFAULT_READ_SIZE, MAX_READ_SIZE};
 pub use run::{FrameRun, Payloads};
 // VectoredFrame: the writers' internal step, public for the property test in
 // tests/vectored.rs only.
