@@ -187,12 +187,12 @@ enum Stop {
     Closed,
     /// After [`AckSender::close`], the connection failed while the receiving half was still
     /// reading the peer's messages. Nothing of ours was unacknowledged.
-    LostAfterClose { reason: String },
+    LostAfterClose { reason: EarlierError },
     /// The reconnect policy gave up.
     GaveUp {
         attempts: u32,
         elapsed: Duration,
-        last_error: String,
+        last_error: EarlierError,
         unacked: Vec<Bytes>,
     },
     /// The peer broke the protocol (no reconnect: the peer is wrong, not the network).
@@ -211,8 +211,8 @@ impl Stop {
             Stop::Closed => EarlierError::new("the client was closed", Cause::Local, false),
             Stop::LostAfterClose { reason } => EarlierError::new(
                 format!("the connection failed after the sending half closed: {reason}"),
-                Cause::Transport,
-                true,
+                reason.cause(),
+                reason.is_retryable(),
             ),
             other => EarlierError::from(&other.error()),
         }
@@ -494,7 +494,7 @@ struct Tracked {
 enum Outcome {
     /// Transport failure, close with messages unacknowledged, or no ack within the ack
     /// timeout: reconnect. Carries the reason.
-    Drop(String),
+    Drop(EarlierError),
     /// Protocol violation by the peer: stop.
     Violation(AckError),
     /// Clean close by the peer, nothing unacknowledged: stop.
@@ -507,13 +507,17 @@ enum Outcome {
     /// `AckSender::close` shut the sending direction: the receiving half may still read.
     SenderClosed,
     /// Shutting the sending direction failed (everything was acknowledged before).
-    CloseFailed(String),
+    CloseFailed(EarlierError),
 }
 
 /// The peer said it is going away (shutdown, restart, idle close): reconnect, whatever is in
 /// flight, unlike a plain close, which ends the conversation.
 fn going_away(reason: GoAwayReason) -> Outcome {
-    Outcome::Drop(format!("the server is going away ({reason}); reconnecting"))
+    Outcome::Drop(EarlierError::new(
+        format!("the server is going away ({reason}); reconnecting"),
+        Cause::Transport,
+        true,
+    ))
 }
 
 fn classify(e: AckError) -> Outcome {
@@ -526,7 +530,7 @@ fn classify(e: AckError) -> Outcome {
         | AckError::ClosedWithUnacked { .. }
         | AckError::ClosedBeforeHello
         | AckError::PeerSilent { .. }
-        | AckError::Failed { .. } => Outcome::Drop(e.to_string()),
+        | AckError::Failed { .. } => Outcome::Drop(EarlierError::from(&e)),
         _ => Outcome::Violation(e),
     }
 }
@@ -595,11 +599,10 @@ impl Driver {
                         return;
                     }
                     let queued = self.batch.len() + self.shared.outq().queue.len();
-                    let why = AckError::ClosedWithUnacked {
+                    let why = EarlierError::from(&AckError::ClosedWithUnacked {
                         unacked: queued,
                         acked: conn.as_ref().map_or(0, |c| c.acked_through()),
-                    }
-                    .to_string();
+                    });
                     if let Some(conn) = conn {
                         self.park(conn);
                     }
@@ -654,7 +657,7 @@ impl Driver {
     /// Reconnects after a drop (`why` says what ended the old connection) and installs the
     /// new connection; or, when the policy gives up, stops the client. Returns `false` once
     /// stopped.
-    async fn reconnect_or_stop(&mut self, why: String) -> bool {
+    async fn reconnect_or_stop(&mut self, why: EarlierError) -> bool {
         match self.reconnect(why).await {
             Ok(new) => {
                 self.install(new);
@@ -742,7 +745,7 @@ impl Driver {
     }
 
     /// Reconnects per the policy and resends every unacknowledged message, flagged.
-    async fn reconnect(&mut self, first: String) -> Result<Conn, Stop> {
+    async fn reconnect(&mut self, first: EarlierError) -> Result<Conn, Stop> {
         let mut started = Instant::now();
         let mut backoff = self.settings.policy.backoff();
         let mut last_error = first;
@@ -767,7 +770,7 @@ impl Driver {
                             .map_err(|e| Stop::GaveUp {
                                 attempts: backoff.attempts(),
                                 elapsed: started.elapsed(),
-                                last_error: e.to_string(),
+                                last_error: EarlierError::from(&e),
                                 unacked: self.unacked_payloads(None),
                             })?
                             .1,
@@ -790,7 +793,7 @@ impl Driver {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, attempt = backoff.attempts(), "reconnect failed");
-                    last_error = e.to_string();
+                    last_error = EarlierError::from(&e);
                     continue;
                 }
             };
@@ -805,7 +808,7 @@ impl Driver {
                         started = Instant::now();
                     }
                     self.stash_unacked(&mut conn);
-                    last_error = e.to_string();
+                    last_error = EarlierError::from(&e);
                 }
             }
         }
@@ -888,7 +891,7 @@ impl Driver {
 
     /// With an ack timeout configured and messages in flight: ready (with the reason) once
     /// no ack has arrived for that long.
-    fn poll_ack_timeout(&mut self, conn: &Conn, cx: &mut Context<'_>) -> Poll<String> {
+    fn poll_ack_timeout(&mut self, conn: &Conn, cx: &mut Context<'_>) -> Poll<EarlierError> {
         let Some(timeout) = self.settings.ack_timeout else {
             return Poll::Pending;
         };
@@ -902,10 +905,14 @@ impl Driver {
             self.ack_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
         }
         match self.ack_deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(format!(
-                "no ack within {} ms with {} messages unacknowledged (acknowledged through {acked})",
-                timeout.as_millis(),
-                self.tracked.len()
+            Some(Poll::Ready(())) => Poll::Ready(EarlierError::new(
+                format!(
+                    "no ack within {} ms with {} messages unacknowledged (acknowledged through {acked})",
+                    timeout.as_millis(),
+                    self.tracked.len()
+                ),
+                Cause::Timeout,
+                true,
             )),
             _ => Poll::Pending,
         }
@@ -959,13 +966,10 @@ impl Driver {
                 return Poll::Ready(if self.tracked.is_empty() && self.pending.is_none() {
                     Outcome::PeerClosed
                 } else {
-                    Outcome::Drop(
-                        AckError::ClosedWithUnacked {
-                            unacked: self.tracked.len(),
-                            acked: slot.conn.as_ref().map_or(0, |c| c.acked_through()),
-                        }
-                        .to_string(),
-                    )
+                    Outcome::Drop(EarlierError::from(&AckError::ClosedWithUnacked {
+                        unacked: self.tracked.len(),
+                        acked: slot.conn.as_ref().map_or(0, |c| c.acked_through()),
+                    }))
                 });
             }
             Some(outcome) => return Poll::Ready(outcome),
@@ -1102,7 +1106,7 @@ impl Driver {
                     // the receiving half goes on reading until the peer closes its side.
                     let outcome = match &r {
                         Ok(()) => Outcome::SenderClosed,
-                        Err(e) => Outcome::CloseFailed(e.to_string()),
+                        Err(e) => Outcome::CloseFailed(EarlierError::from(e)),
                     };
                     let mut r = r.map_err(ClientError::Ack);
                     for done in self.closing.drain(..) {

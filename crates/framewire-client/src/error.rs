@@ -246,8 +246,8 @@ pub enum ClientError {
         attempts: u32,
         /// Time spent since the last drop.
         elapsed: Duration,
-        /// Why the last attempt (or the drop itself) failed.
-        last_error: String,
+        /// Why the last attempt (or the drop itself) failed: its message and classification.
+        last_error: EarlierError,
         /// The unacknowledged messages, oldest first.
         unacked: Vec<Bytes>,
     },
@@ -649,7 +649,7 @@ mod tests {
                 ClientError::GaveUp {
                     attempts: 3,
                     elapsed: t,
-                    last_error: "refused".into(),
+                    last_error: EarlierError::new("refused", Transport, true),
                     unacked: vec![],
                 },
                 Transport,
