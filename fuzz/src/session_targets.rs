@@ -224,7 +224,7 @@ impl World {
             assert_ne!(state.session_id(), SESSION);
         }
         if let Err(e) = result {
-            assert!(e.is_peer_error(), "a bad HELLO is the peer's fault: {e}");
+            assert!(e.is_peer_fault(), "a bad HELLO is the peer's fault: {e}");
         }
         if id == SESSION {
             // The thief had the id: it may have spent the honest client's stored session (as

@@ -95,7 +95,7 @@ fn decode_in_chunks(mut codec: FrameCodec, stream: &[u8], sizes: &[u8], fast: &[
             peak
         );
         if let Err(e) = step {
-            assert!(e.is_peer_error(), "decode produced a non-peer error: {e}");
+            assert!(e.is_peer_fault(), "decode produced a non-peer error: {e}");
             break Err(e.to_string());
         }
     };
@@ -215,7 +215,10 @@ where
             let twice = encode::<F, T>(&back).expect("re-encodes");
             assert_eq!(again, twice);
         }
-        Err(e) => assert!(!e.is_fatal(), "typed decode error marked fatal: {e}"),
+        Err(e) => assert!(
+            e.is_connection_usable(),
+            "typed decode error marked unusable: {e}"
+        ),
     }
 }
 

@@ -104,17 +104,19 @@ pub mod ack;
 mod endpoint;
 mod error;
 mod frame;
+mod reader;
 mod run;
 pub mod typed;
 mod vectored;
 mod writer;
 
 pub use endpoint::{Endpoint, EndpointError, IntoEndpoint, IntoEndpoints};
-pub use error::FrameError;
+pub use error::{Cause, EarlierError, FrameError};
 pub use frame::{
     ByteOrder, Discarded, FrameCodec, FrameCodecBuilder, OversizedFrame, DEFAULT_MAX_FRAME_LEN,
     GROWTH_STEP, HEADER_LEN,
 };
+pub use reader::{FrameReader, ReadReady, DEFAULT_READ_SIZE, MAX_READ_SIZE};
 pub use run::{FrameRun, Payloads};
 // VectoredFrame: the writers' internal step, public for the property test in
 // tests/vectored.rs only.

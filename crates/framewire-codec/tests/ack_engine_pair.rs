@@ -200,7 +200,7 @@ fn data_beyond_the_byte_window_is_refused_with_numbers() {
     me.handle_frame(data(1, 60)).unwrap();
     me.handle_frame(data(2, 60)).unwrap(); // 60 < 100 before it: allowed, overshoots
     let err = me.handle_frame(data(3, 1)).unwrap_err();
-    assert!(err.is_peer_error());
+    assert!(err.is_peer_fault());
     assert_eq!(
         err.to_string(),
         "DATA 3 of 1 bytes exceeds the granted window of 100 bytes: 120 bytes were already \

@@ -50,7 +50,7 @@ fn plain_peer_gets_expected_hello_naming_its_bytes() {
         err.to_string(),
         "expected HELLO, got a frame of 5 bytes starting 68 65 6c 6c 6f"
     );
-    assert!(err.is_peer_error());
+    assert!(err.is_peer_fault());
 }
 
 #[test]
@@ -342,7 +342,7 @@ fn local_misuse_is_an_error_not_a_panic() {
         "no room to send: 1 messages (1 bytes) unacknowledged, the window is 1 messages \
          (1048576 bytes)"
     );
-    assert!(!err.is_peer_error());
+    assert!(!err.is_peer_fault() && err.is_connection_usable() && err.is_retryable());
 
     let mut s = AckState::new(8, 1024);
     s.handle_frame(hello_bytes(VERSION, 8, 50)).unwrap();

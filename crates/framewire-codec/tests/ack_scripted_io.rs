@@ -130,7 +130,7 @@ async fn violation_read_after_take_is_reported_typed() {
             ),
             "{err:?}"
         );
-        assert!(err.is_peer_error());
+        assert!(err.is_peer_fault());
         // Reported once: the stream is over and the sink fails fast.
         assert!(conn.next().await.is_none());
         let again = conn.flush().await.unwrap_err();

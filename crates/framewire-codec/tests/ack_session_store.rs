@@ -165,7 +165,7 @@ fn bad_resume_numbers_are_refused_and_drop_the_session() {
         err.to_string(),
         "peer resumes the session saying it delivered through message 3, but only 2 were sent"
     );
-    assert!(err.is_peer_error());
+    assert!(err.is_peer_fault());
     assert!(store.is_empty());
 }
 

@@ -83,7 +83,7 @@ fn oversized_incoming_frame_names_both_numbers() {
         err.to_string(),
         "incoming frame of 101 bytes exceeds the limit of 100 bytes"
     );
-    assert!(err.is_peer_error());
+    assert!(err.is_peer_fault());
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn oversized_outgoing_frame_is_refused_and_writes_nothing() {
         "outgoing frame of 5 bytes exceeds the limit of 4 bytes"
     );
     assert!(buf.is_empty());
-    assert!(!err.is_peer_error());
+    assert!(!err.is_peer_fault() && err.is_connection_usable());
 }
 
 #[test]

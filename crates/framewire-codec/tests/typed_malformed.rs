@@ -33,7 +33,7 @@ fn assert_decode_error<F: Format, T: DeserializeOwned + std::fmt::Debug>(payload
     match typed::decode::<F, T>(payload) {
         Err(e @ TypedError::Decode { len, .. }) => {
             assert_eq!(len, payload.len());
-            assert!(e.is_decode() && !e.is_fatal());
+            assert!(e.is_decode() && e.is_connection_usable());
             let msg = e.to_string();
             assert!(
                 msg.contains(&format!("frame of {} bytes", payload.len())),
@@ -67,7 +67,7 @@ fn trailing_fails<F: Format, T: Serialize + DeserializeOwned + std::fmt::Debug>(
     let padded = [&full[..], extra].concat();
     match typed::decode::<F, T>(&padded) {
         Err(e @ TypedError::TrailingBytes { .. }) => {
-            prop_assert!(e.is_decode() && !e.is_fatal());
+            prop_assert!(e.is_decode() && e.is_connection_usable());
             prop_assert_eq!(e.frame_len(), Some(padded.len()));
             if let TypedError::TrailingBytes { len, consumed, .. } = e {
                 prop_assert_eq!(len, padded.len());

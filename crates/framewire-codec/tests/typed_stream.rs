@@ -61,7 +61,7 @@ async fn bad_frames_between_good_ones_over_scripted_io() {
 
         let err = typed.next().await.expect("item").expect_err("bad frame");
         assert!(matches!(err, TypedError::Decode { len: 7, .. }), "{err}");
-        assert!(!err.is_fatal());
+        assert!(err.is_connection_usable());
 
         let err = typed
             .next()
@@ -112,7 +112,7 @@ async fn bad_frame_then_good_frame_over_loopback() {
             match item {
                 Ok(msg) => got.push(msg.id),
                 Err(e) => {
-                    assert!(!e.is_fatal(), "{e}");
+                    assert!(e.is_connection_usable(), "{e}");
                     assert_eq!(e.frame_len(), Some(1));
                     bad += 1;
                 }
@@ -185,7 +185,7 @@ async fn sink_survives_per_message_errors() {
             .expect_err("unencodable");
         assert!(matches!(err, TypedError::Encode { .. }), "{err}");
         assert!(err.to_string().contains("17"), "{err}");
-        assert!(!err.is_fatal());
+        assert!(err.is_connection_usable());
 
         tx.send(MaybeBad::Good(1)).await.expect("sink still works");
 
@@ -198,7 +198,7 @@ async fn sink_survives_per_message_errors() {
             ),
             "{err}"
         );
-        assert!(!err.is_fatal());
+        assert!(err.is_connection_usable());
         let mut tx = TypedFramed::<_, (), MaybeBad>::new(big.into_inner());
         tx.send(MaybeBad::Good(2)).await.expect("sink still works");
         drop(tx);
@@ -212,7 +212,7 @@ async fn sink_survives_per_message_errors() {
 
 /// End of stream inside a frame is a fatal frame error and ends the stream.
 #[tokio::test]
-async fn truncated_frame_is_fatal() {
+async fn truncated_frame_leaves_the_connection_unusable() {
     let mut wire = frame(&good(1));
     wire.extend(&frame(&good(2))[..6]);
     let io = tokio_test::io::Builder::new().read(&wire).build();
@@ -220,7 +220,7 @@ async fn truncated_frame_is_fatal() {
     let run = async {
         assert_eq!(typed.next().await.transpose().expect("ok"), Some(chat(1)));
         let err = typed.next().await.expect("item").expect_err("truncated");
-        assert!(err.is_fatal(), "{err}");
+        assert!(!err.is_connection_usable(), "{err}");
         assert!(matches!(
             err,
             TypedError::Frame(FrameError::TruncatedFrame { received: 2, .. })

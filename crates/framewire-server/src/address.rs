@@ -184,3 +184,11 @@ impl Transport for Box<dyn Transport> {
         (**self).set_nodelay()
     }
 }
+
+/// The codec's read path ([`framewire_codec::FrameReader::poll_fill_ready`]) waits for
+/// readiness through this, so an idle connection holds no read buffer.
+impl framewire_codec::ReadReady for Box<dyn Transport> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Transport::poll_read_ready(&**self, cx)
+    }
+}

@@ -6,18 +6,18 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use framewire_codec::ack::{AckDriver, AckState, Delivery, GoAwayReason, SessionId, SessionStatus};
 use framewire_codec::typed::{self, Bincode, Format};
 use framewire_codec::{
-    FrameCodec, FrameError, FrameRun, FrameWriter, HEADER_LEN, VECTORED_WRITE_MIN,
+    Cause, EarlierError, FrameCodec, FrameError, FrameReader, FrameRun, FrameWriter,
+    VECTORED_WRITE_MIN,
 };
 use futures::{Sink, Stream};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
-use tokio_util::codec::Decoder;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::address::{Address, Transport};
@@ -28,7 +28,9 @@ use crate::stats::bump;
 mod ack;
 
 /// What [`ServerError::Closed`] names after the handler closed the sending side itself.
-const CLOSED_BY_HANDLER: &str = "the handler closed the connection";
+fn closed_by_handler() -> EarlierError {
+    EarlierError::new("the handler closed the connection", Cause::Local, false)
+}
 
 /// One client connection, handed to the [`Handler`](crate::Handler): a [`Stream`] of incoming
 /// frames and a [`Sink`] of outgoing ones, with [`recv`](Connection::recv) and
@@ -213,14 +215,8 @@ const CLOSED_BY_HANDLER: &str = "the handler closed the connection";
 pub struct Connection<S = ()> {
     io: Box<dyn Transport>,
     codec: FrameCodec,
-    rbuf: BytesMut,
-    /// How much room the next read asks for: starts at the configured read buffer size,
-    /// doubles each time a read fills all the room it was given (up to [`MAX_READ_SIZE`]),
-    /// halves (down to the configured size) each time a read into an empty buffer fills less
-    /// than a quarter of it. It is kept when the buffer is released, so a peer that pipelines bursts larger
-    /// than the configured size gets each burst in one read, as a raw TCP loop reading into
-    /// 64 KiB does (the buffer is still allocated only while bytes are being read).
-    read_size: usize,
+    /// The read buffer and its policy: framewire's one plain read path ([`FrameReader`]).
+    input: FrameReader,
     /// Frames taken by the handler but not yet added to the server's shared `frames_in`
     /// counter (see `count_frame_in`).
     frames_in_unpublished: u64,
@@ -242,7 +238,7 @@ pub struct Connection<S = ()> {
     write_closed: bool,
     /// Why sending is over, once it is: the error that ended it, or the handler's close.
     /// Named by every later [`ServerError::Closed`].
-    write_closed_why: Option<Box<str>>,
+    write_closed_why: Option<EarlierError>,
     /// Set by `poll_frame_slow::<true>` when it stops at a whole buffered frame for
     /// `poll_recv_run` to take as a run.
     run_ready: bool,
@@ -261,10 +257,6 @@ pub struct Connection<S = ()> {
     tls: Option<Box<crate::tls::TlsInfo>>,
 }
 
-/// The most room one read asks for once a fast sender has made reads grow (64 KiB), unless
-/// the configured read buffer size is larger.
-const MAX_READ_SIZE: usize = 64 * 1024;
-
 /// Most frames one [`FrameRun`] from `recv_run` holds.
 const RUN_MAX_FRAMES: usize = 128;
 
@@ -272,10 +264,6 @@ const RUN_MAX_FRAMES: usize = 128;
 /// about as much work per unit as one handling a frame (the per-frame costs a run saves are
 /// most of a small frame's), and a flood of zero-length frames still yields within a turn.
 const RUN_FRAMES_PER_UNIT: usize = 16;
-
-/// Inside a frame of at least this many bytes (16 KiB), a read takes no more than the rest
-/// of the frame (see `Connection::reserve_for_read`).
-const LIMITED_READ_MIN: usize = 16 * 1024;
 
 /// Most frames a connection takes before adding them to the server's `frames_in` counter (it
 /// also does when its buffered bytes are used up).
@@ -286,17 +274,13 @@ impl<S> fmt::Debug for Connection<S> {
         f.debug_struct("Connection")
             .field("peer", &self.peer)
             .field("proxied_by", &self.proxied_by)
-            .field("buffered_in", &self.rbuf.len())
+            .field("buffered_in", &self.input.len())
             .field("buffered_out", &self.out.len())
             .field("read_closed", &self.read_closed)
             .field("write_closed", &self.write_closed)
             .field("ack_mode", &self.ack.is_some())
             .finish_non_exhaustive()
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Polls `timer` for `deadline`, arming it on first use.
@@ -358,8 +342,7 @@ impl<S> Connection<S> {
         Connection {
             io,
             codec,
-            rbuf: BytesMut::new(),
-            read_size: server.connection_view().config.read_buffer_size,
+            input: FrameReader::with_read_size(server.connection_view().config.read_buffer_size),
             frames_in_unpublished: 0,
             frames_out_unpublished: 0,
             run_ready: false,
@@ -604,7 +587,7 @@ impl<S> Connection<S> {
         if self.read_closed || self.recv_ended {
             return Ok(None);
         }
-        if self.rbuf.is_empty() {
+        if self.input.is_empty() {
             return Ok(None);
         }
         // The task's cooperative budget, as in `recv` (no waker to register here: the
@@ -613,7 +596,7 @@ impl<S> Connection<S> {
         let Poll::Ready(coop) = tokio::task::coop::poll_proceed(&mut no_waker) else {
             return Ok(None);
         };
-        let frame = match self.codec.decode_without_reserve(&mut self.rbuf) {
+        let frame = match self.input.next_frame(&mut self.codec) {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(None),
             Err(e) => return Err(self.read_failed(e.into())),
@@ -853,14 +836,14 @@ impl<S> Connection<S> {
     /// Takes a run if a whole frame is buffered (`None` if not); `Pending` if the task's
     /// cooperative budget is spent.
     fn take_run(&mut self, cx: &mut Context<'_>) -> Option<Poll<FrameRun>> {
-        if !self.codec.has_buffered_frame(&self.rbuf) {
+        if !self.input.has_buffered_frame(&self.codec) {
             return None;
         }
         let coop = match tokio::task::coop::poll_proceed(cx) {
             Poll::Ready(coop) => coop,
             Poll::Pending => return Some(Poll::Pending),
         };
-        let run = self.codec.decode_run(&mut self.rbuf, RUN_MAX_FRAMES)?;
+        let run = self.input.next_run(&mut self.codec, RUN_MAX_FRAMES)?;
         coop.made_progress();
         // One unit per `RUN_FRAMES_PER_UNIT` frames; a budget spent meanwhile makes the
         // task's next wait yield (no waker to register here).
@@ -874,7 +857,7 @@ impl<S> Connection<S> {
         self.idle_since = None;
         self.frame_since = None;
         self.frames_in_unpublished += run.len() as u64;
-        if self.rbuf.is_empty() || self.frames_in_unpublished >= FRAMES_IN_BATCH {
+        if self.input.is_empty() || self.frames_in_unpublished >= FRAMES_IN_BATCH {
             self.publish_frames_in();
         }
         Some(Poll::Ready(run))
@@ -1100,12 +1083,12 @@ impl<S> Connection<S> {
         for_recv: bool,
     ) -> Poll<Result<Option<Bytes>, ServerError>> {
         let open = !(self.read_closed || self.eof || (for_recv && self.recv_ended));
-        if open && !self.rbuf.is_empty() {
+        if open && !self.input.is_empty() {
             // One unit of the task's cooperative budget per buffered frame (see
             // [Fairness](Connection#fairness)): once it is used up, the task yields here
             // and is polled again after the runtime's other tasks had their turn.
             let coop = ready!(tokio::task::coop::poll_proceed(cx));
-            if let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) {
+            if let Some(frame) = self.input.next_buffered(&mut self.codec) {
                 coop.made_progress();
                 self.idle_since = None;
                 self.frame_since = None;
@@ -1131,16 +1114,15 @@ impl<S> Connection<S> {
             return Poll::Ready(Ok(None));
         }
         loop {
-            if !self.rbuf.is_empty() || self.eof {
-                if RUN && self.codec.has_buffered_frame(&self.rbuf) {
+            if !self.input.is_empty() || self.eof {
+                if RUN && self.input.has_buffered_frame(&self.codec) {
                     self.run_ready = true;
                     return Poll::Ready(Ok(None));
                 }
                 let decoded = if self.eof {
-                    self.codec.decode_eof(&mut self.rbuf)
+                    self.input.next_frame_at_eof(&mut self.codec)
                 } else {
-                    // Room for reads is made in `reserve_for_read`, nowhere else.
-                    self.codec.decode_without_reserve(&mut self.rbuf)
+                    self.input.next_frame(&mut self.codec)
                 };
                 match decoded {
                     Ok(Some(frame)) => {
@@ -1151,7 +1133,6 @@ impl<S> Connection<S> {
                     Ok(None) if self.eof => {
                         tracing::debug!("peer closed the connection");
                         self.read_closed = true;
-                        self.rbuf = BytesMut::new();
                         return Poll::Ready(Ok(None));
                     }
                     Ok(None) => {}
@@ -1163,28 +1144,15 @@ impl<S> Connection<S> {
                 self.recv_ended = true;
                 return Poll::Ready(Ok(None));
             }
-            if self.rbuf.capacity() == 0 {
-                // Idle: wait for bytes without holding a buffer.
-                match self.io.poll_read_ready(cx) {
-                    Poll::Pending => return self.poll_read_timeout(cx, for_recv),
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(self.read_failed(e.into()))),
-                    Poll::Ready(Ok(())) => {}
-                }
-            }
-            // Read into at least half of `read_size` (reading into a few leftover bytes would
-            // cost a system call per sliver). `reserve` reuses the buffer when no frame handed
-            // out still points into it and the leftover partial frame fits in front, else it
-            // allocates a new one.
-            let room = self.reserve_for_read();
-            let into_empty = self.rbuf.is_empty();
-            let mut into = (&mut self.rbuf).limit(room);
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut into) {
+            // The reader sizes the read, waits for readiness without a buffer while it holds
+            // none, and releases its buffer when a read finds nothing between frames.
+            match self
+                .input
+                .poll_fill_ready(&self.codec, Pin::new(&mut self.io), cx)
+            {
                 Poll::Pending => {
-                    if self.between_frames() {
-                        // Nothing of a frame is buffered: give the memory back while we wait
-                        // (the learned read size stays: see `read_size`), and the write
-                        // buffer's too if nothing waits in it.
-                        self.rbuf = BytesMut::new();
+                    if !self.input.holds_memory() {
+                        // Idle: the write buffer's memory too, if nothing waits in it.
                         self.out.release();
                     }
                     return self.poll_read_timeout(cx, for_recv);
@@ -1195,114 +1163,10 @@ impl<S> Connection<S> {
                     if self.frame_since.is_some() || self.stall_left.is_some() {
                         self.account_stall(n);
                     }
-                    let configured = self.server.connection_view().config.read_buffer_size;
-                    if n == room {
-                        // The peer sends faster than we read: larger reads, fewer calls.
-                        let max = MAX_READ_SIZE.max(configured);
-                        self.read_size = self.read_size.saturating_mul(2).min(max);
-                    } else if into_empty && n < room / 4 && self.read_size > configured {
-                        // The peer's bursts got smaller: smaller buffers again. Judged on a
-                        // read into an empty buffer only: the tail of a large burst, read
-                        // after a full read, says nothing about the next burst.
-                        self.read_size = (self.read_size / 2).max(configured);
-                    }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(self.read_failed(e.into()))),
             }
         }
-    }
-
-    /// Makes room for the next read and returns how much it may take: at least half of
-    /// `read_size`; and, inside a large frame from a peer that fills our reads (`read_size`
-    /// has grown), room for the rest of the frame at once, up to the largest read size.
-    /// Growing in smaller steps would copy the part of the frame already received at every
-    /// step (measured with TLS, where reads return one 16 KiB record: about 3.5x the bytes
-    /// `Framed` copies, which reserves the announced frame). A peer that stalls inside a frame
-    /// never fills a read, so its connection keeps the small buffer; one that sends fast
-    /// could make reads grow to the largest read size anyway.
-    ///
-    /// Inside a frame of at least [`LIMITED_READ_MIN`] bytes, the read takes no more than the
-    /// rest of the frame: the frame then ends where the read ends, nothing of
-    /// the next frame is left behind it, and the next read starts on an empty buffer, which
-    /// is reused as a whole (or, while the frame is still held, replaced) without copying.
-    /// Reading past the frame's end instead leaves the start of the next frame to be copied
-    /// to a new buffer whenever that frame needs more room (measured with callgrind, TLS
-    /// pipelined echo of 64 KiB frames: about 10% of the server's instructions went to such
-    /// copies and to `realloc`).
-    fn reserve_for_read(&mut self) -> usize {
-        let config = &self.server.connection_view().config;
-        let room = self.rbuf.capacity() - self.rbuf.len();
-        let fast = self.read_size > config.read_buffer_size;
-        let mut additional = if fast && self.rbuf.is_empty() {
-            // A fast peer, nothing buffered (making room copies nothing): room for a frame of
-            // the read size whole, header included, so that it is not left 4 bytes short.
-            let whole = self.read_size.saturating_add(HEADER_LEN);
-            if room < whole {
-                whole
-            } else {
-                0
-            }
-        } else if room < self.read_size / 2 {
-            self.read_size
-        } else {
-            0
-        };
-        let missing = self.codec.missing(self.rbuf.len());
-        if fast {
-            let max = MAX_READ_SIZE.max(config.read_buffer_size);
-            if let Some(missing) = missing {
-                if missing > room {
-                    // And the next frame's header: a buffer reused for the next frame of the
-                    // same size then takes all of it in one read, rather than all but its
-                    // last 4 bytes (which would make it grow, copying the frame).
-                    additional = additional.max(missing.min(max).saturating_add(HEADER_LEN));
-                }
-            }
-        }
-        if additional > 0 {
-            self.grow_read_buf(additional);
-        }
-        let room = self.rbuf.capacity() - self.rbuf.len();
-        match (missing, self.codec.missing(0)) {
-            (Some(missing), Some(frame)) if frame >= LIMITED_READ_MIN => room.min(missing),
-            // Between frames, a fast peer's read takes at most a read-size frame and its
-            // header, even if the buffer has more room (a reclaimed one may): reading further
-            // would leave the start of the next frame to be moved when it needs room.
-            (None, _) if fast && self.rbuf.is_empty() => {
-                room.min(self.read_size.saturating_add(HEADER_LEN))
-            }
-            _ => room,
-        }
-    }
-
-    /// Makes room for `additional` more bytes in the read buffer, copying only the bytes still
-    /// in it. `BytesMut::reserve` would grow the allocation with `realloc`, which copies all
-    /// of the old allocation (the part already handed out as frames and the unused tail
-    /// too), or, while a frame handed out still shares the buffer, does the same in a new
-    /// one. Measured (callgrind, TLS pipelined echo of 64 KiB frames, where each frame
-    /// overflows a 64 KiB read by its header): `realloc` copies were 5% of the server's
-    /// instructions.
-    fn grow_read_buf(&mut self, additional: usize) {
-        let len = self.rbuf.len();
-        if self.rbuf.capacity() - len >= additional {
-            return;
-        }
-        if self.rbuf.capacity() == 0 {
-            self.rbuf.reserve(additional);
-            return;
-        }
-        // Reuses the buffer if nothing else points into it and the bytes left move to its
-        // front cheaply.
-        if self.rbuf.try_reclaim(additional) {
-            return;
-        }
-        // Room for exactly what was asked (the rest of a frame, see `reserve_for_read`), but at
-        // least double what is buffered, so a frame larger than the largest read, arriving in
-        // many reads, is copied O(its size) times in total, not once per read.
-        let capacity = len.saturating_add(additional).max(len.saturating_mul(2));
-        let mut grown = BytesMut::with_capacity(capacity);
-        grown.extend_from_slice(&self.rbuf);
-        self.rbuf = grown;
     }
 
     /// Counts a frame the handler takes (plain mode). The shared counter is updated once the
@@ -1311,7 +1175,7 @@ impl<S> Connection<S> {
     #[inline]
     fn count_frame_in(&mut self) {
         self.frames_in_unpublished += 1;
-        if self.rbuf.is_empty() || self.frames_in_unpublished >= FRAMES_IN_BATCH {
+        if self.input.is_empty() || self.frames_in_unpublished >= FRAMES_IN_BATCH {
             self.publish_frames_in();
         }
     }
@@ -1341,7 +1205,7 @@ impl<S> Connection<S> {
             // A HELLO whose session is not answered yet (a takeover wait) is a handshake in
             // progress: bounded by the stall timeout, as a frame is.
             Some(a) => a.driver.is_between_frames() && a.driver.state().session_request().is_none(),
-            None => self.rbuf.is_empty() && self.codec.is_between_frames(),
+            None => self.input.is_between_frames(&self.codec),
         }
     }
 
@@ -1349,7 +1213,7 @@ impl<S> Connection<S> {
     fn buffered_in(&self) -> usize {
         match &self.ack {
             Some(a) => a.driver.buffered_bytes(),
-            None => self.rbuf.len(),
+            None => self.input.len(),
         }
     }
 
@@ -1393,12 +1257,12 @@ impl<S> Connection<S> {
             self.frame_since = None;
             let t = config.idle_timeout.filter(|_| for_recv)?;
             let since = *self.idle_since.get_or_insert(now);
-            Some((since, t, ServerError::IdleTimeout { idle_ms: millis(t) }))
+            Some((since, t, ServerError::IdleTimeout { timeout: t }))
         } else {
             let t = config.stall_timeout?;
             let since = *self.frame_since.get_or_insert(now);
             let err = ServerError::StallTimeout {
-                stall_ms: millis(t),
+                timeout: t,
                 buffered: self.buffered_in(),
             };
             Some((since, self.stall_left.unwrap_or(t), err))
@@ -1436,7 +1300,7 @@ impl<S> Connection<S> {
     fn read_failed(&mut self, err: ServerError) -> ServerError {
         self.publish_frames_in();
         self.read_closed = true;
-        self.rbuf = BytesMut::new();
+        self.input.clear();
         self.read_timer = None;
         self.count_and_log(&err, "receive");
         if let Some(a) = self.ack.as_deref_mut() {
@@ -1448,7 +1312,7 @@ impl<S> Connection<S> {
 
     fn write_failed(&mut self, err: ServerError) -> ServerError {
         self.write_closed = true;
-        self.write_closed_why = Some(err.to_string().into());
+        self.write_closed_why = Some(EarlierError::from(&err));
         self.out.clear();
         self.write_timer = None;
         self.count_and_log(&err, "send");
@@ -1467,12 +1331,9 @@ impl<S> Connection<S> {
 
     fn closed_for_sending(&self) -> ServerError {
         ServerError::Closed {
-            direction: "sending",
-            earlier: self
-                .write_closed_why
-                .as_deref()
-                .unwrap_or("the connection was closed")
-                .to_string(),
+            earlier: self.write_closed_why.clone().unwrap_or_else(|| {
+                EarlierError::new("the connection was closed", Cause::Transport, false)
+            }),
         }
     }
 
@@ -1546,7 +1407,7 @@ impl<S> Connection<S> {
     /// with nothing queued. A handler that never reads releases it after every write, as
     /// before.
     fn release_write_buf_if_idle(&mut self) {
-        if self.rbuf.capacity() == 0 {
+        if !self.input.holds_memory() {
             self.out.release();
         }
     }
@@ -1561,12 +1422,12 @@ impl<S> Connection<S> {
             // Ack mode with the peer's window full: nothing is waiting for the socket; the
             // peer's application is not taking messages.
             Some(a) if !a.driver.state().has_room() => ServerError::AckWindowFull {
-                timeout_ms: millis(t),
+                timeout: t,
                 in_flight: a.driver.state().in_flight(),
                 in_flight_bytes: a.driver.state().in_flight_bytes(),
             },
             _ => ServerError::WriteTimeout {
-                timeout_ms: millis(t),
+                timeout: t,
                 pending: self.out.len(),
             },
         };
@@ -1622,7 +1483,7 @@ impl<S> Connection<S> {
         ready!(self.poll_flush_all(cx))?;
         let res = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
         self.write_closed = true;
-        self.write_closed_why = Some(CLOSED_BY_HANDLER.into());
+        self.write_closed_why = Some(closed_by_handler());
         self.write_timer = None;
         Poll::Ready(res.map_err(ServerError::from))
     }

@@ -86,7 +86,7 @@ pub use config::{
 };
 pub use connection::Connection;
 pub use error::{ErrorKind, ServerError};
-pub use framewire_codec::{Endpoint, EndpointError, IntoEndpoint};
+pub use framewire_codec::{Cause, EarlierError, Endpoint, EndpointError, IntoEndpoint};
 pub use handle::{ServerHandle, ShutdownSignal};
 pub use incoming::Incoming;
 pub use listen::{BoundListener, BoundStream};

@@ -165,10 +165,10 @@ impl ProxyProtocol {
 #[non_exhaustive]
 pub enum ProxyError {
     /// A trusted source did not finish its header in time.
-    #[error("no complete PROXY header within {timeout_ms} ms ({received} bytes received)")]
+    #[error("no complete PROXY header within {} ms ({received} bytes received)", .timeout.as_millis())]
     Timeout {
-        /// The configured header timeout, in milliseconds.
-        timeout_ms: u64,
+        /// The configured header timeout.
+        timeout: Duration,
         /// Header bytes received when it fired.
         received: usize,
     },

@@ -602,7 +602,7 @@ async fn run_proxied<S, H, T>(
     let read = tokio::select! {
         read = tokio::time::timeout(timeout, read_header(&mut io, &mut buf, proxy.max_len())) => {
             read.unwrap_or_else(|_| Err(ProxyError::Timeout {
-                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                timeout,
                 received: buf.len(),
             }))
         }

@@ -159,8 +159,6 @@ pub(crate) async fn accept<T: Transport>(
             ))
         }
         Ok(Err(source)) => Err(ServerError::TlsHandshake { source }),
-        Err(_) => Err(ServerError::TlsHandshakeTimeout {
-            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-        }),
+        Err(_) => Err(ServerError::TlsHandshakeTimeout { timeout }),
     }
 }

@@ -257,6 +257,19 @@ async fn messages_are_acknowledged_when_the_handler_is_done_with_them() {
     .await;
 }
 
+/// A peer that completes the handshake, then sends DATA 7 where 1 is expected.
+async fn out_of_sequence_peer(addr: SocketAddr) -> RawPeer {
+    let mut rogue = RawPeer::connect(addr, 4).await;
+    rogue
+        .send_frame(AckFrame::Data {
+            seq: 7,
+            redelivery: false,
+            payload: &b"x"[..],
+        })
+        .await;
+    rogue
+}
+
 #[tokio::test]
 async fn garbage_in_ack_mode_closes_only_that_client() {
     within(async {
@@ -275,14 +288,7 @@ async fn garbage_in_ack_mode_closes_only_that_client() {
             assert!(frames <= 1);
         }
         // A DATA out of sequence after a proper handshake.
-        let mut rogue = RawPeer::connect(server.addr, 4).await;
-        rogue
-            .send_frame(AckFrame::Data {
-                seq: 7,
-                redelivery: false,
-                payload: &b"x"[..],
-            })
-            .await;
+        let mut rogue = out_of_sequence_peer(server.addr).await;
         assert!(rogue.next().await.is_none());
         // Bytes that are not even a valid frame kind.
         let mut junk = RawPeer::connect(server.addr, 4).await;
@@ -297,6 +303,37 @@ async fn garbage_in_ack_mode_closes_only_that_client() {
         assert_eq!(stats.active, 1);
         good.send(Bytes::from_static(b"two")).await.unwrap();
         assert_eq!(next_payload(&mut good).await.as_deref(), Some(&b"two"[..]));
+        server.stop().await;
+    })
+    .await;
+}
+
+/// A send refused because the driver failed on the receiving side names that failure, and
+/// classifies as it did (before: "since: the connection was closed", no cause).
+#[tokio::test]
+async fn a_send_after_a_receive_error_names_the_receive_error() {
+    within(async {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(ServerError, ServerError)>();
+        let builder = Server::builder().ack_mode(4).state(tx);
+        let handler = |mut conn: Connection<_>| async move {
+            let received = conn.recv().await.expect_err("the DATA is out of sequence");
+            let sent = conn
+                .send(b"reply")
+                .await
+                .expect_err("the driver has failed");
+            let tx: &tokio::sync::mpsc::UnboundedSender<_> = conn.state();
+            tx.send((received, sent)).unwrap();
+            Ok::<_, ServerError>(())
+        };
+        let server = spawn(builder, handler).await;
+        let _rogue = out_of_sequence_peer(server.addr).await;
+        let (received, sent) = rx.recv().await.unwrap();
+        assert_eq!(received.to_string(), "DATA 7 out of sequence: expected 1");
+        assert_eq!(
+            sent.to_string(),
+            "the connection is closed for sending, since: DATA 7 out of sequence: expected 1"
+        );
+        assert!(sent.is_peer_fault() && !sent.is_connection_usable() && !sent.is_retryable());
         server.stop().await;
     })
     .await;

@@ -24,7 +24,7 @@ use super::engine::{AckState, Delivery};
 use super::session_hub::{Attached, SessionHub};
 use super::wire::{data_header, AckFrame, GoAwayReason, Hello, DATA_HEADER_LEN};
 use super::AckError;
-use crate::{FrameCodec, FrameError, FrameWriter, HEADER_LEN};
+use crate::{Cause, EarlierError, FrameCodec, FrameError, FrameWriter, HEADER_LEN};
 
 /// Room the first read asks for (and the least the buffer is reclaimed to once every frame
 /// handed out has been dropped): `Framed`'s initial read buffer size.
@@ -213,7 +213,7 @@ pub struct AckDriver<T> {
     eof: bool,
     read_closed: bool,
     write_closed: bool,
-    failed: Option<String>,
+    failed: Option<EarlierError>,
     /// The typed error behind `failed` when it was met inside a call that still succeeded:
     /// the next guarded poll returns it once, later ones `Failed`.
     pending: Option<AckError>,
@@ -305,8 +305,9 @@ impl<T> AckDriver<T> {
         };
         let blank = AckState::with_config(super::AckConfig::new(), 0);
         let state = std::mem::replace(&mut self.state, blank);
-        self.failed
-            .get_or_insert_with(|| "the session was detached".to_string());
+        self.failed.get_or_insert_with(|| {
+            EarlierError::new("the session was detached", Cause::Local, false)
+        });
         a.detach(state, delivered, clock_now())
     }
 
@@ -393,8 +394,8 @@ impl<T> AckDriver<T> {
     }
 
     /// The first error, if the driver failed.
-    pub fn failure(&self) -> Option<&str> {
-        self.failed.as_deref()
+    pub fn failure(&self) -> Option<&EarlierError> {
+        self.failed.as_ref()
     }
 
     /// Received messages parsed and not yet returned by [`poll_recv`](Self::poll_recv) (more
@@ -433,8 +434,8 @@ impl<T> AckDriver<T> {
         }
         let r = self.try_recv_inner();
         if let Err(e) = &r {
-            if !e.is_local_misuse() && self.failed.is_none() {
-                self.failed = Some(e.to_string());
+            if !e.is_connection_usable() && self.failed.is_none() {
+                self.failed = Some(EarlierError::from(e));
             }
         }
         r
@@ -480,7 +481,7 @@ impl<T> AckDriver<T> {
         self.timers_started = true;
         let r = self.state.handle_timeout(now);
         if let Err(e) = &r {
-            self.failed = Some(e.to_string());
+            self.failed = Some(EarlierError::from(e));
         }
         r
     }
@@ -602,7 +603,7 @@ impl<T> AckDriver<T> {
             return Ok(());
         }
         if self.failed.is_none() {
-            self.failed = Some(AckError::SessionTakenOver.to_string());
+            self.failed = Some(EarlierError::from(&AckError::SessionTakenOver));
             self.wake_all();
         }
         Err(AckError::SessionTakenOver)
@@ -632,7 +633,7 @@ impl<T> AckDriver<T> {
     /// Records an error met while the current call still succeeds (the first error wins).
     fn record_deferred(&mut self, e: AckError) {
         if self.failed.is_none() {
-            self.failed = Some(e.to_string());
+            self.failed = Some(EarlierError::from(&e));
             self.pending = Some(e);
             // Whoever waits must see it.
             self.wake_all();
@@ -694,8 +695,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 self.wakers.slot(side).take();
             }
             if let Err(e) = res {
-                if !e.is_local_misuse() && self.failed.is_none() {
-                    self.failed = Some(e.to_string());
+                if !e.is_connection_usable() && self.failed.is_none() {
+                    self.failed = Some(EarlierError::from(e));
                     // The connection is over: the other side must not wait on it.
                     self.wake_all();
                 }
@@ -855,8 +856,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 Ok(None) => {}
                 Ok(Some(d)) => return Poll::Ready(Ok(Some(d))),
                 Err(e) => {
-                    if !e.is_local_misuse() {
-                        self.failed = Some(e.to_string());
+                    if !e.is_connection_usable() {
+                        self.failed = Some(EarlierError::from(&e));
                     }
                     return Poll::Ready(Err(e));
                 }

@@ -2,16 +2,17 @@
 
 use std::fmt;
 
-use crate::FrameError;
+use crate::{Cause, EarlierError, FrameError};
 
 use super::wire::FrameKind;
 
 /// Everything that can go wrong in ack mode: protocol violations by the peer, misuse of the
-/// state machine by the local application, and transport errors.
+/// state machine by the local application, transport errors and the peer timeout, told apart
+/// by [`AckError::cause`].
 ///
-/// Every message says what happened in numbers. After a peer violation
-/// ([`AckError::is_peer_error`]) or a transport error the connection should be closed; the
-/// messages that were sent but not acknowledged can still be taken back from the state machine
+/// Every message says what happened in numbers. Local misuse refuses one call and leaves the
+/// connection usable ([`AckError::is_connection_usable`]); after anything else the connection
+/// should be closed; the messages that were sent but not acknowledged can still be taken back from the state machine
 /// ([`AckState::take_unacked`](super::AckState::take_unacked)) or the adapter
 /// ([`AckFramed::into_unacked`](super::AckFramed::into_unacked)).
 #[derive(Debug, thiserror::Error)]
@@ -179,11 +180,12 @@ pub enum AckError {
         /// The highest cumulative ACK received.
         acked: u64,
     },
-    /// The connection already failed; this is every call after the first error.
+    /// The connection already failed; this is every call after the first error. It classifies
+    /// as that first error did (but is never usable).
     #[error("connection already failed: {first}")]
     Failed {
-        /// The message of the error that broke the connection.
-        first: String,
+        /// The error that broke the connection: its message and classification.
+        first: EarlierError,
     },
 
     /// Local misuse: a send after `close`.
@@ -258,21 +260,46 @@ pub enum AckError {
     },
 }
 
+impl From<&AckError> for EarlierError {
+    /// The error's message and classification, for [`AckError::Failed`] of every later call.
+    fn from(e: &AckError) -> Self {
+        EarlierError::new(e, e.cause(), e.is_retryable())
+    }
+}
+
 /// How many leading bytes [`AckError::ExpectedHello`] keeps of the frame that arrived instead.
 pub const ERROR_PREFIX_LEN: usize = 8;
 
 impl AckError {
-    /// `true` for errors caused by what the peer sent (protocol violations, including those
-    /// of the framing layer), as opposed to local I/O failures or local misuse.
-    pub fn is_peer_error(&self) -> bool {
+    /// Whose doing this is:
+    ///
+    /// * a protocol violation (every variant not listed below) is [`Cause::Peer`], as are the
+    ///   framing layer's peer errors;
+    /// * misuse that refuses one call ([`SinkClosed`](Self::SinkClosed),
+    ///   [`WindowFull`](Self::WindowFull), [`PayloadTooLong`](Self::PayloadTooLong),
+    ///   [`TakenNotReceived`](Self::TakenNotReceived)) is [`Cause::Local`];
+    /// * I/O, a close before the HELLO or with messages unacknowledged, and
+    ///   [`SessionTakenOver`](Self::SessionTakenOver) (the connection was replaced) are
+    ///   [`Cause::Transport`];
+    /// * [`PeerSilent`](Self::PeerSilent) is [`Cause::Timeout`];
+    /// * [`Failed`](Self::Failed) has the first error's cause.
+    pub fn cause(&self) -> Cause {
         match self {
-            AckError::Frame(e) => e.is_peer_error(),
+            AckError::Frame(e) => e.cause(),
+            AckError::Failed { first } => first.cause(),
+            AckError::SinkClosed
+            | AckError::WindowFull { .. }
+            | AckError::PayloadTooLong { .. }
+            | AckError::TakenNotReceived { .. } => Cause::Local,
+            AckError::ClosedBeforeHello
+            | AckError::ClosedWithUnacked { .. }
+            | AckError::SessionTakenOver => Cause::Transport,
+            AckError::PeerSilent { .. } => Cause::Timeout,
             AckError::ExpectedHello { .. }
             | AckError::VersionMismatch { .. }
             | AckError::SecondHello { .. }
             | AckError::ZeroWindow { .. }
             | AckError::UnknownHelloFlags { .. }
-            | AckError::DataBeyondByteWindow { .. }
             | AckError::PeerMaxTooSmall { .. }
             | AckError::EmptyFrame
             | AckError::UnknownKind { .. }
@@ -283,31 +310,42 @@ impl AckError {
             | AckError::AckBackwards { .. }
             | AckError::DataOutOfSequence { .. }
             | AckError::DataBeyondWindow { .. }
+            | AckError::DataBeyondByteWindow { .. }
             | AckError::ResumeBeyondSent { .. }
             | AckError::ResumeBehindAck { .. }
-            | AckError::ResumeSeqTooLarge { .. } => true,
-            AckError::ClosedBeforeHello
-            | AckError::PeerSilent { .. }
-            | AckError::ClosedWithUnacked { .. }
-            | AckError::Failed { .. }
-            | AckError::SinkClosed
-            | AckError::WindowFull { .. }
-            | AckError::PayloadTooLong { .. }
-            | AckError::SessionTakenOver
-            | AckError::TakenNotReceived { .. } => false,
+            | AckError::ResumeSeqTooLarge { .. } => Cause::Peer,
         }
     }
 
-    /// `true` for errors that refuse one local call (send after close, no room, payload too
-    /// long, taking what has not arrived) and leave the connection usable.
-    pub fn is_local_misuse(&self) -> bool {
-        matches!(
-            self,
-            AckError::SinkClosed
-                | AckError::WindowFull { .. }
-                | AckError::PayloadTooLong { .. }
-                | AckError::TakenNotReceived { .. }
-        )
+    /// `true` when [`cause`](Self::cause) is [`Cause::Peer`].
+    pub fn is_peer_fault(&self) -> bool {
+        self.cause() == Cause::Peer
+    }
+
+    /// `true` for local misuse ([`Cause::Local`]: a send after `close`, no room in the window,
+    /// a payload too long, taking what has not arrived): the call was refused and the
+    /// connection goes on. Every other error ends the connection.
+    pub fn is_connection_usable(&self) -> bool {
+        match self {
+            AckError::Frame(e) => e.is_connection_usable(),
+            AckError::Failed { .. } => false,
+            e => e.cause() == Cause::Local,
+        }
+    }
+
+    /// `true` when the same operation may succeed if tried again: a send refused for lack of
+    /// room ([`WindowFull`](Self::WindowFull), once the window opens), and transport failures
+    /// and the peer timeout (on a new connection; ack-mode clients resend what was not
+    /// acknowledged). `false` for protocol violations, other misuse and
+    /// [`SessionTakenOver`](Self::SessionTakenOver) (the session lives on another connection).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            AckError::Frame(e) => e.is_retryable(),
+            AckError::Failed { first } => first.is_retryable(),
+            AckError::WindowFull { .. } => true,
+            AckError::SessionTakenOver => false,
+            e => matches!(e.cause(), Cause::Transport | Cause::Timeout),
+        }
     }
 
     pub(crate) fn expected_hello(frame: &[u8]) -> AckError {
@@ -342,5 +380,281 @@ impl fmt::Display for DescribeFrame<'_> {
             f.write_str(" ...")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exhaustive: a new variant does not compile until it has a position and a row.
+    fn ordinal(e: &AckError) -> usize {
+        match e {
+            AckError::Frame(_) => 0,
+            AckError::ExpectedHello { .. } => 1,
+            AckError::VersionMismatch { .. } => 2,
+            AckError::SecondHello { .. } => 3,
+            AckError::ZeroWindow { .. } => 4,
+            AckError::UnknownHelloFlags { .. } => 5,
+            AckError::PeerMaxTooSmall { .. } => 6,
+            AckError::EmptyFrame => 7,
+            AckError::UnknownKind { .. } => 8,
+            AckError::BadLength { .. } => 9,
+            AckError::BadMagic { .. } => 10,
+            AckError::UnknownFlags { .. } => 11,
+            AckError::AckForUnsent { .. } => 12,
+            AckError::AckBackwards { .. } => 13,
+            AckError::DataOutOfSequence { .. } => 14,
+            AckError::DataBeyondWindow { .. } => 15,
+            AckError::DataBeyondByteWindow { .. } => 16,
+            AckError::PeerSilent { .. } => 17,
+            AckError::ClosedBeforeHello => 18,
+            AckError::ClosedWithUnacked { .. } => 19,
+            AckError::Failed { .. } => 20,
+            AckError::SinkClosed => 21,
+            AckError::WindowFull { .. } => 22,
+            AckError::PayloadTooLong { .. } => 23,
+            AckError::ResumeBeyondSent { .. } => 24,
+            AckError::ResumeBehindAck { .. } => 25,
+            AckError::ResumeSeqTooLarge { .. } => 26,
+            AckError::SessionTakenOver => 27,
+            AckError::TakenNotReceived { .. } => 28,
+        }
+    }
+    const VARIANTS: usize = 29;
+
+    /// Every variant with its documented answers: cause, usable, retryable. `Frame` and
+    /// `Failed` answer as the error inside (`Failed` is never usable).
+    #[test]
+    fn every_variant_classifies_as_documented() {
+        use Cause::*;
+        let io = || FrameError::Io(std::io::ErrorKind::ConnectionReset.into());
+        let silent = AckError::PeerSilent {
+            silent_ms: 3000,
+            timeout_ms: 3000,
+        };
+        let table = [
+            (AckError::Frame(io()), Transport, false, true),
+            (
+                AckError::Frame(FrameError::IncomingTooLong { len: 9, max: 8 }),
+                Peer,
+                false,
+                false,
+            ),
+            (
+                AckError::Frame(FrameError::OutgoingTooLong { len: 9, max: 8 }),
+                Local,
+                true,
+                false,
+            ),
+            (AckError::expected_hello(b"hello"), Peer, false, false),
+            (
+                AckError::VersionMismatch { ours: 1, theirs: 2 },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                AckError::SecondHello {
+                    window: 1,
+                    max_frame_len: 64,
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (AckError::ZeroWindow { unit: "bytes" }, Peer, false, false),
+            (
+                AckError::UnknownHelloFlags { flags: 0x80 },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                AckError::PeerMaxTooSmall {
+                    max_frame_len: 3,
+                    min: 14,
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (AckError::EmptyFrame, Peer, false, false),
+            (
+                AckError::UnknownKind { kind: 9, len: 1 },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                AckError::BadLength {
+                    kind: FrameKind::Ack,
+                    len: 3,
+                    expected: 9,
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (AckError::BadMagic { magic: *b"XXXX" }, Peer, false, false),
+            (
+                AckError::UnknownFlags {
+                    seq: 1,
+                    flags: 0x80,
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                AckError::AckForUnsent { ack: 5, sent: 4 },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                AckError::AckBackwards {
+                    ack: 3,
+                    previous: 4,
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                AckError::DataOutOfSequence {
+                    expected: 2,
+                    got: 3,
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                AckError::DataBeyondWindow {
+                    seq: 9,
+                    window: 4,
+                    acked: 1,
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                AckError::DataBeyondByteWindow {
+                    seq: 9,
+                    len: 5,
+                    unacked_bytes: 64,
+                    window_bytes: 64,
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                AckError::PeerSilent {
+                    silent_ms: 3000,
+                    timeout_ms: 3000,
+                },
+                Timeout,
+                false,
+                true,
+            ),
+            (AckError::ClosedBeforeHello, Transport, false, true),
+            (
+                AckError::ClosedWithUnacked {
+                    unacked: 2,
+                    acked: 5,
+                },
+                Transport,
+                false,
+                true,
+            ),
+            (
+                AckError::Failed {
+                    first: EarlierError::from(&silent),
+                },
+                Timeout,
+                false,
+                true,
+            ),
+            (
+                AckError::Failed {
+                    first: EarlierError::from(&AckError::EmptyFrame),
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (AckError::SinkClosed, Local, true, false),
+            (
+                AckError::WindowFull {
+                    in_flight: 1,
+                    in_flight_bytes: 1,
+                    window: 1,
+                    window_bytes: 64,
+                },
+                Local,
+                true,
+                true,
+            ),
+            (
+                AckError::PayloadTooLong { len: 9, max: 8 },
+                Local,
+                true,
+                false,
+            ),
+            (
+                AckError::ResumeBeyondSent {
+                    delivered: 9,
+                    sent: 8,
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                AckError::ResumeBehindAck {
+                    delivered: 3,
+                    acked: 4,
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                AckError::ResumeSeqTooLarge {
+                    delivered: u64::MAX,
+                    max: 1 << 62,
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (AckError::SessionTakenOver, Transport, false, false),
+            (
+                AckError::TakenNotReceived {
+                    seq: 3,
+                    received: 2,
+                },
+                Local,
+                true,
+                false,
+            ),
+        ];
+        crate::error::assert_classified!(table, ordinal, VARIANTS);
+    }
+
+    #[test]
+    fn failed_carries_the_first_errors_message() {
+        let first = EarlierError::from(&AckError::DataOutOfSequence {
+            expected: 2,
+            got: 3,
+        });
+        let e = AckError::Failed { first };
+        assert_eq!(
+            e.to_string(),
+            "connection already failed: DATA 3 out of sequence: expected 2"
+        );
     }
 }

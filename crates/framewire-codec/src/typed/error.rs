@@ -1,16 +1,16 @@
 //! The typed layer's error type.
 
-use crate::FrameError;
+use crate::{Cause, FrameError};
 
 /// Everything that can go wrong while sending or receiving typed messages.
 ///
-/// The variants split into two kinds, told apart by [`TypedError::is_fatal`]:
+/// The variants split into two kinds, told apart by [`TypedError::is_connection_usable`]:
 ///
 /// * **Per message** ([`Decode`](TypedError::Decode), [`TrailingBytes`](TypedError::TrailingBytes),
 ///   [`Encode`](TypedError::Encode), and [`Frame`](TypedError::Frame) holding
 ///   [`FrameError::OutgoingTooLong`]): one value could not be turned into a frame or one frame
 ///   into a value. The framing is intact; the next message is unaffected.
-/// * **Fatal** (every other [`Frame`](TypedError::Frame)): the transport failed or the peer
+/// * **Connection over** (every other [`Frame`](TypedError::Frame)): the transport failed or the peer
 ///   broke the framing. The connection should be closed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -57,8 +57,24 @@ pub enum TypedError {
 }
 
 impl TypedError {
-    /// `true` if the connection can no longer be used: the transport failed or the peer broke
-    /// the framing. `false` for errors that concern one message only (a frame that does not
+    /// Whose doing this is: [`Cause::Peer`] for a frame that does not decode,
+    /// [`Cause::Local`] for a value that does not encode, and the frame layer's answer for
+    /// [`TypedError::Frame`].
+    pub fn cause(&self) -> Cause {
+        match self {
+            TypedError::Decode { .. } | TypedError::TrailingBytes { .. } => Cause::Peer,
+            TypedError::Encode { .. } => Cause::Local,
+            TypedError::Frame(e) => e.cause(),
+        }
+    }
+
+    /// `true` when [`cause`](Self::cause) is [`Cause::Peer`].
+    pub fn is_peer_fault(&self) -> bool {
+        self.cause() == Cause::Peer
+    }
+
+    /// `false` if the connection can no longer be used: the transport failed or the peer broke
+    /// the framing. `true` for errors that concern one message only (a frame that does not
     /// decode, an unencodable value, an outgoing value over the size limit); after those the
     /// stream or sink can be used as before.
     ///
@@ -66,16 +82,26 @@ impl TypedError {
     /// use framewire_codec::{typed::TypedError, FrameError};
     ///
     /// let bad_message = TypedError::Decode { len: 3, format: "bincode", reason: "eof".into() };
-    /// assert!(!bad_message.is_fatal());
+    /// assert!(bad_message.is_connection_usable());
     /// let broken = TypedError::Frame(FrameError::TruncatedHeader { received: 2 });
-    /// assert!(broken.is_fatal());
+    /// assert!(!broken.is_connection_usable());
     /// ```
-    pub fn is_fatal(&self) -> bool {
+    pub fn is_connection_usable(&self) -> bool {
+        match self {
+            TypedError::Decode { .. } | TypedError::TrailingBytes { .. } => true,
+            TypedError::Encode { .. } => true,
+            TypedError::Frame(e) => e.is_connection_usable(),
+        }
+    }
+
+    /// `false` for a message that does not decode or a value that does not encode (sending
+    /// the same value again fails the same way); the frame layer's answer for
+    /// [`TypedError::Frame`].
+    pub fn is_retryable(&self) -> bool {
         match self {
             TypedError::Decode { .. } | TypedError::TrailingBytes { .. } => false,
             TypedError::Encode { .. } => false,
-            TypedError::Frame(FrameError::OutgoingTooLong { .. }) => false,
-            TypedError::Frame(_) => true,
+            TypedError::Frame(e) => e.is_retryable(),
         }
     }
 
@@ -104,5 +130,54 @@ impl From<std::io::Error> for TypedError {
     /// tokio-util's `LengthDelimitedCodec`).
     fn from(e: std::io::Error) -> Self {
         TypedError::Frame(FrameError::Io(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exhaustive: a new variant does not compile until it has a position and a row.
+    fn ordinal(e: &TypedError) -> usize {
+        match e {
+            TypedError::Decode { .. } => 0,
+            TypedError::TrailingBytes { .. } => 1,
+            TypedError::Encode { .. } => 2,
+            TypedError::Frame(_) => 3,
+        }
+    }
+    const VARIANTS: usize = 4;
+
+    /// Every variant with its documented answers: cause, usable, retryable. `Frame` answers as
+    /// the frame error inside.
+    #[test]
+    fn every_variant_classifies_as_documented() {
+        use Cause::*;
+        let decode = TypedError::Decode {
+            len: 3,
+            format: "bincode",
+            reason: "eof".into(),
+        };
+        let trailing = TypedError::TrailingBytes {
+            len: 3,
+            consumed: 1,
+            format: "bincode",
+        };
+        let encode = TypedError::Encode {
+            format: "bincode",
+            reason: "no length".into(),
+        };
+        let too_long = TypedError::Frame(FrameError::OutgoingTooLong { len: 9, max: 8 });
+        let cut = TypedError::Frame(FrameError::TruncatedHeader { received: 1 });
+        let io = TypedError::Frame(FrameError::Io(std::io::ErrorKind::BrokenPipe.into()));
+        let table = [
+            (decode, Peer, true, false),
+            (trailing, Peer, true, false),
+            (encode, Local, true, false),
+            (too_long, Local, true, false),
+            (cut, Peer, false, true),
+            (io, Transport, false, true),
+        ];
+        crate::error::assert_classified!(table, ordinal, VARIANTS);
     }
 }

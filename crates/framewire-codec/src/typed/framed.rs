@@ -22,8 +22,8 @@ use super::{Bincode, Format, TypedError};
 ///   `F`. A frame that does not decode yields [`TypedError::Decode`] or
 ///   [`TypedError::TrailingBytes`] *for that frame* and the stream continues with the next
 ///   frame. An error from the inner stream yields [`TypedError::Frame`] (check
-///   [`TypedError::is_fatal`]); the stream then ends or not as the inner stream does (`Framed`
-///   ends).
+///   [`TypedError::is_connection_usable`]); the stream then ends or not as the inner stream
+///   does (`Framed` ends).
 /// * a `Sink<Out>` (and [`send_ref`](TypedFramed::send_ref) for sending by reference): each
 ///   value is encoded into one frame. An unencodable value
 ///   is [`TypedError::Encode`] from `start_send` and nothing is sent; the sink stays usable.
@@ -60,7 +60,7 @@ use super::{Bincode, Format, TypedError};
 /// let mut typed = TypedFramed::<_, u32, u32>::new(FrameCodec::new().framed(b));
 /// assert_eq!(typed.next().await.transpose()?, Some(5));
 /// let err = typed.next().await.expect("an item").unwrap_err();
-/// assert!(err.is_decode() && !err.is_fatal());
+/// assert!(err.is_decode() && err.is_connection_usable());
 /// assert_eq!(err.frame_len(), Some(1));
 /// assert_eq!(typed.next().await.transpose()?, Some(6));
 /// # Ok(())
@@ -165,7 +165,7 @@ where
     /// # Errors
     ///
     /// As for the `Sink`: [`TypedError::Encode`] (nothing sent, sink usable),
-    /// [`TypedError::Frame`] from the inner sink (check [`TypedError::is_fatal`]).
+    /// [`TypedError::Frame`] from the inner sink (check [`TypedError::is_connection_usable`]).
     ///
     /// # Cancellation safety
     ///

@@ -25,7 +25,8 @@
 //! decode is yielded as [`TypedError::Decode`] (or [`TypedError::TrailingBytes`]) carrying the
 //! frame length and the reason, and the stream goes on: the next frame decodes normally.
 //! (tokio-util's `Framed` ends the stream after any `Decoder` error, which is why this is not a
-//! `Decoder`.) Only [`TypedError::is_fatal`] errors mean the connection is gone.
+//! `Decoder`.) Only errors that are not
+//! [`TypedError::is_connection_usable`] mean the connection is gone.
 //!
 //! # Untrusted input
 //!

@@ -9,7 +9,7 @@ use std::task::{ready, Context, Poll, Waker};
 
 use bytes::Bytes;
 use framewire_codec::ack::{AckDriver, AckError, Delivery, GoAwayReason, SessionStatus};
-use framewire_codec::FrameError;
+use framewire_codec::{EarlierError, FrameError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::Connection;
@@ -243,15 +243,22 @@ impl<S> Connection<S> {
     /// (then [`ServerError::Closed`]).
     fn ack_send_failed(&mut self, e: AckError) -> ServerError {
         if already_over(&e) {
+            if self.write_closed_why.is_none() {
+                // Over for a reason met elsewhere (a receive error, a takeover): name it.
+                self.write_closed_why = Some(match e {
+                    AckError::Failed { first } => first,
+                    e => EarlierError::from(&e),
+                });
+            }
             return self.closed_for_sending();
         }
-        let local = e.is_local_misuse() || matches!(e, AckError::PayloadTooLong { .. });
+        let usable = e.is_connection_usable();
         let err = server_error(e);
-        if !local {
+        if !usable {
             // The driver is failed: both directions are over.
             self.read_closed = true;
             self.write_closed = true;
-            self.write_closed_why = Some(err.to_string().into());
+            self.write_closed_why = Some(EarlierError::from(&err));
         }
         self.count_and_log(&err, "send");
         err
@@ -439,14 +446,14 @@ impl<S> Connection<S> {
         match a.driver.poll_shutdown_write(cx) {
             Poll::Ready(Ok(())) => {
                 self.write_closed = true;
-                self.write_closed_why = Some(super::CLOSED_BY_HANDLER.into());
+                self.write_closed_why = Some(super::closed_by_handler());
                 self.write_timer = None;
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => {
                 let err = self.ack_send_failed(e);
                 self.write_closed = true;
-                self.write_closed_why = Some(err.to_string().into());
+                self.write_closed_why = Some(EarlierError::from(&err));
                 Poll::Ready(Err(err))
             }
             Poll::Pending => self.poll_ack_write_timeout(cx),
