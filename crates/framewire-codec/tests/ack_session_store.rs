@@ -12,8 +12,7 @@ use framewire_codec::ack::{
 };
 
 fn config() -> AckConfig {
-    let c = AckConfig::new().window(8).window_bytes(4096);
-    c
+    AckConfig::new().window(8).window_bytes(4096)
 }
 
 /// A client HELLO naming `id`.
