@@ -306,7 +306,14 @@ impl ClientBuilder {
     /// Plain mode over a stream the application connected itself: anything
     /// `AsyncRead + AsyncWrite + Unpin + Send` (an SSH channel, one end of
     /// `tokio::io::duplex`, a socket type this crate does not know). With
-    /// [`tls`](ClientBuilder::tls), the TLS handshake runs over it first.
+    #[cfg_attr(
+        feature = "tls",
+        doc = " [`tls`](ClientBuilder::tls), the TLS handshake runs over it first."
+    )]
+    #[cfg_attr(
+        not(feature = "tls"),
+        doc = " `tls` (feature `tls`), the TLS handshake runs over it first."
+    )]
     /// [`Client::endpoint`] is [`Endpoint::Stream`].
     ///
     /// Cost: the stream is boxed, and its reading and writing halves share it behind a lock

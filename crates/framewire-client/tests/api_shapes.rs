@@ -337,13 +337,21 @@ fn timeouts_take_a_duration_or_none() {
     assert_eq!(config.get_keepalive(), Some(secs(5)));
     assert_eq!(config.get_peer_timeout(), None);
     let config = config.keepalive(None).peer_timeout(Some(secs(7)));
-    assert_eq!((config.get_keepalive(), config.get_peer_timeout()), (None, Some(secs(7))));
+    assert_eq!(
+        (config.get_keepalive(), config.get_peer_timeout()),
+        (None, Some(secs(7)))
+    );
 
-    let policy = ReconnectPolicy::default().max_elapsed(secs(30)).max_attempts(5);
+    let policy = ReconnectPolicy::default()
+        .max_elapsed(secs(30))
+        .max_attempts(5);
     assert_eq!(policy.elapsed_limit(), Some(secs(30)));
     assert_eq!(policy.attempt_limit(), Some(5));
     let policy = policy.max_elapsed(None).max_attempts(None);
-    assert_eq!((policy.elapsed_limit(), policy.attempt_limit()), (None, None));
+    assert_eq!(
+        (policy.elapsed_limit(), policy.attempt_limit()),
+        (None, None)
+    );
 
     let _client = Client::builder()
         .connect_timeout(secs(1))
