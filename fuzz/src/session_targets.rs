@@ -81,9 +81,7 @@ impl Side {
 }
 
 fn config(window: u32) -> AckConfig {
-    let mut c = AckConfig::new();
-    c.window(window).window_bytes(512);
-    c
+    AckConfig::new().window(window).window_bytes(512)
 }
 
 /// Answers an accepting state's session request from `store`, as a server driver does.

@@ -285,8 +285,7 @@ struct AckSide {
 
 impl AckSide {
     fn new(window: u32, window_bytes: u32, cap_bytes: u32, start: std::time::Instant) -> AckSide {
-        let mut config = framewire_codec::ack::AckConfig::new();
-        config
+        let config = framewire_codec::ack::AckConfig::new()
             .window(window)
             .window_bytes(window_bytes)
             .max_unacked_bytes(cap_bytes);

@@ -38,14 +38,14 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use framewire_codec::ack::{
     new_session_id, AckDriver, AckError, AckFramedBuilder, AckState, Delivery, GoAwayReason,
     MessageId, SessionId, SessionStatus,
 };
-use framewire_codec::{FrameCodecBuilder, FrameError};
+use framewire_codec::{Cause, EarlierError, FrameCodecBuilder, FrameError};
 use futures_util::task::AtomicWaker;
 use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -148,7 +148,7 @@ async fn hello(
         },
         Err(_) => ClientError::HandshakeTimeout {
             endpoint: endpoint.to_string(),
-            timeout_ms: timeout.as_millis(),
+            timeout,
         },
     };
     let state = with_state.then(|| {
@@ -172,6 +172,11 @@ fn session_state(
     Ok((id, AckState::with_session(ack.ack_config(), max, id)))
 }
 
+/// The reason of every call after the background task is gone (the runtime shut down).
+fn task_ended() -> EarlierError {
+    EarlierError::new("the client's background task ended", Cause::Local, false)
+}
+
 /// Why the driver stopped for good.
 #[derive(Debug, Clone)]
 enum Stop {
@@ -182,12 +187,12 @@ enum Stop {
     Closed,
     /// After [`AckSender::close`], the connection failed while the receiving half was still
     /// reading the peer's messages. Nothing of ours was unacknowledged.
-    LostAfterClose { reason: String },
+    LostAfterClose { reason: EarlierError },
     /// The reconnect policy gave up.
     GaveUp {
         attempts: u32,
-        elapsed_ms: u128,
-        last_error: String,
+        elapsed: Duration,
+        last_error: EarlierError,
         unacked: Vec<Bytes>,
     },
     /// The peer broke the protocol (no reconnect: the peer is wrong, not the network).
@@ -198,14 +203,18 @@ enum Stop {
 }
 
 impl Stop {
-    fn reason(&self) -> String {
+    fn reason(&self) -> EarlierError {
         match self {
-            Stop::PeerClosed => "the peer closed the connection".to_string(),
-            Stop::Closed => "the client was closed".to_string(),
-            Stop::LostAfterClose { reason } => {
-                format!("the connection failed after the sending half closed: {reason}")
+            Stop::PeerClosed => {
+                EarlierError::new("the peer closed the connection", Cause::Transport, true)
             }
-            other => other.error().to_string(),
+            Stop::Closed => EarlierError::new("the client was closed", Cause::Local, false),
+            Stop::LostAfterClose { reason } => EarlierError::new(
+                format!("the connection failed after the sending half closed: {reason}"),
+                reason.cause(),
+                reason.is_retryable(),
+            ),
+            other => EarlierError::from(&other.error()),
         }
     }
 
@@ -217,12 +226,12 @@ impl Stop {
             },
             Stop::GaveUp {
                 attempts,
-                elapsed_ms,
+                elapsed,
                 last_error,
                 unacked,
             } => ClientError::GaveUp {
                 attempts: *attempts,
-                elapsed_ms: *elapsed_ms,
+                elapsed: *elapsed,
                 last_error: last_error.clone(),
                 unacked: unacked.clone(),
             },
@@ -386,7 +395,7 @@ impl Shared {
         &self,
         op: &'static str,
         payload: Option<Bytes>,
-        waited: u64,
+        waited: Duration,
     ) -> Option<ClientError> {
         if self.receiving.load(Ordering::SeqCst) {
             return None;
@@ -401,7 +410,7 @@ impl Shared {
         full.then_some(ClientError::Deadlock {
             op,
             payload,
-            waited_ms: waited,
+            waited,
             unread,
             unread_bytes,
             window: local.window,
@@ -485,7 +494,7 @@ struct Tracked {
 enum Outcome {
     /// Transport failure, close with messages unacknowledged, or no ack within the ack
     /// timeout: reconnect. Carries the reason.
-    Drop(String),
+    Drop(EarlierError),
     /// Protocol violation by the peer: stop.
     Violation(AckError),
     /// Clean close by the peer, nothing unacknowledged: stop.
@@ -498,13 +507,17 @@ enum Outcome {
     /// `AckSender::close` shut the sending direction: the receiving half may still read.
     SenderClosed,
     /// Shutting the sending direction failed (everything was acknowledged before).
-    CloseFailed(String),
+    CloseFailed(EarlierError),
 }
 
 /// The peer said it is going away (shutdown, restart, idle close): reconnect, whatever is in
 /// flight, unlike a plain close, which ends the conversation.
 fn going_away(reason: GoAwayReason) -> Outcome {
-    Outcome::Drop(format!("the server is going away ({reason}); reconnecting"))
+    Outcome::Drop(EarlierError::new(
+        format!("the server is going away ({reason}); reconnecting"),
+        Cause::Transport,
+        true,
+    ))
 }
 
 fn classify(e: AckError) -> Outcome {
@@ -517,7 +530,7 @@ fn classify(e: AckError) -> Outcome {
         | AckError::ClosedWithUnacked { .. }
         | AckError::ClosedBeforeHello
         | AckError::PeerSilent { .. }
-        | AckError::Failed { .. } => Outcome::Drop(e.to_string()),
+        | AckError::Failed { .. } => Outcome::Drop(EarlierError::from(&e)),
         _ => Outcome::Violation(e),
     }
 }
@@ -586,11 +599,10 @@ impl Driver {
                         return;
                     }
                     let queued = self.batch.len() + self.shared.outq().queue.len();
-                    let why = AckError::ClosedWithUnacked {
+                    let why = EarlierError::from(&AckError::ClosedWithUnacked {
                         unacked: queued,
                         acked: conn.as_ref().map_or(0, |c| c.acked_through()),
-                    }
-                    .to_string();
+                    });
                     if let Some(conn) = conn {
                         self.park(conn);
                     }
@@ -645,7 +657,7 @@ impl Driver {
     /// Reconnects after a drop (`why` says what ended the old connection) and installs the
     /// new connection; or, when the policy gives up, stops the client. Returns `false` once
     /// stopped.
-    async fn reconnect_or_stop(&mut self, why: String) -> bool {
+    async fn reconnect_or_stop(&mut self, why: EarlierError) -> bool {
         match self.reconnect(why).await {
             Ok(new) => {
                 self.install(new);
@@ -733,7 +745,7 @@ impl Driver {
     }
 
     /// Reconnects per the policy and resends every unacknowledged message, flagged.
-    async fn reconnect(&mut self, first: String) -> Result<Conn, Stop> {
+    async fn reconnect(&mut self, first: EarlierError) -> Result<Conn, Stop> {
         let mut started = Instant::now();
         let mut backoff = self.settings.policy.backoff();
         let mut last_error = first;
@@ -742,7 +754,7 @@ impl Driver {
                 self.freeze_queue();
                 return Err(Stop::GaveUp {
                     attempts: backoff.attempts(),
-                    elapsed_ms: started.elapsed().as_millis(),
+                    elapsed: started.elapsed(),
                     last_error,
                     unacked: self.unacked_payloads(None),
                 });
@@ -757,8 +769,8 @@ impl Driver {
                         session_state(&self.settings.ack, &self.settings.codec)
                             .map_err(|e| Stop::GaveUp {
                                 attempts: backoff.attempts(),
-                                elapsed_ms: started.elapsed().as_millis(),
-                                last_error: e.to_string(),
+                                elapsed: started.elapsed(),
+                                last_error: EarlierError::from(&e),
                                 unacked: self.unacked_payloads(None),
                             })?
                             .1,
@@ -781,7 +793,7 @@ impl Driver {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, attempt = backoff.attempts(), "reconnect failed");
-                    last_error = e.to_string();
+                    last_error = EarlierError::from(&e);
                     continue;
                 }
             };
@@ -796,7 +808,7 @@ impl Driver {
                         started = Instant::now();
                     }
                     self.stash_unacked(&mut conn);
-                    last_error = e.to_string();
+                    last_error = EarlierError::from(&e);
                 }
             }
         }
@@ -879,7 +891,7 @@ impl Driver {
 
     /// With an ack timeout configured and messages in flight: ready (with the reason) once
     /// no ack has arrived for that long.
-    fn poll_ack_timeout(&mut self, conn: &Conn, cx: &mut Context<'_>) -> Poll<String> {
+    fn poll_ack_timeout(&mut self, conn: &Conn, cx: &mut Context<'_>) -> Poll<EarlierError> {
         let Some(timeout) = self.settings.ack_timeout else {
             return Poll::Pending;
         };
@@ -893,10 +905,14 @@ impl Driver {
             self.ack_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
         }
         match self.ack_deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(format!(
-                "no ack within {} ms with {} messages unacknowledged (acknowledged through {acked})",
-                timeout.as_millis(),
-                self.tracked.len()
+            Some(Poll::Ready(())) => Poll::Ready(EarlierError::new(
+                format!(
+                    "no ack within {} ms with {} messages unacknowledged (acknowledged through {acked})",
+                    timeout.as_millis(),
+                    self.tracked.len()
+                ),
+                Cause::Timeout,
+                true,
             )),
             _ => Poll::Pending,
         }
@@ -950,13 +966,10 @@ impl Driver {
                 return Poll::Ready(if self.tracked.is_empty() && self.pending.is_none() {
                     Outcome::PeerClosed
                 } else {
-                    Outcome::Drop(
-                        AckError::ClosedWithUnacked {
-                            unacked: self.tracked.len(),
-                            acked: slot.conn.as_ref().map_or(0, |c| c.acked_through()),
-                        }
-                        .to_string(),
-                    )
+                    Outcome::Drop(EarlierError::from(&AckError::ClosedWithUnacked {
+                        unacked: self.tracked.len(),
+                        acked: slot.conn.as_ref().map_or(0, |c| c.acked_through()),
+                    }))
                 });
             }
             Some(outcome) => return Poll::Ready(outcome),
@@ -1093,7 +1106,7 @@ impl Driver {
                     // the receiving half goes on reading until the peer closes its side.
                     let outcome = match &r {
                         Ok(()) => Outcome::SenderClosed,
-                        Err(e) => Outcome::CloseFailed(e.to_string()),
+                        Err(e) => Outcome::CloseFailed(EarlierError::from(e)),
                     };
                     let mut r = r.map_err(ClientError::Ack);
                     for done in self.closing.drain(..) {
@@ -1709,7 +1722,7 @@ impl AckSender {
             if tokio::time::timeout(grace, notified).await.is_err()
                 && self.shared.settled.load(Ordering::Relaxed) == settled
             {
-                let waited = grace.as_millis() as u64;
+                let waited = grace;
                 let payload = Some(payload.clone());
                 if let Some(e) = self.shared.deadlock("send", payload, waited) {
                     return Err(e);
@@ -1769,7 +1782,7 @@ impl AckSender {
     }
 
     /// `Some(reason)` once the client stopped accepting sends.
-    fn stopped_reason(&self) -> Option<String> {
+    fn stopped_reason(&self) -> Option<EarlierError> {
         if !self.shared.stopping.load(Ordering::SeqCst) {
             return None;
         }
@@ -1779,8 +1792,10 @@ impl AckSender {
         }
         Some(match &inbox.end {
             Some(end) => end.reason(),
-            None if inbox.sender_closed => "the sending half was closed".to_string(),
-            None => "the client is stopping".to_string(),
+            None if inbox.sender_closed => {
+                EarlierError::new("the sending half was closed", Cause::Local, false)
+            }
+            None => EarlierError::new("the client is stopping", Cause::Local, false),
         })
     }
 
@@ -1811,7 +1826,7 @@ impl AckSender {
             match tokio::time::timeout(grace, &mut rx).await {
                 Ok(done) => return done.unwrap_or_else(|_| Err(Self::gone())),
                 Err(_) if self.shared.settled.load(Ordering::Relaxed) == settled => {
-                    let waited = grace.as_millis() as u64;
+                    let waited = grace;
                     if let Some(e) = self.shared.deadlock("flush", None, waited) {
                         return Err(e);
                     }
@@ -1823,7 +1838,7 @@ impl AckSender {
 
     fn gone() -> ClientError {
         ClientError::Stopped {
-            reason: "the client's background task ended".to_string(),
+            reason: task_ended(),
         }
     }
 
@@ -1871,7 +1886,7 @@ impl AckSender {
     ) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
         let gone = || ClientError::Stopped {
-            reason: "the client's background task ended".to_string(),
+            reason: task_ended(),
         };
         self.cmds.send(make(tx)).map_err(|_| gone())?;
         rx.await.unwrap_or_else(|_| Err(gone()))

@@ -61,8 +61,7 @@ impl ClientBuilder {
     /// The defaults: [`DEFAULT_CONNECT_TIMEOUT`], [`DEFAULT_CLOSE_TIMEOUT`], and the codec's
     /// defaults ([`DEFAULT_MAX_FRAME_LEN`], big-endian).
     pub fn new() -> Self {
-        let mut codec = FrameCodecBuilder::new();
-        codec.max_frame_len(DEFAULT_MAX_FRAME_LEN);
+        let codec = FrameCodecBuilder::new().max_frame_len(DEFAULT_MAX_FRAME_LEN);
         ClientBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
@@ -91,7 +90,7 @@ impl ClientBuilder {
 
     /// Maximum frame payload length in both directions (default [`DEFAULT_MAX_FRAME_LEN`]).
     pub fn max_frame_len(mut self, max: usize) -> Self {
-        self.codec.max_frame_len(max);
+        self.codec = self.codec.max_frame_len(max);
         self
     }
 
@@ -122,7 +121,7 @@ impl ClientBuilder {
     /// the window the server grants in its HELLO, clamped to this client's own caps (see
     /// [`ack_config`](Self::ack_config)). Shorthand for `AckConfig::window`.
     pub fn ack_window(mut self, window: u32) -> Self {
-        self.ack.window(window);
+        self.ack = self.ack.window(window);
         self
     }
 
@@ -206,11 +205,11 @@ impl ClientBuilder {
     }
 
     fn ack_settings(&self, endpoints: Endpoints) -> AckSettings {
-        let mut ack = AckFramedBuilder::new();
-        ack.config(self.ack);
         // As the server's ack mode does: frames are encoded until this much is buffered, then
         // written (a stream of small messages costs one write per 64 KiB, not per 16 KiB).
-        ack.write_high_water(self.write_buffer_limit);
+        let ack = AckFramedBuilder::new()
+            .config(self.ack)
+            .write_high_water(self.write_buffer_limit);
         AckSettings {
             endpoints,
             connect_timeout: self.connect_timeout,

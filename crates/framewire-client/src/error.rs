@@ -1,13 +1,13 @@
 //! The client's error type.
 
 use std::io;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use framewire_codec::ack::AckError;
 use framewire_codec::typed::TypedError;
-use framewire_codec::FrameError;
+use framewire_codec::{Cause, EarlierError, FrameError};
 
 /// What a plain-mode client knows about the traffic when its connection ended.
 ///
@@ -43,6 +43,43 @@ fn list_errors(errors: &[ClientError]) -> String {
 /// Everything that can go wrong in the client.
 ///
 /// Every message carries the numbers needed to diagnose it from a log line.
+/// [`cause`](ClientError::cause), [`is_peer_fault`](ClientError::is_peer_fault),
+/// [`is_connection_usable`](ClientError::is_connection_usable) and
+/// [`is_retryable`](ClientError::is_retryable) answer as every framewire error does (see
+/// [`Cause`]): a retry loop needs nothing else.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use bytes::Bytes;
+/// use framewire_client::{Client, ClientError};
+///
+/// /// One request, retried on a new connection while the failure is transient (refused,
+/// /// reset, timed out); a peer that breaks the protocol or a request over the limit fails at
+/// /// once.
+/// async fn call_with_retry(addr: &str, request: &[u8]) -> Result<Bytes, ClientError> {
+///     let mut attempt = 0;
+///     loop {
+///         let result = match Client::connect(addr).await {
+///             Ok(mut client) => client.call(request).await,
+///             Err(e) => Err(e),
+///         };
+///         match result {
+///             Err(e) if e.is_retryable() && attempt < 3 => {
+///                 attempt += 1;
+///                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+///             }
+///             result => return result,
+///         }
+///     }
+/// }
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// // "localhost" has no port: a bad address, refused at once, not retried.
+/// let err = call_with_retry("localhost", b"ping").await.unwrap_err();
+/// assert!(!err.is_retryable(), "a bad address is not retried: {err}");
+/// # });
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
@@ -83,12 +120,12 @@ pub enum ClientError {
     },
     /// Connecting (including the TLS handshake, with TLS) took longer than the configured
     /// timeout.
-    #[error("connecting to {endpoint} timed out after {timeout_ms} ms")]
+    #[error("connecting to {endpoint} timed out after {} ms", .timeout.as_millis())]
     ConnectTimeout {
         /// Where the client tried to connect.
         endpoint: String,
-        /// The timeout that expired, in milliseconds.
-        timeout_ms: u128,
+        /// The timeout that expired.
+        timeout: Duration,
     },
     /// The connection failed abruptly (reset, broken pipe, closed in the middle of a frame).
     ///
@@ -114,7 +151,7 @@ pub enum ClientError {
     #[error("no reply within {timeout:?}; the connection can no longer pair requests with replies, connect again")]
     CallTimeout {
         /// The deadline that passed.
-        timeout: std::time::Duration,
+        timeout: Duration,
     },
     /// An earlier [`Client::call`](crate::Client::call) was cancelled (a timeout wrapped
     /// around it, a `select!` that took another branch) or timed out after sending, before its
@@ -150,17 +187,18 @@ pub enum ClientError {
     /// the frames counted in `in_flight` may never have been written; the connection is
     /// dropped.
     #[error(
-        "close timed out after {timeout_ms} ms while flushing and shutting down \
+        "close timed out after {} ms while flushing and shutting down \
          (the peer is not reading), with {} frames ({} bytes) sent since the last frame \
          received ({} sent and {} received in total)",
+        timeout.as_millis(),
         in_flight.sent_since_last_reply,
         in_flight.bytes_since_last_reply,
         in_flight.frames_sent,
         in_flight.frames_received
     )]
     CloseTimeout {
-        /// The close timeout that expired, in milliseconds.
-        timeout_ms: u128,
+        /// The close timeout that expired.
+        timeout: Duration,
         /// The traffic counters when the timeout expired.
         in_flight: InFlight,
     },
@@ -183,12 +221,12 @@ pub enum ClientError {
         source: AckError,
     },
     /// Ack mode: the peer sent no HELLO within the connect timeout.
-    #[error("no ack-mode HELLO from {endpoint} within {timeout_ms} ms")]
+    #[error("no ack-mode HELLO from {endpoint} within {} ms", .timeout.as_millis())]
     HandshakeTimeout {
         /// Where the client connected.
         endpoint: String,
-        /// The timeout that expired, in milliseconds.
-        timeout_ms: u128,
+        /// The timeout that expired.
+        timeout: Duration,
     },
     /// Ack mode: a local, per-message error (a payload longer than the peer accepts). The
     /// message was not accepted; the connection is unaffected.
@@ -198,17 +236,18 @@ pub enum ClientError {
     /// exactly the messages accepted by `send` and never acknowledged, oldest first; they may
     /// or may not have reached the peer's application.
     #[error(
-        "reconnect gave up after {attempts} attempts in {elapsed_ms} ms, \
+        "reconnect gave up after {attempts} attempts in {} ms, \
          {} messages unacknowledged (handed back): {last_error}",
+        elapsed.as_millis(),
         unacked.len()
     )]
     GaveUp {
         /// Reconnect attempts made after the last drop.
         attempts: u32,
-        /// Time spent since the last drop, in milliseconds.
-        elapsed_ms: u128,
-        /// Why the last attempt (or the drop itself) failed.
-        last_error: String,
+        /// Time spent since the last drop.
+        elapsed: Duration,
+        /// Why the last attempt (or the drop itself) failed: its message and classification.
+        last_error: EarlierError,
         /// The unacknowledged messages, oldest first.
         unacked: Vec<Bytes>,
     },
@@ -231,8 +270,8 @@ pub enum ClientError {
     NotSent {
         /// The message that was not sent.
         payload: Bytes,
-        /// Why the client stopped.
-        reason: String,
+        /// Why the client stopped (its message and classification).
+        reason: EarlierError,
     },
     /// Ack mode: a receipt whose message will never be acknowledged (the client stopped; the
     /// message is among the `unacked` of [`ClientError::GaveUp`] or
@@ -241,8 +280,8 @@ pub enum ClientError {
     Undelivered {
         /// The message's id ([`Receipt::id`](crate::Receipt::id)).
         id: u64,
-        /// Why the client stopped.
-        reason: String,
+        /// Why the client stopped (its message and classification).
+        reason: EarlierError,
     },
     /// Ack mode: `send` or `flush` waited the
     /// [deadlock grace](crate::ClientBuilder::ack_deadlock_grace) (by default
@@ -253,19 +292,20 @@ pub enum ClientError {
     /// its replies are read: both sides would wait forever. The connection is unaffected;
     /// receive concurrently (split the client and call `recv` in another task) and retry.
     #[error(
-        "{op} blocked for {waited_ms} ms with no acknowledgement: the peer's window is full, \
+        "{op} blocked for {} ms with no acknowledgement: the peer's window is full, \
          and {unread} of the peer's messages ({unread_bytes} bytes) fill this client's receive \
          window of {window} messages ({window_bytes} bytes) while nothing calls recv, so the \
          peer cannot send more and likely waits too. Receive concurrently: split the client \
-         (AckClient::split) and call recv in another task"
+         (AckClient::split) and call recv in another task",
+        waited.as_millis()
     )]
     Deadlock {
         /// `"send"` or `"flush"`.
         op: &'static str,
         /// The message `send` did not accept (`None` for `flush`).
         payload: Option<Bytes>,
-        /// How long it waited, in milliseconds.
-        waited_ms: u64,
+        /// How long it waited.
+        waited: Duration,
         /// The peer's messages received and not yet acknowledged.
         unread: u64,
         /// Their payload bytes.
@@ -278,8 +318,8 @@ pub enum ClientError {
     /// Ack mode: the client has already stopped (closed, or its background task ended).
     #[error("client stopped: {reason}")]
     Stopped {
-        /// Why.
-        reason: String,
+        /// Why (its message and classification).
+        reason: EarlierError,
     },
 }
 
@@ -295,11 +335,405 @@ impl ClientError {
     }
 }
 
+impl ClientError {
+    /// Whose doing this is. [`Cause::Peer`]: a TLS handshake refused over its content (an
+    /// `io::Error` of kind `InvalidData`), a server speaking ack mode to a plain client,
+    /// protocol violations, messages that do not decode. [`Cause::Local`]: a bad address, an
+    /// abandoned call, misuse and values over the limit, a [`Deadlock`](Self::Deadlock) (the
+    /// application does not receive). [`Cause::Transport`]: connecting, a lost or closed
+    /// connection, [`GaveUp`](Self::GaveUp). [`Cause::Timeout`]: the connect, call, close and
+    /// handshake timeouts. Wrapped errors answer as the error inside; `NotSent`,
+    /// `Undelivered` and `Stopped` as their reason; [`NoEndpoint`](Self::NoEndpoint) as its
+    /// errors if they agree, else [`Cause::Transport`].
+    pub fn cause(&self) -> Cause {
+        match self {
+            ClientError::InvalidEndpoint { .. }
+            | ClientError::CallAbandoned
+            | ClientError::Deadlock { .. } => Cause::Local,
+            ClientError::Tls { source, .. } if source.kind() == io::ErrorKind::InvalidData => {
+                Cause::Peer
+            }
+            ClientError::Connect { .. }
+            | ClientError::Tls { .. }
+            | ClientError::ClosedByPeer { .. }
+            | ClientError::GaveUp { .. } => Cause::Transport,
+            ClientError::NoEndpoint { errors } => {
+                let mut causes = errors.iter().map(ClientError::cause);
+                let first = causes.next().unwrap_or(Cause::Transport);
+                if causes.all(|c| c == first) {
+                    first
+                } else {
+                    Cause::Transport
+                }
+            }
+            ClientError::ConnectTimeout { .. }
+            | ClientError::CallTimeout { .. }
+            | ClientError::CloseTimeout { .. }
+            | ClientError::HandshakeTimeout { .. } => Cause::Timeout,
+            ClientError::PeerSpeaksAckMode { .. } => Cause::Peer,
+            ClientError::ConnectionLost { source, .. } => source.cause(),
+            ClientError::Frame(e) => e.cause(),
+            ClientError::Typed(e) => e.cause(),
+            ClientError::Handshake { source, .. } | ClientError::Ack(source) => source.cause(),
+            ClientError::Protocol { source, .. } => source.cause(),
+            ClientError::NotSent { reason, .. }
+            | ClientError::Undelivered { reason, .. }
+            | ClientError::Stopped { reason } => reason.cause(),
+        }
+    }
+
+    /// `true` when [`cause`](Self::cause) is [`Cause::Peer`].
+    pub fn is_peer_fault(&self) -> bool {
+        self.cause() == Cause::Peer
+    }
+
+    /// `true` when the same client can still be used: a value over the limit or that does not
+    /// encode, a message that did not decode (nothing else is lost), an ack-mode payload over
+    /// the peer's limit, a [`Deadlock`](Self::Deadlock) (receive concurrently, then go on).
+    /// Everything else ended the connection (or there was none).
+    pub fn is_connection_usable(&self) -> bool {
+        match self {
+            ClientError::Frame(e) => e.is_connection_usable(),
+            ClientError::Typed(e) => e.is_connection_usable(),
+            ClientError::Ack(e) => e.is_connection_usable(),
+            ClientError::Deadlock { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// `true` when the same operation may succeed if tried again, on a new connection when
+    /// this one is over: connecting failed or timed out, the connection was lost or closed, a
+    /// call timed out or was abandoned, the reconnect policy gave up (a later attempt may
+    /// work), a [`Deadlock`](Self::Deadlock) (once something receives). `false` for a bad
+    /// address, the peer's faults, values over the limit and [`CloseTimeout`](Self::CloseTimeout)
+    /// (the connection is dropped: nothing is left to retry). Wrapped errors and reasons answer
+    /// as themselves; [`NoEndpoint`](Self::NoEndpoint) if any endpoint's error is retryable.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::CallAbandoned | ClientError::Deadlock { .. } => true,
+            ClientError::CloseTimeout { .. } => false,
+            ClientError::NoEndpoint { errors } => errors.iter().any(ClientError::is_retryable),
+            ClientError::ConnectionLost { source, .. } => source.is_retryable(),
+            ClientError::Frame(e) => e.is_retryable(),
+            ClientError::Typed(e) => e.is_retryable(),
+            ClientError::Handshake { source, .. } | ClientError::Ack(source) => {
+                source.is_retryable()
+            }
+            ClientError::Protocol { source, .. } => source.is_retryable(),
+            ClientError::NotSent { reason, .. }
+            | ClientError::Undelivered { reason, .. }
+            | ClientError::Stopped { reason } => reason.is_retryable(),
+            e => matches!(e.cause(), Cause::Transport | Cause::Timeout),
+        }
+    }
+}
+
+impl From<&ClientError> for EarlierError {
+    /// The error's message and classification, for the `reason` of later errors.
+    fn from(e: &ClientError) -> Self {
+        EarlierError::new(e, e.cause(), e.is_retryable())
+    }
+}
+
 impl From<framewire_codec::EndpointError> for ClientError {
     fn from(e: framewire_codec::EndpointError) -> Self {
         ClientError::InvalidEndpoint {
             endpoint: e.endpoint().to_string(),
             reason: e.reason(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use framewire_codec::ack::AckError;
+    use framewire_codec::typed::TypedError;
+    use framewire_codec::{Cause, EarlierError, FrameError};
+
+    use super::{ClientError, InFlight};
+
+    /// Exhaustive: a new variant does not compile until it has a position and a row.
+    fn ordinal(e: &ClientError) -> usize {
+        match e {
+            ClientError::InvalidEndpoint { .. } => 0,
+            ClientError::Connect { .. } => 1,
+            ClientError::NoEndpoint { .. } => 2,
+            ClientError::Tls { .. } => 3,
+            ClientError::ConnectTimeout { .. } => 4,
+            ClientError::ConnectionLost { .. } => 5,
+            ClientError::CallTimeout { .. } => 6,
+            ClientError::CallAbandoned => 7,
+            ClientError::PeerSpeaksAckMode { .. } => 8,
+            ClientError::ClosedByPeer { .. } => 9,
+            ClientError::CloseTimeout { .. } => 10,
+            ClientError::Frame(_) => 11,
+            ClientError::Typed(_) => 12,
+            ClientError::Handshake { .. } => 13,
+            ClientError::HandshakeTimeout { .. } => 14,
+            ClientError::Ack(_) => 15,
+            ClientError::GaveUp { .. } => 16,
+            ClientError::Protocol { .. } => 17,
+            ClientError::NotSent { .. } => 18,
+            ClientError::Undelivered { .. } => 19,
+            ClientError::Deadlock { .. } => 20,
+            ClientError::Stopped { .. } => 21,
+        }
+    }
+    const VARIANTS: usize = 22;
+
+    /// Every variant with its documented answers: cause, usable, retryable (wrapped errors and
+    /// reasons answer as themselves). Fails if a classification is flipped.
+    #[test]
+    fn every_variant_classifies_as_documented() {
+        use Cause::*;
+        let t = Duration::from_millis(250);
+        let ep = || "127.0.0.1:9".to_string();
+        let io = |k: io::ErrorKind| io::Error::from(k);
+        let refused = || ClientError::Connect {
+            endpoint: ep(),
+            source: io(io::ErrorKind::ConnectionRefused),
+        };
+        let plain = || ClientError::PeerSpeaksAckMode { version: 1 };
+        let flight = InFlight::default();
+        let peer_closed = EarlierError::new("the peer closed the connection", Transport, true);
+        let closed = EarlierError::new("the client was closed", Local, false);
+        let table = [
+            (
+                ClientError::InvalidEndpoint {
+                    endpoint: "x".into(),
+                    reason: "no port",
+                },
+                Local,
+                false,
+                false,
+            ),
+            (refused(), Transport, false, true),
+            (
+                ClientError::NoEndpoint {
+                    errors: vec![refused(), plain()],
+                },
+                Transport,
+                false,
+                true,
+            ),
+            (
+                ClientError::NoEndpoint {
+                    errors: vec![plain(), plain()],
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                ClientError::Tls {
+                    endpoint: ep(),
+                    source: io::Error::new(io::ErrorKind::InvalidData, "cert"),
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                ClientError::Tls {
+                    endpoint: ep(),
+                    source: io(io::ErrorKind::UnexpectedEof),
+                },
+                Transport,
+                false,
+                true,
+            ),
+            (
+                ClientError::ConnectTimeout {
+                    endpoint: ep(),
+                    timeout: t,
+                },
+                Timeout,
+                false,
+                true,
+            ),
+            (
+                ClientError::ConnectionLost {
+                    in_flight: flight,
+                    source: FrameError::Io(io(io::ErrorKind::ConnectionReset)),
+                },
+                Transport,
+                false,
+                true,
+            ),
+            (
+                ClientError::ConnectionLost {
+                    in_flight: flight,
+                    source: FrameError::IncomingTooLong { len: 9, max: 8 },
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                ClientError::CallTimeout { timeout: t },
+                Timeout,
+                false,
+                true,
+            ),
+            (ClientError::CallAbandoned, Local, false, true),
+            (plain(), Peer, false, false),
+            (
+                ClientError::ClosedByPeer { in_flight: flight },
+                Transport,
+                false,
+                true,
+            ),
+            (
+                ClientError::CloseTimeout {
+                    timeout: t,
+                    in_flight: flight,
+                },
+                Timeout,
+                false,
+                false,
+            ),
+            (
+                ClientError::Frame(FrameError::OutgoingTooLong { len: 9, max: 8 }),
+                Local,
+                true,
+                false,
+            ),
+            (
+                ClientError::Typed(TypedError::Decode {
+                    len: 1,
+                    format: "bincode",
+                    reason: "x".into(),
+                }),
+                Peer,
+                true,
+                false,
+            ),
+            (
+                ClientError::Handshake {
+                    endpoint: ep(),
+                    source: AckError::VersionMismatch { ours: 1, theirs: 2 },
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                ClientError::Handshake {
+                    endpoint: ep(),
+                    source: AckError::ClosedBeforeHello,
+                },
+                Transport,
+                false,
+                true,
+            ),
+            (
+                ClientError::HandshakeTimeout {
+                    endpoint: ep(),
+                    timeout: t,
+                },
+                Timeout,
+                false,
+                true,
+            ),
+            (
+                ClientError::Ack(AckError::PayloadTooLong { len: 9, max: 8 }),
+                Local,
+                true,
+                false,
+            ),
+            (
+                ClientError::GaveUp {
+                    attempts: 3,
+                    elapsed: t,
+                    last_error: EarlierError::new("refused", Transport, true),
+                    unacked: vec![],
+                },
+                Transport,
+                false,
+                true,
+            ),
+            (
+                ClientError::Protocol {
+                    source: Arc::new(AckError::AckBackwards {
+                        ack: 1,
+                        previous: 2,
+                    }),
+                    unacked: vec![],
+                },
+                Peer,
+                false,
+                false,
+            ),
+            (
+                ClientError::NotSent {
+                    payload: "x".into(),
+                    reason: peer_closed.clone(),
+                },
+                Transport,
+                false,
+                true,
+            ),
+            (
+                ClientError::Undelivered {
+                    id: 1,
+                    reason: closed.clone(),
+                },
+                Local,
+                false,
+                false,
+            ),
+            (
+                ClientError::Deadlock {
+                    op: "send",
+                    payload: None,
+                    waited: t,
+                    unread: 8,
+                    unread_bytes: 8,
+                    window: 8,
+                    window_bytes: 1024,
+                },
+                Local,
+                true,
+                true,
+            ),
+            (
+                ClientError::Stopped {
+                    reason: peer_closed,
+                },
+                Transport,
+                false,
+                true,
+            ),
+            (ClientError::Stopped { reason: closed }, Local, false, false),
+        ];
+        let mut seen = [false; VARIANTS];
+        for (e, cause, usable, retryable) in table {
+            seen[ordinal(&e)] = true;
+            let got = (
+                e.cause(),
+                e.is_peer_fault(),
+                e.is_connection_usable(),
+                e.is_retryable(),
+            );
+            assert_eq!(got, (cause, cause == Peer, usable, retryable), "{e:?}");
+        }
+        assert!(seen.iter().all(|s| *s), "a variant has no row: {seen:?}");
+    }
+
+    /// The numbers stay in the messages, in milliseconds.
+    #[test]
+    fn durations_are_reported_in_milliseconds() {
+        let e = ClientError::ConnectTimeout {
+            endpoint: "127.0.0.1:9".into(),
+            timeout: Duration::from_secs(5),
+        };
+        assert_eq!(
+            e.to_string(),
+            "connecting to 127.0.0.1:9 timed out after 5000 ms"
+        );
     }
 }

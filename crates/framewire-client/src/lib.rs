@@ -60,7 +60,9 @@ pub use ack::{AckClient, AckReceiver, AckSender, Receipt, DEFAULT_DEADLOCK_GRACE
 pub use builder::{ClientBuilder, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
 pub use error::{ClientError, InFlight};
 pub use framewire_codec::ack::Delivery;
-pub use framewire_codec::{Endpoint, EndpointError, IntoEndpoint, IntoEndpoints};
+pub use framewire_codec::{
+    Cause, EarlierError, Endpoint, EndpointError, IntoEndpoint, IntoEndpoints,
+};
 pub use framewire_codec::{VECTORED_WRITE_MIN, ZERO_COPY_MIN};
 pub use plain::{Client, ClientReceiver, ClientSender, CLOSE_MAX_LATE_BYTES};
 pub use reconnect::{
@@ -88,3 +90,8 @@ struct GuideDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/load-balancing.md")]
 struct LoadBalancingDoctests;
+
+/// The Rust example of `docs/errors.md`, compiled as a doctest for the same reason.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/errors.md")]
+struct ErrorsDoctests;

@@ -392,7 +392,7 @@ impl Client {
             Ok(result) => result?,
             Err(_) => {
                 return Err(ClientError::CloseTimeout {
-                    timeout_ms: close_timeout.as_millis(),
+                    timeout: close_timeout,
                     in_flight: counters.snapshot(),
                 })
             }

@@ -89,7 +89,7 @@ pub(crate) async fn within_connect_timeout<T>(
         Ok(result) => result,
         Err(_) => Err(ClientError::ConnectTimeout {
             endpoint: endpoint.to_string(),
-            timeout_ms: timeout.as_millis(),
+            timeout,
         }),
     }
 }

@@ -252,10 +252,8 @@ async fn missing_hello_times_out_or_closes() {
         assert!(
             matches!(
                 err,
-                ClientError::HandshakeTimeout {
-                    timeout_ms: 300,
-                    ..
-                }
+                ClientError::HandshakeTimeout { timeout, .. }
+                    if timeout == Duration::from_millis(300)
             ),
             "{err:?}"
         );

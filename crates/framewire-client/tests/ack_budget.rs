@@ -62,8 +62,7 @@ fn run_attack(frame_len: usize) {
             }
         })
         .await;
-        let mut config = AckConfig::new();
-        config.max_unacked_bytes(CAP);
+        let config = AckConfig::new().max_unacked_bytes(CAP);
         let client = Client::builder()
             .max_frame_len(16 << 20)
             .ack_config(config)

@@ -277,3 +277,47 @@ async fn ack_write_timeout_names_the_full_window() {
     drop(client);
     handle.shutdown();
 }
+
+/// Every builder consumes `self` and returns it, so a chain can be kept in a `let` and
+/// finished later (with the codec's and ack mode's `&mut self` setters this was E0716: the
+/// temporary builder was dropped while borrowed).
+#[tokio::test]
+async fn codec_and_ack_builders_kept_in_a_let() {
+    use framewire_codec::ack::{AckConfig, AckFramed};
+    use framewire_codec::{ByteOrder, FrameCodec};
+
+    let codec = FrameCodec::builder()
+        .max_frame_len(1024)
+        .byte_order(ByteOrder::LittleEndian);
+    assert_eq!(codec.build().max_frame_len(), 1024);
+
+    let config = AckConfig::new().window(2).max_unacked(3);
+    assert_eq!((config.get_window(), config.get_max_unacked()), (2, 3));
+
+    let ack = AckFramed::builder().config(config).write_high_water(4096);
+    assert_eq!(ack.ack_config(), config);
+
+    // A server and a client take the kept builders as they are.
+    let server = Server::builder()
+        .codec(codec)
+        .ack_config(config)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr().clone();
+    let handle = server.handle();
+    let serving = tokio::spawn(server.serve(|mut conn: Connection| async move {
+        while let Some(frame) = conn.recv().await? {
+            conn.send(frame).await?;
+        }
+        Ok::<_, ServerError>(())
+    }));
+    let client = Client::builder().codec(codec).ack_config(config);
+    let mut client = client.connect_ack(&addr).await.unwrap();
+    let receipt = client.send(&b"kept"[..]).await.unwrap();
+    assert_eq!(&client.recv().await.unwrap().unwrap().payload[..], b"kept");
+    receipt.await.unwrap();
+    client.close().await.unwrap();
+    handle.shutdown();
+    serving.await.unwrap();
+}

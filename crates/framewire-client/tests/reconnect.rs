@@ -170,12 +170,22 @@ async fn gave_up_hands_back_exactly_the_unacked() {
         cut_tx.send(()).unwrap();
         let err = client.flush().await.unwrap_err();
         let ClientError::GaveUp {
-            attempts, unacked, ..
+            attempts,
+            unacked,
+            last_error,
+            ..
         } = &err
         else {
             panic!("expected GaveUp, got {err:?}");
         };
         assert_eq!(*attempts, 3);
+        // Every reconnect was refused: a transport failure, worth retrying later.
+        assert_eq!(
+            last_error.cause(),
+            framewire_client::Cause::Transport,
+            "{last_error}"
+        );
+        assert!(last_error.is_retryable() && err.is_retryable(), "{err}");
         assert_eq!(
             unacked,
             &sent[3..].to_vec(),
@@ -186,10 +196,14 @@ async fn gave_up_hands_back_exactly_the_unacked() {
             "{err}"
         );
         for r in receipts {
-            assert!(matches!(r.await, Err(ClientError::Undelivered { .. })));
+            let undelivered = r.await.unwrap_err();
+            assert!(matches!(undelivered, ClientError::Undelivered { .. }));
+            // The client stopped because reconnecting gave up: as retryable as that.
+            assert!(undelivered.is_retryable(), "{undelivered}");
         }
         let err = client.send("after").await.unwrap_err();
         assert!(matches!(&err, ClientError::NotSent { payload, .. } if payload == "after"));
+        assert!(!err.is_connection_usable() && err.is_retryable(), "{err}");
     })
     .await;
 }

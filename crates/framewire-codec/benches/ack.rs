@@ -108,10 +108,9 @@ async fn start_plain() -> mpsc::Sender<Job> {
 async fn start_ack(window: u32, ack_threshold: Option<u64>) -> mpsc::Sender<Job> {
     let (c, s) = tcp_pair().await;
     tokio::spawn(async move {
-        let mut builder = AckFramed::builder();
-        builder.window(window);
+        let mut builder = AckFramed::builder().window(window);
         if let Some(t) = ack_threshold {
-            builder.ack_threshold(t);
+            builder = builder.ack_threshold(t);
         }
         let mut server = builder.new_framed(s);
         while let Some(d) = server.next().await {

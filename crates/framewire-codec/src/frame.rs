@@ -470,24 +470,28 @@ impl FrameCodecBuilder {
     /// Maximum payload length in bytes, for both directions (default
     /// [`DEFAULT_MAX_FRAME_LEN`]). Values above `u32::MAX` act as `u32::MAX`, the most the
     /// length field can say.
-    pub fn max_frame_len(&mut self, max: usize) -> &mut Self {
+    #[must_use = "a builder setter returns the changed builder"]
+    pub fn max_frame_len(mut self, max: usize) -> Self {
         self.max_frame_len = max;
         self
     }
 
     /// Byte order of the length prefix (default big-endian).
-    pub fn byte_order(&mut self, order: ByteOrder) -> &mut Self {
+    #[must_use = "a builder setter returns the changed builder"]
+    pub fn byte_order(mut self, order: ByteOrder) -> Self {
         self.byte_order = order;
         self
     }
 
     /// Shorthand for `byte_order(ByteOrder::LittleEndian)`.
-    pub fn little_endian(&mut self) -> &mut Self {
+    #[must_use = "a builder setter returns the changed builder"]
+    pub fn little_endian(self) -> Self {
         self.byte_order(ByteOrder::LittleEndian)
     }
 
     /// What to do with an incoming frame over the maximum (default [`OversizedFrame::Error`]).
-    pub fn oversized_frame(&mut self, policy: OversizedFrame) -> &mut Self {
+    #[must_use = "a builder setter returns the changed builder"]
+    pub fn oversized_frame(mut self, policy: OversizedFrame) -> Self {
         self.oversized = policy;
         self
     }

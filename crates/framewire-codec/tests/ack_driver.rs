@@ -18,9 +18,9 @@ fn pair(
     let (a, b) = tokio::io::duplex(64 * 1024);
     let mut builder = AckFramedBuilder::new();
     if let Some(c) = config {
-        builder.config(c);
+        builder = builder.config(c);
     }
-    builder.window(window);
+    let builder = builder.window(window);
     (
         builder.driver(a, FrameCodec::new()),
         builder.driver(b, FrameCodec::new()),
@@ -98,8 +98,7 @@ async fn keepalive_keeps_a_quiet_pair_alive_for_ten_minutes() {
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_peer_fails_the_driver_after_the_peer_timeout() {
-    let mut config = AckConfig::new();
-    config
+    let config = AckConfig::new()
         .keepalive(Some(Duration::from_secs(5)))
         .peer_timeout(Some(Duration::from_secs(20)));
     let (mut a, mut b) = pair(4, Some(config));

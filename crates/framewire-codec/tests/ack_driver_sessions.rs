@@ -20,11 +20,10 @@ use tokio::io::DuplexStream;
 type Driver = AckDriver<DuplexStream>;
 
 fn config() -> AckConfig {
-    let mut c = AckConfig::new();
-    c.window(8)
+    AckConfig::new()
+        .window(8)
         .keepalive(Some(Duration::from_secs(5)))
-        .peer_timeout(Some(Duration::from_secs(20)));
-    c
+        .peer_timeout(Some(Duration::from_secs(20)))
 }
 
 fn driver(io: DuplexStream, state: AckState) -> Driver {

@@ -96,8 +96,7 @@ fn silent_peer_times_out_with_the_reason() {
 
 #[test]
 fn timers_off_never_fire() {
-    let mut config = AckConfig::new();
-    config.keepalive(None).peer_timeout(None);
+    let config = AckConfig::new().keepalive(None).peer_timeout(None);
     let t0 = Instant::now();
     let (mut a, _b) = pair(config, config, t0);
     assert_eq!(a.poll_timeout(), None);
@@ -130,8 +129,7 @@ fn goaway_goes_after_the_data_and_is_an_event() {
 
 #[test]
 fn acked_and_window_opened_events_are_coalesced() {
-    let mut cfg = AckConfig::new();
-    cfg.window(2);
+    let cfg = AckConfig::new().window(2);
     let t0 = Instant::now();
     let (mut a, mut b) = pair(cfg, cfg, t0);
     a.send(Bytes::from_static(b"1"), false).unwrap();
@@ -149,10 +147,8 @@ fn acked_and_window_opened_events_are_coalesced() {
 
 #[test]
 fn a_grant_of_u32_max_is_clamped_to_the_local_caps() {
-    let mut greedy = AckConfig::new();
-    greedy.window(u32::MAX).window_bytes(u32::MAX);
-    let mut careful = AckConfig::new();
-    careful.max_unacked(4).max_unacked_bytes(100);
+    let greedy = AckConfig::new().window(u32::MAX).window_bytes(u32::MAX);
+    let careful = AckConfig::new().max_unacked(4).max_unacked_bytes(100);
     let t0 = Instant::now();
     let (mut a, _b) = pair(careful, greedy, t0);
     assert_eq!(a.peer_window(), u32::MAX);
@@ -171,8 +167,7 @@ fn a_grant_of_u32_max_is_clamped_to_the_local_caps() {
 
 #[test]
 fn a_message_larger_than_the_byte_window_goes_alone() {
-    let mut small = AckConfig::new();
-    small.window_bytes(10);
+    let small = AckConfig::new().window_bytes(10);
     let t0 = Instant::now();
     let (mut a, mut b) = pair(AckConfig::new(), small, t0);
     a.send(Bytes::from(vec![1u8; 1000]), false).unwrap();
@@ -188,8 +183,7 @@ fn a_message_larger_than_the_byte_window_goes_alone() {
 
 #[test]
 fn data_beyond_the_byte_window_is_refused_with_numbers() {
-    let mut small = AckConfig::new();
-    small.window_bytes(100);
+    let small = AckConfig::new().window_bytes(100);
     let t0 = Instant::now();
     // A hostile peer: sends HELLO, then DATA ignoring the byte window.
     let mut me = small.build(1 << 20);
@@ -217,8 +211,7 @@ fn data_beyond_the_byte_window_is_refused_with_numbers() {
 
 #[test]
 fn acks_free_the_byte_window_on_both_sides() {
-    let mut cfg = AckConfig::new();
-    cfg.window_bytes(100);
+    let cfg = AckConfig::new().window_bytes(100);
     let t0 = Instant::now();
     let (mut a, mut b) = pair(cfg, cfg, t0);
     let mut taken = 0;

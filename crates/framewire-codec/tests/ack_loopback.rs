@@ -21,10 +21,9 @@ const N: usize = 300;
 async fn one_way(window: u32, ack_threshold: Option<u64>) {
     let (c, s) = tcp_pair().await;
     let server = tokio::spawn(async move {
-        let mut builder = AckFramed::builder();
-        builder.window(window);
+        let mut builder = AckFramed::builder().window(window);
         if let Some(t) = ack_threshold {
-            builder.ack_threshold(t);
+            builder = builder.ack_threshold(t);
         }
         let mut conn = builder.new_framed(s);
         let mut got = Vec::new();
@@ -377,8 +376,7 @@ async fn split_sink_parked_after_a_flush(
 /// The stream half gets the message sent after the sink's flush finished.
 #[tokio::test(flavor = "current_thread")]
 async fn split_stream_half_is_woken_after_the_sink_finished_a_flush() {
-    let mut config = framewire_codec::ack::AckConfig::default();
-    config.window(16);
+    let config = framewire_codec::ack::AckConfig::default().window(16);
     let (got, tasks) = split_sink_parked_after_a_flush(config, true).await;
     assert_eq!(&got.unwrap().unwrap().payload[..], b"later");
     tasks.iter().for_each(tokio::task::JoinHandle::abort);
@@ -388,8 +386,7 @@ async fn split_stream_half_is_woken_after_the_sink_finished_a_flush() {
 /// used to wake the parked sink task instead).
 #[tokio::test(flavor = "current_thread")]
 async fn split_stream_half_gets_the_peer_timeout_after_the_sink_finished_a_flush() {
-    let mut config = framewire_codec::ack::AckConfig::default();
-    config
+    let config = framewire_codec::ack::AckConfig::default()
         .window(16)
         .keepalive(None)
         .peer_timeout(Some(std::time::Duration::from_millis(300)));

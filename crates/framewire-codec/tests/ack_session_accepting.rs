@@ -10,10 +10,9 @@ use bytes::Bytes;
 use framewire_codec::ack::{AckConfig, AckFrame, AckState, GoAwayReason, Hello};
 
 fn config() -> AckConfig {
-    let mut c = AckConfig::new();
-    c.keepalive(Some(Duration::from_secs(5)))
-        .peer_timeout(Some(Duration::from_secs(60)));
-    c
+    AckConfig::new()
+        .keepalive(Some(Duration::from_secs(5)))
+        .peer_timeout(Some(Duration::from_secs(60)))
 }
 
 /// A client HELLO naming a session (resuming it).

@@ -29,9 +29,7 @@ use session_targets::Side;
 const SESSION: SessionId = [7; 16];
 
 fn config(window: u32) -> AckConfig {
-    let mut c = AckConfig::new();
-    c.window(window).window_bytes(64);
-    c
+    AckConfig::new().window(window).window_bytes(64)
 }
 
 /// The accepting side's driver: a state per connection plus the store of detached sessions.

@@ -12,9 +12,7 @@ use framewire_codec::ack::{
 };
 
 fn config() -> AckConfig {
-    let mut c = AckConfig::new();
-    c.window(8).window_bytes(4096);
-    c
+    AckConfig::new().window(8).window_bytes(4096)
 }
 
 /// A client HELLO naming `id`.

@@ -204,7 +204,7 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
     /// disconnected with [`ServerError::Frame`]. In ack mode the limit is at least
     /// [`HELLO_LEN`](framewire_codec::ack::HELLO_LEN) bytes.
     pub fn max_frame_len(mut self, max: usize) -> Self {
-        self.config.connection.codec.max_frame_len(max);
+        self.config.connection.codec = self.config.connection.codec.max_frame_len(max);
         self
     }
 
@@ -258,8 +258,7 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
     /// yields messages and acknowledges each once the handler asks for the next one, `send`
     /// waits for room in the peer's window. See [`Connection`](crate::Connection#ack-mode).
     pub fn ack_mode(self, window: u32) -> Self {
-        let mut config = AckConfig::new();
-        config.window(window);
+        let config = AckConfig::new().window(window);
         self.ack_config(config)
     }
 

@@ -221,8 +221,7 @@ impl ConnectionConfig {
         let codec = self.codec.build();
         let hello = framewire_codec::ack::HELLO_LEN;
         if self.ack.is_some() && codec.max_frame_len() < hello {
-            let mut builder = self.codec;
-            return builder.max_frame_len(hello).build();
+            return self.codec.max_frame_len(hello).build();
         }
         codec
     }

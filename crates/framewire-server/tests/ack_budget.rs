@@ -125,8 +125,9 @@ fn run_attack(frame_len: usize) {
         .build()
         .unwrap();
     rt.block_on(within(async {
-        let mut config = AckConfig::new();
-        config.window_bytes(BUDGET).max_unacked_bytes(BUDGET);
+        let config = AckConfig::new()
+            .window_bytes(BUDGET)
+            .max_unacked_bytes(BUDGET);
         let builder = Server::builder()
             .max_frame_len(16 << 20)
             .ack_config(config)

@@ -64,8 +64,7 @@ pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(60);
 /// use std::time::Duration;
 /// use framewire_codec::ack::{AckConfig, DEFAULT_WINDOW_BYTES};
 ///
-/// let mut config = AckConfig::new();
-/// config.window(1).keepalive(Some(Duration::from_secs(5)));
+/// let config = AckConfig::new().window(1).keepalive(Some(Duration::from_secs(5)));
 /// let state = config.build(1024);
 /// assert_eq!(state.local_hello().window, 1); // stop-and-wait
 /// assert_eq!(state.local_hello().window_bytes, DEFAULT_WINDOW_BYTES);
@@ -103,7 +102,8 @@ impl AckConfig {
 
     /// The window in messages this side grants the peer (default [`DEFAULT_WINDOW`]; 1 is
     /// stop-and-wait; 0 acts as 1).
-    pub fn window(&mut self, messages: u32) -> &mut Self {
+    #[must_use = "a builder setter returns the changed builder"]
+    pub fn window(mut self, messages: u32) -> Self {
         self.window = messages.max(1);
         self
     }
@@ -111,14 +111,16 @@ impl AckConfig {
     /// The window in payload bytes this side grants the peer (default
     /// [`DEFAULT_WINDOW_BYTES`]; 0 acts as 1). The peer may send while fewer bytes are
     /// unacknowledged, so one message larger than this still goes through, alone.
-    pub fn window_bytes(&mut self, bytes: u32) -> &mut Self {
+    #[must_use = "a builder setter returns the changed builder"]
+    pub fn window_bytes(mut self, bytes: u32) -> Self {
         self.window_bytes = bytes.max(1);
         self
     }
 
     /// The most messages this side keeps sent and unacknowledged, whatever the peer grants
     /// (default [`DEFAULT_MAX_UNACKED`]; 0 acts as 1).
-    pub fn max_unacked(&mut self, messages: u32) -> &mut Self {
+    #[must_use = "a builder setter returns the changed builder"]
+    pub fn max_unacked(mut self, messages: u32) -> Self {
         self.max_unacked = messages.max(1);
         self
     }
@@ -126,21 +128,24 @@ impl AckConfig {
     /// The most payload bytes this side keeps sent and unacknowledged, whatever the peer
     /// grants (default [`DEFAULT_MAX_UNACKED_BYTES`]; 0 acts as 1). One message larger than
     /// this is still sent, alone.
-    pub fn max_unacked_bytes(&mut self, bytes: u32) -> &mut Self {
+    #[must_use = "a builder setter returns the changed builder"]
+    pub fn max_unacked_bytes(mut self, bytes: u32) -> Self {
         self.max_unacked_bytes = bytes.max(1);
         self
     }
 
     /// After how many taken messages an ACK is sent even though more received messages are
     /// still buffered (default: half the window). See [`AckState::set_ack_threshold`].
-    pub fn ack_threshold(&mut self, messages: u64) -> &mut Self {
+    #[must_use = "a builder setter returns the changed builder"]
+    pub fn ack_threshold(mut self, messages: u64) -> Self {
         self.ack_threshold = Some(messages);
         self
     }
 
     /// Send a PING after this long without receiving anything (default
     /// [`DEFAULT_KEEPALIVE`]; `None`: never).
-    pub fn keepalive(&mut self, interval: Option<Duration>) -> &mut Self {
+    #[must_use = "a builder setter returns the changed builder"]
+    pub fn keepalive(mut self, interval: Option<Duration>) -> Self {
         self.keepalive = interval;
         self
     }
@@ -148,7 +153,8 @@ impl AckConfig {
     /// Fail the connection with [`AckError::PeerSilent`](super::AckError::PeerSilent) after
     /// this long without receiving anything (default [`DEFAULT_PEER_TIMEOUT`]; `None`:
     /// never). Detected within one keepalive interval after it expires.
-    pub fn peer_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+    #[must_use = "a builder setter returns the changed builder"]
+    pub fn peer_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.peer_timeout = timeout;
         self
     }

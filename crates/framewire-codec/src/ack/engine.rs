@@ -198,8 +198,7 @@ impl AckState {
     /// accepts (its codec's maximum; values above `u32::MAX` say `u32::MAX`). The HELLO is the
     /// first frame [`poll_transmit`](Self::poll_transmit) returns.
     pub fn new(window: u32, max_frame_len: usize) -> AckState {
-        let mut config = AckConfig::new();
-        config.window(window);
+        let config = AckConfig::new().window(window);
         AckState::with_config(config, max_frame_len)
     }
 
