@@ -3,14 +3,13 @@
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use framewire_codec::ack::{FrameKind, HELLO_LEN, MAGIC};
-use framewire_codec::{FrameCodec, FrameCodecBuilder, FrameError};
+use framewire_codec::{FrameCodec, FrameCodecBuilder, FrameError, FrameReader};
 use futures_util::{Stream, StreamExt};
-use tokio_util::codec::FramedRead;
 
 use crate::transport::{ByteStream, ReadHalf};
 use crate::writer::{FrameWriter, WriteError};
@@ -168,10 +167,14 @@ impl Client {
                 counters: Arc::clone(&counters),
             },
             rx: ClientReceiver {
-                read: codec.new_read(read),
+                io: read,
+                codec: codec.build(),
+                input: FrameReader::new(),
                 counters,
                 first: true,
                 ack_peer: None,
+                eof: false,
+                done: false,
             },
             endpoint,
             close_timeout,
@@ -512,14 +515,26 @@ impl ClientSender {
 /// The receiving half of a [`Client`], from [`Client::split`].
 ///
 /// Also a `Stream` of `Result<Bytes, ClientError>` that ends when the peer closes cleanly.
+///
+/// It reads through the codec's [`FrameReader`], the read path the server's connections use:
+/// reads grow while the peer keeps them full, and between frames the receiver waits for
+/// bytes without holding a read buffer (over TCP and Unix sockets; over TLS it releases the
+/// buffer whenever a read finds nothing between frames).
 #[derive(Debug)]
 pub struct ClientReceiver {
-    read: FramedRead<ReadHalf, FrameCodec>,
+    io: ReadHalf,
+    codec: FrameCodec,
+    input: FrameReader,
     counters: Arc<Counters>,
     /// No frame received yet: the first one is checked for an ack-mode HELLO.
     first: bool,
     /// The ack-mode version of the HELLO the peer sent first, if it did: every receive fails.
     ack_peer: Option<u8>,
+    /// The peer closed its side: what is buffered is decoded, then the stream ends.
+    eof: bool,
+    /// The stream ended (cleanly or with an error): every later poll returns `None`, as
+    /// tokio-util's `FramedRead` does after an error.
+    done: bool,
 }
 
 impl ClientReceiver {
@@ -541,6 +556,40 @@ impl ClientReceiver {
     pub fn in_flight(&self) -> InFlight {
         self.counters.snapshot()
     }
+
+    /// The next frame, reading as needed; `Ok(None)` at the end of the stream.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, FrameError>> {
+        if let Some(frame) = self.input.next_buffered(&mut self.codec) {
+            return Poll::Ready(Ok(Some(frame)));
+        }
+        loop {
+            if self.done {
+                return Poll::Ready(Ok(None));
+            }
+            match self.input.next_frame_or_end(&mut self.codec, self.eof) {
+                Ok(Some(frame)) => return Poll::Ready(Ok(Some(frame))),
+                Ok(None) if self.eof => {
+                    self.done = true;
+                    return Poll::Ready(Ok(None));
+                }
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(self.fail(e))),
+            }
+            let io = Pin::new(&mut self.io);
+            match ready!(self.input.poll_fill_ready(&self.codec, io, cx)) {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(self.fail(FrameError::Io(e)))),
+            }
+        }
+    }
+
+    /// Ends the stream after an error (the bytes after it cannot be framed).
+    fn fail(&mut self, err: FrameError) -> FrameError {
+        self.done = true;
+        self.input.clear();
+        err
+    }
 }
 
 /// The protocol version, if `frame` is an ack-mode HELLO: [`HELLO_LEN`] bytes, the HELLO kind
@@ -561,8 +610,8 @@ impl Stream for ClientReceiver {
         if let Some(version) = this.ack_peer {
             return Poll::Ready(Some(Err(ClientError::PeerSpeaksAckMode { version })));
         }
-        match this.read.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
+        match this.poll_frame(cx) {
+            Poll::Ready(Ok(Some(frame))) => {
                 if std::mem::take(&mut this.first) {
                     if let Some(version) = ack_hello_version(&frame) {
                         this.ack_peer = Some(version);
@@ -572,8 +621,8 @@ impl Stream for ClientReceiver {
                 this.counters.received();
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(this.counters.error(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(this.counters.error(e)))),
+            Poll::Ready(Ok(None)) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
     }

@@ -290,6 +290,20 @@ macro_rules! impl_async_write {
 }
 
 impl_async_read!(ReadHalf);
+
+/// The codec's read path waits for readiness through this, so an idle receiver holds no
+/// read buffer ([`framewire_codec::FrameReader::poll_fill_ready`]).
+impl framewire_codec::ReadReady for ReadHalf {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            ReadHalf::Tcp(r) => framewire_codec::ReadReady::poll_read_ready(r, cx),
+            #[cfg(unix)]
+            ReadHalf::Unix(r) => framewire_codec::ReadReady::poll_read_ready(r, cx),
+            // A boxed stream (TLS, a caller's own) cannot tell: the reader reads to find out.
+            ReadHalf::Boxed(_) => Poll::Ready(Ok(())),
+        }
+    }
+}
 impl_async_read!(ByteStream);
 impl_async_write!(WriteHalf);
 impl_async_write!(ByteStream);

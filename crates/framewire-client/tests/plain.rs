@@ -241,6 +241,46 @@ async fn oversized_incoming_frame_is_a_precise_error() {
     .await;
 }
 
+/// The receiver reads through the codec's `FrameReader`: frames dribbled a byte at a time, and
+/// frames larger than any read, pipelined behind small ones, arrive whole and in order.
+#[tokio::test]
+async fn dribbled_and_large_frames_arrive_whole_and_in_order() {
+    within(async {
+        let big = vec![0x5A; 300 * 1024];
+        let frames: Vec<Vec<u8>> = vec![
+            b"one".to_vec(),
+            Vec::new(),
+            big.clone(),
+            b"after".to_vec(),
+            big,
+        ];
+        let mut wire = Vec::new();
+        for f in &frames {
+            wire.extend_from_slice(&u32::try_from(f.len()).unwrap().to_be_bytes());
+            wire.extend_from_slice(f);
+        }
+        let script = wire.clone();
+        let addr = spawn_scripted(|mut stream| async move {
+            // The first two frames a byte at a time, each byte its own write.
+            for b in &script[..4 + 3 + 4] {
+                stream.write_all(&[*b]).await.unwrap();
+                stream.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            stream.write_all(&script[4 + 3 + 4..]).await.unwrap();
+        })
+        .await;
+        let mut client = Client::connect(addr).await.unwrap();
+        for (i, expected) in frames.iter().enumerate() {
+            let got = client.recv().await.unwrap().unwrap();
+            assert_eq!(&got[..], &expected[..], "frame {i}");
+        }
+        assert_eq!(client.recv().await.unwrap(), None, "clean end of stream");
+        assert_eq!(client.in_flight().frames_received, 5);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn oversized_outgoing_frame_is_refused_and_connection_survives() {
     within(async {

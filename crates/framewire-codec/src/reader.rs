@@ -242,6 +242,26 @@ impl FrameReader {
         end
     }
 
+    /// [`next_frame_at_eof`](Self::next_frame_at_eof) once the transport reported end of
+    /// stream (`at_eof`), else [`next_frame`](Self::next_frame): the decode step of a read
+    /// loop.
+    ///
+    /// # Errors
+    ///
+    /// As those two.
+    #[inline]
+    pub fn next_frame_or_end(
+        &mut self,
+        codec: &mut FrameCodec,
+        at_eof: bool,
+    ) -> Result<Option<Bytes>, FrameError> {
+        if at_eof {
+            self.next_frame_at_eof(codec)
+        } else {
+            self.next_frame(codec)
+        }
+    }
+
     /// Releases the buffer if nothing is buffered (the read size learned so far is kept).
     pub fn release(&mut self) {
         if self.buf.is_empty() && self.holds_memory() {

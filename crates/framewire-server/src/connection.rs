@@ -1119,12 +1119,7 @@ impl<S> Connection<S> {
                     self.run_ready = true;
                     return Poll::Ready(Ok(None));
                 }
-                let decoded = if self.eof {
-                    self.input.next_frame_at_eof(&mut self.codec)
-                } else {
-                    self.input.next_frame(&mut self.codec)
-                };
-                match decoded {
+                match self.input.next_frame_or_end(&mut self.codec, self.eof) {
                     Ok(Some(frame)) => {
                         self.idle_since = None;
                         self.frame_since = None;
