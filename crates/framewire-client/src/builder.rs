@@ -23,6 +23,13 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// well-behaved peer closes within a round trip; one that never does must not hold the caller.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long [`Client::close`] waits, by default, for the next frame or the peer's close once
+/// it has shut down its sending side: 1 s of quiet, and it returns (see
+/// [`ClientBuilder::close_linger`]). Longer than a round trip on any real path, so replies
+/// still on their way are read; far shorter than the close timeout, so a peer that keeps its
+/// side open after the client's FIN costs a second, not five.
+pub const DEFAULT_CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 /// Settings for a client connection, with named defaults.
 ///
 /// ```no_run
@@ -49,6 +56,7 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ClientBuilder {
     pub(crate) connect_timeout: Duration,
     pub(crate) close_timeout: Duration,
+    pub(crate) close_linger: Option<Duration>,
     pub(crate) codec: FrameCodecBuilder,
     pub(crate) ack: AckConfig,
     pub(crate) policy: ReconnectPolicy,
@@ -72,6 +80,7 @@ impl ClientBuilder {
         ClientBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            close_linger: Some(DEFAULT_CLOSE_LINGER),
             codec,
             ack: AckConfig::new(),
             policy: ReconnectPolicy::default(),
@@ -92,6 +101,15 @@ impl ClientBuilder {
     /// the peer to close its side.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
+        self
+    }
+
+    /// Once [`Client::close`] has shut down the sending side, how long it waits for each next
+    /// frame (or the peer's close) before it stops reading and returns (default
+    /// [`DEFAULT_CLOSE_LINGER`]). A peer that keeps its side open and sends nothing more costs
+    /// this long; `None`: wait for the peer's close until the close timeout.
+    pub fn close_linger(mut self, linger: impl Into<Option<Duration>>) -> Self {
+        self.close_linger = linger.into();
         self
     }
 
@@ -287,7 +305,7 @@ impl ClientBuilder {
             transport,
             &self.codec,
             endpoint,
-            self.close_timeout,
+            (self.close_timeout, self.close_linger),
             self.write_buffer_limit,
         )
     }

@@ -65,7 +65,9 @@ mod typed;
 mod writer;
 
 pub use ack::{AckClient, AckReceiver, AckSender, Receipt, DEFAULT_DEADLOCK_GRACE};
-pub use builder::{ClientBuilder, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
+pub use builder::{
+    ClientBuilder, DEFAULT_CLOSE_LINGER, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+};
 pub use error::{ClientError, InFlight};
 pub use framewire_codec::ack::Delivery;
 pub use framewire_codec::{

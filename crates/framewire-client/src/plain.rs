@@ -129,6 +129,7 @@ pub struct Client {
     rx: ClientReceiver,
     endpoint: Endpoint,
     close_timeout: Duration,
+    close_linger: Option<Duration>,
     /// Set while a `call` waits for its reply; still set afterwards only if that call was
     /// cancelled, which makes later calls and receives fail ([`ClientError::CallAbandoned`]).
     call_open: bool,
@@ -156,7 +157,7 @@ impl Client {
         transport: ByteStream,
         codec: &FrameCodecBuilder,
         endpoint: Endpoint,
-        close_timeout: Duration,
+        (close_timeout, close_linger): (Duration, Option<Duration>),
         write_buffer_limit: usize,
     ) -> Client {
         let (read, write) = transport.into_split();
@@ -178,6 +179,7 @@ impl Client {
             },
             endpoint,
             close_timeout,
+            close_linger,
             call_open: false,
         }
     }
@@ -357,10 +359,14 @@ impl Client {
     }
 
     /// Closes gracefully: flushes every buffered frame, tells the peer no more frames are
-    /// coming (TCP FIN / socket shutdown), then keeps reading until the peer closes too. One
-    /// deadline, the close timeout ([`ClientBuilder::close_timeout`]), covers all of it, so a
-    /// peer that stops reading or never closes cannot hold the caller longer. The frames that
-    /// arrived meanwhile (replies that were still on their way) are returned.
+    /// coming (TCP FIN / socket shutdown), then keeps reading until the peer closes too, or
+    /// until nothing has arrived for the close linger ([`ClientBuilder::close_linger`], 1 s by
+    /// default): a peer that keeps its side open after the FIN costs the linger, not the whole
+    /// close timeout. One deadline, the close timeout ([`ClientBuilder::close_timeout`]),
+    /// covers all of it, so a peer that stops reading or keeps sending cannot hold the caller
+    /// longer. The frames that arrived meanwhile (replies that were still on their way) are
+    /// returned; the connection is then dropped (the peer sees end of stream, or a reset if it
+    /// sends more).
     ///
     /// At most [`CLOSE_MAX_LATE_BYTES`] of late frames are kept (plus the one frame that
     /// crosses the cap): once that much has arrived, reading stops, the frames received so
@@ -379,6 +385,7 @@ impl Client {
             tx,
             mut rx,
             close_timeout,
+            close_linger,
             ..
         } = self;
         // A close timeout too large for `Instant` (`Duration::MAX`) means "wait as long as it
@@ -401,7 +408,15 @@ impl Client {
         let mut late_bytes = 0usize;
         let drain = async {
             while late_bytes < CLOSE_MAX_LATE_BYTES {
-                let Some(frame) = rx.recv().await? else {
+                let next = match close_linger {
+                    Some(linger) => match tokio::time::timeout(linger, rx.recv()).await {
+                        Ok(next) => next?,
+                        // Quiet for the linger: the peer keeps its side open; stop here.
+                        Err(_) => break,
+                    },
+                    None => rx.recv().await?,
+                };
+                let Some(frame) = next else {
                     break;
                 };
                 late_bytes = late_bytes.saturating_add(frame.len());

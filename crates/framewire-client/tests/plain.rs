@@ -325,6 +325,34 @@ async fn close_returns_replies_still_on_their_way() {
     .await;
 }
 
+/// A peer that answers, then keeps its side open after the client's FIN (it never closes):
+/// `close` returns the reply once the peer has been quiet for the close linger, not after the
+/// whole close timeout. Paused clock: the times compared are tokio's, not the wall clock's.
+#[tokio::test(start_paused = true)]
+async fn close_returns_after_the_linger_to_a_peer_that_keeps_its_side_open() {
+    let addr = spawn_scripted(|stream| async move {
+        let mut framed = FrameCodec::new().framed(stream);
+        while let Some(Ok(f)) = framed.next().await {
+            framed.send(f).await.unwrap();
+        }
+        // End of stream from the client: keep the connection open anyway.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(framed);
+    })
+    .await;
+    let mut client = Client::connect(addr).await.unwrap();
+    client.send("a").await.unwrap();
+    let start = tokio::time::Instant::now();
+    let late = client.close().await.unwrap();
+    let took = start.elapsed();
+    assert_eq!(late, vec![Bytes::from("a")]);
+    assert!(
+        took >= framewire_client::DEFAULT_CLOSE_LINGER
+            && took < framewire_client::DEFAULT_CLOSE_TIMEOUT,
+        "close took {took:?}"
+    );
+}
+
 #[tokio::test]
 async fn close_timeout_bounds_the_flush_to_a_peer_that_never_reads() {
     // Far more than loopback socket buffers hold, all buffered in the client (small frames
