@@ -38,6 +38,13 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Timeouts and limits
+///
+/// One rule across framewire's builders: a timeout or limit that can be turned off takes
+/// `impl Into<Option<_>>`, so pass the value itself (`Duration::from_secs(5)`, `100`) or
+/// `None` for off; one that cannot be off (a connect, close, handshake or grace timeout)
+/// takes the plain `Duration`.
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     pub(crate) connect_timeout: Duration,
@@ -148,8 +155,8 @@ impl ClientBuilder {
     /// and an ack means the peer's *application* is done with the message, so a slow consumer
     /// would also trip this and then see redeliveries; choose a timeout well above the peer's
     /// longest pause.
-    pub fn ack_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.ack_timeout = timeout;
+    pub fn ack_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.ack_timeout = timeout.into();
         self
     }
 
@@ -163,8 +170,8 @@ impl ClientBuilder {
     /// longer than the grace on one message (a slow database write) looks the same while it
     /// works. Choose a grace above your receiver's longest pause, or `None` to turn the check
     /// off: `send` and `flush` then wait for room (or acks) for as long as it takes.
-    pub fn ack_deadlock_grace(mut self, grace: Option<Duration>) -> Self {
-        self.deadlock_grace = grace;
+    pub fn ack_deadlock_grace(mut self, grace: impl Into<Option<Duration>>) -> Self {
+        self.deadlock_grace = grace.into();
         self
     }
 
@@ -299,7 +306,14 @@ impl ClientBuilder {
     /// Plain mode over a stream the application connected itself: anything
     /// `AsyncRead + AsyncWrite + Unpin + Send` (an SSH channel, one end of
     /// `tokio::io::duplex`, a socket type this crate does not know). With
-    /// [`tls`](ClientBuilder::tls), the TLS handshake runs over it first.
+    #[cfg_attr(
+        feature = "tls",
+        doc = " [`tls`](ClientBuilder::tls), the TLS handshake runs over it first."
+    )]
+    #[cfg_attr(
+        not(feature = "tls"),
+        doc = " `tls` (feature `tls`), the TLS handshake runs over it first."
+    )]
     /// [`Client::endpoint`] is [`Endpoint::Stream`].
     ///
     /// Cost: the stream is boxed, and its reading and writing halves share it behind a lock

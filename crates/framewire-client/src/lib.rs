@@ -20,7 +20,15 @@
 //!   bincode 2 (`framewire_codec::typed`); a frame that does not decode is
 //!   [`ClientError::Typed`] for that message only, and the next one decodes normally.
 //! * [`ReconnectPolicy`]: exponential backoff with jitter, bounded by attempts and time.
-//! * TLS (feature `tls`, rustls with the ring provider): [`ClientBuilder::tls`], in plain
+// The `tls` method exists only with the feature: link to it only then (`cargo doc` without it).
+#![cfg_attr(
+    feature = "tls",
+    doc = " * TLS (feature `tls`, rustls with the ring provider): [`ClientBuilder::tls`], in plain"
+)]
+#![cfg_attr(
+    not(feature = "tls"),
+    doc = " * TLS (feature `tls`, rustls with the ring provider): `ClientBuilder::tls`, in plain"
+)]
 //!   and ack mode, on every reconnect too.
 //! * Any byte stream: [`ClientBuilder::connect_stream`] and
 //!   [`ClientBuilder::connect_ack_stream`] run a connection over a stream the application

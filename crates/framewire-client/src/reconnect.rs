@@ -45,6 +45,13 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 ///     .max_elapsed(Some(Duration::from_secs(2)));
 /// assert_eq!(policy.attempt_limit(), Some(5));
 /// ```
+///
+/// # Timeouts and limits
+///
+/// One rule across framewire's builders: a timeout or limit that can be turned off takes
+/// `impl Into<Option<_>>`, so pass the value itself (`Duration::from_secs(5)`, `100`) or
+/// `None` for off; one that cannot be off (a connect, close, handshake or grace timeout)
+/// takes the plain `Duration`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReconnectPolicy {
     initial_delay: Duration,
@@ -101,14 +108,14 @@ impl ReconnectPolicy {
     }
 
     /// Give up after this many failed attempts (`None`: no limit on attempts).
-    pub fn max_attempts(mut self, attempts: Option<u32>) -> Self {
-        self.max_attempts = attempts;
+    pub fn max_attempts(mut self, attempts: impl Into<Option<u32>>) -> Self {
+        self.max_attempts = attempts.into();
         self
     }
 
     /// Give up once this much time has passed since the drop (`None`: no time limit).
-    pub fn max_elapsed(mut self, limit: Option<Duration>) -> Self {
-        self.max_elapsed = limit;
+    pub fn max_elapsed(mut self, limit: impl Into<Option<Duration>>) -> Self {
+        self.max_elapsed = limit.into();
         self
     }
 

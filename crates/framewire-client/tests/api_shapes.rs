@@ -321,3 +321,48 @@ async fn codec_and_ack_builders_kept_in_a_let() {
     handle.shutdown();
     serving.await.unwrap();
 }
+
+/// One rule for timeouts and limits: those that can be off take `impl Into<Option<_>>` (the
+/// value itself, or `None`), those that cannot take the value. Passing a bare `Duration` to
+/// `stall_timeout`, `write_timeout`, `keepalive`, `peer_timeout`, `ack_timeout`,
+/// `ack_deadlock_grace` or `max_elapsed` was E0308 (they took `Option<Duration>` while
+/// `idle_timeout` took either).
+#[test]
+fn timeouts_take_a_duration_or_none() {
+    use framewire_client::ReconnectPolicy;
+    use framewire_codec::ack::AckConfig;
+
+    let secs = Duration::from_secs;
+    let config = AckConfig::new().keepalive(secs(5)).peer_timeout(None);
+    assert_eq!(config.get_keepalive(), Some(secs(5)));
+    assert_eq!(config.get_peer_timeout(), None);
+    let config = config.keepalive(None).peer_timeout(Some(secs(7)));
+    assert_eq!(
+        (config.get_keepalive(), config.get_peer_timeout()),
+        (None, Some(secs(7)))
+    );
+
+    let policy = ReconnectPolicy::default()
+        .max_elapsed(secs(30))
+        .max_attempts(5);
+    assert_eq!(policy.elapsed_limit(), Some(secs(30)));
+    assert_eq!(policy.attempt_limit(), Some(5));
+    let policy = policy.max_elapsed(None).max_attempts(None);
+    assert_eq!(
+        (policy.elapsed_limit(), policy.attempt_limit()),
+        (None, None)
+    );
+
+    let _client = Client::builder()
+        .connect_timeout(secs(1))
+        .ack_timeout(secs(10))
+        .ack_deadlock_grace(None)
+        .reconnect(policy);
+    let _server = Server::builder()
+        .idle_timeout(secs(60))
+        .stall_timeout(secs(30))
+        .write_timeout(None)
+        .min_receive_rate(100)
+        .max_connections_per_ip(None)
+        .grace_period(secs(5));
+}

@@ -80,6 +80,13 @@ impl Server {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Timeouts and limits
+///
+/// One rule across framewire's builders: a timeout or limit that can be turned off takes
+/// `impl Into<Option<_>>`, so pass the value itself (`Duration::from_secs(5)`, `100`) or
+/// `None` for off; one that cannot be off (a connect, close, handshake or grace timeout)
+/// takes the plain `Duration`.
 pub struct ServerBuilder<S = ()> {
     state: S,
     config: Config,
@@ -157,8 +164,8 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
     /// this long in total (default [`DEFAULT_STALL_TIMEOUT`](crate::DEFAULT_STALL_TIMEOUT)). `None` disables it. The time
     /// counts across frames, and every byte received earns back `1 / min_receive_rate`
     /// seconds, up to this much (see [`min_receive_rate`](ServerBuilder::min_receive_rate)).
-    pub fn stall_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.config.connection.stall_timeout = timeout;
+    pub fn stall_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config.connection.stall_timeout = timeout.into();
         self
     }
 
@@ -173,15 +180,15 @@ impl<S: Send + Sync + 'static> ServerBuilder<S> {
     /// runs out; a peer dripping bytes, even complete 5-byte frames at 1 byte per second,
     /// does, and gets [`ServerError::StallTimeout`]. `None`: bytes earn nothing back, and the
     /// allowance starts over with each frame (the stall timeout bounds each frame alone).
-    pub fn min_receive_rate(mut self, rate: Option<u32>) -> Self {
-        self.config.connection.min_receive_rate = rate.map(|r| r.max(1));
+    pub fn min_receive_rate(mut self, rate: impl Into<Option<u32>>) -> Self {
+        self.config.connection.min_receive_rate = rate.into().map(|r| r.max(1));
         self
     }
 
     /// Fail a send when no outgoing byte could be written for this long (default
     /// [`DEFAULT_WRITE_TIMEOUT`](crate::DEFAULT_WRITE_TIMEOUT)). `None` disables it.
-    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.config.connection.write_timeout = timeout;
+    pub fn write_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config.connection.write_timeout = timeout.into();
         self
     }
 

@@ -21,7 +21,15 @@
 //! | none | [`ServerBuilder::max_connections`] with [`AtCapacity`], [`ServerBuilder::max_connections_per_ip`] |
 //! | none | ack mode: [`ServerBuilder::ack_mode`], every connection speaks ack mode with the configured window ([`Connection`#ack-mode](Connection#ack-mode)) |
 //! | none | [`ServerHandle::stats`] |
-//! | `ssl.SSLContext.wrap_socket(server_side=True)` | [`ServerBuilder::tls`] (feature `tls`: rustls with the ring provider), [`Connection::tls`] for ALPN and the client's certificates |
+// The `tls` methods exist only with the feature: link to them only then.
+#![cfg_attr(
+    feature = "tls",
+    doc = " | `ssl.SSLContext.wrap_socket(server_side=True)` | [`ServerBuilder::tls`] (feature `tls`: rustls with the ring provider), [`Connection::tls`] for ALPN and the client's certificates |"
+)]
+#![cfg_attr(
+    not(feature = "tls"),
+    doc = " | `ssl.SSLContext.wrap_socket(server_side=True)` | `ServerBuilder::tls` (feature `tls`: rustls with the ring provider), `Connection::tls` for ALPN and the client's certificates |"
+)]
 //! | none | [`ServerBuilder::incoming`]: serve the application's own byte streams (any `AsyncRead + AsyncWrite`) |
 //!
 //! # Example: the tutorial's echo server

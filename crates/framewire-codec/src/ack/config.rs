@@ -64,11 +64,18 @@ pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(60);
 /// use std::time::Duration;
 /// use framewire_codec::ack::{AckConfig, DEFAULT_WINDOW_BYTES};
 ///
-/// let config = AckConfig::new().window(1).keepalive(Some(Duration::from_secs(5)));
+/// let config = AckConfig::new().window(1).keepalive(Duration::from_secs(5));
 /// let state = config.build(1024);
 /// assert_eq!(state.local_hello().window, 1); // stop-and-wait
 /// assert_eq!(state.local_hello().window_bytes, DEFAULT_WINDOW_BYTES);
 /// ```
+///
+/// # Timeouts and limits
+///
+/// One rule across framewire's builders: a timeout or limit that can be turned off takes
+/// `impl Into<Option<_>>`, so pass the value itself (`Duration::from_secs(5)`, `100`) or
+/// `None` for off; one that cannot be off (a connect, close, handshake or grace timeout)
+/// takes the plain `Duration`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AckConfig {
     pub(crate) window: u32,
@@ -145,8 +152,8 @@ impl AckConfig {
     /// Send a PING after this long without receiving anything (default
     /// [`DEFAULT_KEEPALIVE`]; `None`: never).
     #[must_use = "a builder setter returns the changed builder"]
-    pub fn keepalive(mut self, interval: Option<Duration>) -> Self {
-        self.keepalive = interval;
+    pub fn keepalive(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.keepalive = interval.into();
         self
     }
 
@@ -154,8 +161,8 @@ impl AckConfig {
     /// this long without receiving anything (default [`DEFAULT_PEER_TIMEOUT`]; `None`:
     /// never). Detected within one keepalive interval after it expires.
     #[must_use = "a builder setter returns the changed builder"]
-    pub fn peer_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.peer_timeout = timeout;
+    pub fn peer_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.peer_timeout = timeout.into();
         self
     }
 
