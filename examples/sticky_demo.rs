@@ -122,10 +122,10 @@ async fn framed(listener: &TcpListener) -> Result<Vec<String>, Box<dyn std::erro
         for i in 0..MESSAGES - 1 {
             // `feed` buffers without flushing: frames coalesce on the wire, as they would
             // under load.
-            out.feed(message(i)).await?;
+            out.feed(bytes::Bytes::from(message(i))).await?;
         }
         // `send` is `feed` + flush.
-        out.send(message(MESSAGES - 1)).await?;
+        out.send(bytes::Bytes::from(message(MESSAGES - 1))).await?;
         Ok::<_, framewire_codec::FrameError>(())
     });
     let (sock, _) = listener.accept().await?;

@@ -28,7 +28,10 @@ async fn stats_reach_prometheus() {
     let body = tokio::time::timeout(Duration::from_secs(20), async {
         let mut client = Framed::new(TcpStream::connect(addr).await.unwrap(), FrameCodec::new());
         for payload in ["one", "two", "three"] {
-            client.send(payload).await.unwrap();
+            client
+                .send(bytes::Bytes::copy_from_slice(payload.as_bytes()))
+                .await
+                .unwrap();
             assert_eq!(
                 &client.next().await.unwrap().unwrap()[..],
                 payload.as_bytes()

@@ -151,7 +151,7 @@ pub fn plain_roundtrip(data: &[u8]) {
     let mut sent = Vec::new();
     for f in &frames {
         let before = wire.len();
-        match codec.encode(&f[..], &mut wire) {
+        match codec.encode(bytes::Bytes::copy_from_slice(&f[..]), &mut wire) {
             Ok(()) => sent.push(f.clone()),
             Err(FrameError::OutgoingTooLong { len, max }) => {
                 assert_eq!(len, f.len());

@@ -174,7 +174,7 @@ async fn payload_too_long_is_refused_and_connection_survives() {
 fn frame(payload: &[u8]) -> Vec<u8> {
     let mut buf = bytes::BytesMut::new();
     FrameCodec::new()
-        .encode(payload, &mut buf)
+        .encode(bytes::Bytes::copy_from_slice(payload), &mut buf)
         .expect("small frame encodes");
     buf.to_vec()
 }

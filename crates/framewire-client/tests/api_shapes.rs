@@ -366,3 +366,22 @@ fn timeouts_take_a_duration_or_none() {
         .max_connections_per_ip(None)
         .grace_period(secs(5));
 }
+
+/// `FrameCodec`'s `Sink` has one item type (`Bytes`), so a plain `framed.flush()` and
+/// `framed.close()` compile (with an encoder for every `AsRef<[u8]>` they were E0283: type
+/// annotations needed).
+#[tokio::test]
+async fn framed_flush_and_close_need_no_annotation() {
+    use futures::{SinkExt, StreamExt};
+
+    let (a, b) = tokio::io::duplex(1024);
+    let mut framed = framewire_codec::FrameCodec::new().framed(a);
+    framed.feed("one".into()).await.unwrap();
+    framed.feed(bytes::Bytes::from(vec![2u8])).await.unwrap();
+    framed.flush().await.unwrap();
+    framed.close().await.unwrap();
+    let mut peer = framewire_codec::FrameCodec::new().framed(b);
+    assert_eq!(&peer.next().await.unwrap().unwrap()[..], b"one");
+    assert_eq!(&peer.next().await.unwrap().unwrap()[..], [2u8]);
+    assert!(peer.next().await.is_none());
+}

@@ -81,7 +81,10 @@ async fn start_plain() -> mpsc::Sender<Job> {
             n += 1;
             if n == BATCH {
                 n = 0;
-                server.send(&b"d"[..]).await.unwrap();
+                server
+                    .send(bytes::Bytes::copy_from_slice(&b"d"[..]))
+                    .await
+                    .unwrap();
             }
         }
     });

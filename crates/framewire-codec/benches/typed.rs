@@ -48,7 +48,9 @@ fn typed_round_trip<F: Format>(
 ) -> Chat {
     scratch.clear();
     typed::encode_into::<F, _>(msg, scratch).expect("encodes");
-    codec.encode(&scratch[..], buf).expect("frame fits");
+    codec
+        .encode(bytes::Bytes::copy_from_slice(&scratch[..]), buf)
+        .expect("frame fits");
     let frame = codec.decode(buf).expect("valid").expect("whole frame");
     typed::decode::<F, Chat>(&frame).expect("decodes")
 }
@@ -70,7 +72,7 @@ fn bench(c: &mut Criterion) {
         let mut buf = BytesMut::with_capacity(256);
         b.iter(|| {
             codec
-                .encode(black_box(&raw_payload), &mut buf)
+                .encode(black_box(raw_payload.clone()), &mut buf)
                 .expect("frame fits");
             let frame = codec.decode(&mut buf).expect("valid").expect("whole frame");
             black_box(frame)
@@ -114,7 +116,9 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             scratch.clear();
             typed::encode_into::<Bincode, _>(black_box(&msg), &mut scratch).expect("encodes");
-            codec.encode(&scratch[..], &mut buf).expect("frame fits");
+            codec
+                .encode(bytes::Bytes::copy_from_slice(&scratch[..]), &mut buf)
+                .expect("frame fits");
             let frame = codec.decode(&mut buf).expect("valid").expect("whole frame");
             let config = bincode::config::standard().with_limit::<4096>();
             let (chat, _): (Chat, usize) =

@@ -74,30 +74,33 @@ enum DecodeState {
 /// The u32 length-prefix frame codec.
 ///
 /// Decodes `[u32 length][payload]` into `Bytes` payloads (zero-copy: each frame is split off
-/// the read buffer) and encodes anything that is `AsRef<[u8]>` (`Bytes`, `&[u8]`, `Vec<u8>`,
-/// `&str`, ...) into a frame. Defaults match tokio-util's `LengthDelimitedCodec`: big-endian,
-/// 8 MiB maximum.
+/// the read buffer) and encodes `Bytes` payloads into frames. Defaults match tokio-util's
+/// `LengthDelimitedCodec`: big-endian, 8 MiB maximum.
 ///
 /// Unlike `LengthDelimitedCodec`, the decoder does not reserve the announced length when it
 /// reads a header: the buffer grows with the bytes that actually arrive (in steps of at most
 /// [`GROWTH_STEP`] on the codec's own initiative). A peer that announces 8 MiB and then stalls
 /// costs a few KiB, not 8 MiB.
 ///
-/// Because the encoder takes any `AsRef<[u8]>`, a bare `framed.flush()` or `framed.close()`
-/// cannot infer which `Sink` to use (the same holds for tokio-util's `LinesCodec`): name the
-/// item type, as in `SinkExt::<Bytes>::flush(&mut framed)`, or end a batch of `feed`s with a
-/// `send`, which flushes.
+/// The encoder takes one item type, `Bytes` (as `LengthDelimitedCodec`'s does), so that a
+/// bare `framed.flush()` or `framed.close()` knows which `Sink` it means; with an encoder for
+/// every `AsRef<[u8]>` they could not infer it (E0283). Other payloads convert on the way in:
+/// `"hello".into()`, `Bytes::from(vec)`, `Bytes::from_static(b"..")`,
+/// `Bytes::copy_from_slice(slice)`. (framewire's server [`Connection`] and client take any
+/// `AsRef<[u8]>` in their own `send`.)
+///
+/// [`Connection`]: https://docs.rs/framewire-server/latest/framewire_server/struct.Connection.html
 ///
 /// # Examples
 ///
 /// ```
-/// use bytes::BytesMut;
+/// use bytes::{Bytes, BytesMut};
 /// use framewire_codec::FrameCodec;
 /// use tokio_util::codec::{Decoder, Encoder};
 ///
 /// let mut codec = FrameCodec::new();
 /// let mut buf = BytesMut::new();
-/// codec.encode("hello", &mut buf)?;
+/// codec.encode(Bytes::from("hello"), &mut buf)?;
 /// assert_eq!(&buf[..], b"\x00\x00\x00\x05hello");
 ///
 /// let frame = codec.decode(&mut buf)?.expect("a whole frame is buffered");
@@ -418,12 +421,12 @@ fn split_frame(src: &mut BytesMut, len: usize) -> Bytes {
     frame
 }
 
-impl<T: AsRef<[u8]>> Encoder<T> for FrameCodec {
+impl Encoder<Bytes> for FrameCodec {
     type Error = FrameError;
 
     #[inline]
-    fn encode(&mut self, item: T, dst: &mut BytesMut) -> Result<(), FrameError> {
-        let payload = item.as_ref();
+    fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let payload = &item[..];
         let header = self.header(payload.len())?;
         dst.reserve(HEADER_LEN + payload.len());
         dst.put_slice(&header);

@@ -67,7 +67,9 @@
 //! # async fn run() -> Result<(), framewire_codec::FrameError> {
 //! let stream = TcpStream::connect("127.0.0.1:9999").await?;
 //! let mut framed = FrameCodec::new().framed(stream);
-//! framed.send("hello").await?;
+//! framed.send("hello".into()).await?; // the Sink's item is `Bytes`
+//! framed.feed(bytes::Bytes::from(vec![1, 2, 3])).await?;
+//! framed.flush().await?; // one item type: nothing to annotate
 //! while let Some(frame) = framed.next().await {
 //!     println!("got {} bytes", frame?.len());
 //! }

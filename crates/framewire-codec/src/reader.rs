@@ -522,7 +522,9 @@ mod tests {
     fn wire(codec: &mut FrameCodec, payloads: &[&[u8]]) -> Vec<u8> {
         let mut buf = BytesMut::new();
         for p in payloads {
-            codec.encode(*p, &mut buf).unwrap();
+            codec
+                .encode(bytes::Bytes::copy_from_slice(p), &mut buf)
+                .unwrap();
         }
         buf.to_vec()
     }

@@ -231,7 +231,9 @@ mod tests {
     fn encoded(codec: &mut FrameCodec, payloads: &[&[u8]]) -> BytesMut {
         let mut buf = BytesMut::new();
         for p in payloads {
-            codec.encode(*p, &mut buf).unwrap();
+            codec
+                .encode(bytes::Bytes::copy_from_slice(p), &mut buf)
+                .unwrap();
         }
         buf
     }

@@ -278,7 +278,7 @@ async fn plain_mode_peer_is_named() {
         let (c, s) = tcp_pair().await;
         let server = tokio::spawn(async move {
             let mut plain = FrameCodec::new().framed(s);
-            plain.send("hello").await.unwrap();
+            plain.send(bytes::Bytes::from("hello")).await.unwrap();
             // Keep the socket open until the client has judged the frame.
             let _ = plain.next().await;
         });

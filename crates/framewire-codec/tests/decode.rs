@@ -15,9 +15,15 @@ fn as_vecs(frames: Vec<bytes::Bytes>) -> Vec<Vec<u8>> {
 fn wire_example_bytes() {
     let mut codec = FrameCodec::new();
     let mut buf = BytesMut::new();
-    codec.encode(&b"hello"[..], &mut buf).unwrap();
-    codec.encode(&b""[..], &mut buf).unwrap();
-    codec.encode(&b"hi"[..], &mut buf).unwrap();
+    codec
+        .encode(bytes::Bytes::copy_from_slice(&b"hello"[..]), &mut buf)
+        .unwrap();
+    codec
+        .encode(bytes::Bytes::copy_from_slice(&b""[..]), &mut buf)
+        .unwrap();
+    codec
+        .encode(bytes::Bytes::copy_from_slice(&b"hi"[..]), &mut buf)
+        .unwrap();
     assert_eq!(
         &buf[..],
         b"\x00\x00\x00\x05hello\x00\x00\x00\x00\x00\x00\x00\x02hi"
@@ -61,7 +67,7 @@ fn little_endian_round_trip_and_bytes() {
         .byte_order(ByteOrder::LittleEndian)
         .build();
     let mut buf = BytesMut::new();
-    codec.encode("hey", &mut buf).unwrap();
+    codec.encode(bytes::Bytes::from("hey"), &mut buf).unwrap();
     assert_eq!(&buf[..], b"\x03\x00\x00\x00hey");
     assert_eq!(
         codec.decode(&mut buf).unwrap().as_deref(),
@@ -91,7 +97,9 @@ fn max_size_frame_is_accepted() {
     let mut codec = FrameCodec::builder().max_frame_len(100).build();
     let frame = [7u8; 100];
     let mut buf = BytesMut::new();
-    codec.encode(&frame[..], &mut buf).unwrap();
+    codec
+        .encode(bytes::Bytes::copy_from_slice(&frame[..]), &mut buf)
+        .unwrap();
     assert_eq!(codec.decode(&mut buf).unwrap().as_deref(), Some(&frame[..]));
 }
 
@@ -99,7 +107,9 @@ fn max_size_frame_is_accepted() {
 fn oversized_outgoing_frame_is_refused_and_writes_nothing() {
     let mut codec = FrameCodec::builder().max_frame_len(4).build();
     let mut buf = BytesMut::new();
-    let err = codec.encode(&b"12345"[..], &mut buf).unwrap_err();
+    let err = codec
+        .encode(bytes::Bytes::copy_from_slice(&b"12345"[..]), &mut buf)
+        .unwrap_err();
     assert!(matches!(
         err,
         FrameError::OutgoingTooLong { len: 5, max: 4 }
@@ -286,11 +296,19 @@ fn encoder_accepts_common_byte_types() {
     codec
         .encode(bytes::Bytes::from_static(b"a"), &mut buf)
         .unwrap();
-    codec.encode(vec![b'b'], &mut buf).unwrap();
-    codec.encode(&b"c"[..], &mut buf).unwrap();
-    codec.encode("d", &mut buf).unwrap();
-    codec.encode(String::from("e"), &mut buf).unwrap();
-    codec.encode(BytesMut::from(&b"f"[..]), &mut buf).unwrap();
+    codec
+        .encode(bytes::Bytes::from(vec![b'b']), &mut buf)
+        .unwrap();
+    codec
+        .encode(bytes::Bytes::copy_from_slice(&b"c"[..]), &mut buf)
+        .unwrap();
+    codec.encode(bytes::Bytes::from("d"), &mut buf).unwrap();
+    codec
+        .encode(bytes::Bytes::from(String::from("e")), &mut buf)
+        .unwrap();
+    codec
+        .encode(bytes::Bytes::from(BytesMut::from(&b"f"[..])), &mut buf)
+        .unwrap();
     codec.encode_parts(&[b"g", b"h"], &mut buf).unwrap();
     let got = decode_chunks(FrameCodec::new(), [&buf[..]]).unwrap();
     assert_eq!(

@@ -57,7 +57,10 @@ async fn over_loopback_tcp_both_directions() {
         let sock = TcpStream::connect(addr).await.unwrap();
         let mut client = FrameCodec::new().framed(sock);
         for f in sample_frames() {
-            client.send(&f[..]).await.unwrap();
+            client
+                .send(bytes::Bytes::copy_from_slice(&f[..]))
+                .await
+                .unwrap();
             assert_eq!(client.next().await.unwrap().unwrap(), &f[..]);
         }
         drop(client);

@@ -27,7 +27,7 @@ where
     let mut codec = FrameCodec::new();
     let mut wire = BytesMut::new();
     codec
-        .encode(&payload, &mut wire)
+        .encode(payload.clone(), &mut wire)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let frame = codec
         .decode(&mut wire)

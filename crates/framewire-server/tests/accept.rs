@@ -71,7 +71,7 @@ async fn accept_errors_back_off_and_serving_resumes() {
         failing.store(false, Ordering::SeqCst);
         // The backoff is at most ACCEPT_BACKOFF_MAX (1 s); the connection waits in the backlog.
         let mut c = client(addr).await;
-        c.send("back").await.unwrap();
+        c.send(bytes::Bytes::from("back")).await.unwrap();
         assert_eq!(next_frame(&mut c).await.as_deref(), Some(&b"back"[..]));
         handle.shutdown();
         let report = task.await.unwrap();

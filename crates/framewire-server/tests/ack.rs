@@ -280,7 +280,7 @@ async fn garbage_in_ack_mode_closes_only_that_client() {
 
         // A plain-mode client: its first frame is not a HELLO.
         let mut plain = client(server.addr).await;
-        plain.send("hello").await.unwrap();
+        plain.send(bytes::Bytes::from("hello")).await.unwrap();
         // It gets the server's HELLO, then the connection closes.
         let mut frames = 0;
         while next_frame(&mut plain).await.is_some() {
@@ -294,7 +294,7 @@ async fn garbage_in_ack_mode_closes_only_that_client() {
         let mut junk = RawPeer::connect(server.addr, 4).await;
         let mut raw = BytesMut::new();
         FrameCodec::new()
-            .encode(&[0x7fu8, 1, 2][..], &mut raw)
+            .encode(bytes::Bytes::copy_from_slice(&[0x7fu8, 1, 2][..]), &mut raw)
             .unwrap();
         junk.framed.send(raw.split_off(4).freeze()).await.unwrap();
         assert!(junk.next().await.is_none());

@@ -36,7 +36,9 @@ async fn run_client(addr: std::net::SocketAddr, id: usize, coalesced: bool) -> (
     let mut wire = BytesMut::new();
     let mut codec = FrameCodec::new();
     for i in 0..FRAMES {
-        codec.encode(payload(id, i), &mut wire).expect("encode");
+        codec
+            .encode(bytes::Bytes::from(payload(id, i)), &mut wire)
+            .expect("encode");
     }
     let wire = wire.freeze();
     let total = wire.len() as u64;
@@ -115,12 +117,12 @@ async fn greeting_reply_and_quit_like_the_tutorial() {
             next_frame(&mut c).await.as_deref(),
             Some("你好欢迎你".as_bytes())
         );
-        c.send("吃了吗").await.unwrap();
+        c.send(bytes::Bytes::from("吃了吗")).await.unwrap();
         assert_eq!(
             next_frame(&mut c).await.as_deref(),
             Some("吃了吗好".as_bytes())
         );
-        c.send("q").await.unwrap();
+        c.send(bytes::Bytes::from("q")).await.unwrap();
         assert!(closed_by_server(&mut c).await);
         let stats = wait_for(&server.handle, |s| s.active == 0).await;
         // greeting 4+15, reply 4+12; in: 4+9 and 4+1
@@ -149,7 +151,9 @@ async fn connection_is_a_stream_and_a_sink() {
         .await;
         let mut c = client(server.addr).await;
         for msg in ["a", "", "hello"] {
-            c.send(msg).await.unwrap();
+            c.send(bytes::Bytes::copy_from_slice(msg.as_bytes()))
+                .await
+                .unwrap();
             let want = format!("{msg}!");
             assert_eq!(next_frame(&mut c).await.as_deref(), Some(want.as_bytes()));
         }
@@ -200,7 +204,7 @@ async fn serves_unix_sockets_through_the_listener_trait() {
         let task = tokio::spawn(server.serve(echo));
         let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
         let mut c = FrameCodec::new().framed(stream);
-        c.send("over unix").await.unwrap();
+        c.send(bytes::Bytes::from("over unix")).await.unwrap();
         assert_eq!(c.next().await.unwrap().unwrap().as_ref(), b"over unix");
         drop(c);
         handle.shutdown();
@@ -308,7 +312,9 @@ async fn pipelined_echo_is_whole_and_in_order(server: Running<()>, sizes: &[usiz
     let (rd, mut wr) = stream.into_split();
     let mut wire = BytesMut::new();
     for f in &frames {
-        FrameCodec::new().encode(&f[..], &mut wire).expect("encode");
+        FrameCodec::new()
+            .encode(bytes::Bytes::copy_from_slice(&f[..]), &mut wire)
+            .expect("encode");
     }
     let writer = tokio::spawn(async move {
         let mut piece = 1usize;
@@ -429,7 +435,9 @@ async fn a_pipelining_peer_gets_each_burst_in_one_read_once_reads_have_grown() {
         let mut codec = FrameCodec::new();
         let mut burst = BytesMut::new();
         for i in 0..16u8 {
-            codec.encode(vec![i; 1024], &mut burst).expect("encode");
+            codec
+                .encode(bytes::Bytes::from(vec![i; 1024]), &mut burst)
+                .expect("encode");
         }
         let reads = std::sync::Arc::new(std::sync::Mutex::new(vec![0usize; BURSTS]));
         let transport = Bursts {

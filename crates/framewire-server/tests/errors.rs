@@ -24,7 +24,7 @@ async fn fragile(mut conn: Connection) -> Result<(), String> {
 }
 
 async fn check_echo(c: &mut Client, msg: &str) {
-    c.send(msg.to_owned()).await.unwrap();
+    c.send(bytes::Bytes::from(msg.to_owned())).await.unwrap();
     assert_eq!(next_frame(c).await.as_deref(), Some(msg.as_bytes()));
 }
 
@@ -35,10 +35,10 @@ async fn a_failing_or_panicking_handler_affects_only_its_connection() {
         let mut bystander = client(server.addr).await;
         check_echo(&mut bystander, "before").await;
         let mut p = client(server.addr).await;
-        p.send("panic").await.unwrap();
+        p.send(bytes::Bytes::from("panic")).await.unwrap();
         assert!(closed_by_server(&mut p).await);
         let mut e = client(server.addr).await;
-        e.send("error").await.unwrap();
+        e.send(bytes::Bytes::from("error")).await.unwrap();
         assert!(closed_by_server(&mut e).await);
         check_echo(&mut bystander, "after").await;
         let mut newcomer = client(server.addr).await;

@@ -538,7 +538,7 @@ fn a_peer_that_never_reads_is_ended_by_the_write_timeout() {
         let mut stuck = Vec::new();
         for _ in 0..STUCK + RESET {
             let mut c = client(server.addr).await;
-            c.send("pump").await.unwrap();
+            c.send(bytes::Bytes::from("pump")).await.unwrap();
             stuck.push(c);
         }
         // While the server pushes into full socket buffers, the witness carries on.
@@ -639,7 +639,7 @@ fn connection_flood_at_capacity_refuse() {
         assert_eq!(stats.accepted, CAP as u64);
         // A newcomer is served once the flood is gone.
         let mut c = client(server.addr).await;
-        c.send("after").await.unwrap();
+        c.send(bytes::Bytes::from("after")).await.unwrap();
         assert_eq!(next_frame(&mut c).await.as_deref(), Some(&b"after"[..]));
         assert!(
             after.heap < 64 * KIB,

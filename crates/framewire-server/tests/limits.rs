@@ -32,7 +32,7 @@ async fn at_capacity_wait_holds_new_peers_until_a_slot_frees() {
         assert_eq!(next_frame(&mut b).await.as_deref(), Some(&b"hi"[..]));
         // The third peer completes the TCP handshake (backlog) but gets no handler yet.
         let mut c = client(server.addr).await;
-        c.send("queued").await.unwrap();
+        c.send(bytes::Bytes::from("queued")).await.unwrap();
         assert!(
             silent_for(&mut c, SILENCE).await,
             "third connection was served over the cap"
@@ -115,7 +115,7 @@ async fn accept_filter_refuses_what_it_rejects() {
         assert!(closed_by_server(&mut bad).await);
         let mut good = client(server.addr).await;
         assert_eq!(next_frame(&mut good).await.as_deref(), Some(&b"hi"[..]));
-        good.send("still here").await.unwrap();
+        good.send(bytes::Bytes::from("still here")).await.unwrap();
         assert_eq!(
             next_frame(&mut good).await.as_deref(),
             Some(&b"still here"[..])

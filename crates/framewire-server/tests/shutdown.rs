@@ -53,11 +53,11 @@ async fn in_flight_replies_complete_and_the_rest_are_aborted_and_counted() {
         let mut busy = client(server.addr).await;
         let mut stuck = client(server.addr).await;
         let mut polite = client(server.addr).await;
-        idle.send("warm-up").await.unwrap();
+        idle.send(bytes::Bytes::from("warm-up")).await.unwrap();
         assert!(next_frame(&mut idle).await.is_some());
-        busy.send("busy").await.unwrap();
-        stuck.send("stuck").await.unwrap();
-        polite.send("polite").await.unwrap();
+        busy.send(bytes::Bytes::from("busy")).await.unwrap();
+        stuck.send(bytes::Bytes::from("stuck")).await.unwrap();
+        polite.send(bytes::Bytes::from("polite")).await.unwrap();
         wait_for(&server.handle, |s| s.frames_in == 4).await;
 
         server.handle.shutdown();
@@ -100,7 +100,7 @@ async fn a_handler_can_shut_the_server_down_without_deadlock() {
         .await;
         let stopped = server.handle.stopped();
         let mut c = client(server.addr).await;
-        c.send("stop").await.unwrap();
+        c.send(bytes::Bytes::from("stop")).await.unwrap();
         assert_eq!(next_frame(&mut c).await.as_deref(), Some(&b"stopping"[..]));
         let report = server.task.await.unwrap();
         stopped.await;
@@ -119,7 +119,7 @@ async fn serve_until_stops_when_the_signal_completes() {
             let _ = rx.await;
         }));
         let mut c = client(addr).await;
-        c.send("x").await.unwrap();
+        c.send(bytes::Bytes::from("x")).await.unwrap();
         assert!(next_frame(&mut c).await.is_some());
         tx.send(()).unwrap();
         assert!(closed_by_server(&mut c).await);

@@ -23,14 +23,14 @@ async fn idle_timeout_closes_a_silent_peer_but_not_an_active_one() {
         let mut active = client(server.addr).await;
         // The active peer sends a frame every T/4 for 2T: never idle for T.
         for i in 0..8u8 {
-            active.send(vec![i]).await.unwrap();
+            active.send(bytes::Bytes::from(vec![i])).await.unwrap();
             assert_eq!(next_frame(&mut active).await.as_deref(), Some(&[i][..]));
             tokio::time::sleep(T / 4).await;
         }
         assert!(closed_by_server(&mut silent).await);
         let stats = wait_for(&server.handle, |s| s.errors.idle_timeout == 1).await;
         assert_eq!(stats.errors.stall_timeout, 0);
-        active.send("alive").await.unwrap();
+        active.send(bytes::Bytes::from("alive")).await.unwrap();
         assert_eq!(
             next_frame(&mut active).await.as_deref(),
             Some(&b"alive"[..])
@@ -60,7 +60,7 @@ async fn stall_timeout_closes_a_slowloris_peer() {
         let stats = wait_for(&server.handle, |s| s.errors.stall_timeout == 1).await;
         assert_eq!(stats.errors.idle_timeout, 0);
         // The other peer, idle the whole time (no idle timeout configured), still works.
-        other.send("ok").await.unwrap();
+        other.send(bytes::Bytes::from("ok")).await.unwrap();
         assert_eq!(next_frame(&mut other).await.as_deref(), Some(&b"ok"[..]));
         server.stop().await;
     })
@@ -151,7 +151,7 @@ async fn the_largest_timeouts_never_fire_and_never_panic() {
         assert_eq!(next_frame(&mut framed).await.as_deref(), Some(&b"hi"[..]));
         // Idle between frames: the idle clock is polled.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        framed.send("again").await.unwrap();
+        framed.send(bytes::Bytes::from("again")).await.unwrap();
         assert_eq!(
             next_frame(&mut framed).await.as_deref(),
             Some(&b"again"[..])

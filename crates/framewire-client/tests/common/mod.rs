@@ -53,7 +53,11 @@ impl Echo {
 async fn serve_one<T: AsyncRead + AsyncWrite + Unpin>(io: T, echo: Echo) {
     let mut framed = FrameCodec::new().framed(io);
     if let Some(greeting) = echo.greeting {
-        if framed.send(greeting).await.is_err() {
+        if framed
+            .send(bytes::Bytes::copy_from_slice(greeting.as_bytes()))
+            .await
+            .is_err()
+        {
             return;
         }
     }

@@ -46,6 +46,7 @@ use super::{Bincode, Format, TypedError};
 /// A bad frame between two good ones costs only itself:
 ///
 /// ```
+/// use bytes::Bytes;
 /// use framewire_codec::{typed::TypedFramed, FrameCodec};
 /// use futures::{SinkExt, StreamExt};
 ///
@@ -53,9 +54,9 @@ use super::{Bincode, Format, TypedError};
 /// # async fn main() -> Result<(), framewire_codec::typed::TypedError> {
 /// let (a, b) = tokio::io::duplex(1024);
 /// let mut raw = FrameCodec::new().framed(a);
-/// raw.send(&[5u8][..]).await?; // u32 5 in bincode
-/// raw.send(&[0xffu8][..]).await?; // 0xff is not a valid varint start here: bad frame
-/// raw.send(&[6u8][..]).await?;
+/// raw.send(Bytes::from_static(&[5])).await?; // u32 5 in bincode
+/// raw.send(Bytes::from_static(&[0xff])).await?; // 0xff is not a valid varint start here: bad frame
+/// raw.send(Bytes::from_static(&[6])).await?;
 ///
 /// let mut typed = TypedFramed::<_, u32, u32>::new(FrameCodec::new().framed(b));
 /// assert_eq!(typed.next().await.transpose()?, Some(5));

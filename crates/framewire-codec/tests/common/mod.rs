@@ -9,7 +9,9 @@ use tokio_util::codec::{Decoder, Encoder};
 pub fn encode_all(codec: &mut FrameCodec, frames: &[Vec<u8>]) -> BytesMut {
     let mut wire = BytesMut::new();
     for f in frames {
-        codec.encode(&f[..], &mut wire).expect("frame within limit");
+        codec
+            .encode(bytes::Bytes::copy_from_slice(&f[..]), &mut wire)
+            .expect("frame within limit");
     }
     wire
 }
