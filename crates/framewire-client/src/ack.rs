@@ -1531,7 +1531,7 @@ impl AckClient {
         &self.tx.endpoint
     }
 
-    /// See [`AckSender::send`].
+    /// See [`AckSender::send`] (which also says why the payload is `impl Into<Bytes>`).
     ///
     /// # Errors
     ///
@@ -1683,6 +1683,16 @@ impl AckSender {
     /// # Cancellation safety
     ///
     /// Cancellation safe: if cancelled (while waiting for room), the message was not sent.
+    ///
+    /// # Payload type
+    ///
+    /// `impl Into<Bytes>`, where [`Client::send`](crate::Client::send) and the server's
+    /// `Connection::send` take `impl AsRef<[u8]>`, on purpose: this client keeps every
+    /// message until the peer acknowledges it (a reconnect resends it), and a [`Bytes`] is
+    /// kept as it is, without a copy. `Bytes`, `Vec<u8>`, `String`, `Box<[u8]>`,
+    /// `&'static str` and `&'static [u8]` convert without copying; copy a borrowed slice
+    /// once yourself: `send(Bytes::copy_from_slice(buf))`. The plain senders copy into
+    /// their write buffer anyway, and take a `Bytes` uncopied through `feed_bytes`.
     pub async fn send(&self, payload: impl Into<Bytes>) -> Result<Receipt, ClientError> {
         let payload = payload.into();
         let max = self.shared.max_payload.load(Ordering::Relaxed);
