@@ -290,3 +290,59 @@ async fn a_read_inside_a_large_message_stops_at_its_end() {
         "the next frame starts a read: {reads:?}"
     );
 }
+
+/// A large DATA payload is queued by reference to the engine's copy, not copied into the
+/// write buffer; `into_parts` still hands over every byte not yet written, in order (the
+/// frames a new owner of the transport must write first).
+#[tokio::test]
+async fn into_parts_hands_over_a_large_message_queued_by_reference() {
+    use framewire_codec::ack::{AckFrame, Hello};
+    use tokio::io::AsyncReadExt;
+    use tokio_util::codec::Decoder;
+
+    let mut codec = FrameCodec::new();
+    let mut peer_hello = bytes::BytesMut::new();
+    AckFrame::<&[u8]>::Hello(Hello::new(8, 1 << 20, 8 << 20))
+        .encode(&mut codec, &mut peer_hello)
+        .unwrap();
+    // The peer reads nothing: the transport takes 100 bytes, then waits.
+    let (ours, mut peer) = tokio::io::duplex(100);
+    let builder = AckFramedBuilder::new().window(8);
+    let state = builder.build_state(8 << 20);
+    let mut d = AckDriver::from_parts(
+        ours,
+        FrameCodec::new(),
+        peer_hello,
+        bytes::BytesMut::new(),
+        state,
+        64 * 1024,
+    );
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(d.poll_handshake(&mut cx).is_ready());
+    let big = Bytes::from(vec![9u8; 8 * 1024]);
+    assert_eq!(d.start_send(big.clone(), false).unwrap(), 1);
+    assert!(d.poll_write(&mut cx).is_pending());
+
+    let (.., write_buf, _, _) = d.into_parts();
+    let mut wire = vec![0u8; 100];
+    peer.read_exact(&mut wire).await.unwrap();
+    let mut wire = bytes::BytesMut::from(&[&wire[..], &write_buf[..]].concat()[..]);
+    let hello = codec.decode(&mut wire).unwrap().expect("our HELLO");
+    assert!(matches!(
+        AckFrame::parse(&hello).unwrap(),
+        AckFrame::Hello(_)
+    ));
+    let data = codec
+        .decode(&mut wire)
+        .unwrap()
+        .expect("the DATA frame, whole");
+    assert_eq!(
+        AckFrame::parse(&data).unwrap(),
+        AckFrame::Data {
+            seq: 1,
+            redelivery: false,
+            payload: &big[..]
+        }
+    );
+    assert!(wire.is_empty());
+}

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll, Wake, Waker};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
@@ -25,7 +25,7 @@ use super::wire::{data_header, AckFrame, GoAwayReason, Hello, DATA_HEADER_LEN};
 use super::AckError;
 use crate::{
     Cause, EarlierError, FrameCodec, FrameError, FrameReader, FrameWriter, DEFAULT_READ_SIZE,
-    HEADER_LEN,
+    ZERO_COPY_MIN,
 };
 
 /// How many timer rounds one poll runs at most (each round moves the deadline forward; the
@@ -79,11 +79,11 @@ impl Wake for Wakers {
 }
 
 /// The driver's write path: framewire's one write queue ([`FrameWriter`], shared with plain
-/// mode), into which frames are encoded whole (length prefix, ack header and payload: one
-/// copy) and written out in as few writes as the transport allows.
-///
-/// Kept behind this small seam so that the write path can change (large payloads by
-/// reference, vectored) without touching the driving logic.
+/// mode). Control frames and small DATA frames are encoded into its buffer whole (length
+/// prefix, ack header and payload: one copy), a DATA payload of at least [`ZERO_COPY_MIN`]
+/// bytes is queued by reference to the engine's own copy (no copy; the engine keeps it until
+/// it is acknowledged anyway), and everything goes out in as few (vectored) writes as the
+/// transport allows.
 #[derive(Debug, Default)]
 struct WriteBuf {
     w: FrameWriter,
@@ -106,31 +106,32 @@ impl WriteBuf {
         self.w.is_empty()
     }
 
-    /// Appends one frame: length prefix, then the frame (ack header and payload).
-    fn push(&mut self, codec: &FrameCodec, frame: &AckFrame<&[u8]>) -> Result<(), FrameError> {
-        if let AckFrame::Data {
-            seq,
-            redelivery,
-            payload,
-        } = *frame
-        {
-            // The frame a stream is made of: length prefix and DATA header built on the
-            // stack and appended in one copy, then the payload in a second.
-            let mut head = [0u8; HEADER_LEN + DATA_HEADER_LEN];
-            head[..HEADER_LEN].copy_from_slice(&codec.header(DATA_HEADER_LEN + payload.len())?);
-            head[HEADER_LEN..].copy_from_slice(&data_header(seq, redelivery));
-            let buf = self.w.buffer_mut();
-            buf.reserve(head.len() + payload.len());
-            buf.put_slice(&head);
-            buf.put_slice(payload);
-            return Ok(());
+    /// Queues one frame: length prefix, then the frame (ack header and payload).
+    #[inline]
+    fn push(&mut self, codec: &FrameCodec, frame: AckFrame<&Bytes>) -> Result<(), FrameError> {
+        match frame {
+            AckFrame::Data {
+                seq,
+                redelivery,
+                payload,
+            } if payload.len() >= ZERO_COPY_MIN => {
+                self.w
+                    .feed_bytes_headed(codec, &data_header(seq, redelivery), payload.clone())
+            }
+            // The frame a stream is made of: copied (no reference count traffic), so that a
+            // window of small messages goes out in one write.
+            AckFrame::Data {
+                seq,
+                redelivery,
+                payload,
+            } => self
+                .w
+                .feed_headed(codec, &data_header(seq, redelivery), payload),
+            control => {
+                let (head, _) = control.parts();
+                self.w.feed_headed(codec, head.as_slice(), &[])
+            }
         }
-        let header = codec.header(frame.len())?;
-        let buf = self.w.buffer_mut();
-        buf.reserve(HEADER_LEN + frame.len());
-        buf.put_slice(&header);
-        frame.write_payload(buf);
-        Ok(())
     }
 
     /// Gives the memory back if nothing is queued. The driver does not use the writer's
@@ -152,7 +153,7 @@ impl WriteBuf {
 
     /// The bytes queued and not yet written.
     fn into_inner(mut self) -> BytesMut {
-        std::mem::take(self.w.buffer_mut())
+        self.w.take_queued()
     }
 }
 
@@ -1031,11 +1032,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             return Ok(());
         }
         while self.out.len() < self.high_water {
-            // Borrowed, not cloned: the payload is copied into the write buffer right away.
-            let Some(frame) = self.state.poll_transmit_ref() else {
+            // Borrowed, not cloned: a small payload is copied into the write buffer right
+            // away, only a large one is referenced.
+            let Some(frame) = self.state.poll_transmit_shared() else {
                 break;
             };
-            self.out.push(&self.codec, &frame)?;
+            self.out.push(&self.codec, frame)?;
         }
         Ok(())
     }
