@@ -4,10 +4,12 @@
 //! ack-mode connection ([`AckFramed`]), tracks receipts and reconnects. The handles share the
 //! connection with it:
 //!
-//! * [`AckSender::send`] queues a message for the driver and returns once the message fits in
-//!   the peer's window (a full window is backpressure). It returns a [`Receipt`]: a future
-//!   that resolves when the peer's *application* took the message. The driver writes queued
-//!   messages in batches.
+//! * [`AckSender::send`] returns once the message fits in the peer's window (a full window is
+//!   backpressure). It returns a [`Receipt`]: a future that resolves when the peer's
+//!   *application* took the message. With the connection up and nothing waiting before it,
+//!   `send` hands the message to the connection itself (one lock, no task hop); otherwise
+//!   (reconnecting, or behind messages still waiting) it queues it for the driver. The driver
+//!   writes in batches, woken once per batch.
 //! * [`AckSender::flush`] resolves when every message accepted so far has been acknowledged.
 //! * [`AckReceiver::recv`] polls the connection's receiving side itself and takes the next
 //!   message from the peer; only then is it acknowledged.
@@ -290,10 +292,6 @@ struct Shared {
     max_payload: AtomicUsize,
     /// Notified when the window gains room or the client stops.
     room: Notify,
-    /// Messages accepted by `send` and not yet taken by the driver, in id order, and the
-    /// next id. Held while a send is queued (ids follow queue order) and by the driver while
-    /// it stops (no send slips in after the unacked list is taken): one lock per send.
-    outq: Mutex<OutQ>,
     /// Every id up to this one is settled (acknowledged, or refused): the receipts'
     /// watermark.
     acked_id: AtomicU64,
@@ -301,15 +299,15 @@ struct Shared {
     receipt_wakers: Mutex<Vec<Waker>>,
     /// Ids refused as too long by the peer of the time, with the payload length and limit.
     refused: Mutex<Vec<(u64, usize, usize)>>,
-    /// Mirrors `Inbox::stopping` (set under the `outq` lock with it), so that `send` checks it
+    /// Mirrors `Inbox::stopping` (set under the slot lock with it), so that `send` checks it
     /// without taking the inbox lock.
     stopping: std::sync::atomic::AtomicBool,
     /// `true` while the receiving half waits in `recv` (for the deadlock check).
     receiving: std::sync::atomic::AtomicBool,
     /// How long `send`/`flush` wait with no ack before the deadlock check; `None`: never.
     deadlock_grace: Option<std::time::Duration>,
-    /// The driver task, woken when a send is queued into an empty `outq` (registered at each
-    /// of its polls: no lock per message).
+    /// The driver task, woken by the first send after each of its rounds (see
+    /// `Slot::kicked`; registered at each of its polls: no lock per message).
     driver_task: AtomicWaker,
     /// The client's session; all zero with a server that does not keep sessions.
     session: Mutex<SessionId>,
@@ -336,7 +334,6 @@ impl Default for Shared {
             receiving: std::sync::atomic::AtomicBool::new(false),
             deadlock_grace: Some(DEFAULT_DEADLOCK_GRACE),
             stopping: std::sync::atomic::AtomicBool::new(false),
-            outq: Mutex::default(),
             acked_id: AtomicU64::default(),
             receipt_wakers: Mutex::default(),
             refused: Mutex::default(),
@@ -354,10 +351,6 @@ impl Shared {
 
     fn slot(&self) -> MutexGuard<'_, Slot> {
         self.slot.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn outq(&self) -> MutexGuard<'_, OutQ> {
-        self.outq.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Wakes every receipt waiting for the watermark (it moved, or the client stopped).
@@ -431,20 +424,42 @@ impl Shared {
     }
 }
 
-/// The connection the handles share, and what the receiving half saw end it.
+/// The connection the handles share, what the receiving half saw end it, and the messages
+/// accepted by `send` and not yet acknowledged: one lock for a send.
+///
+/// Ordering rule: a send hands its message straight to the connection's engine only while
+/// `queue` is empty (and a connection is installed, with nothing reported against it), so a
+/// message sent directly never overtakes one accepted before it: messages queued while
+/// reconnecting, or while the engine's window was full, go to the engine first, in order.
+/// Without sessions the resend after a reconnect runs before the new connection is
+/// installed, so nothing is sent directly meanwhile. `tracked` follows id order because every
+/// push to it (by a send or by the driver) happens under this lock, in the order the messages
+/// reach the engine.
 #[derive(Debug, Default)]
 struct Slot {
     /// `None` while reconnecting and after the client stopped.
     conn: Option<Conn>,
     /// Set by the receiving half when its poll ended the connection; the driver acts on it.
     reported: Option<Outcome>,
+    /// The id the next accepted message gets.
+    next_id: u64,
+    /// Messages accepted by `send` that wait for the driver to hand them to a connection (no
+    /// connection, its window full, or behind others that wait), in id order.
+    queue: VecDeque<SendCmd>,
+    /// Messages handed to a connection (or refused by it) and not yet acknowledged, in id
+    /// order.
+    tracked: VecDeque<Tracked>,
+    /// A send woke the driver since its last connected round began: later sends need not
+    /// (one wake-up per round, not per message). Cleared by the driver under this lock at
+    /// the start of each round, before it writes.
+    kicked: bool,
 }
 
 /// How the handles learn that the client stopped, and the wakers between them.
 #[derive(Debug, Default)]
 struct Inbox {
     end: Option<Stop>,
-    /// Set (under the `outq` lock) when the driver stops accepting sends.
+    /// Set (under the slot lock) when the driver stops accepting sends.
     stopping: bool,
     /// Set with `stopping` when it is because of [`AckSender::close`].
     sender_closed: bool,
@@ -453,16 +468,9 @@ struct Inbox {
     receiver_dropped: bool,
 }
 
-/// The queue between `send` and the driver.
-#[derive(Debug, Default)]
-struct OutQ {
-    /// The id the next accepted message gets.
-    next_id: u64,
-    queue: VecDeque<SendCmd>,
-}
-
-/// One message accepted by `send`, on its way to the driver (no channel, no allocation of
-/// its own: the sending task pushes it onto `Shared::outq`).
+/// One message accepted by `send` while it could not go to the connection at once, on its
+/// way to the driver (no channel, no allocation of its own: the sending task pushes it onto
+/// `Slot::queue`).
 #[derive(Debug)]
 struct SendCmd {
     id: u64,
@@ -478,6 +486,7 @@ enum Cmd {
 /// One accepted, not yet acknowledged message. Its payload is not kept here: the
 /// connection's engine holds it until it is acknowledged (and, between connections without
 /// sessions, `Driver::stash`).
+#[derive(Debug)]
 struct Tracked {
     id: u64,
     /// Its seq on the current connection (`u64::MAX` while not yet resent on it; 0 for a
@@ -542,10 +551,6 @@ struct Driver {
     /// Commands taken from the channel but not yet handled (after a clean close by the peer
     /// raced with new sends).
     backlog: VecDeque<Cmd>,
-    /// Sends taken from `Shared::outq` in one lock, handled one by one.
-    batch: VecDeque<SendCmd>,
-    pending: Option<SendCmd>,
-    tracked: VecDeque<Tracked>,
     /// Without sessions, after a connection ended: the payloads of the tracked messages
     /// (refused ones aside) that no connection's engine holds, in order, waiting for the
     /// resend. They follow those still in the current connection's engine.
@@ -598,7 +603,10 @@ impl Driver {
                         self.stop(Stop::PeerClosed).await;
                         return;
                     }
-                    let queued = self.batch.len() + self.shared.outq().queue.len();
+                    let queued = {
+                        let slot = self.shared.slot();
+                        slot.tracked.len() + slot.queue.len()
+                    };
                     let why = EarlierError::from(&AckError::ClosedWithUnacked {
                         unacked: queued,
                         acked: conn.as_ref().map_or(0, |c| c.acked_through()),
@@ -614,7 +622,7 @@ impl Driver {
                     tracing::warn!(%error, "ack-mode protocol violation by the peer");
                     self.freeze_queue();
                     if let Some(conn) = &conn {
-                        self.settle(conn);
+                        self.settle_now(conn);
                     }
                     let unacked = self.unacked_payloads(conn.as_ref());
                     self.stop(Stop::Protocol {
@@ -626,7 +634,7 @@ impl Driver {
                 }
                 Outcome::Drop(error) => {
                     if let Some(mut conn) = conn {
-                        self.settle(&conn);
+                        self.settle_now(&conn);
                         // Messages received and not yet taken are still delivered, first.
                         let inbox = conn.take_buffered();
                         if !inbox.is_empty() {
@@ -643,7 +651,7 @@ impl Driver {
                     }
                     tracing::info!(
                         %error,
-                        unacked = self.tracked.len(),
+                        unacked = self.shared.slot().tracked.len(),
                         "connection dropped; reconnecting"
                     );
                     if !self.reconnect_or_stop(error).await {
@@ -678,7 +686,7 @@ impl Driver {
     /// application got, or will get from the carry, counts as delivered); without, keeps the
     /// payloads of its unacknowledged messages for the resend.
     fn park(&mut self, mut conn: Conn) {
-        self.settle(&conn);
+        self.settle_now(&conn);
         if !self.sessions {
             self.stash_unacked(&mut conn);
             return;
@@ -730,17 +738,15 @@ impl Driver {
 
     /// Every message accepted by `send` and not acknowledged, oldest first: in flight (in
     /// `conn`'s engine, or the session's state while disconnected), waiting for a resend,
-    /// waiting for room, and still queued. Call after [`settle`](Self::settle).
+    /// and still queued. Call after [`settle`](Self::settle), with `conn` out of the slot.
     fn unacked_payloads(&self, conn: Option<&Conn>) -> Vec<Bytes> {
-        let outq = self.shared.outq();
+        let slot = self.shared.slot();
         let engine = conn.map(|c| c.state()).or(self.state.as_ref());
         engine
             .into_iter()
             .flat_map(|state| state.unacked().map(|m| m.payload.clone()))
             .chain(self.stash.iter().cloned())
-            .chain(self.pending.iter().map(|p| p.payload.clone()))
-            .chain(self.batch.iter().map(|p| p.payload.clone()))
-            .chain(outq.queue.iter().map(|p| p.payload.clone()))
+            .chain(slot.queue.iter().map(|p| p.payload.clone()))
             .collect()
     }
 
@@ -803,7 +809,7 @@ impl Driver {
                     // The policy bounds failures in a row: a connection on which the peer
                     // acknowledged messages made progress, so the count starts over (a long
                     // resend cut again and again still gets through, a piece per connection).
-                    if self.settle(&conn) {
+                    if self.settle_now(&conn) {
                         backoff = self.settings.policy.backoff();
                         started = Instant::now();
                     }
@@ -817,14 +823,23 @@ impl Driver {
     /// Without sessions: sends every tracked message again, flagged, from the stash. On an
     /// error the payloads not yet handed to `conn` stay in the stash (the caller moves those
     /// `conn` holds back in front of them).
+    ///
+    /// No connection is installed meanwhile, so no send touches `tracked` (they queue).
     async fn resend(&mut self, conn: &mut Conn) -> Result<(), AckError> {
-        for t in self.tracked.iter_mut() {
-            t.seq = u64::MAX;
-        }
-        for i in 0..self.tracked.len() {
-            if self.tracked[i].refused {
-                self.tracked[i].seq = 0;
-                continue;
+        let count = {
+            let mut slot = self.shared.slot();
+            for t in slot.tracked.iter_mut() {
+                t.seq = u64::MAX;
+            }
+            slot.tracked.len()
+        };
+        for i in 0..count {
+            {
+                let mut slot = self.shared.slot();
+                if slot.tracked[i].refused {
+                    slot.tracked[i].seq = 0;
+                    continue;
+                }
             }
             poll_fn(|cx| conn.poll_ready(cx)).await?;
             let Some(payload) = self.stash.pop_front() else {
@@ -839,7 +854,7 @@ impl Driver {
                 }
             };
             poll_fn(|cx| conn.poll_write(cx)).await?;
-            self.tracked[i].seq = seq;
+            self.shared.slot().tracked[i].seq = seq;
             self.shared.redeliveries.fetch_add(1, Ordering::Relaxed);
             if i % RESEND_READ_EVERY == RESEND_READ_EVERY - 1 {
                 // Read the acks that arrived meanwhile: if this connection is cut before the
@@ -850,15 +865,23 @@ impl Driver {
         Ok(())
     }
 
-    /// Resolves the receipts of every message the current connection acknowledged.
-    fn settle(&mut self, conn: &Conn) -> bool {
+    /// [`settle`](Self::settle) for a connection out of the slot (taking the slot's lock).
+    fn settle_now(&mut self, conn: &Conn) -> bool {
+        let shared = Arc::clone(&self.shared);
+        let mut slot = shared.slot();
+        self.settle(&mut slot.tracked, conn)
+    }
+
+    /// Resolves the receipts of every message the current connection acknowledged
+    /// (`tracked` is the slot's, whose lock the caller holds).
+    fn settle(&mut self, tracked: &mut VecDeque<Tracked>, conn: &Conn) -> bool {
         let through = conn.acked_through();
         let mut any = false;
         let mut settled = 0;
         let mut settled_bytes = 0;
         let mut last = None;
-        while self.tracked.front().is_some_and(|t| t.seq <= through) {
-            if let Some(t) = self.tracked.pop_front() {
+        while tracked.front().is_some_and(|t| t.seq <= through) {
+            if let Some(t) = tracked.pop_front() {
                 settled += 1;
                 settled_bytes += t.len as u64;
                 last = Some(t.id);
@@ -891,11 +914,16 @@ impl Driver {
 
     /// With an ack timeout configured and messages in flight: ready (with the reason) once
     /// no ack has arrived for that long.
-    fn poll_ack_timeout(&mut self, conn: &Conn, cx: &mut Context<'_>) -> Poll<EarlierError> {
+    fn poll_ack_timeout(
+        &mut self,
+        conn: &Conn,
+        unacked: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<EarlierError> {
         let Some(timeout) = self.settings.ack_timeout else {
             return Poll::Pending;
         };
-        if self.tracked.is_empty() {
+        if unacked == 0 {
             self.ack_deadline = None;
             return Poll::Pending;
         }
@@ -909,7 +937,7 @@ impl Driver {
                 format!(
                     "no ack within {} ms with {} messages unacknowledged (acknowledged through {acked})",
                     timeout.as_millis(),
-                    self.tracked.len()
+                    unacked
                 ),
                 Cause::Timeout,
                 true,
@@ -942,11 +970,6 @@ impl Driver {
         }
     }
 
-    /// `true` when no accepted send waits to be handed to the connection.
-    fn sends_drained(&self) -> bool {
-        self.batch.is_empty() && self.shared.outq().queue.is_empty()
-    }
-
     fn poll_connected(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
         let shared = Arc::clone(&self.shared);
         let receiver_dropped = {
@@ -957,17 +980,21 @@ impl Driver {
             }
             inbox.receiver_dropped
         };
-        let mut slot = shared.slot();
+        let mut guard = shared.slot();
+        let slot = &mut *guard;
+        // This round writes whatever sends put into the engine so far: the next send after it
+        // wakes the driver again.
+        slot.kicked = false;
         match slot.reported.take() {
             Some(Outcome::EndOfStream) => {
                 if let Some(reason) = slot.conn.as_ref().and_then(|c| c.peer_going_away()) {
                     return Poll::Ready(going_away(reason));
                 }
-                return Poll::Ready(if self.tracked.is_empty() && self.pending.is_none() {
+                return Poll::Ready(if slot.tracked.is_empty() {
                     Outcome::PeerClosed
                 } else {
                     Outcome::Drop(EarlierError::from(&AckError::ClosedWithUnacked {
-                        unacked: self.tracked.len(),
+                        unacked: slot.tracked.len(),
                         acked: slot.conn.as_ref().map_or(0, |c| c.acked_through()),
                     }))
                 });
@@ -975,18 +1002,25 @@ impl Driver {
             Some(outcome) => return Poll::Ready(outcome),
             None => {}
         }
-        let Some(conn) = slot.conn.as_mut() else {
+        let Slot {
+            conn,
+            queue,
+            tracked,
+            ..
+        } = slot;
+        let Some(conn) = conn.as_mut() else {
             return Poll::Ready(Outcome::Done);
         };
-        // Woken by `send` when it queues into an empty queue. The connection keeps the
-        // driver's and the receiving half's wakers apart (it polls the socket with a waker of
-        // its own that wakes both), so both poll it with their own.
+        // Woken by the first send after this round. The connection keeps the driver's and
+        // the receiving half's wakers apart (it polls the socket with a waker of its own that
+        // wakes both), so both poll it with their own.
         shared.driver_task.register(cx.waker());
         loop {
             let mut progress = false;
 
             // 1. Commands (once per round, not per message: polling the channel registers
-            // the waker each time), then sends as the peer's window allows.
+            // the waker each time), then the queued sends as the peer's window allows (sends
+            // that found the window open and nothing queued went to the engine directly).
             loop {
                 let cmd = match self.backlog.pop_front() {
                     Some(cmd) => Poll::Ready(Some(cmd)),
@@ -1009,14 +1043,7 @@ impl Driver {
             // Once `poll_ready` said yes, only the window can change while messages are
             // handed over (nothing is written meanwhile): one poll per round, not per message.
             let mut ready = false;
-            loop {
-                if self.pending.is_none() {
-                    if self.batch.is_empty() {
-                        std::mem::swap(&mut self.batch, &mut self.shared.outq().queue);
-                    }
-                    self.pending = self.batch.pop_front();
-                }
-                let Some(s) = self.pending.take() else { break };
+            while !queue.is_empty() {
                 let polled = if ready && conn.state().has_room() {
                     Poll::Ready(Ok(()))
                 } else {
@@ -1025,10 +1052,11 @@ impl Driver {
                 ready = polled.is_ready();
                 match polled {
                     Poll::Ready(Ok(())) => {
+                        let Some(s) = queue.pop_front() else { break };
                         let (id, len) = (s.id, s.payload.len());
                         // The engine keeps the payload until it is acknowledged: no copy here.
                         match conn.try_start_send(s.payload, false) {
-                            Ok(seq) => self.tracked.push_back(Tracked {
+                            Ok(seq) => tracked.push_back(Tracked {
                                 id,
                                 seq,
                                 len,
@@ -1045,7 +1073,7 @@ impl Driver {
                                         .push((id, len, max));
                                 }
                                 // Settled (as refused) once it reaches the front.
-                                self.tracked.push_back(Tracked {
+                                tracked.push_back(Tracked {
                                     id,
                                     seq: 0,
                                     len,
@@ -1053,20 +1081,14 @@ impl Driver {
                                 });
                             }
                             Err((e, payload)) => {
-                                self.pending = Some(SendCmd { id, payload });
+                                queue.push_front(SendCmd { id, payload });
                                 return Poll::Ready(classify(e));
                             }
                         }
                         progress = true;
                     }
-                    Poll::Ready(Err(e)) => {
-                        self.pending = Some(s);
-                        return Poll::Ready(classify(e));
-                    }
-                    Poll::Pending => {
-                        self.pending = Some(s);
-                        break;
-                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(classify(e)),
+                    Poll::Pending => break,
                 }
             }
 
@@ -1076,28 +1098,27 @@ impl Driver {
             if let Poll::Ready(Err(e)) = conn.poll_all_acked(cx) {
                 return Poll::Ready(classify(e));
             }
-            progress |= self.settle(conn);
+            progress |= self.settle(tracked, conn);
             if conn.is_read_closed() {
                 if let Some(reason) = conn.peer_going_away() {
                     return Poll::Ready(going_away(reason));
                 }
             }
-            if let Poll::Ready(reason) = self.poll_ack_timeout(conn, cx) {
+            if let Poll::Ready(reason) = self.poll_ack_timeout(conn, tracked.len(), cx) {
                 return Poll::Ready(Outcome::Drop(reason));
             }
 
             // 3. Close the sending direction once everything is acknowledged.
             if !self.closing.is_empty()
-                && self.pending.is_none()
-                && self.tracked.is_empty()
+                && tracked.is_empty()
                 && self.backlog.is_empty()
-                && self.sends_drained()
+                && queue.is_empty()
             {
                 if !self.shared.inbox().sender_closed {
-                    // From now on `send` refuses; sends accepted before that (from other
-                    // clones, queued behind the close) still go out first.
+                    // From now on `send` refuses (it checks under the slot lock, held here);
+                    // sends accepted before that (from other clones) still go out first.
                     self.freeze_queue_for_close();
-                    if !self.backlog.is_empty() || !self.sends_drained() {
+                    if !self.backlog.is_empty() {
                         continue;
                     }
                 }
@@ -1117,12 +1138,7 @@ impl Driver {
             }
 
             // 4. Nobody left to serve.
-            if self.senders_gone
-                && receiver_dropped
-                && self.tracked.is_empty()
-                && self.pending.is_none()
-                && self.sends_drained()
-            {
+            if self.senders_gone && receiver_dropped && tracked.is_empty() && queue.is_empty() {
                 return Poll::Ready(Outcome::Done);
             }
 
@@ -1132,15 +1148,16 @@ impl Driver {
         }
     }
 
-    /// After a clean close by the peer: if no send is queued, stops accepting sends (atomically
+    /// After a clean close by the peer: if no accepted send waits or is in flight (one may
+    /// have gone to the engine after the driver decided), stops accepting sends (atomically
     /// with the check) and returns `true`; otherwise keeps the queued commands in the backlog
     /// and returns `false`.
     fn stop_accepting_if_idle(&mut self) -> bool {
-        let outq = self.shared.outq();
+        let slot = self.shared.slot();
         while let Ok(cmd) = self.cmds.try_recv() {
             self.backlog.push_back(cmd);
         }
-        if self.pending.is_some() || !self.batch.is_empty() || !outq.queue.is_empty() {
+        if !slot.queue.is_empty() || !slot.tracked.is_empty() {
             return false;
         }
         self.shared.inbox().stopping = true;
@@ -1186,8 +1203,8 @@ impl Driver {
     }
 
     /// [`freeze_queue`](Self::freeze_queue) because the sending half closes.
+    /// Call with the slot's lock held (sends check `stopping` under it).
     fn freeze_queue_for_close(&mut self) {
-        let _ids = self.shared.outq();
         {
             let mut inbox = self.shared.inbox();
             inbox.stopping = true;
@@ -1202,7 +1219,8 @@ impl Driver {
     /// Marks the client stopped (no send is accepted from now on) and moves every queued
     /// command into the backlog, so that the unacked list is final.
     fn freeze_queue(&mut self) {
-        let _ids = self.shared.outq();
+        // Under the slot's lock: no send slips in after this.
+        let _slot = self.shared.slot();
         self.shared.inbox().stopping = true;
         self.shared.stopping.store(true, Ordering::SeqCst);
         while let Ok(cmd) = self.cmds.try_recv() {
@@ -1215,11 +1233,12 @@ impl Driver {
     async fn stop(&mut self, stop: Stop) {
         self.freeze_queue();
         // Receipts of everything not settled now fail (they see `end` below).
-        self.tracked.clear();
+        {
+            let mut slot = self.shared.slot();
+            slot.tracked.clear();
+            slot.queue.clear();
+        }
         self.stash.clear();
-        self.pending = None;
-        self.batch.clear();
-        self.shared.outq().queue.clear();
         for (_, done) in self.flushes.drain(..) {
             let _ = done.send(stop.flush_result());
         }
@@ -1484,7 +1503,7 @@ impl AckClient {
             deadlock_grace: settings.deadlock_grace,
             ..Shared::default()
         });
-        shared.outq().next_id = 1;
+        shared.slot().next_id = 1;
         if sessions {
             *shared
                 .session
@@ -1499,10 +1518,7 @@ impl AckClient {
             shared: Arc::clone(&shared),
             cmds: cmd_rx,
             backlog: VecDeque::new(),
-            pending: None,
-            tracked: VecDeque::new(),
             stash: VecDeque::new(),
-            batch: VecDeque::new(),
             flushes: Vec::new(),
             closing: Vec::new(),
             senders_gone: false,
@@ -1531,7 +1547,7 @@ impl AckClient {
         &self.tx.endpoint
     }
 
-    /// See [`AckSender::send`].
+    /// See [`AckSender::send`] (which also says why the payload is `impl Into<Bytes>`).
     ///
     /// # Errors
     ///
@@ -1683,6 +1699,16 @@ impl AckSender {
     /// # Cancellation safety
     ///
     /// Cancellation safe: if cancelled (while waiting for room), the message was not sent.
+    ///
+    /// # Payload type
+    ///
+    /// `impl Into<Bytes>`, where [`Client::send`](crate::Client::send) and the server's
+    /// `Connection::send` take `impl AsRef<[u8]>`, on purpose: this client keeps every
+    /// message until the peer acknowledges it (a reconnect resends it), and a [`Bytes`] is
+    /// kept as it is, without a copy. `Bytes`, `Vec<u8>`, `String`, `Box<[u8]>`,
+    /// `&'static str` and `&'static [u8]` convert without copying; copy a borrowed slice
+    /// once yourself: `send(Bytes::copy_from_slice(buf))`. The plain senders copy into
+    /// their write buffer anyway, and take a `Bytes` uncopied through `feed_bytes`.
     pub async fn send(&self, payload: impl Into<Bytes>) -> Result<Receipt, ClientError> {
         let payload = payload.into();
         let max = self.shared.max_payload.load(Ordering::Relaxed);
@@ -1731,49 +1757,64 @@ impl AckSender {
         }
     }
 
-    /// Queues `payload` if the window has room (`Ok` with the outcome: a receipt, or
+    /// Accepts `payload` if the window has room (`Ok` with the outcome: a receipt, or
     /// `NotSent` if the client stopped); hands it back if the window is full.
+    ///
+    /// Under the slot's one lock: with a connection installed and nothing queued before it,
+    /// the message goes straight into the connection's engine and is tracked for its receipt
+    /// (the driver writes it in its next round, woken once per round, not per message);
+    /// otherwise it is queued for the driver, behind the ones already waiting.
     fn try_accept(&self, payload: Bytes) -> Result<Result<Receipt, ClientError>, Bytes> {
-        let mut outq = self.shared.outq();
+        let shared = &*self.shared;
+        let mut guard = shared.slot();
         if let Some(reason) = self.stopped_reason() {
             return Ok(Err(ClientError::NotSent { payload, reason }));
         }
-        let in_window = self
-            .shared
-            .accepted
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.shared.settled.load(Ordering::Relaxed));
-        let in_window_bytes = self
-            .shared
-            .accepted_bytes
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.shared.settled_bytes.load(Ordering::Relaxed));
+        // Only senders holding the slot's lock write `accepted*`: plain loads and stores.
+        let accepted = shared.accepted.load(Ordering::Relaxed);
+        let accepted_bytes = shared.accepted_bytes.load(Ordering::Relaxed);
+        let in_window = accepted.saturating_sub(shared.settled.load(Ordering::Relaxed));
+        let in_window_bytes =
+            accepted_bytes.saturating_sub(shared.settled_bytes.load(Ordering::Relaxed));
         // As on the wire: a message is accepted while fewer messages and fewer bytes than the
         // window are unacknowledged, so what the client holds is bounded by its byte cap plus
         // one message, whatever the server grants.
-        if in_window >= self.shared.window.load(Ordering::Relaxed)
-            || in_window_bytes >= self.shared.window_bytes.load(Ordering::Relaxed)
+        if in_window >= shared.window.load(Ordering::Relaxed)
+            || in_window_bytes >= shared.window_bytes.load(Ordering::Relaxed)
         {
             return Err(payload);
         }
-        let len = payload.len() as u64;
-        let id = outq.next_id;
-        // Handed to the driver through a shared queue: no channel and no allocation per
-        // message, and one wake-up of the driver per batch (when the queue was empty).
-        let was_empty = outq.queue.is_empty();
-        outq.queue.push_back(SendCmd { id, payload });
-        outq.next_id += 1;
-        // Only senders holding the queue's lock write these: a plain store, no atomic add.
-        let shared = &self.shared;
-        let accepted = shared.accepted.load(Ordering::Relaxed);
+        let len = payload.len();
+        let slot = &mut *guard;
+        let id = slot.next_id;
+        slot.next_id += 1;
         shared.accepted.store(accepted + 1, Ordering::Relaxed);
-        let accepted_bytes = shared.accepted_bytes.load(Ordering::Relaxed);
         shared
             .accepted_bytes
-            .store(accepted_bytes + len, Ordering::Relaxed);
-        drop(outq);
-        if was_empty {
-            self.shared.driver_task.wake();
+            .store(accepted_bytes + len as u64, Ordering::Relaxed);
+        let direct = match slot.conn.as_mut() {
+            Some(conn) if slot.queue.is_empty() && slot.reported.is_none() => {
+                // The engine keeps the payload until it is acknowledged; on any error (its
+                // window is full, the connection failed) it hands it back and the message
+                // is queued for the driver, which deals with the error.
+                conn.try_start_send(payload, false)
+            }
+            _ => Err((AckError::SinkClosed, payload)),
+        };
+        match direct {
+            Ok(seq) => slot.tracked.push_back(Tracked {
+                id,
+                seq,
+                len,
+                refused: false,
+            }),
+            Err((_, payload)) => slot.queue.push_back(SendCmd { id, payload }),
+        }
+        let wake = !slot.kicked;
+        slot.kicked = true;
+        drop(guard);
+        if wake {
+            shared.driver_task.wake();
         }
         Ok(Ok(Receipt {
             id,
@@ -1814,7 +1855,7 @@ impl AckSender {
     pub async fn flush(&self) -> Result<(), ClientError> {
         let (tx, mut rx) = oneshot::channel();
         // Everything accepted before this call: ids up to the last one handed out.
-        let target = self.shared.outq().next_id.saturating_sub(1);
+        let target = self.shared.slot().next_id.saturating_sub(1);
         self.cmds
             .send(Cmd::Flush(target, tx))
             .map_err(|_| Self::gone())?;
@@ -2014,5 +2055,74 @@ impl Drop for AckReceiver {
         if let Some(w) = inbox.driver_waker.take() {
             w.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use framewire_codec::ack::AckFramed;
+    use futures_util::StreamExt;
+
+    /// The ordering rule of [`Slot`]: while a message accepted earlier waits in the queue
+    /// (accepted during a reconnect, not yet handed to the new connection by the driver), a
+    /// send does not go straight into the engine ahead of it, but queues behind it.
+    #[tokio::test]
+    async fn a_send_does_not_overtake_a_queued_message() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let mut conn = AckFramed::builder().window(64).new_framed(stream);
+            let mut got = Vec::new();
+            while let Some(Ok(d)) = conn.next().await {
+                got.push(d.payload);
+            }
+            got
+        });
+        let client = crate::Client::builder()
+            .reconnect(ReconnectPolicy::never())
+            .connect_ack(addr)
+            .await
+            .expect("connect");
+        let shared = Arc::clone(&client.tx.shared);
+        // The driver installs the connection when it first runs.
+        while shared.slot().conn.is_none() {
+            tokio::task::yield_now().await;
+        }
+        {
+            // As `try_accept` queues a message while no connection is installed.
+            let mut slot = shared.slot();
+            let id = slot.next_id;
+            slot.next_id += 1;
+            slot.queue.push_back(SendCmd {
+                id,
+                payload: Bytes::from_static(b"queued"),
+            });
+            shared.accepted.fetch_add(1, Ordering::Relaxed);
+            shared.accepted_bytes.fetch_add(6, Ordering::Relaxed);
+        }
+        // The window has room: `send` returns without yielding, so the driver (on this
+        // single-threaded runtime) has not run meanwhile.
+        let receipt = client.send("direct").await.expect("send");
+        {
+            let slot = shared.slot();
+            let in_engine = slot.conn.as_ref().map(|c| c.state().unacked().count());
+            assert_eq!(
+                in_engine,
+                Some(0),
+                "nothing went ahead of the queued message"
+            );
+            assert_eq!(slot.queue.len(), 2);
+        }
+        tokio::time::timeout(Duration::from_secs(10), receipt)
+            .await
+            .expect("receipt in time")
+            .expect("acknowledged");
+        client.close().await.expect("close");
+        let got = server.await.expect("server task");
+        assert_eq!(got, [&b"queued"[..], &b"direct"[..]]);
     }
 }

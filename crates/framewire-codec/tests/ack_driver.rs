@@ -202,3 +202,125 @@ async fn the_local_payload_limit_refuses_before_anything_is_queued() {
     a.send(Bytes::from(vec![7; 50]), false).await.unwrap();
     assert_eq!(recv(&mut b).await.unwrap().unwrap().len(), 50);
 }
+
+/// A transport whose peer always has more to send (it fills every read it is offered, as a
+/// fast sender does), recording where each read started in the stream and how much it took;
+/// writes are accepted and dropped.
+struct FastPeer {
+    wire: Vec<u8>,
+    at: usize,
+    reads: Vec<(usize, usize)>,
+}
+
+impl tokio::io::AsyncRead for FastPeer {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let n = buf.remaining().min(this.wire.len() - this.at);
+        buf.put_slice(&this.wire[this.at..this.at + n]);
+        this.reads.push((this.at, n));
+        this.at += n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for FastPeer {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// The driver reads through framewire's one read path (`FrameReader`), so a large message
+/// from a fast peer gets its policy: a read inside a frame of 16 KiB or more stops at the
+/// frame's end (the next frame then starts on an empty buffer instead of being copied when it
+/// needs room), as in plain mode.
+#[tokio::test]
+async fn a_read_inside_a_large_message_stops_at_its_end() {
+    use framewire_codec::ack::{AckFrame, Hello};
+
+    let mut codec = FrameCodec::new();
+    let mut wire = bytes::BytesMut::new();
+    AckFrame::<&[u8]>::Hello(Hello::new(8, 1 << 20, 8 << 20))
+        .encode(&mut codec, &mut wire)
+        .unwrap();
+    let large = vec![7u8; 200 * 1024];
+    AckFrame::Data {
+        seq: 1,
+        redelivery: false,
+        payload: &large[..],
+    }
+    .encode(&mut codec, &mut wire)
+    .unwrap();
+    let large_end = wire.len();
+    for seq in 2..=3 {
+        AckFrame::Data {
+            seq,
+            redelivery: false,
+            payload: &b"small"[..],
+        }
+        .encode(&mut codec, &mut wire)
+        .unwrap();
+    }
+    let total = wire.len();
+    let io = FastPeer {
+        wire: wire.to_vec(),
+        at: 0,
+        reads: Vec::new(),
+    };
+    let mut d = AckFramedBuilder::new()
+        .window(8)
+        .driver(io, FrameCodec::new());
+
+    let got: Vec<Bytes> = {
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let m = poll_fn(|cx| d.poll_recv(cx))
+                .await
+                .unwrap()
+                .expect("a message");
+            got.push(m.payload);
+        }
+        got
+    };
+    assert_eq!(got[0][..], large[..]);
+    assert_eq!((&got[1][..], &got[2][..]), (&b"small"[..], &b"small"[..]));
+
+    let reads = &d.get_ref().reads;
+    assert_eq!(reads.iter().map(|r| r.1).sum::<usize>(), total, "{reads:?}");
+    // Every read that started inside the large frame's payload (its header decoded) ended at
+    // or before the frame's end.
+    let first_inside = reads[0].0 + reads[0].1;
+    for &(start, n) in reads {
+        if start >= first_inside && start < large_end {
+            assert!(
+                start + n <= large_end,
+                "a read inside the large frame ran past its end at {large_end}: {reads:?}"
+            );
+        }
+    }
+    assert!(
+        reads.iter().any(|&(start, _)| start == large_end),
+        "the next frame starts a read: {reads:?}"
+    );
+}
