@@ -82,6 +82,40 @@ async fn a_message_is_acknowledged_only_once_the_receiver_is_done_with_it() {
     assert_eq!(a.acked_through(), 2);
 }
 
+/// Polls `f` once with a waker that does nothing.
+fn poll_once<R>(
+    f: impl FnOnce(&mut std::task::Context<'_>) -> std::task::Poll<R>,
+) -> std::task::Poll<R> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    f(&mut cx)
+}
+
+#[tokio::test]
+async fn a_side_about_to_wait_for_its_window_acknowledges_what_it_took() {
+    let (mut a, mut b) = pair(8, None); // ack threshold 4
+    handshake(&mut a, &mut b).await;
+    // b fills its window: a never takes these.
+    for _ in 0..8 {
+        b.send(Bytes::from_static(b"from b"), false).await.unwrap();
+    }
+    for m in ["one", "two", "three"] {
+        a.send(Bytes::from_static(m.as_bytes()), false)
+            .await
+            .unwrap();
+    }
+    assert_eq!(recv(&mut b).await.unwrap().unwrap(), "one");
+    assert_eq!(recv(&mut b).await.unwrap().unwrap(), "two"); // "one" is done
+    assert_eq!(
+        b.state().ack_sent_through(),
+        0,
+        "below the threshold, more buffered"
+    );
+    // b now waits to send (window full) with "three" still buffered: it will not take it
+    // until the send completes, so what it took goes out now rather than never.
+    assert!(poll_once(|cx| b.poll_ready(cx)).is_pending());
+    assert_eq!(b.state().ack_sent_through(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn keepalive_keeps_a_quiet_pair_alive_for_ten_minutes() {
     let (mut a, mut b) = pair(4, None);

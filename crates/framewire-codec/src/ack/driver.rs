@@ -1155,9 +1155,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
     }
 
     /// One round of I/O for a caller about to wait: write, read everything ready, run the
-    /// timers, ack what was taken if the reader is idle, write again. Registers the waker
-    /// for reading (unless the transport is closed), for the timer, and, if writes are
-    /// stuck, for writing.
+    /// timers, ack what was taken if the reader is idle or the caller is the sending side,
+    /// write again. Registers the waker for reading (unless the transport is closed), for
+    /// the timer, and, if writes are stuck, for writing.
     ///
     /// Returns `true` if the read is pending (a wake-up is registered). The receiving side's
     /// read stops early, without one, once a whole frame is buffered for it to take.
@@ -1173,7 +1173,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             return Err(e);
         }
         self.poll_timers(cx)?;
-        if read.is_pending() && self.inbox.is_empty() {
+        // Acknowledge what was taken when the reader has nothing more, and always when the
+        // sending side is about to wait: its application is not coming back for the buffered
+        // messages until the send completes, and the peer may be waiting for this very ACK.
+        if read.is_pending() && (side == Side::Send || self.inbox.is_empty()) {
             self.state.reader_idle();
         }
         if self.state.has_transmit() {
