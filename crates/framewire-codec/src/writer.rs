@@ -140,18 +140,20 @@ impl FrameWriter {
     /// its own, such as an ack-mode DATA header, then the application's bytes), both copied
     /// into the write buffer: one frame, one length prefix, no intermediate buffer.
     ///
+    /// `head` is an array: its copy has a constant size (a few moves, no `memcpy` call).
+    ///
     /// # Errors
     ///
     /// [`FrameError::OutgoingTooLong`] if `head` and `payload` together are over `codec`'s
     /// maximum frame length; nothing is queued.
     #[inline]
-    pub fn feed_headed(
+    pub fn feed_headed<const N: usize>(
         &mut self,
         codec: &FrameCodec,
-        head: &[u8],
+        head: &[u8; N],
         payload: &[u8],
     ) -> Result<(), FrameError> {
-        let len = head.len().saturating_add(payload.len());
+        let len = N.saturating_add(payload.len());
         let header = codec.header(len)?;
         self.reserve(HEADER_LEN + len);
         self.buf.put_slice(&header);
@@ -180,17 +182,17 @@ impl FrameWriter {
     /// # Errors
     ///
     /// As [`feed_headed`](Self::feed_headed).
-    pub fn feed_bytes_headed(
+    pub fn feed_bytes_headed<const N: usize>(
         &mut self,
         codec: &FrameCodec,
-        head: &[u8],
+        head: &[u8; N],
         payload: Bytes,
     ) -> Result<(), FrameError> {
         if payload.len() < ZERO_COPY_MIN {
             return self.feed_headed(codec, head, &payload);
         }
-        let header = codec.header(head.len().saturating_add(payload.len()))?;
-        self.reserve(HEADER_LEN + head.len());
+        let header = codec.header(N.saturating_add(payload.len()))?;
+        self.reserve(HEADER_LEN + N);
         self.buf.put_slice(&header);
         self.buf.put_slice(head);
         self.queue_by_reference(payload);
@@ -261,28 +263,27 @@ impl FrameWriter {
         all
     }
 
-    /// Makes room for `additional` more bytes in the buffer, copying only the bytes still
-    /// queued in it (`BytesMut::reserve` would reallocate the whole allocation, the part
-    /// already written included).
+    /// Makes room for `additional` more bytes in the buffer. The check is inlined into every
+    /// `feed`; growing is not.
+    #[inline]
     fn reserve(&mut self, additional: usize) {
-        let len = self.buf.len();
-        if self.buf.capacity() - len >= additional {
-            return;
+        if self.buf.capacity() - self.buf.len() < additional {
+            self.grow(additional);
         }
+    }
+
+    /// `BytesMut::reserve`: it moves the queued bytes to the front when the written part is
+    /// at least as large (no allocation), else reallocates, which for a large buffer remaps
+    /// it rather than copying. Measured (callgrind, ack stream of 64-byte messages, client
+    /// side): copying only the queued bytes into a fresh allocation instead, as this writer
+    /// did before, cost about 30 instructions per frame more, all of it in those copies.
+    #[inline(never)]
+    fn grow(&mut self, additional: usize) {
         if self.buf.capacity() == 0 {
             self.buf.reserve(additional.max(MIN_BUFFER));
-            return;
+        } else {
+            self.buf.reserve(additional);
         }
-        if self.buf.try_reclaim(additional) {
-            return;
-        }
-        let capacity = len
-            .saturating_add(additional)
-            .max(len.saturating_mul(2))
-            .max(MIN_BUFFER);
-        let mut grown = BytesMut::with_capacity(capacity);
-        grown.extend_from_slice(&self.buf);
-        self.buf = grown;
     }
 
     /// Bytes written since the last call (for counters, and to restart a write timeout when

@@ -127,10 +127,8 @@ impl WriteBuf {
             } => self
                 .w
                 .feed_headed(codec, &data_header(seq, redelivery), payload),
-            control => {
-                let (head, _) = control.parts();
-                self.w.feed_headed(codec, head.as_slice(), &[])
-            }
+            // A control frame is all head.
+            control => self.w.feed(codec, control.parts().0.as_slice()),
         }
     }
 

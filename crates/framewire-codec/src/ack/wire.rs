@@ -555,6 +555,7 @@ impl ControlBytes {
 
 /// The [`DATA_HEADER_LEN`] bytes that precede a DATA frame's application payload. For
 /// vectored writes: length prefix, this header, then the payload.
+#[inline]
 pub fn data_header(seq: u64, redelivery: bool) -> [u8; DATA_HEADER_LEN] {
     let mut b = [0u8; DATA_HEADER_LEN];
     b[0] = FrameKind::Data.to_byte();
