@@ -133,9 +133,29 @@ impl FrameWriter {
     /// nothing is queued.
     #[inline]
     pub fn feed(&mut self, codec: &FrameCodec, payload: &[u8]) -> Result<(), FrameError> {
-        let header = codec.header(payload.len())?;
-        self.reserve(HEADER_LEN + payload.len());
+        self.feed_headed(codec, &[], payload)
+    }
+
+    /// Queues one frame whose payload is `head` followed by `payload` (a protocol header of
+    /// its own, such as an ack-mode DATA header, then the application's bytes), both copied
+    /// into the write buffer: one frame, one length prefix, no intermediate buffer.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::OutgoingTooLong`] if `head` and `payload` together are over `codec`'s
+    /// maximum frame length; nothing is queued.
+    #[inline]
+    pub fn feed_headed(
+        &mut self,
+        codec: &FrameCodec,
+        head: &[u8],
+        payload: &[u8],
+    ) -> Result<(), FrameError> {
+        let len = head.len().saturating_add(payload.len());
+        let header = codec.header(len)?;
+        self.reserve(HEADER_LEN + len);
         self.buf.put_slice(&header);
+        self.buf.put_slice(head);
         self.buf.put_slice(payload);
         Ok(())
     }
@@ -149,12 +169,30 @@ impl FrameWriter {
     ///
     /// As [`feed`](Self::feed).
     pub fn feed_bytes(&mut self, codec: &FrameCodec, payload: Bytes) -> Result<(), FrameError> {
+        self.feed_bytes_headed(codec, &[], payload)
+    }
+
+    /// [`feed_bytes`](Self::feed_bytes) with `head` (copied) before `payload` in the frame, as
+    /// [`feed_headed`](Self::feed_headed): a payload of at least [`ZERO_COPY_MIN`] bytes is
+    /// written from its own memory (an ack-mode driver's DATA payload, which its engine keeps
+    /// until acknowledged anyway), a smaller one is copied.
+    ///
+    /// # Errors
+    ///
+    /// As [`feed_headed`](Self::feed_headed).
+    pub fn feed_bytes_headed(
+        &mut self,
+        codec: &FrameCodec,
+        head: &[u8],
+        payload: Bytes,
+    ) -> Result<(), FrameError> {
         if payload.len() < ZERO_COPY_MIN {
-            return self.feed(codec, &payload);
+            return self.feed_headed(codec, head, &payload);
         }
-        let header = codec.header(payload.len())?;
-        self.reserve(HEADER_LEN);
+        let header = codec.header(head.len().saturating_add(payload.len()))?;
+        self.reserve(HEADER_LEN + head.len());
         self.buf.put_slice(&header);
+        self.buf.put_slice(head);
         self.queue_by_reference(payload);
         Ok(())
     }
@@ -200,11 +238,27 @@ impl FrameWriter {
         parts.queue.push_back(bytes);
     }
 
-    /// The write buffer, for a caller that encodes its own frames (an ack-mode driver's
-    /// control frames): bytes appended to it go out after everything queued before. Append
-    /// only whole frames.
+    /// The write buffer, for a caller that encodes its own frames: bytes appended to it go
+    /// out after everything queued before. Append only whole frames.
     pub fn buffer_mut(&mut self) -> &mut BytesMut {
         &mut self.buf
+    }
+
+    /// Takes everything queued and not yet written out of the writer, in order, as one buffer
+    /// (payloads queued by reference are copied into it): for a caller handing the connection
+    /// over to another writer, as an ack-mode driver's `into_parts` does.
+    pub fn take_queued(&mut self) -> BytesMut {
+        let Some(parts) = self.parts.as_mut().filter(|p| p.len > 0) else {
+            return std::mem::take(&mut self.buf);
+        };
+        let mut all = BytesMut::with_capacity(parts.len + self.buf.len());
+        for part in parts.queue.drain(..) {
+            all.extend_from_slice(&part);
+        }
+        parts.len = 0;
+        all.extend_from_slice(&self.buf);
+        self.buf = BytesMut::new();
+        all
     }
 
     /// Makes room for `additional` more bytes in the buffer, copying only the bytes still

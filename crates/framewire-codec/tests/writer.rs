@@ -116,8 +116,14 @@ fn every_mix_reaches_the_transport_whole_and_in_order() {
             let mut written = 0;
             for i in 0..120 {
                 let p = payload(i, sizes[i % sizes.len()]);
+                // A frame made of a head of its own and a payload: the payload's last part.
+                let (head, tail) = p.split_at(p.len() / 3);
                 match i % 5 {
+                    0 if i % 2 == 1 => out.feed_headed(&codec, head, tail).unwrap(),
                     0 => out.feed(&codec, &p).unwrap(),
+                    1 if i % 2 == 0 => out
+                        .feed_bytes_headed(&codec, head, Bytes::copy_from_slice(tail))
+                        .unwrap(),
                     3 => {
                         // A run of two whole frames as they arrived, fed as one piece.
                         let q = payload(i + 1, 3);
@@ -283,4 +289,29 @@ fn runs_are_checked_against_the_writer_s_limit_and_byte_order() {
         io.out,
         b"\x03\0\0\0abc\x0c\0\0\x000123456789ab\x01\0\0\0z".to_vec()
     );
+}
+
+/// `take_queued` hands over exactly what was not written yet, payloads queued by reference
+/// included, in order, and leaves the writer empty.
+#[test]
+fn take_queued_is_everything_not_yet_written() {
+    let mut cx = Context::from_waker(Waker::noop());
+    let codec = FrameCodec::new();
+    for step in [1, 5, 3000, usize::MAX] {
+        let mut out = FrameWriter::new();
+        let mut expected = Vec::new();
+        for (i, len) in [3, 4000, 10, 70_000, 0].into_iter().enumerate() {
+            let p = payload(i, len);
+            let (head, tail) = p.split_at(len / 2);
+            out.feed_bytes_headed(&codec, head, Bytes::copy_from_slice(tail))
+                .unwrap();
+            expected.extend_from_slice(&frame(&p));
+        }
+        // One write of `step` bytes, then the writer is handed over.
+        let mut io = Trickle::new(step, usize::MAX, true);
+        let _ = out.poll_write_once(Pin::new(&mut io), &mut cx);
+        let rest = out.take_queued();
+        assert!(out.is_empty());
+        assert_eq!([&io.out[..], &rest[..]].concat(), expected, "step {step}");
+    }
 }

@@ -14,26 +14,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll, Wake, Waker};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
-use tokio_util::codec::Decoder;
 
 use super::engine::{AckState, Delivery};
 use super::session_hub::{Attached, SessionHub};
 use super::wire::{data_header, AckFrame, GoAwayReason, Hello, DATA_HEADER_LEN};
 use super::AckError;
-use crate::{Cause, EarlierError, FrameCodec, FrameError, FrameWriter, HEADER_LEN};
-
-/// Room the first read asks for (and the least the buffer is reclaimed to once every frame
-/// handed out has been dropped): `Framed`'s initial read buffer size.
-const READ_ROOM: usize = 8 * 1024;
-
-/// The most room one read asks for once a fast sender has made reads grow (doubling each
-/// time a read fills all the room it was given), as the server's plain-mode reader does: a
-/// stream of small messages then costs one read per 64 KiB, not per 8 KiB.
-const MAX_READ: usize = 64 * 1024;
+use crate::{
+    Cause, EarlierError, FrameCodec, FrameError, FrameReader, FrameWriter, DEFAULT_READ_SIZE,
+    ZERO_COPY_MIN,
+};
 
 /// How many timer rounds one poll runs at most (each round moves the deadline forward; the
 /// bound only guards against a clock that does not move).
@@ -86,11 +79,11 @@ impl Wake for Wakers {
 }
 
 /// The driver's write path: framewire's one write queue ([`FrameWriter`], shared with plain
-/// mode), into which frames are encoded whole (length prefix, ack header and payload: one
-/// copy) and written out in as few writes as the transport allows.
-///
-/// Kept behind this small seam so that the write path can change (large payloads by
-/// reference, vectored) without touching the driving logic.
+/// mode). Control frames and small DATA frames are encoded into its buffer whole (length
+/// prefix, ack header and payload: one copy), a DATA payload of at least [`ZERO_COPY_MIN`]
+/// bytes is queued by reference to the engine's own copy (no copy; the engine keeps it until
+/// it is acknowledged anyway), and everything goes out in as few (vectored) writes as the
+/// transport allows.
 #[derive(Debug, Default)]
 struct WriteBuf {
     w: FrameWriter,
@@ -113,31 +106,32 @@ impl WriteBuf {
         self.w.is_empty()
     }
 
-    /// Appends one frame: length prefix, then the frame (ack header and payload).
-    fn push(&mut self, codec: &FrameCodec, frame: &AckFrame<&[u8]>) -> Result<(), FrameError> {
-        if let AckFrame::Data {
-            seq,
-            redelivery,
-            payload,
-        } = *frame
-        {
-            // The frame a stream is made of: length prefix and DATA header built on the
-            // stack and appended in one copy, then the payload in a second.
-            let mut head = [0u8; HEADER_LEN + DATA_HEADER_LEN];
-            head[..HEADER_LEN].copy_from_slice(&codec.header(DATA_HEADER_LEN + payload.len())?);
-            head[HEADER_LEN..].copy_from_slice(&data_header(seq, redelivery));
-            let buf = self.w.buffer_mut();
-            buf.reserve(head.len() + payload.len());
-            buf.put_slice(&head);
-            buf.put_slice(payload);
-            return Ok(());
+    /// Queues one frame: length prefix, then the frame (ack header and payload).
+    #[inline]
+    fn push(&mut self, codec: &FrameCodec, frame: AckFrame<&Bytes>) -> Result<(), FrameError> {
+        match frame {
+            AckFrame::Data {
+                seq,
+                redelivery,
+                payload,
+            } if payload.len() >= ZERO_COPY_MIN => {
+                self.w
+                    .feed_bytes_headed(codec, &data_header(seq, redelivery), payload.clone())
+            }
+            // The frame a stream is made of: copied (no reference count traffic), so that a
+            // window of small messages goes out in one write.
+            AckFrame::Data {
+                seq,
+                redelivery,
+                payload,
+            } => self
+                .w
+                .feed_headed(codec, &data_header(seq, redelivery), payload),
+            control => {
+                let (head, _) = control.parts();
+                self.w.feed_headed(codec, head.as_slice(), &[])
+            }
         }
-        let header = codec.header(frame.len())?;
-        let buf = self.w.buffer_mut();
-        buf.reserve(HEADER_LEN + frame.len());
-        buf.put_slice(&header);
-        frame.write_payload(buf);
-        Ok(())
     }
 
     /// Gives the memory back if nothing is queued. The driver does not use the writer's
@@ -159,7 +153,7 @@ impl WriteBuf {
 
     /// The bytes queued and not yet written.
     fn into_inner(mut self) -> BytesMut {
-        std::mem::take(self.w.buffer_mut())
+        self.w.take_queued()
     }
 }
 
@@ -202,13 +196,14 @@ impl WriteBuf {
 pub struct AckDriver<T> {
     io: T,
     codec: FrameCodec,
-    rbuf: BytesMut,
+    /// The read path: framewire's one plain reader ([`FrameReader`], shared with the server's
+    /// and the client's plain mode), with its read-size policy (reads start at
+    /// [`DEFAULT_READ_SIZE`] and grow with a fast peer) and its buffer release when idle.
+    input: FrameReader,
     out: WriteBuf,
     high_water: usize,
     state: AckState,
     inbox: VecDeque<Delivery>,
-    /// How much room the next read asks for: from [`READ_ROOM`] up to [`MAX_READ`].
-    read_size: usize,
     /// The transport's read half ended (end of stream) or failed.
     eof: bool,
     read_closed: bool,
@@ -243,15 +238,16 @@ impl<T> AckDriver<T> {
         high_water: usize,
     ) -> AckDriver<T> {
         let wakers = Arc::new(Wakers::default());
+        let mut input = FrameReader::with_read_size(DEFAULT_READ_SIZE);
+        *input.buffer_mut() = read_buf;
         AckDriver {
             io,
             codec,
-            rbuf: read_buf,
+            input,
             out: WriteBuf::from_bytes(write_buf),
             high_water: high_water.max(1),
             state,
             inbox: VecDeque::new(),
-            read_size: READ_ROOM,
             eof: false,
             read_closed: false,
             write_closed: false,
@@ -406,13 +402,13 @@ impl<T> AckDriver<T> {
 
     /// Bytes read from the transport and not yet parsed into frames.
     pub fn buffered_bytes(&self) -> usize {
-        self.rbuf.len()
+        self.input.len()
     }
 
     /// `true` when no byte of an unfinished frame has been read (for idle versus stall
     /// timeouts).
     pub fn is_between_frames(&self) -> bool {
-        self.rbuf.is_empty() && self.codec.is_between_frames()
+        self.input.is_between_frames(&self.codec)
     }
 
     /// Wakes whoever waits in this driver (e.g. when a face decided that the connection is
@@ -454,7 +450,7 @@ impl<T> AckDriver<T> {
                 self.inbox.push_back(d);
             }
         }
-        if self.inbox.is_empty() && self.rbuf.is_empty() {
+        if self.inbox.is_empty() && self.input.is_empty() {
             self.state.reader_idle();
         }
         Ok(self.take_delivery())
@@ -501,10 +497,11 @@ impl<T> AckDriver<T> {
     /// write bytes, the engine and the messages received but not yet returned.
     pub fn into_parts(mut self) -> (T, FrameCodec, BytesMut, BytesMut, AckState, Vec<Delivery>) {
         self.parse_buffered();
+        let read_buf = std::mem::take(self.input.buffer_mut());
         (
             self.io,
             self.codec,
-            self.rbuf,
+            read_buf,
             self.out.into_inner(),
             self.state,
             self.inbox.into(),
@@ -523,7 +520,7 @@ impl<T> AckDriver<T> {
     /// error (the connection is being taken apart; the frame stays unparsed).
     fn parse_buffered(&mut self) {
         while self.state.session_request().is_none() {
-            let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) else {
+            let Some(frame) = self.input.next_buffered(&mut self.codec) else {
                 break;
             };
             match self.state.handle_frame(frame) {
@@ -585,14 +582,10 @@ impl<T> AckDriver<T> {
     /// The next whole frame in the read buffer, if any (at end of stream, a truncated frame
     /// is an error).
     fn decode(&mut self) -> Result<Option<Bytes>, FrameError> {
-        if let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) {
+        if let Some(frame) = self.input.next_buffered(&mut self.codec) {
             return Ok(Some(frame));
         }
-        if self.eof {
-            self.codec.decode_eof(&mut self.rbuf)
-        } else {
-            self.codec.decode(&mut self.rbuf)
-        }
+        self.input.next_frame_or_end(&mut self.codec, self.eof)
     }
 
     /// [`AckError::SessionTakenOver`] (latched) once a newer connection took this one's
@@ -869,7 +862,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
     /// The next message if one is buffered (in the inbox, or whole in the read buffer),
     /// after counting the previous one as done; `None` without touching anything otherwise.
     fn recv_buffered(&mut self, cx: &mut Context<'_>) -> Result<Option<Delivery>, AckError> {
-        if self.inbox.is_empty() && !self.codec.has_buffered_frame(&self.rbuf) {
+        if self.inbox.is_empty() && !self.input.has_buffered_frame(&self.codec) {
             return Ok(None);
         }
         self.release_yielded(cx)?;
@@ -890,7 +883,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         // A HELLO naming a session is resolved (`poll_session`, on the reading path) before
         // anything after it is parsed.
         while self.state.session_request().is_none() {
-            let Some(frame) = self.codec.decode_buffered(&mut self.rbuf) else {
+            let Some(frame) = self.input.next_buffered(&mut self.codec) else {
                 break;
             };
             if let Some(d) = self.state.handle_frame(frame)? {
@@ -1039,11 +1032,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             return Ok(());
         }
         while self.out.len() < self.high_water {
-            // Borrowed, not cloned: the payload is copied into the write buffer right away.
-            let Some(frame) = self.state.poll_transmit_ref() else {
+            // Borrowed, not cloned: a small payload is copied into the write buffer right
+            // away, only a large one is referenced.
+            let Some(frame) = self.state.poll_transmit_shared() else {
                 break;
             };
-            self.out.push(&self.codec, &frame)?;
+            self.out.push(&self.codec, frame)?;
         }
         Ok(())
     }
@@ -1079,7 +1073,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => break Poll::Pending,
             }
-            if side == Side::Recv && !self.eof && self.codec.has_buffered_frame(&self.rbuf) {
+            if side == Side::Recv && !self.eof && self.input.has_buffered_frame(&self.codec) {
                 // The receiving side takes whole frames from the read buffer itself.
                 break Poll::Ready(Ok(()));
             }
@@ -1093,31 +1087,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 self.read_closed = true;
                 break Poll::Ready(Ok(()));
             }
-            if self.rbuf.capacity() - self.rbuf.len() < self.read_size / 2 {
-                self.rbuf.reserve(self.read_size);
-            }
-            let room = self.rbuf.capacity() - self.rbuf.len();
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+            // One read, sized and grown by the one read path's policy (see `FrameReader`).
+            match self
+                .input
+                .poll_fill(&self.codec, Pin::new(&mut self.io), cx)
+            {
                 Poll::Ready(Ok(0)) => self.eof = true,
-                Poll::Ready(Ok(n)) => {
-                    read_any = true;
-                    if n == room {
-                        // The peer sends faster than this side reads: fewer, larger reads.
-                        self.read_size = (self.read_size * 2).min(MAX_READ);
-                    }
-                }
+                Poll::Ready(Ok(_)) => read_any = true,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(FrameError::from(e).into())),
                 Poll::Pending => {
-                    if self.rbuf.is_empty() && self.codec.is_between_frames() {
-                        // The peer is quiet and no frame is half-read: give the buffers back,
-                        // so an idle ack-mode connection holds none (as the plain server's
-                        // connections do). The next read allocates again: once per burst.
-                        // (`read_size` is kept: a stream that drains the socket between
-                        // reads would otherwise start every burst at the first read size.)
-                        self.rbuf = BytesMut::new();
-                        if self.out.is_empty() {
-                            self.out.release();
-                        }
+                    if !self.input.holds_memory() && self.out.is_empty() {
+                        // The peer is quiet and no frame is half-read: the reader gave its
+                        // buffer back (keeping the read size it learned), so the write buffer
+                        // goes too and an idle ack-mode connection holds none (as the plain
+                        // server's connections do). The next read allocates again: once per
+                        // burst.
+                        self.out.release();
                     }
                     break Poll::Pending;
                 }
@@ -1170,9 +1155,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
     }
 
     /// One round of I/O for a caller about to wait: write, read everything ready, run the
-    /// timers, ack what was taken if the reader is idle, write again. Registers the waker
-    /// for reading (unless the transport is closed), for the timer, and, if writes are
-    /// stuck, for writing.
+    /// timers, ack what was taken if the reader is idle or the caller is the sending side,
+    /// write again. Registers the waker for reading (unless the transport is closed), for
+    /// the timer, and, if writes are stuck, for writing.
     ///
     /// Returns `true` if the read is pending (a wake-up is registered). The receiving side's
     /// read stops early, without one, once a whole frame is buffered for it to take.
@@ -1183,18 +1168,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         if let Poll::Ready(Err(e)) = self.poll_write_inner(cx) {
             return Err(e);
         }
-        if self.inbox.is_empty() && self.rbuf.is_empty() && self.rbuf.capacity() < self.read_size {
-            // Reads go into whatever spare room the buffer has left, so after a few batches a
-            // read can fill that room exactly and cost a second read. Once every frame handed
-            // out has been dropped, take the whole allocation back (no allocation, no copy).
-            let _ = self.rbuf.try_reclaim(self.read_size);
-        }
         let read = self.poll_read(cx, side);
         if let Poll::Ready(Err(e)) = read {
             return Err(e);
         }
         self.poll_timers(cx)?;
-        if read.is_pending() && self.inbox.is_empty() {
+        // Acknowledge what was taken when the reader has nothing more, and always when the
+        // sending side is about to wait: its application is not coming back for the buffered
+        // messages until the send completes, and the peer may be waiting for this very ACK.
+        if read.is_pending() && (side == Side::Send || self.inbox.is_empty()) {
             self.state.reader_idle();
         }
         if self.state.has_transmit() {
@@ -1210,7 +1192,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
     /// poll again soon. Written if the transport takes it without waiting; an error is
     /// reported by the next call.
     fn after_take(&mut self, cx: &mut Context<'_>) {
-        if self.inbox.is_empty() && self.rbuf.is_empty() {
+        if self.inbox.is_empty() && self.input.is_empty() {
             self.state.reader_idle();
         }
         if self.state.has_transmit() {
@@ -1229,7 +1211,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         self.state.taken(self.yielded)?;
         // With the next frame whole in the read buffer the reader is not idle, and reading
         // would stop right there (see `poll_read`): skip it (once per message on a stream).
-        let frame_ready = !self.eof && self.codec.has_buffered_frame(&self.rbuf);
+        let frame_ready = !self.eof && self.input.has_buffered_frame(&self.codec);
         if self.inbox.is_empty() && !self.read_closed && !frame_ready {
             // Everything buffered was taken: if the transport has nothing more either, the
             // reader is idle and what was taken is acknowledged now rather than at the next

@@ -458,7 +458,7 @@ impl<P: AsRef<[u8]>> AckFrame<P> {
 
     /// The frame's bytes before the DATA payload (the whole frame for other kinds), and the
     /// DATA payload (empty for other kinds).
-    fn parts(&self) -> (ControlBytes, &[u8]) {
+    pub(crate) fn parts(&self) -> (ControlBytes, &[u8]) {
         let mut c = ControlBytes {
             buf: [0u8; HELLO_LEN],
             len: 0,
@@ -542,13 +542,13 @@ impl<P: AsRef<[u8]>> AckFrame<P> {
 }
 
 /// The bytes of a control frame (or a DATA header), on the stack.
-struct ControlBytes {
+pub(crate) struct ControlBytes {
     buf: [u8; HELLO_LEN],
     len: usize,
 }
 
 impl ControlBytes {
-    fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 }

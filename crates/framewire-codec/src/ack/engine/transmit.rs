@@ -247,23 +247,21 @@ impl AckState {
     /// Handing a frame out counts as transmitting it; the caller must write it to the
     /// transport in the order returned.
     pub fn poll_transmit(&mut self) -> Option<AckFrame<Bytes>> {
-        let frame = self.poll_transmit_ref()?;
-        let AckFrame::Data { seq, .. } = frame else {
-            return Some(frame.map_payload(|_| Bytes::new()));
-        };
-        // `poll_transmit_ref` returned the message at `seq`, which is still unacked.
-        let m = self.unacked_get(seq)?;
-        Some(AckFrame::Data {
-            seq,
-            redelivery: m.redelivery,
-            payload: m.payload.clone(),
-        })
+        Some(self.poll_transmit_shared()?.map_payload(Bytes::clone))
     }
 
     /// [`poll_transmit`](Self::poll_transmit) with a DATA payload borrowed from the unacked
     /// queue rather than cloned: for drivers that copy the frame into a write buffer at once.
     #[inline]
     pub fn poll_transmit_ref(&mut self) -> Option<AckFrame<&[u8]>> {
+        Some(self.poll_transmit_shared()?.map_payload(|p| &p[..]))
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit) with a DATA payload borrowed from the unacked
+    /// queue as the [`Bytes`] the engine holds: the driver copies a small one and queues a
+    /// large one by reference.
+    #[inline]
+    pub(crate) fn poll_transmit_shared(&mut self) -> Option<AckFrame<&Bytes>> {
         if self.hello_pending {
             self.hello_pending = false;
             return Some(AckFrame::Hello(self.local));
@@ -300,7 +298,7 @@ impl AckState {
             return Some(AckFrame::Data {
                 seq,
                 redelivery: m.redelivery,
-                payload: &m.payload[..],
+                payload: &m.payload,
             });
         }
         let reason = self.goaway_pending.take()?;
