@@ -236,19 +236,9 @@ async fn ping<C: ClientImpl>(o: &RunOpts, c: &ConnOpts) -> Result<Record, Loadge
             tokio::time::sleep(pause).await;
         }
     }
-    let elapsed = start.elapsed();
-    let (client_cpu, server_cpu) = cpu.end()?;
+    let rec = measured(start, &cpu, 1, 1, frames, &hist)?;
     tx.finish().await?;
-    Ok(Record {
-        conns: 1,
-        depth: 1,
-        elapsed_s: elapsed.as_secs_f64(),
-        frames,
-        latency: LatencySummary::from_histogram(&hist),
-        client_cpu_s: Some(client_cpu),
-        server_cpu_s: server_cpu,
-        ..Record::default()
-    })
+    Ok(rec)
 }
 
 async fn pipeline<C: ClientImpl>(o: &RunOpts, c: &ConnOpts) -> Result<Record, LoadgenError> {
@@ -286,6 +276,19 @@ async fn timed_record(
         hist.add(&h)
             .map_err(|e| LoadgenError::args(format!("histogram merge: {e}")))?;
     }
+    measured(start, &cpu, conns, depth, frames, &hist)
+}
+
+/// The record of a timed run that started at `start` and ends now: `frames` over the time
+/// since, the latency percentiles of `hist` (none if it is empty), and the CPU time of `cpu`.
+fn measured(
+    start: Instant,
+    cpu: &CpuWindow,
+    conns: usize,
+    depth: usize,
+    frames: u64,
+    hist: &Histogram<u64>,
+) -> Result<Record, LoadgenError> {
     let elapsed = start.elapsed();
     let (client_cpu, server_cpu) = cpu.end()?;
     Ok(Record {
@@ -293,7 +296,7 @@ async fn timed_record(
         depth: depth as u64,
         elapsed_s: elapsed.as_secs_f64(),
         frames,
-        latency: LatencySummary::from_histogram(&hist),
+        latency: LatencySummary::from_histogram(hist),
         client_cpu_s: Some(client_cpu),
         server_cpu_s: server_cpu,
         ..Record::default()
