@@ -50,6 +50,12 @@ pub const DEFAULT_SETUP_CONNS: usize = 8;
 pub const MAX_SETUP_CONNS: usize = 256;
 /// Largest `--window`: each side keeps up to a window of unacknowledged messages in memory.
 pub const MAX_WINDOW: u32 = 65_536;
+/// Default `burst` connection count.
+pub const DEFAULT_BURST_CONNS: usize = 4;
+/// Default `burst --count`: frames each connection sends.
+pub const DEFAULT_BURST_COUNT: u64 = 100_000;
+/// Most frames one `burst` connection sends.
+pub const MAX_BURST_COUNT: u64 = 100_000_000;
 
 /// What `loadgen --help` prints after the flags.
 const AFTER_HELP: &str = "\
@@ -64,6 +70,11 @@ raw (pre-built bytes, replies counted by length: the physical limit), framewire
 (framewire_client::Client), framewire-ack (framewire_client::AckClient, ack mode, for `serve
 --impl framewire-ack`: the window holds sends back; a run ends once every frame is acknowledged).
 stream without --echo expects a sink server (`serve --mode sink`); with --echo, an echo server.
+burst: each of --conns connections (default 4) sends --count frames (default 100000) in 64 KiB
+writes; with --echo it reads every echo back, without it half-closes and waits for the sink
+server to close; the time until every connection is done (what `compare` measures).
+--tls DIR: the raw client speaks TLS to a server started with `serve --tls DIR`, trusting
+DIR/cert.pem for the name `localhost`.
 zeros opens N connections (default 4) that pipeline zero-length frames into an echo server as
 fast as it takes them (and read and drop the echoes): run it next to a ping to see whether the
 server stays fair (bench/fairness.sh runs it at nice 19 so the flood does not slow the pinging
@@ -170,6 +181,9 @@ pub enum Mode {
     /// Connection setup rate: N loops each connect, (with `--proxy-v2`) write a PROXY v2
     /// header as a load balancer would, echo one frame, close; connections per second.
     Setup,
+    /// N connections each send a fixed count of frames as fast as they can (reading the
+    /// echoes, or then waiting for a sink server to close): the time until all are done.
+    Burst,
 }
 
 impl Mode {
@@ -183,6 +197,7 @@ impl Mode {
             Mode::Flood => "flood",
             Mode::Zeros => "zeros",
             Mode::Setup => "setup",
+            Mode::Burst => "burst",
         }
     }
 }
@@ -235,6 +250,10 @@ pub struct RunOpts {
     /// `setup` only: start each connection with a PROXY protocol v2 header naming the
     /// client's own address (what HAProxy's `send-proxy-v2` sends).
     pub proxy_v2: bool,
+    /// `burst` only: frames each connection sends.
+    pub count: u64,
+    /// Raw client only: speak TLS, trusting `DIR/cert.pem` (see [`tls`](super::tls)).
+    pub tls: Option<PathBuf>,
 }
 
 impl RunOpts {
@@ -246,6 +265,7 @@ impl RunOpts {
             Mode::Conns | Mode::Flood => (DEFAULT_IDLE_CONNS, 1),
             Mode::Zeros => (DEFAULT_ZERO_FLOODERS, 1),
             Mode::Setup => (DEFAULT_SETUP_CONNS, 1),
+            Mode::Burst => (DEFAULT_BURST_CONNS, 1),
         };
         RunOpts {
             mode,
@@ -271,6 +291,8 @@ impl RunOpts {
             window: DEFAULT_WINDOW,
             interval: None,
             proxy_v2: false,
+            count: DEFAULT_BURST_COUNT,
+            tls: None,
         }
     }
 }
@@ -290,6 +312,10 @@ pub struct ServeOpts {
     pub lifetime: Duration,
     /// Ack mode (`framewire-ack`): the window the server grants each client.
     pub window: u32,
+    /// Serve TLS with `DIR/cert.pem` and `DIR/key.pem` (see [`tls`](super::tls)).
+    pub tls: Option<PathBuf>,
+    /// Framewire kinds: an idle timeout armed on every connection.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// A parsed command line.
@@ -332,6 +358,8 @@ enum Sub {
     Zeros(RunArgs),
     /// Connection setup rate: connect, (--proxy-v2) PROXY header, one echo, close.
     Setup(RunArgs),
+    /// N connections each send --count frames as fast as they can: the time until all are done.
+    Burst(RunArgs),
     /// Run an in-binary echo or sink server; prints its address and pid.
     Serve(ServeArgs),
 }
@@ -349,7 +377,7 @@ struct RunArgs {
     /// Payload bytes per frame (default 64; at most 8 MiB).
     #[arg(long, value_name = "BYTES", value_parser = parse_frame_size)]
     size: Option<usize>,
-    /// Connections (pipeline 64, conns/flood 1000, zeros 4, setup 8; ping and stream: 1).
+    /// Connections (pipeline 64, conns/flood 1000, zeros 4, setup 8, burst 4; ping and stream: 1).
     #[arg(long, value_name = "N")]
     conns: Option<usize>,
     /// Frames in flight per connection, pipeline only (default 16).
@@ -386,6 +414,12 @@ struct RunArgs {
     /// send-proxy-v2 does.
     #[arg(long)]
     proxy_v2: bool,
+    /// burst only: frames each connection sends (default 100000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_BURST_COUNT))]
+    count: Option<u64>,
+    /// raw client only: speak TLS to a `serve --tls DIR` server, trusting DIR/cert.pem.
+    #[arg(long, value_name = "DIR")]
+    tls: Option<PathBuf>,
     /// Free text stored in the CSV/JSON row (e.g. the server's name).
     #[arg(long, value_name = "TEXT", default_value = "")]
     label: String,
@@ -424,6 +458,12 @@ struct ServeArgs {
     /// framewire-ack only: the window granted to each client, 1..=65536 (default 64).
     #[arg(long, value_name = "N", value_parser = parse_window)]
     window: Option<u32>,
+    /// Serve TLS with DIR/cert.pem and DIR/key.pem (a certificate for `localhost`).
+    #[arg(long, value_name = "DIR")]
+    tls: Option<PathBuf>,
+    /// framewire kinds only: arm an idle timeout on every connection (default: none).
+    #[arg(long, value_name = "DURATION", value_parser = parse_lifetime)]
+    idle_timeout: Option<Duration>,
 }
 
 /// Parses a byte count: a plain number or one with a `k`/`KiB`/`m`/`MiB` suffix
@@ -561,6 +601,7 @@ impl RunArgs {
                 Mode::Conns | Mode::Flood => MAX_CONNS,
                 Mode::Zeros => MAX_ZERO_FLOODERS,
                 Mode::Setup => MAX_SETUP_CONNS,
+                Mode::Burst => MAX_PIPELINE_CONNS,
                 Mode::Ping | Mode::Stream => 1,
             };
             o.conns = in_range(conns, 1, max).map_err(|e| {
@@ -577,9 +618,15 @@ impl RunArgs {
         if self.proxy_v2 && mode != Mode::Setup {
             return refuse("--proxy-v2", "setup", mode.name());
         }
+        if self.count.is_some() && mode != Mode::Burst {
+            return refuse("--count", "burst", mode.name());
+        }
         let client = self.client.unwrap_or(o.client);
         if self.window.is_some() && client != ClientKind::FramewireAck {
             return refuse("--window", "--client framewire-ack", client.name());
+        }
+        if self.tls.is_some() && client != ClientKind::Raw {
+            return refuse("--tls", "--client raw", client.name());
         }
         o.client = client;
         o.size = self.size.unwrap_or(o.size);
@@ -593,6 +640,8 @@ impl RunArgs {
         o.window = self.window.unwrap_or(o.window);
         o.interval = self.interval;
         o.proxy_v2 = self.proxy_v2;
+        o.count = self.count.unwrap_or(o.count);
+        o.tls = self.tls;
         o.label = self.label;
         o.csv = self.csv;
         o.json = self.json;
@@ -613,6 +662,19 @@ impl ServeArgs {
                 ),
             ));
         }
+        let framewire = matches!(
+            self.kind,
+            ServerKind::Framewire | ServerKind::FramewireEach | ServerKind::FramewireAck
+        );
+        if self.idle_timeout.is_some() && !framewire {
+            return Err(usage_error(
+                "serve",
+                format!(
+                    "--idle-timeout applies to the framewire kinds only, not {}",
+                    self.kind.name()
+                ),
+            ));
+        }
         Ok(ServeOpts {
             kind: self.kind,
             mode: self.mode,
@@ -620,6 +682,8 @@ impl ServeArgs {
             threads: self.threads,
             lifetime: self.lifetime.unwrap_or(DEFAULT_SERVE_LIFETIME),
             window: self.window.unwrap_or(DEFAULT_WINDOW),
+            tls: self.tls,
+            idle_timeout: self.idle_timeout,
         })
     }
 }
@@ -648,6 +712,7 @@ where
         Sub::Flood(a) => a.into_opts(Mode::Flood).map(Command::Run),
         Sub::Zeros(a) => a.into_opts(Mode::Zeros).map(Command::Run),
         Sub::Setup(a) => a.into_opts(Mode::Setup).map(Command::Run),
+        Sub::Burst(a) => a.into_opts(Mode::Burst).map(Command::Run),
         Sub::Serve(a) => a.into_opts().map(Command::Serve),
     }
 }

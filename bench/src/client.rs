@@ -10,12 +10,13 @@ use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use framewire_codec::FrameCodec;
 use futures::{FutureExt, SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite, LengthDelimitedCodec};
@@ -49,21 +50,38 @@ pub trait ClientImpl: Send + Sync + 'static {
     type Rx: FrameRx;
     /// Name shown in reports.
     const NAME: &'static str;
-    /// Opens a connection to `addr`, from `source` if given (implementations that cannot bind a
-    /// source address may ignore it); every frame it sends carries `payload`. `opts` holds the
-    /// settings only some implementations use (the others ignore it).
+    /// Opens a connection to `to.addr`, from `to.source` if given (implementations that cannot
+    /// bind a source address may ignore it); every frame it sends carries `to.payload`.
     ///
-    /// Implementations that wrap a `TcpStream` call [`connect`] and split the stream.
-    fn open(
-        addr: SocketAddr,
-        source: Option<Ipv4Addr>,
-        payload: Bytes,
-        opts: ConnOpts,
-    ) -> impl Future<Output = io::Result<(Self::Tx, Self::Rx)>> + Send;
+    /// Implementations that wrap a `TcpStream` call [`Target::connect`] and split the stream.
+    fn open(to: Target) -> impl Future<Output = io::Result<(Self::Tx, Self::Rx)>> + Send;
+}
+
+/// What [`ClientImpl::open`] connects to, and what every frame of the connection carries.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The server.
+    pub addr: SocketAddr,
+    /// The source address to bind, if any.
+    pub source: Option<Ipv4Addr>,
+    /// The payload of every frame.
+    pub payload: Bytes,
+    /// The settings only some implementations use (the others ignore them).
+    pub opts: ConnOpts,
+}
+
+impl Target {
+    /// A TCP connection to `addr` from `source`, with `TCP_NODELAY` set (see [`connect`]).
+    ///
+    /// # Errors
+    /// As [`connect`].
+    pub async fn connect(&self) -> io::Result<TcpStream> {
+        connect(self.addr, self.source).await
+    }
 }
 
 /// Per-connection settings that only some client implementations use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ConnOpts {
     /// Ack mode (`framewire-ack`): the window the client grants the server.
     pub window: u32,
@@ -71,6 +89,8 @@ pub struct ConnOpts {
     /// half-close cannot acknowledge later replies (`framewire-ack`) waits for every reply
     /// before closing.
     pub echo: bool,
+    /// [`RawTlsClient`]: the TLS client configuration (see [`tls`](super::tls)).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ConnOpts {
@@ -78,6 +98,7 @@ impl Default for ConnOpts {
         ConnOpts {
             window: super::args::DEFAULT_WINDOW,
             echo: true,
+            tls: None,
         }
     }
 }
@@ -227,17 +248,12 @@ where
     type Rx = FramedRx<C>;
     const NAME: &'static str = C::NAME;
 
-    async fn open(
-        addr: SocketAddr,
-        source: Option<Ipv4Addr>,
-        payload: Bytes,
-        _opts: ConnOpts,
-    ) -> io::Result<(Self::Tx, Self::Rx)> {
-        let (r, w) = connect(addr, source).await?.into_split();
+    async fn open(to: Target) -> io::Result<(Self::Tx, Self::Rx)> {
+        let (r, w) = to.connect().await?.into_split();
         Ok((
             FramedTx {
                 write: FramedWrite::new(w, C::new_codec()),
-                payload,
+                payload: to.payload,
             },
             FramedRx {
                 read: FramedRead::new(r, C::new_codec()),
@@ -256,20 +272,25 @@ pub type CodecClient = FramedClient<FrameCodec>;
 #[derive(Debug)]
 pub struct RawClient;
 
-/// Sending half of [`RawClient`].
+/// The raw client over TLS ([`ConnOpts::tls`]): the same halves over `tokio::io::split` of a
+/// rustls stream.
 #[derive(Debug)]
-pub struct RawTx {
-    write: OwnedWriteHalf,
+pub struct RawTlsClient;
+
+/// Sending half of [`RawClient`] and [`RawTlsClient`].
+#[derive(Debug)]
+pub struct RawTx<W> {
+    write: W,
     /// One encoded frame.
     frame: Bytes,
     /// `frame` repeated; grown on demand to the largest batch asked for.
     batch: BytesMut,
 }
 
-/// Receiving half of [`RawClient`].
+/// Receiving half of [`RawClient`] and [`RawTlsClient`].
 #[derive(Debug)]
-pub struct RawRx {
-    read: OwnedReadHalf,
+pub struct RawRx<R> {
+    read: R,
     frame_len: usize,
     /// Bytes of an unfinished frame already read.
     partial: usize,
@@ -279,13 +300,15 @@ pub struct RawRx {
 /// Read buffer of the raw receiver.
 const RAW_READ_BUF: usize = 64 * 1024;
 
-impl FrameTx for RawTx {
+impl<W: AsyncWrite + Unpin + Send + 'static> FrameTx for RawTx<W> {
     async fn send(&mut self, count: usize) -> io::Result<()> {
         let need = self.frame.len().saturating_mul(count);
         while self.batch.len() < need {
             self.batch.extend_from_slice(&self.frame);
         }
-        self.write.write_all(&self.batch[..need]).await
+        self.write.write_all(&self.batch[..need]).await?;
+        // Nothing for TCP; TLS may hold the last record.
+        self.write.flush().await
     }
 
     async fn finish(&mut self) -> io::Result<()> {
@@ -293,10 +316,15 @@ impl FrameTx for RawTx {
     }
 }
 
-impl FrameRx for RawRx {
+impl<R: AsyncRead + Unpin + Send + 'static> FrameRx for RawRx<R> {
     async fn recv(&mut self) -> io::Result<usize> {
         loop {
-            let n = self.read.read(&mut self.buf).await?;
+            let n = match self.read.read(&mut self.buf).await {
+                Ok(n) => n,
+                // A TLS server that closes without close_notify (the baseline drops its stream).
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+                Err(e) => return Err(e),
+            };
             if n == 0 {
                 return Ok(0);
             }
@@ -310,38 +338,59 @@ impl FrameRx for RawRx {
     }
 }
 
+/// The raw halves over `r` and `w`: every frame carries `payload`.
+fn raw_halves<R, W>(r: R, w: W, payload: &[u8]) -> (RawTx<W>, RawRx<R>) {
+    let mut frame = BytesMut::with_capacity(4 + payload.len());
+    // Payloads are capped at 8 MiB by argument parsing, so the length always fits.
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(payload);
+    let frame = frame.freeze();
+    let frame_len = frame.len();
+    (
+        RawTx {
+            write: w,
+            frame,
+            batch: BytesMut::new(),
+        },
+        RawRx {
+            read: r,
+            frame_len,
+            partial: 0,
+            buf: vec![0; RAW_READ_BUF],
+        },
+    )
+}
+
 impl ClientImpl for RawClient {
-    type Tx = RawTx;
-    type Rx = RawRx;
+    type Tx = RawTx<OwnedWriteHalf>;
+    type Rx = RawRx<OwnedReadHalf>;
     const NAME: &'static str = "raw";
 
-    async fn open(
-        addr: SocketAddr,
-        source: Option<Ipv4Addr>,
-        payload: Bytes,
-        _opts: ConnOpts,
-    ) -> io::Result<(Self::Tx, Self::Rx)> {
-        let (r, w) = connect(addr, source).await?.into_split();
-        let mut frame = BytesMut::with_capacity(4 + payload.len());
-        // Payloads are capped at 8 MiB by argument parsing, so the length always fits.
-        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        frame.extend_from_slice(&len.to_be_bytes());
-        frame.extend_from_slice(&payload);
-        let frame = frame.freeze();
-        let frame_len = frame.len();
-        Ok((
-            RawTx {
-                write: w,
-                frame,
-                batch: BytesMut::new(),
-            },
-            RawRx {
-                read: r,
-                frame_len,
-                partial: 0,
-                buf: vec![0; RAW_READ_BUF],
-            },
-        ))
+    async fn open(to: Target) -> io::Result<(Self::Tx, Self::Rx)> {
+        let (r, w) = to.connect().await?.into_split();
+        Ok(raw_halves(r, w, &to.payload))
+    }
+}
+
+/// The TLS stream of [`RawTlsClient`].
+type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
+
+impl ClientImpl for RawTlsClient {
+    type Tx = RawTx<WriteHalf<ClientTls>>;
+    type Rx = RawRx<ReadHalf<ClientTls>>;
+    const NAME: &'static str = "raw-tls";
+
+    async fn open(to: Target) -> io::Result<(Self::Tx, Self::Rx)> {
+        let config = to.opts.tls.as_ref().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the TLS client needs --tls DIR",
+            )
+        })?;
+        let stream = super::tls::connect(config, to.connect().await?).await?;
+        let (r, w) = tokio::io::split(stream);
+        Ok(raw_halves(r, w, &to.payload))
     }
 }
 
@@ -398,20 +447,15 @@ impl ClientImpl for FramewireClient {
     type Rx = FramewireRx;
     const NAME: &'static str = "framewire";
 
-    async fn open(
-        addr: SocketAddr,
-        _source: Option<Ipv4Addr>,
-        payload: Bytes,
-        _opts: ConnOpts,
-    ) -> io::Result<(Self::Tx, Self::Rx)> {
-        let client = framewire_client::Client::connect(addr)
+    async fn open(to: Target) -> io::Result<(Self::Tx, Self::Rx)> {
+        let client = framewire_client::Client::connect(to.addr)
             .await
             .map_err(to_io)?;
         let (tx, rx) = client.split();
         Ok((
             FramewireTx {
                 tx: Some(tx),
-                payload,
+                payload: to.payload,
             },
             FramewireRx { rx },
         ))
@@ -576,16 +620,11 @@ impl ClientImpl for FramewireAckClient {
     type Rx = FramewireAckRx;
     const NAME: &'static str = "framewire-ack";
 
-    async fn open(
-        addr: SocketAddr,
-        _source: Option<Ipv4Addr>,
-        payload: Bytes,
-        opts: ConnOpts,
-    ) -> io::Result<(Self::Tx, Self::Rx)> {
+    async fn open(to: Target) -> io::Result<(Self::Tx, Self::Rx)> {
         let client = framewire_client::Client::builder()
-            .ack_window(opts.window)
+            .ack_window(to.opts.window)
             .reconnect(framewire_client::ReconnectPolicy::never())
-            .connect_ack(addr)
+            .connect_ack(to.addr)
             .await
             .map_err(to_io)?;
         let (tx, rx) = client.split();
@@ -594,9 +633,9 @@ impl ClientImpl for FramewireAckClient {
         Ok((
             FramewireAckTx {
                 tx: Some(tx),
-                payload,
+                payload: to.payload,
                 sent: 0,
-                replies: opts.echo.then(|| state_rx.clone()),
+                replies: to.opts.echo.then(|| state_rx.clone()),
             },
             FramewireAckRx {
                 state: state_rx,

@@ -1,18 +1,19 @@
-//! The benchmark harness. This library is the load generator behind the `loadgen` binary
-//! (`src/bin/loadgen.rs`): modes, client adapters, in-binary servers and reports, as a library
-//! so tests can drive every mode in-process. The package's other binary, `compare`
-//! (`src/bin/compare.rs`), measures framewire-server against a tokio-util server in child
-//! processes (memory per connection, throughput, TLS). `bench/*.sh` run them.
+//! The benchmark harness: one set of client and server drivers, modes and reports behind both
+//! binaries. `loadgen` (`src/bin/loadgen.rs`) runs one mode or one server per invocation (the
+//! `bench/*.sh` scripts drive it); `compare` (`src/bin/compare.rs`) runs the servers of this
+//! library as child processes (`compare serve`) and measures them with this library's modes
+//! ([`Mode::Conns`] for memory per connection, [`Mode::Burst`] for throughput, over TCP or
+//! TLS), reading the same [`Record`]s. A library, so tests can drive every mode in-process.
 //!
 //! It speaks plain u32 big-endian length-prefixed frames and so loads any such echo server,
 //! framewire or not. `loadgen --help` describes the command line ([`args`]).
 //!
-//! * [`modes::run`] runs one mode (`ping`, `pipeline`, `stream`, `conns`, `flood`) and returns a
-//!   [`report::Record`].
+//! * [`modes::run`] runs one mode (`ping`, `pipeline`, `stream`, `conns`, `flood`, `zeros`,
+//!   `setup`, `burst`) and returns a [`report::Record`].
 //! * [`client::ClientImpl`] is the adapter a client implementation provides (`codec`,
 //!   `tokio-util`, `raw`, `framewire`, `framewire-ack`).
-//! * [`server::serve`] runs an in-binary echo or sink server (`tokio-util`, `raw`, `codec`,
-//!   `framewire`, `framewire-ack`).
+//! * [`server::serve_setup`] runs an in-binary echo or sink server (`tokio-util`, `raw`,
+//!   `codec`, `framewire`, `framewire-each`, `framewire-ack`), over TCP or TLS ([`tls`]).
 //!
 //! # Adding an implementation
 //!
@@ -31,6 +32,7 @@ pub mod error;
 pub mod modes;
 pub mod report;
 pub mod server;
+pub mod tls;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -47,12 +49,22 @@ pub use report::Record;
 pub async fn run_server(opts: &ServeOpts) -> Result<(), LoadgenError> {
     let listener = tokio::net::TcpListener::bind(opts.addr).await?;
     let local = listener.local_addr()?;
-    let window = match opts.kind {
+    let mut setup = server::ServerSetup::new(opts.kind, opts.mode);
+    setup.window = opts.window;
+    setup.idle_timeout = opts.idle_timeout;
+    setup.tls = opts.tls.as_deref().map(tls::server_config).transpose()?;
+    let mut extra = match opts.kind {
         ServerKind::FramewireAck => format!(" window={}", opts.window),
         _ => String::new(),
     };
+    if setup.tls.is_some() {
+        extra.push_str(" tls");
+    }
+    if let Some(t) = opts.idle_timeout {
+        extra = format!("{extra} idle-timeout={}ms", t.as_millis());
+    }
     println!(
-        "loadgen serve impl={} mode={}{window} addr={} pid={}",
+        "loadgen serve impl={} mode={}{extra} addr={} pid={}",
         opts.kind.name(),
         opts.mode.name(),
         local,
@@ -60,7 +72,7 @@ pub async fn run_server(opts: &ServeOpts) -> Result<(), LoadgenError> {
     );
     std::io::stdout().flush()?;
     // Serving ends only when the lifetime runs out (or the process is killed).
-    let serving = server::serve_with_window(listener, opts.kind, opts.mode, opts.window);
+    let serving = server::serve_setup(listener, setup);
     if let Ok(result) = tokio::time::timeout(opts.lifetime, serving).await {
         result?;
     }

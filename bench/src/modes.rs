@@ -16,7 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::args::{ClientKind, Mode, RunOpts};
 use super::client::{
     connect, source_addr, ClientImpl, CodecClient, ConnOpts, FrameRx, FrameTx, FramewireAckClient,
-    FramewireClient, RawClient, TokioUtilClient,
+    FramewireClient, RawClient, RawTlsClient, Target, TokioUtilClient,
 };
 use super::error::LoadgenError;
 use super::report::{new_histogram, CpuWindow, LatencySummary, MemoryGrowth, ProcMem, Record};
@@ -48,13 +48,15 @@ const STREAM_BATCH_BYTES: usize = 256 * 1024;
 /// the run hangs, [`LoadgenError::Proc`] if `--pid` cannot be read.
 pub async fn run(opts: &RunOpts) -> Result<Record, LoadgenError> {
     let limit = opts.duration + HARD_GRACE;
+    let c = conn_opts(opts)?;
     let fut = async {
         match opts.client {
-            ClientKind::Codec => run_with::<CodecClient>(opts).await,
-            ClientKind::TokioUtil => run_with::<TokioUtilClient>(opts).await,
-            ClientKind::Raw => run_with::<RawClient>(opts).await,
-            ClientKind::Framewire => run_with::<FramewireClient>(opts).await,
-            ClientKind::FramewireAck => run_with::<FramewireAckClient>(opts).await,
+            ClientKind::Codec => run_with::<CodecClient>(opts, &c).await,
+            ClientKind::TokioUtil => run_with::<TokioUtilClient>(opts, &c).await,
+            ClientKind::Raw if c.tls.is_some() => run_with::<RawTlsClient>(opts, &c).await,
+            ClientKind::Raw => run_with::<RawClient>(opts, &c).await,
+            ClientKind::Framewire => run_with::<FramewireClient>(opts, &c).await,
+            ClientKind::FramewireAck => run_with::<FramewireAckClient>(opts, &c).await,
         }
     };
     tokio::time::timeout(limit, fut)
@@ -65,15 +67,16 @@ pub async fn run(opts: &RunOpts) -> Result<Record, LoadgenError> {
         })?
 }
 
-async fn run_with<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
+async fn run_with<C: ClientImpl>(o: &RunOpts, c: &ConnOpts) -> Result<Record, LoadgenError> {
     let mut rec = match o.mode {
-        Mode::Ping => ping::<C>(o).await?,
-        Mode::Pipeline => pipeline::<C>(o).await?,
-        Mode::Stream => stream::<C>(o).await?,
-        Mode::Conns => conns::<C>(o).await?,
-        Mode::Flood => flood::<C>(o).await?,
+        Mode::Ping => ping::<C>(o, c).await?,
+        Mode::Pipeline => pipeline::<C>(o, c).await?,
+        Mode::Stream => stream::<C>(o, c).await?,
+        Mode::Conns => conns::<C>(o, c).await?,
+        Mode::Flood => flood::<C>(o, c).await?,
         Mode::Zeros => zeros(o).await?,
         Mode::Setup => setup(o).await?,
+        Mode::Burst => burst::<C>(o, c).await?,
     };
     rec.label = o.label.clone();
     rec.mode = o.mode.name().to_owned();
@@ -84,13 +87,34 @@ async fn run_with<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     Ok(rec)
 }
 
-/// The per-connection settings of `o`.
-fn conn_opts(o: &RunOpts) -> ConnOpts {
-    ConnOpts {
+/// The per-connection settings of `o` (the TLS configuration read once, here).
+fn conn_opts(o: &RunOpts) -> Result<ConnOpts, LoadgenError> {
+    Ok(ConnOpts {
         window: o.window,
-        // Only the one-way stream runs against a sink.
-        echo: o.mode != Mode::Stream || o.echo,
-    }
+        // Only the one-way stream and burst run against a sink.
+        echo: !matches!(o.mode, Mode::Stream | Mode::Burst) || o.echo,
+        tls: o
+            .tls
+            .as_deref()
+            .map(super::tls::client_config)
+            .transpose()?,
+    })
+}
+
+/// Opens connection `index` of a run with client `C`, every frame carrying `body`.
+async fn open_conn<C: ClientImpl>(
+    o: &RunOpts,
+    c: &ConnOpts,
+    index: usize,
+    body: Bytes,
+) -> io::Result<(C::Tx, C::Rx)> {
+    C::open(Target {
+        addr: o.addr,
+        source: source_addr(o.addr, index, o.sources),
+        payload: body,
+        opts: c.clone(),
+    })
+    .await
 }
 
 /// A payload of `size` bytes with a recognisable pattern.
@@ -169,6 +193,7 @@ async fn expect_replies<R: FrameRx>(
     want: u64,
     conn: usize,
     done: u64,
+    progress: Option<&AtomicU64>,
 ) -> Result<u64, LoadgenError> {
     let mut got = 0u64;
     while got < want {
@@ -181,18 +206,15 @@ async fn expect_replies<R: FrameRx>(
             });
         }
         got += n as u64;
+        if let Some(counter) = progress {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
     }
     Ok(got)
 }
 
-async fn ping<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
-    let (mut tx, mut rx) = C::open(
-        o.addr,
-        source_addr(o.addr, 0, o.sources),
-        payload(o.size),
-        conn_opts(o),
-    )
-    .await?;
+async fn ping<C: ClientImpl>(o: &RunOpts, c: &ConnOpts) -> Result<Record, LoadgenError> {
+    let (mut tx, mut rx) = open_conn::<C>(o, c, 0, payload(o.size)).await?;
     let mut hist = new_histogram()?;
     let counter = Arc::new(AtomicU64::new(0));
     let _progress = ProgressGuard(progress(o.progress, counter.clone(), "round trips"));
@@ -206,7 +228,7 @@ async fn ping<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
             break;
         }
         tx.send(1).await?;
-        expect_replies(&mut rx, 1, 0, frames).await?;
+        expect_replies(&mut rx, 1, 0, frames, None).await?;
         hist.saturating_record(nanos(t0.elapsed()));
         frames += 1;
         counter.store(frames, Ordering::Relaxed);
@@ -214,34 +236,16 @@ async fn ping<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
             tokio::time::sleep(pause).await;
         }
     }
-    let elapsed = start.elapsed();
-    let (client_cpu, server_cpu) = cpu.end()?;
+    let rec = measured(start, &cpu, 1, 1, frames, &hist)?;
     tx.finish().await?;
-    Ok(Record {
-        conns: 1,
-        depth: 1,
-        elapsed_s: elapsed.as_secs_f64(),
-        frames,
-        latency: LatencySummary::from_histogram(&hist),
-        client_cpu_s: Some(client_cpu),
-        server_cpu_s: server_cpu,
-        ..Record::default()
-    })
+    Ok(rec)
 }
 
-async fn pipeline<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
+async fn pipeline<C: ClientImpl>(o: &RunOpts, c: &ConnOpts) -> Result<Record, LoadgenError> {
     let body = payload(o.size);
     let mut conns = Vec::with_capacity(o.conns);
     for i in 0..o.conns {
-        conns.push(
-            C::open(
-                o.addr,
-                source_addr(o.addr, i, o.sources),
-                body.clone(),
-                conn_opts(o),
-            )
-            .await?,
-        );
+        conns.push(open_conn::<C>(o, c, i, body.clone()).await?);
     }
     let counter = Arc::new(AtomicU64::new(0));
     let _progress = ProgressGuard(progress(o.progress, counter.clone(), "replies"));
@@ -272,6 +276,19 @@ async fn timed_record(
         hist.add(&h)
             .map_err(|e| LoadgenError::args(format!("histogram merge: {e}")))?;
     }
+    measured(start, &cpu, conns, depth, frames, &hist)
+}
+
+/// The record of a timed run that started at `start` and ends now: `frames` over the time
+/// since, the latency percentiles of `hist` (none if it is empty), and the CPU time of `cpu`.
+fn measured(
+    start: Instant,
+    cpu: &CpuWindow,
+    conns: usize,
+    depth: usize,
+    frames: u64,
+    hist: &Histogram<u64>,
+) -> Result<Record, LoadgenError> {
     let elapsed = start.elapsed();
     let (client_cpu, server_cpu) = cpu.end()?;
     Ok(Record {
@@ -279,7 +296,7 @@ async fn timed_record(
         depth: depth as u64,
         elapsed_s: elapsed.as_secs_f64(),
         frames,
-        latency: LatencySummary::from_histogram(&hist),
+        latency: LatencySummary::from_histogram(hist),
         client_cpu_s: Some(client_cpu),
         server_cpu_s: server_cpu,
         ..Record::default()
@@ -328,14 +345,8 @@ async fn pipeline_conn<T: FrameTx, R: FrameRx>(
     Ok((done, hist))
 }
 
-async fn stream<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
-    let (mut tx, mut rx) = C::open(
-        o.addr,
-        source_addr(o.addr, 0, o.sources),
-        payload(o.size),
-        conn_opts(o),
-    )
-    .await?;
+async fn stream<C: ClientImpl>(o: &RunOpts, c: &ConnOpts) -> Result<Record, LoadgenError> {
+    let (mut tx, mut rx) = open_conn::<C>(o, c, 0, payload(o.size)).await?;
     let max_batch = o.batch.unwrap_or_else(|| default_batch(o.size));
     let sent_counter = Arc::new(AtomicU64::new(0));
     let recv_counter = Arc::new(AtomicU64::new(0));
@@ -485,26 +496,18 @@ async fn echo_once<T: FrameTx, R: FrameRx>(
 ) -> (bool, (T, R)) {
     let ok = tokio::time::timeout(ECHO_TIMEOUT, async {
         tx.send(1).await?;
-        expect_replies(&mut rx, 1, conn, 0).await?;
+        expect_replies(&mut rx, 1, conn, 0, None).await?;
         Ok::<(), LoadgenError>(())
     })
     .await;
     (matches!(ok, Ok(Ok(()))), (tx, rx))
 }
 
-async fn conns<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
+async fn conns<C: ClientImpl>(o: &RunOpts, c: &ConnOpts) -> Result<Record, LoadgenError> {
     let before = read_mem(o.pid)?;
     let start = Instant::now();
     let body = payload(o.size);
-    let idle = open_many(o, |i| {
-        C::open(
-            o.addr,
-            source_addr(o.addr, i, o.sources),
-            body.clone(),
-            conn_opts(o),
-        )
-    })
-    .await?;
+    let idle = open_many(o, |i| open_conn::<C>(o, c, i, body.clone())).await?;
     let open_time = start.elapsed();
     // Let the server accept and set up every connection before reading its memory.
     tokio::time::sleep(o.duration).await;
@@ -541,7 +544,7 @@ async fn conns<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     })
 }
 
-async fn flood<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
+async fn flood<C: ClientImpl>(o: &RunOpts, c: &ConnOpts) -> Result<Record, LoadgenError> {
     let before = read_mem(o.pid)?;
     let header = o.announce.to_be_bytes();
     let start = Instant::now();
@@ -556,14 +559,7 @@ async fn flood<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
     let opened = read_mem(o.pid)?;
     // Does the server still serve a well-behaved client while flooded?
     // A refused connection counts as "no", not as a failed run.
-    let ok = match C::open(
-        o.addr,
-        source_addr(o.addr, o.conns, o.sources),
-        payload(o.size),
-        conn_opts(o),
-    )
-    .await
-    {
+    let ok = match open_conn::<C>(o, c, o.conns, payload(o.size)).await {
         Ok(halves) => echo_once(halves, o.conns).await.0,
         Err(_) => false,
     };
@@ -588,6 +584,76 @@ async fn flood<C: ClientImpl>(o: &RunOpts) -> Result<Record, LoadgenError> {
         echo_failed: Some(u64::from(!ok)),
         ..Record::default()
     })
+}
+
+/// Bytes of frames per write in `burst` (whole frames, at least one).
+pub const BURST_WRITE_BYTES: usize = 64 * 1024;
+
+/// `burst`: `o.conns` connections each send `o.count` frames, in writes of about
+/// [`BURST_WRITE_BYTES`], as fast as the server takes them. With `o.echo` every connection
+/// reads every echo back while it sends (a task of its own writes); without, it half-closes
+/// after the last frame and waits for the sink server to close (which it does once it has read
+/// everything). The time is from the first write to the last connection done; connecting is
+/// not timed.
+async fn burst<C: ClientImpl>(o: &RunOpts, c: &ConnOpts) -> Result<Record, LoadgenError> {
+    let body = payload(o.size);
+    let mut conns = Vec::with_capacity(o.conns);
+    for i in 0..o.conns {
+        conns.push(open_conn::<C>(o, c, i, body.clone()).await?);
+    }
+    let per_write = (BURST_WRITE_BYTES / (o.size + 4)).max(1);
+    let counter = Arc::new(AtomicU64::new(0));
+    let _progress = ProgressGuard(progress(o.progress, counter.clone(), "frames"));
+    let cpu = CpuWindow::start(o.pid)?;
+    let start = Instant::now();
+    let mut tasks = JoinSet::new();
+    for (i, (tx, rx)) in conns.into_iter().enumerate() {
+        let count = o.count;
+        let (echo, counter) = (o.echo, counter.clone());
+        tasks.spawn(burst_conn(i, tx, rx, count, per_write, echo, counter));
+    }
+    timed_record(tasks, start, cpu, o.conns, per_write).await
+}
+
+/// One `burst` connection: the frames it sent, once every echo came in (or the sink closed),
+/// and an empty latency histogram (a burst times no round trips).
+async fn burst_conn<T: FrameTx, R: FrameRx>(
+    conn: usize,
+    mut tx: T,
+    mut rx: R,
+    count: u64,
+    per_write: usize,
+    echo: bool,
+    counter: Arc<AtomicU64>,
+) -> Result<(u64, Histogram<u64>), LoadgenError> {
+    let writer = tokio::spawn(async move {
+        let mut left = count;
+        while left > 0 {
+            let n = usize::try_from(left).map_or(per_write, |l| l.min(per_write));
+            tx.send(n).await?;
+            left -= n as u64;
+        }
+        if !echo {
+            tx.finish().await?;
+        }
+        Ok::<T, io::Error>(tx)
+    });
+    if !echo {
+        // Every frame written and the write side shut down; the sink closes once it has read
+        // them all. It sends nothing: a reply would be the server's bug, and is not counted.
+        writer
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))??;
+        while rx.recv().await? != 0 {}
+        counter.fetch_add(count, Ordering::Relaxed);
+        return Ok((count, new_histogram()?));
+    }
+    expect_replies(&mut rx, count, conn, 0, Some(&counter)).await?;
+    let mut tx = writer
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))??;
+    tx.finish().await?;
+    Ok((count, new_histogram()?))
 }
 
 /// `zeros`: `o.conns` [`Flooder`]s for `o.duration`.

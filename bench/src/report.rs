@@ -321,7 +321,10 @@ impl Record {
         let lat =
             |f: fn(&LatencySummary) -> f64| self.latency.as_ref().map_or(Empty, |l| Float(f(l)));
         let mem = |f: fn(&MemoryGrowth) -> Field| self.memory.as_ref().map_or(Empty, f);
-        let timed = matches!(self.mode.as_str(), "ping" | "pipeline" | "stream" | "setup");
+        let timed = matches!(
+            self.mode.as_str(),
+            "ping" | "pipeline" | "stream" | "setup" | "burst"
+        );
         vec![
             Str(self.label.clone()),
             Str(self.mode.clone()),

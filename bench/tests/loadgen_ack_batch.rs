@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use framewire_bench::client::{ClientImpl, ConnOpts, FrameTx, FramewireAckClient};
+use framewire_bench::client::{ClientImpl, ConnOpts, FrameTx, FramewireAckClient, Target};
 use framewire_codec::ack::AckFramedBuilder;
 use framewire_codec::FrameCodec;
 use tokio::net::TcpListener;
@@ -31,10 +31,16 @@ async fn an_ack_batch_returns_without_waiting_for_its_acknowledgements() {
     let opts = ConnOpts {
         window: 8,
         echo: false,
+        tls: None,
     };
-    let (mut tx, _rx) = FramewireAckClient::open(addr, None, Bytes::from_static(b"x"), opts)
-        .await
-        .expect("connect");
+    let (mut tx, _rx) = FramewireAckClient::open(Target {
+        addr,
+        source: None,
+        payload: Bytes::from_static(b"x"),
+        opts,
+    })
+    .await
+    .expect("connect");
     // Keeps the connection open, unpolled.
     let _peer = peer.await.expect("peer task").expect("peer handshake");
     // 8 messages fit in the window: the batch is handed over, and nothing is acknowledged.

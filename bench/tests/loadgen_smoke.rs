@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use framewire_bench::args::{ClientKind, Mode, RunOpts, ServerKind, ServerMode};
 use framewire_bench::modes::run;
-use framewire_bench::server::{serve, serve_with_window};
+use framewire_bench::server::{serve_setup, serve_with_window, ServerSetup};
+use framewire_bench::tls::TempCert;
 use framewire_bench::{LoadgenError, Record};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -19,9 +20,15 @@ async fn start(
     kind: ServerKind,
     mode: ServerMode,
 ) -> std::io::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    start_setup(ServerSetup::new(kind, mode)).await
+}
+
+async fn start_setup(
+    setup: ServerSetup,
+) -> std::io::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    Ok((addr, tokio::spawn(serve(listener, kind, mode))))
+    Ok((addr, tokio::spawn(serve_setup(listener, setup))))
 }
 
 fn opts(mode: Mode, addr: SocketAddr, client: ClientKind) -> RunOpts {
@@ -259,6 +266,64 @@ async fn ack_mode() -> Result<(), LoadgenError> {
     Ok(())
 }
 
+/// `burst` (what `compare` measures) with the raw client, echo and sink, over TCP and TLS
+/// against the servers `compare` starts; `conns` over TLS.
+async fn burst_and_tls() -> Result<(), LoadgenError> {
+    let cert = TempCert::new()?;
+    let config = framewire_bench::tls::server_config(cert.dir())?;
+    let start = |kind, mode, tls: bool| {
+        let mut setup = ServerSetup::new(kind, mode);
+        setup.tls = tls.then(|| config.clone());
+        start_setup(setup)
+    };
+    for (kind, tls) in [
+        (ServerKind::TokioUtil, false),
+        (ServerKind::Codec, false),
+        (ServerKind::Framewire, false),
+        (ServerKind::TokioUtil, true),
+        (ServerKind::Framewire, true),
+    ] {
+        let (echo, h1) = start(kind, ServerMode::Echo, tls).await?;
+        let (sink, h2) = start(kind, ServerMode::Sink, tls).await?;
+        let mut o = opts(Mode::Burst, echo, ClientKind::Raw);
+        o.conns = 3;
+        o.count = 2_000;
+        o.size = 100;
+        o.echo = true;
+        o.tls = tls.then(|| cert.dir().to_path_buf());
+        // Fails (or times out) unless every echo comes back.
+        let r = run(&o).await?;
+        let client = if tls { "raw-tls" } else { "raw" };
+        assert_eq!((r.mode.as_str(), r.client.as_str()), ("burst", client));
+        assert_eq!(r.frames, 6_000, "{r:?}");
+        assert!(r.elapsed_s > 0.0, "{r:?}");
+        // Into the sink: ends once the server closed after reading everything.
+        o.addr = sink;
+        o.echo = false;
+        let r = run(&o).await?;
+        assert_eq!(r.frames, 6_000, "{r:?}");
+        if tls {
+            let mut o = opts(Mode::Conns, echo, ClientKind::Raw);
+            o.conns = 10;
+            o.duration = Duration::from_millis(50);
+            o.tls = Some(cert.dir().to_path_buf());
+            let r = run(&o).await?;
+            assert_eq!((r.echo_ok, r.echo_failed), (Some(10), Some(0)), "{r:?}");
+        }
+        for h in [h1, h2] {
+            h.abort();
+        }
+    }
+    // A TLS client against a plain server fails instead of hanging.
+    let (plain, h) = start(ServerKind::TokioUtil, ServerMode::Echo, false).await?;
+    let mut o = opts(Mode::Burst, plain, ClientKind::Raw);
+    o.count = 10;
+    o.tls = Some(cert.dir().to_path_buf());
+    assert!(run(&o).await.is_err());
+    h.abort();
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mode_runs_against_the_in_binary_servers() {
     match tokio::time::timeout(TEST_TIMEOUT, all_modes()).await {
@@ -272,5 +337,10 @@ async fn every_mode_runs_against_the_in_binary_servers() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => panic!("ack-mode loadgen run failed: {e}"),
         Err(_) => panic!("ack-mode smoke test did not finish in {TEST_TIMEOUT:?}"),
+    }
+    match tokio::time::timeout(TEST_TIMEOUT, burst_and_tls()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("burst/TLS loadgen run failed: {e}"),
+        Err(_) => panic!("burst/TLS smoke test did not finish in {TEST_TIMEOUT:?}"),
     }
 }

@@ -2,6 +2,7 @@
 //! figures, CSV and JSON formatting.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
@@ -189,6 +190,51 @@ fn serve_flags_are_read() {
     assert!(parse_err(&["serve"]).contains("--impl"));
     assert!(parse_err(&["serve", "--impl", "nginx"]).contains("nginx"));
     assert!(parse_err(&["serve", "--impl", "raw", "--mode", "mirror"]).contains("mirror"));
+}
+
+#[test]
+fn burst_tls_and_idle_timeout_flags() {
+    let o = run_opts(&[
+        "burst",
+        "--addr",
+        "127.0.0.1:1",
+        "--client",
+        "raw",
+        "--count",
+        "500",
+        "--echo",
+        "--tls",
+        "/tmp/certs",
+    ]);
+    assert_eq!(
+        (o.mode, o.conns, o.count, o.echo, o.tls),
+        (Mode::Burst, 4, 500, true, Some(PathBuf::from("/tmp/certs")))
+    );
+    assert!(parse_err(&["ping", "--addr", "127.0.0.1:1", "--count", "5"]).contains("burst only"));
+    // The default client is the baseline, which does not speak TLS here.
+    assert!(parse_err(&["burst", "--addr", "127.0.0.1:1", "--tls", "d"]).contains("--client raw"));
+    assert!(parse_err(&["burst", "--addr", "127.0.0.1:1", "--count", "0"]).contains('0'));
+    match parse_args([
+        "serve",
+        "--impl",
+        "framewire",
+        "--tls",
+        "/tmp/certs",
+        "--idle-timeout",
+        "600s",
+    ]) {
+        Ok(Command::Serve(s)) => assert_eq!(
+            (s.tls, s.idle_timeout),
+            (
+                Some(PathBuf::from("/tmp/certs")),
+                Some(Duration::from_secs(600))
+            )
+        ),
+        other => panic!("expected serve, got {other:?}"),
+    }
+    assert!(
+        parse_err(&["serve", "--impl", "raw", "--idle-timeout", "1s"]).contains("framewire kinds")
+    );
 }
 
 #[test]
