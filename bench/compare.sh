@@ -40,8 +40,8 @@ SIZES=(${SIZES:-16 64 1024 65536})
 DURATION=${DURATION:-1s}
 PIPE_CONNS=${PIPE_CONNS:-64}
 PIPE_DEPTH=${PIPE_DEPTH:-16}
-# Payload sizes of the pipelined echo (one table row set per size).
-PIPE_SIZES=(${PIPE_SIZES:-${PIPE_SIZE:-64}})
+# Payload sizes of the pipelined echo (one table row set per size); PIPE_SIZES="" skips it.
+PIPE_SIZES=(${PIPE_SIZES-${PIPE_SIZE-64}})
 # STREAM=0 skips the one-way stream section (e.g. to measure only the pipelined echo).
 STREAM=${STREAM:-1}
 # Every cell runs ROUNDS times, rounds interleaved; report.py takes the median.
