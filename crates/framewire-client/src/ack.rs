@@ -716,7 +716,11 @@ impl Driver {
     }
 
     /// Makes `conn` the current connection and wakes the receiving half.
-    fn install(&mut self, conn: Conn) {
+    fn install(&mut self, mut conn: Conn) {
+        // The receiving half's polls write nothing: an ACK due after a `recv` waits for this
+        // task's next round (the receiving half wakes it), where it goes out in one write
+        // with the messages sent meanwhile.
+        conn.defer_receiver_writes(true);
         {
             let mut slot = self.shared.slot();
             slot.conn = Some(conn);
@@ -2013,7 +2017,15 @@ impl AckReceiver {
             // Reconnecting.
             return Poll::Pending;
         };
-        let outcome = match conn.poll_recv(cx) {
+        let polled = conn.poll_recv(cx);
+        // The connection's receiving side writes nothing (see `install`): an ACK that became
+        // due waits for the driver's next round, which writes it with whatever the sending
+        // half queued meanwhile. Wake the driver for it (once per round, as a send does).
+        if conn.wants_write() && !slot.kicked {
+            slot.kicked = true;
+            self.shared.driver_task.wake();
+        }
+        let outcome = match polled {
             Poll::Ready(Ok(Some(delivery))) => {
                 self.shared.received.fetch_add(1, Ordering::Relaxed);
                 return Poll::Ready(Ok(Some(delivery)));

@@ -221,6 +221,9 @@ pub struct AckDriver<T> {
     io_waker: Waker,
     /// The accepting side's tie to its [`SessionHub`], if it keeps sessions.
     sessions: Option<Attached>,
+    /// The receiving side's polls do not write (see
+    /// [`defer_receiver_writes`](Self::defer_receiver_writes)).
+    defer_recv_writes: bool,
 }
 
 impl<T> AckDriver<T> {
@@ -257,6 +260,7 @@ impl<T> AckDriver<T> {
             wakers: Arc::clone(&wakers),
             io_waker: Waker::from(wakers),
             sessions: None,
+            defer_recv_writes: false,
         }
     }
 
@@ -407,6 +411,29 @@ impl<T> AckDriver<T> {
     /// timeouts).
     pub fn is_between_frames(&self) -> bool {
         self.input.is_between_frames(&self.codec)
+    }
+
+    /// For a face whose sending side is polled by a task of its own that the receiving side
+    /// can wake (the client's ack mode): with `on`, the receiving side's polls
+    /// ([`poll_recv`](Self::poll_recv), [`release`](Self::release)) write nothing. An ACK
+    /// that becomes due there (and a PONG or keepalive PING queued while they read) waits in
+    /// the engine for the sending side's next poll ([`poll_write`](Self::poll_write),
+    /// [`poll_all_acked`](Self::poll_all_acked), [`poll_progress`](Self::poll_progress), ...),
+    /// and goes out in one write with the DATA queued meanwhile, instead of a write of its
+    /// own. What an ACK covers does not change (only what the application is done with).
+    ///
+    /// The caller must get the sending side polled soon whenever
+    /// [`wants_write`](Self::wants_write) is `true` after a receiving poll (e.g. wake its
+    /// task): that poll is what bounds the delay of the ACK. [`poll_release`](Self::poll_release)
+    /// still writes at once. Off by default.
+    pub fn defer_receiver_writes(&mut self, on: bool) {
+        self.defer_recv_writes = on;
+    }
+
+    /// `true` when the engine has a frame to write (an ACK, a control frame, DATA not yet
+    /// written) and the sending direction is open: a poll of the sending side would write.
+    pub fn wants_write(&self) -> bool {
+        !self.write_closed && self.failed.is_none() && self.state.has_transmit()
     }
 
     /// Wakes whoever waits in this driver (e.g. when a face decided that the connection is
@@ -1163,8 +1190,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         if self.sessions.as_ref().is_some_and(|a| a.superseded(cx)) {
             return Err(AckError::SessionTakenOver);
         }
-        if let Poll::Ready(Err(e)) = self.poll_write_inner(cx) {
-            return Err(e);
+        let writes = side == Side::Send || !self.defer_recv_writes;
+        if writes {
+            if let Poll::Ready(Err(e)) = self.poll_write_inner(cx) {
+                return Err(e);
+            }
         }
         let read = self.poll_read(cx, side);
         if let Poll::Ready(Err(e)) = read {
@@ -1177,7 +1207,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
         if read.is_pending() && (side == Side::Send || self.inbox.is_empty()) {
             self.state.reader_idle();
         }
-        if self.state.has_transmit() {
+        if writes && self.state.has_transmit() {
             if let Poll::Ready(Err(e)) = self.poll_write_inner(cx) {
                 return Err(e);
             }
@@ -1187,13 +1217,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
 
     /// A message was just handed out. If it was the last one buffered, acknowledge those the
     /// application is done with now (the ones before it), not at its next poll: it may not
-    /// poll again soon. Written if the transport takes it without waiting; an error is
-    /// reported by the next call.
+    /// poll again soon. Written if the transport takes it without waiting (unless the
+    /// receiving side's writes are deferred); an error is reported by the next call.
     fn after_take(&mut self, cx: &mut Context<'_>) {
         if self.inbox.is_empty() && self.input.is_empty() {
             self.state.reader_idle();
         }
-        if self.state.has_transmit() {
+        if !self.defer_recv_writes && self.state.has_transmit() {
             if let Poll::Ready(Err(e)) = self.poll_write_inner(cx) {
                 self.record_deferred(e);
             }
@@ -1221,8 +1251,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 _ => {}
             }
         }
-        if self.state.has_transmit() {
-            // An ack became due: write it now if the transport takes it without waiting.
+        if !self.defer_recv_writes && self.state.has_transmit() {
+            // An ack became due: write it now if the transport takes it without waiting
+            // (deferred: the sending side's next poll writes it; a sending caller of this
+            // function writes right after).
             if let Poll::Ready(Err(e)) = self.poll_write_inner(cx) {
                 self.record_deferred(e);
             }
