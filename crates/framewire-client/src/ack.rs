@@ -453,6 +453,9 @@ struct Slot {
     /// (one wake-up per round, not per message). Cleared by the driver under this lock at
     /// the start of each round, before it writes.
     kicked: bool,
+    /// The receiving half woke the driver for an ACK alone (see `AckReceiver::poll_recv`)
+    /// and no send came since: the driver lets the tasks woken with it run first.
+    ack_kick: bool,
 }
 
 /// How the handles learn that the client stopped, and the wakers between them.
@@ -986,6 +989,17 @@ impl Driver {
         };
         let mut guard = shared.slot();
         let slot = &mut *guard;
+        if slot.ack_kick {
+            // Woken by the receiving half for an ACK, with nothing sent since: the task that
+            // took the messages has likely just woken the task that answers them (as a
+            // pipelining client does). Go to the back of the run queue once, so that what
+            // that task sends goes out in the same write as the ACK. Bounded: one pass of the
+            // scheduler; `kicked` stays set meanwhile (no wake per send, and no second yield
+            // before this round).
+            slot.ack_kick = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         // This round writes whatever sends put into the engine so far: the next send after it
         // wakes the driver again.
         slot.kicked = false;
@@ -1816,6 +1830,7 @@ impl AckSender {
         }
         let wake = !slot.kicked;
         slot.kicked = true;
+        slot.ack_kick = false;
         drop(guard);
         if wake {
             shared.driver_task.wake();
@@ -2023,6 +2038,7 @@ impl AckReceiver {
         // half queued meanwhile. Wake the driver for it (once per round, as a send does).
         if conn.wants_write() && !slot.kicked {
             slot.kicked = true;
+            slot.ack_kick = true;
             self.shared.driver_task.wake();
         }
         let outcome = match polled {
