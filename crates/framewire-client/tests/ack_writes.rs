@@ -248,7 +248,10 @@ fn take_batch_rest(rx: &mut AckReceiver) {
             "message {i} of the batch was not buffered: {d:?}"
         );
     }
-    assert!(rx.recv().now_or_never().is_none(), "nothing more is buffered");
+    assert!(
+        rx.recv().now_or_never().is_none(),
+        "nothing more is buffered"
+    );
 }
 
 /// As a pipelining client is written (loadgen's `pipeline`): one task takes the replies and
