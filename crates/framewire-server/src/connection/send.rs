@@ -149,21 +149,7 @@ impl<S> Connection<S> {
         if self.ack.is_some() {
             return self.queue(&frame);
         }
-        if self.write_closed {
-            return Err(self.closed_for_sending());
-        }
-        match self.out.feed_bytes(&self.codec, frame) {
-            Ok(()) => {
-                self.frames_out_unpublished += 1;
-                Ok(())
-            }
-            Err(e) => {
-                // Nothing was queued; the stream is still in sync.
-                let err = ServerError::from(e);
-                self.count_and_log(&err, "send");
-                Err(err)
-            }
-        }
+        self.feed_plain(1, |out, codec| out.feed_bytes(codec, frame))
     }
 
     /// Sends one message held in [`Bytes`] (without copying it, see
@@ -218,7 +204,11 @@ impl<S> Connection<S> {
             }
             ready!(self.poll_send_ready(cx))?;
             match std::mem::replace(&mut feed, FeedRun::Done) {
-                FeedRun::Whole(run) => return Poll::Ready(self.feed_run_now(run)),
+                FeedRun::Whole(run) => {
+                    let frames = run.len() as u64;
+                    let fed = self.feed_plain(frames, |out, codec| out.feed_run(codec, run));
+                    return Poll::Ready(fed);
+                }
                 FeedRun::Frames(left, mut frames) => {
                     let Some(frame) = frames.next() else {
                         return Poll::Ready(Ok(()));
@@ -229,25 +219,6 @@ impl<S> Connection<S> {
                 FeedRun::Done => return Poll::Ready(Ok(())),
             }
         })
-    }
-
-    /// Plain mode: writes a whole run into the write buffer (room was checked).
-    fn feed_run_now(&mut self, run: FrameRun) -> Result<(), ServerError> {
-        if self.write_closed {
-            return Err(self.closed_for_sending());
-        }
-        let frames = run.len() as u64;
-        match self.out.feed_run(&self.codec, run) {
-            Ok(()) => {
-                self.frames_out_unpublished += frames;
-                Ok(())
-            }
-            Err(e) => {
-                let err = ServerError::from(e);
-                self.count_and_log(&err, "send");
-                Err(err)
-            }
-        }
     }
 
     /// Writes every queued message (and, in ack mode, pending ACKs) to the socket. In ack

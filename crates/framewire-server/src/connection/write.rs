@@ -5,9 +5,7 @@
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-#[cfg(doc)]
-use framewire_codec::FrameWriter;
-use framewire_codec::{Cause, EarlierError, FrameError};
+use framewire_codec::{Cause, EarlierError, FrameCodec, FrameError, FrameWriter};
 use tokio::io::AsyncWrite;
 use tokio::time::Instant;
 
@@ -50,23 +48,38 @@ impl<S> Connection<S> {
     }
 
     pub(super) fn queue(&mut self, frame: &[u8]) -> Result<(), ServerError> {
+        if self.ack.is_none() {
+            return self.feed_plain(1, |out, codec| out.feed(codec, frame));
+        }
         if self.write_closed {
             return Err(self.closed_for_sending());
         }
-        if self.ack.is_some() {
-            self.queue_ack(frame)?;
-            self.frames_out_unpublished += 1;
-            return Ok(());
+        self.queue_ack(frame)?;
+        self.frames_out_unpublished += 1;
+        Ok(())
+    }
+
+    /// Plain mode: queues `frames` frames with `feed` (the writer's `feed`, `feed_bytes` or
+    /// `feed_run`; room was checked), unless sending is over. The frames are added to the
+    /// shared `frames_out` counter when the buffer is written (or the connection dropped):
+    /// one atomic add per write, not per frame. On an error nothing was queued (the stream
+    /// is still in sync); the error is counted and returned.
+    #[inline]
+    pub(super) fn feed_plain(
+        &mut self,
+        frames: u64,
+        feed: impl FnOnce(&mut FrameWriter, &FrameCodec) -> Result<(), FrameError>,
+    ) -> Result<(), ServerError> {
+        if self.write_closed {
+            return Err(self.closed_for_sending());
         }
-        match self.out.feed(&self.codec, frame).map_err(ServerError::from) {
+        match feed(&mut self.out, &self.codec) {
             Ok(()) => {
-                // Added to the shared counter when the buffer is written (or the connection
-                // dropped): one atomic add per write, not per frame.
-                self.frames_out_unpublished += 1;
+                self.frames_out_unpublished += frames;
                 Ok(())
             }
-            Err(err) => {
-                // Nothing was queued; the stream is still in sync.
+            Err(e) => {
+                let err = ServerError::from(e);
                 self.count_and_log(&err, "send");
                 Err(err)
             }
