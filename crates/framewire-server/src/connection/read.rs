@@ -154,7 +154,7 @@ impl<S> Connection<S> {
     }
 
     /// Bytes read and not yet taken as frames.
-    fn buffered_in(&self) -> usize {
+    pub(super) fn buffered_in(&self) -> usize {
         match &self.ack {
             Some(a) => a.driver.buffered_bytes(),
             None => self.input.len(),
@@ -194,7 +194,10 @@ impl<S> Connection<S> {
     /// The idle or stall deadline of a read that found nothing (its clock starts now if it
     /// is not running): since when, for how long, and the error once it passed. `None`: no
     /// deadline applies.
-    fn read_deadline(&mut self, for_recv: bool) -> Option<(Instant, Duration, ServerError)> {
+    pub(super) fn read_deadline(
+        &mut self,
+        for_recv: bool,
+    ) -> Option<(Instant, Duration, ServerError)> {
         let config = &self.server.connection_view().config;
         let now = Instant::now();
         if self.between_frames() {

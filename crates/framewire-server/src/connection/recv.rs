@@ -248,7 +248,7 @@ impl<S> Connection<S> {
 
     /// Takes a run if a whole frame is buffered (`None` if not); `Pending` if the task's
     /// cooperative budget is spent.
-    fn take_run(&mut self, cx: &mut Context<'_>) -> Option<Poll<FrameRun>> {
+    pub(super) fn take_run(&mut self, cx: &mut Context<'_>) -> Option<Poll<FrameRun>> {
         if !self.input.has_buffered_frame(&self.codec) {
             return None;
         }

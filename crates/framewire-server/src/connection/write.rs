@@ -14,7 +14,7 @@ use crate::error::ServerError;
 use crate::stats::bump;
 
 impl<S> Connection<S> {
-    fn write_failed(&mut self, err: ServerError) -> ServerError {
+    pub(super) fn write_failed(&mut self, err: ServerError) -> ServerError {
         self.write_closed = true;
         self.write_closed_why = Some(EarlierError::from(&err));
         self.out.clear();
@@ -87,7 +87,7 @@ impl<S> Connection<S> {
     }
 
     /// Writes the queued bytes.
-    fn poll_write_buf(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
+    pub(super) fn poll_write_buf(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
         self.publish_frames_out();
         let result = self.out.poll_drain(Pin::new(&mut self.io), cx);
         self.account_written();
@@ -103,7 +103,7 @@ impl<S> Connection<S> {
     }
 
     /// Counts the bytes the socket took; progress restarts the write timeout's clock.
-    fn account_written(&mut self) {
+    pub(super) fn account_written(&mut self) {
         let n = self.out.take_written();
         if n > 0 {
             bump(&self.server.connection_view().counters.bytes_out, n as u64);
@@ -118,7 +118,7 @@ impl<S> Connection<S> {
     /// `poll_frame_slow`, which releases it when the connection starts waiting for bytes
     /// with nothing queued. A handler that never reads releases it after every write, as
     /// before.
-    fn release_write_buf_if_idle(&mut self) {
+    pub(super) fn release_write_buf_if_idle(&mut self) {
         if !self.input.holds_memory() {
             self.out.release();
         }
