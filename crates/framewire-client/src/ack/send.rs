@@ -1,0 +1,431 @@
+//! The sending half: [`AckSender`] (`send` with its window check and the direct hand-over to
+//! the engine, `flush`, the half-close) and [`Receipt`], a message id checked against the
+//! shared acknowledged-through watermark.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use framewire_codec::ack::{AckError, MessageId};
+use framewire_codec::{Cause, EarlierError};
+use tokio::sync::{mpsc, oneshot};
+
+use super::shared::{Cmd, SendCmd, Shared, Tracked};
+use super::task_ended;
+#[cfg(doc)]
+use super::{AckClient, AckReceiver};
+use crate::{ClientError, Endpoint};
+
+/// A delivery receipt: resolves with the message's id once the peer's application took the
+/// message (ack mode).
+///
+/// Dropping a receipt does not cancel anything: the message is still delivered, and
+/// [`AckSender::flush`] still waits for it.
+///
+/// ```no_run
+/// use framewire_client::{Client, ClientError};
+///
+/// # async fn run() -> Result<(), ClientError> {
+/// let client = Client::builder().connect_ack("127.0.0.1:9999").await?;
+/// let receipt = client.send("order 17").await?; // in the window: on its way
+/// let id = receipt.id(); // known at once, the same on every redelivery
+/// let acked = receipt.await?; // the server's application took it
+/// assert_eq!(acked, id);
+/// client.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// [`ClientError::Undelivered`] if the client stopped (the reconnect policy gave up, the peer
+/// broke the protocol) before the message was acknowledged; the message itself is then among
+/// the `unacked` of the [`ClientError::GaveUp`] / [`ClientError::Protocol`] error returned by
+/// `flush`, `close` and `recv`.
+///
+/// # Cancellation safety
+///
+/// Cancellation safe: awaiting it again (it is `Unpin`) continues where it left off.
+pub struct Receipt {
+    id: u64,
+    /// The receipt is the id checked against the client's acknowledged-through watermark:
+    /// no channel and no allocation per message.
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receipt").field("id", &self.id).finish()
+    }
+}
+
+impl Receipt {
+    /// The message's stable id, as the peer's application sees it
+    /// ([`Delivery::id`](framewire_codec::ack::Delivery::id)): the client's session and the
+    /// message's sequence number in it (1 for the first message accepted by this client, then
+    /// 2, 3, ...), the same on every redelivery.
+    ///
+    /// With a server that does not keep sessions the session part is all zero and the seq
+    /// counts this client's messages (the wire numbers restart per connection then). A
+    /// message refused as too long by a server reached after a reconnect (one with a smaller
+    /// frame limit) takes no sequence number: the messages accepted after it move down by
+    /// one, so their ids are final once their receipts resolved.
+    pub fn id(&self) -> MessageId {
+        let session = *self
+            .shared
+            .session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if session == [0; 16] {
+            return MessageId {
+                session,
+                seq: self.id,
+            };
+        }
+        let refused = self
+            .shared
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(id, ..)| *id < self.id)
+            .count() as u64;
+        MessageId {
+            session,
+            seq: self.id - refused,
+        }
+    }
+
+    fn check(&self) -> Option<Result<MessageId, ClientError>> {
+        let shared = &self.shared;
+        let settled = shared.acked_id.load(Ordering::Acquire) >= self.id;
+        let stopped = settled || shared.inbox().end.is_some();
+        if stopped {
+            let refused = shared
+                .refused
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(&(_, len, max)) = refused.iter().find(|(id, ..)| *id == self.id) {
+                return Some(Err(ClientError::Ack(AckError::PayloadTooLong { len, max })));
+            }
+        }
+        if settled {
+            return Some(Ok(self.id()));
+        }
+        let inbox = shared.inbox();
+        let end = inbox.end.as_ref()?;
+        Some(Err(ClientError::Undelivered {
+            id: self.id,
+            reason: end.reason(),
+        }))
+    }
+}
+
+impl Future for Receipt {
+    type Output = Result<MessageId, ClientError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(r) = this.check() {
+            return Poll::Ready(r);
+        }
+        this.shared
+            .receipt_wakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(cx.waker().clone());
+        // The watermark may have moved (or the client stopped) before the registration.
+        match this.check() {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// The sending half of an [`AckClient`]. Cheap to clone; clones share the connection and the
+/// window. Together with its [`AckReceiver`], from [`AckClient::split`]:
+///
+/// ```no_run
+/// use framewire_client::{Client, ClientError};
+///
+/// # async fn run() -> Result<(), ClientError> {
+/// let client = Client::builder().ack_window(64).connect_ack("127.0.0.1:9999").await?;
+/// let (tx, mut rx) = client.split();
+/// let receiver = tokio::spawn(async move {
+///     // Each delivery is acknowledged when `recv` is called again: done with it.
+///     while let Some(delivery) = rx.recv().await? {
+///         println!("{}: {} bytes", delivery.seq, delivery.payload.len());
+///     }
+///     Ok::<_, ClientError>(())
+/// });
+/// for i in 0..100 {
+///     tx.send(format!("message {i}")).await?; // waits while the window is full
+/// }
+/// tx.flush().await?; // all 100 acknowledged by the server's application
+/// tx.close().await?;
+/// receiver.await.expect("receiver task")?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AckSender {
+    pub(super) cmds: mpsc::UnboundedSender<Cmd>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) endpoint: Endpoint,
+}
+
+impl AckSender {
+    /// Hands one message to the connection and returns once it fits in the peer's window:
+    /// with `window` messages unacknowledged this waits for acks (backpressure), also while
+    /// reconnecting. From then on the client owns the message: it is delivered, even across
+    /// reconnects, unless the policy gives up, in which case it is handed back in
+    /// [`ClientError::GaveUp`]. The returned [`Receipt`] resolves when the peer's application
+    /// took it. Writing happens in the background; many sends in a row go out in few writes.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Ack`] with `PayloadTooLong` if the message exceeds the peer's maximum
+    /// frame length (nothing was sent, the connection is unaffected);
+    /// [`ClientError::NotSent`] (carrying the payload back) if the client has stopped.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe: if cancelled (while waiting for room), the message was not sent.
+    ///
+    /// # Payload type
+    ///
+    /// `impl Into<Bytes>`, where [`Client::send`](crate::Client::send) and the server's
+    /// `Connection::send` take `impl AsRef<[u8]>`, on purpose: this client keeps every
+    /// message until the peer acknowledges it (a reconnect resends it), and a [`Bytes`] is
+    /// kept as it is, without a copy. `Bytes`, `Vec<u8>`, `String`, `Box<[u8]>`,
+    /// `&'static str` and `&'static [u8]` convert without copying; copy a borrowed slice
+    /// once yourself: `send(Bytes::copy_from_slice(buf))`. The plain senders copy into
+    /// their write buffer anyway, and take a `Bytes` uncopied through `feed_bytes`.
+    pub async fn send(&self, payload: impl Into<Bytes>) -> Result<Receipt, ClientError> {
+        let payload = payload.into();
+        let max = self.shared.max_payload.load(Ordering::Relaxed);
+        if payload.len() > max {
+            return Err(ClientError::Ack(AckError::PayloadTooLong {
+                len: payload.len(),
+                max,
+            }));
+        }
+        // Most sends find room: try before registering with `room` (registering and
+        // unregistering a waiter takes the Notify's lock twice). The wait is a boxed future
+        // of its own, so this one stays small (it is moved on every call).
+        match self.try_accept(payload) {
+            Ok(accepted) => accepted,
+            Err(payload) => Box::pin(self.wait_for_room(payload)).await,
+        }
+    }
+
+    /// The rest of [`send`](Self::send) when the window was full: waits for room (or for
+    /// the deadlock check to fire), then queues `payload`.
+    async fn wait_for_room(&self, payload: Bytes) -> Result<Receipt, ClientError> {
+        let mut payload = payload;
+        loop {
+            let notified = self.shared.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Room may have come between the check and the registration.
+            payload = match self.try_accept(payload) {
+                Ok(accepted) => return accepted,
+                Err(payload) => payload,
+            };
+            let Some(grace) = self.shared.deadlock_grace else {
+                notified.await;
+                continue;
+            };
+            let settled = self.shared.settled.load(Ordering::Relaxed);
+            if tokio::time::timeout(grace, notified).await.is_err()
+                && self.shared.settled.load(Ordering::Relaxed) == settled
+            {
+                let waited = grace;
+                let payload = Some(payload.clone());
+                if let Some(e) = self.shared.deadlock("send", payload, waited) {
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Accepts `payload` if the window has room (`Ok` with the outcome: a receipt, or
+    /// `NotSent` if the client stopped); hands it back if the window is full.
+    ///
+    /// Under the slot's one lock: with a connection installed and nothing queued before it,
+    /// the message goes straight into the connection's engine and is tracked for its receipt
+    /// (the driver writes it in its next round, woken once per round, not per message);
+    /// otherwise it is queued for the driver, behind the ones already waiting.
+    fn try_accept(&self, payload: Bytes) -> Result<Result<Receipt, ClientError>, Bytes> {
+        let shared = &*self.shared;
+        let mut guard = shared.slot();
+        if let Some(reason) = self.stopped_reason() {
+            return Ok(Err(ClientError::NotSent { payload, reason }));
+        }
+        // Only senders holding the slot's lock write `accepted*`: plain loads and stores.
+        let accepted = shared.accepted.load(Ordering::Relaxed);
+        let accepted_bytes = shared.accepted_bytes.load(Ordering::Relaxed);
+        let in_window = accepted.saturating_sub(shared.settled.load(Ordering::Relaxed));
+        let in_window_bytes =
+            accepted_bytes.saturating_sub(shared.settled_bytes.load(Ordering::Relaxed));
+        // As on the wire: a message is accepted while fewer messages and fewer bytes than the
+        // window are unacknowledged, so what the client holds is bounded by its byte cap plus
+        // one message, whatever the server grants.
+        if in_window >= shared.window.load(Ordering::Relaxed)
+            || in_window_bytes >= shared.window_bytes.load(Ordering::Relaxed)
+        {
+            return Err(payload);
+        }
+        let len = payload.len();
+        let slot = &mut *guard;
+        let id = slot.next_id;
+        slot.next_id += 1;
+        shared.accepted.store(accepted + 1, Ordering::Relaxed);
+        shared
+            .accepted_bytes
+            .store(accepted_bytes + len as u64, Ordering::Relaxed);
+        let direct = match slot.conn.as_mut() {
+            Some(conn) if slot.queue.is_empty() && slot.reported.is_none() => {
+                // The engine keeps the payload until it is acknowledged; on any error (its
+                // window is full, the connection failed) it hands it back and the message
+                // is queued for the driver, which deals with the error.
+                conn.try_start_send(payload, false)
+            }
+            _ => Err((AckError::SinkClosed, payload)),
+        };
+        match direct {
+            Ok(seq) => slot.tracked.push_back(Tracked {
+                id,
+                seq,
+                len,
+                refused: false,
+            }),
+            Err((_, payload)) => slot.queue.push_back(SendCmd { id, payload }),
+        }
+        let wake = !slot.kicked;
+        slot.kicked = true;
+        slot.ack_kick = false;
+        drop(guard);
+        if wake {
+            shared.driver_task.wake();
+        }
+        Ok(Ok(Receipt {
+            id,
+            shared: Arc::clone(&self.shared),
+        }))
+    }
+
+    /// `Some(reason)` once the client stopped accepting sends.
+    fn stopped_reason(&self) -> Option<EarlierError> {
+        if !self.shared.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        let inbox = self.shared.inbox();
+        if !inbox.stopping {
+            return None;
+        }
+        Some(match &inbox.end {
+            Some(end) => end.reason(),
+            None if inbox.sender_closed => {
+                EarlierError::new("the sending half was closed", Cause::Local, false)
+            }
+            None => EarlierError::new("the client is stopping", Cause::Local, false),
+        })
+    }
+
+    /// Waits until every message accepted by [`send`](Self::send) before this call has been
+    /// acknowledged (across reconnects).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::GaveUp`] or [`ClientError::Protocol`], both carrying the unacknowledged
+    /// messages in order. After a clean end (peer closed, client closed) nothing is
+    /// unacknowledged and this returns `Ok`.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancellation safe: nothing is lost; a later `flush` waits again.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let (tx, mut rx) = oneshot::channel();
+        // Everything accepted before this call: ids up to the last one handed out.
+        let target = self.shared.slot().next_id.saturating_sub(1);
+        self.cmds
+            .send(Cmd::Flush(target, tx))
+            .map_err(|_| Self::gone())?;
+        let Some(grace) = self.shared.deadlock_grace else {
+            return rx.await.unwrap_or_else(|_| Err(Self::gone()));
+        };
+        loop {
+            let settled = self.shared.settled.load(Ordering::Relaxed);
+            match tokio::time::timeout(grace, &mut rx).await {
+                Ok(done) => return done.unwrap_or_else(|_| Err(Self::gone())),
+                Err(_) if self.shared.settled.load(Ordering::Relaxed) == settled => {
+                    let waited = grace;
+                    if let Some(e) = self.shared.deadlock("flush", None, waited) {
+                        return Err(e);
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn gone() -> ClientError {
+        ClientError::Stopped {
+            reason: task_ended(),
+        }
+    }
+
+    /// Half-close: waits for every receipt (as [`flush`](Self::flush)), then shuts the
+    /// connection's sending direction (the peer's stream ends; a FIN on TCP) and returns,
+    /// without waiting for the peer. From then on every [`send`](Self::send), from any
+    /// clone, fails with [`ClientError::NotSent`] (sends accepted before the close still
+    /// go out first), and `flush`/`close` return `Ok`.
+    ///
+    /// The [`AckReceiver`] keeps delivering what the peer sends until the peer closes its
+    /// side, then returns `Ok(None)`; dropping it ends the connection early. The acks for
+    /// every message it took before the close go out before the FIN. Messages it takes after
+    /// the close cannot be acknowledged (acks travel on the direction that is now shut): they
+    /// are delivered, but the peer sees them as unacknowledged, and since the peer can have
+    /// at most the window this client granted unacknowledged, at most that many arrive after
+    /// the close. Without a receiving half (dropped, or [`AckClient::close`]) the connection
+    /// is closed right after the FIN.
+    ///
+    /// # Errors
+    ///
+    /// As [`flush`](Self::flush), and transport errors while shutting the sending direction.
+    pub async fn close(self) -> Result<(), ClientError> {
+        self.request(Cmd::Close).await
+    }
+
+    /// How many times the connection was re-established.
+    pub fn reconnects(&self) -> u64 {
+        self.shared.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// How many messages were resent as redeliveries.
+    pub fn redeliveries(&self) -> u64 {
+        self.shared.redeliveries.load(Ordering::Relaxed)
+    }
+
+    /// How many reconnects found the session gone on the server; see
+    /// [`AckClient::sessions_lost`].
+    pub fn sessions_lost(&self) -> u64 {
+        self.shared.sessions_lost.load(Ordering::Relaxed)
+    }
+
+    async fn request(
+        &self,
+        make: fn(oneshot::Sender<Result<(), ClientError>>) -> Cmd,
+    ) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || ClientError::Stopped {
+            reason: task_ended(),
+        };
+        self.cmds.send(make(tx)).map_err(|_| gone())?;
+        rx.await.unwrap_or_else(|_| Err(gone()))
+    }
+}
