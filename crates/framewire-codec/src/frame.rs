@@ -262,7 +262,7 @@ impl FrameCodec {
     /// The payload length of the next frame if the fast path applies: between frames, the
     /// whole frame buffered, within the limit.
     #[inline]
-    fn buffered_frame_len(&self, src: &BytesMut) -> Option<usize> {
+    pub(crate) fn buffered_frame_len(&self, src: &BytesMut) -> Option<usize> {
         if self.state != DecodeState::Header || src.len() < HEADER_LEN {
             return None;
         }

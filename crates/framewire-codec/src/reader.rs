@@ -196,6 +196,30 @@ impl FrameReader {
         codec.decode_buffered(&mut self.buf)
     }
 
+    /// The next frame whole in the buffer, not taken yet: its payload length and its first
+    /// `N` bytes (`None` as for [`next_buffered`](Self::next_buffered), or if it is shorter
+    /// than `N`). For a caller that decides from a frame's head whether to take it.
+    #[inline]
+    pub(crate) fn peek_buffered<const N: usize>(
+        &self,
+        codec: &FrameCodec,
+    ) -> Option<(usize, &[u8; N])> {
+        let len = codec
+            .buffered_frame_len(&self.buf)
+            .filter(|&len| len >= N)?;
+        let head = self.buf.get(HEADER_LEN..HEADER_LEN + N)?.try_into().ok()?;
+        Some((len, head))
+    }
+
+    /// Takes the frame [`peek_buffered`](Self::peek_buffered) saw (payload length `len`),
+    /// without its first `skip` payload bytes.
+    #[inline]
+    pub(crate) fn take_peeked(&mut self, len: usize, skip: usize) -> Bytes {
+        let mut frame = self.buf.split_to(HEADER_LEN + len).freeze();
+        bytes::Buf::advance(&mut frame, HEADER_LEN + skip);
+        frame
+    }
+
     /// `true` if [`next_buffered`](Self::next_buffered) would return a frame.
     #[inline]
     pub fn has_buffered_frame(&self, codec: &FrameCodec) -> bool {

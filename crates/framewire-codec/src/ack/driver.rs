@@ -867,6 +867,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             && self.pending.is_none()
             && !self.sessions.as_ref().is_some_and(Attached::is_superseded)
         {
+            if let Some(d) = self.recv_fast() {
+                if self.input.is_empty() {
+                    // That was the last one buffered (see `after_take`).
+                    self.with_io_cx(|this, cx| this.after_take(cx));
+                }
+                return Poll::Ready(Ok(Some(d)));
+            }
             // Fast path: a buffered message, no I/O unless an ACK became due. A registration
             // left by an earlier wait stays: at most one spurious wake, and no atomic
             // operation per message.
@@ -882,6 +889,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             }
         }
         self.guard(Side::Recv, cx, |this, cx| this.poll_recv_inner(cx))
+    }
+
+    /// The receive path's common case in one step ([`AckState::take_and_receive`]): the
+    /// previous message is done and the next frame, whole in the read buffer, is an in-order
+    /// DATA frame, and nothing else happens (no ACK becomes due, nothing else to write or
+    /// resolve). `None`, with nothing changed, in every other case: the general path
+    /// (`recv_buffered`, `poll_recv_inner`) handles it. The caller checked that the driver
+    /// has not failed.
+    #[inline]
+    fn recv_fast(&mut self) -> Option<Delivery> {
+        if self.eof || !self.inbox.is_empty() {
+            return None;
+        }
+        let (len, head) = self.input.peek_buffered::<DATA_HEADER_LEN>(&self.codec)?;
+        let (seq, redelivered) = self.state.take_and_receive(self.yielded, head, len)?;
+        self.yielded = seq;
+        Some(Delivery {
+            session: self.state.delivery_session(),
+            seq,
+            payload: self.input.take_peeked(len, DATA_HEADER_LEN),
+            redelivered,
+        })
     }
 
     /// The next message if one is buffered (in the inbox, or whole in the read buffer),

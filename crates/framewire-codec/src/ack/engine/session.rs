@@ -409,6 +409,15 @@ impl AckState {
         Ok(())
     }
 
+    /// `true` if DATA `seq` is an ordinary one for [`session_data`](Self::session_data): no
+    /// request unanswered, no baseline to set, not a repeat (the fast path's check).
+    #[inline]
+    pub(super) fn data_is_plain(&self, seq: u64) -> bool {
+        self.session.request.is_none()
+            && !self.session.baseline_open
+            && !(seq >= 1 && seq <= self.session.resume_point)
+    }
+
     /// Hook from `handle_data`: `Ok(true)` if the DATA is a repeat of what the application
     /// already has (drop it), `Ok(false)` to check and deliver it.
     pub(super) fn session_data(&mut self, seq: u64) -> Result<bool, AckError> {

@@ -1,0 +1,100 @@
+//! The receiving fast path ([`AckState::take_and_receive`]) against the general path
+//! ([`AckState::taken`] + [`AckState::handle_frame`]): the same outcome when it applies, and
+//! no change at all when it does not.
+
+use bytes::Bytes;
+
+use super::AckState;
+use crate::ack::wire::{AckFrame, DATA_HEADER_LEN};
+
+/// Two established engines: `rx` (the side under test) has heard `tx`'s HELLO.
+fn pair(window: u32) -> (AckState, AckState) {
+    let mut tx = AckState::new(window, 1 << 20);
+    let mut rx = AckState::new(window, 1 << 20);
+    let hello = tx.poll_transmit().expect("tx's HELLO");
+    rx.handle_frame(hello.to_bytes()).expect("HELLO accepted");
+    let hello = rx.poll_transmit().expect("rx's HELLO");
+    tx.handle_frame(hello.to_bytes()).expect("HELLO accepted");
+    (tx, rx)
+}
+
+fn data(seq: u64, redelivery: bool, len: usize) -> Bytes {
+    AckFrame::Data {
+        seq,
+        redelivery,
+        payload: Bytes::from(vec![7u8; len]),
+    }
+    .to_bytes()
+}
+
+/// Feeds `frame` to `rx` after the application is done with `done`, through the fast path if
+/// it takes it (checked against the general path on a clone) and the general path if not
+/// (checked that the fast path changed nothing). Returns whether the fast path took it.
+fn feed(rx: &mut AckState, done: u64, frame: &Bytes) -> bool {
+    let before = format!("{rx:?}");
+    let mut general = rx.clone();
+    let expected = general
+        .taken(done)
+        .and_then(|()| general.handle_frame(frame.clone()));
+    match rx.take_and_receive(done, frame, frame.len()) {
+        Some((seq, redelivered)) => {
+            let d = expected
+                .expect("the general path accepts what the fast path took")
+                .expect("a delivery");
+            assert_eq!((seq, redelivered), (d.seq, d.redelivered));
+            assert_eq!(&frame[DATA_HEADER_LEN..], &d.payload[..]);
+            assert_eq!(format!("{rx:?}"), format!("{general:?}"));
+            true
+        }
+        None => {
+            assert_eq!(format!("{rx:?}"), before, "the fast path changed the state");
+            if let Ok(r) = rx.taken(done).and_then(|()| rx.handle_frame(frame.clone())) {
+                assert_eq!(r, expected.expect("same outcome"));
+            }
+            false
+        }
+    }
+}
+
+#[test]
+fn the_fast_path_agrees_with_the_general_path_and_stands_aside_otherwise() {
+    let (_tx, mut rx) = pair(8);
+    let mut fast = 0;
+    // In order, each one done when the next arrives: the fast path takes them until taking
+    // the previous one makes an ACK due (half the window, 4).
+    for seq in 1..=4 {
+        fast += usize::from(feed(&mut rx, seq - 1, &data(seq, seq == 2, 16)));
+    }
+    assert_eq!(fast, 4, "seqs 1-4 (taking 1-3 makes no ACK due)");
+    // Taking 4 makes the ACK due: the general path queues it.
+    assert!(!feed(&mut rx, 4, &data(5, false, 16)));
+    assert!(rx.has_transmit());
+    // With an ACK waiting to be written, the fast path stands aside.
+    assert!(!feed(&mut rx, 5, &data(6, false, 16)));
+    while rx.poll_transmit().is_some() {}
+    assert_eq!(rx.ack_sent_through(), 5);
+    assert!(feed(&mut rx, 6, &data(7, false, 16)));
+    // Out of sequence, a repeat, a frame that is not DATA, a DATA shorter than its header:
+    // the general path reports or handles them.
+    assert!(!feed(&mut rx, 7, &data(9, false, 16)));
+    assert!(!feed(&mut rx, 7, &data(7, false, 16)));
+    let ping = AckFrame::<Bytes>::Ping { token: 3 }.to_bytes();
+    assert!(rx.take_and_receive(7, &ping, ping.len()).is_none());
+    assert!(rx.take_and_receive(7, &data(8, false, 0)[..4], 4).is_none());
+}
+
+#[test]
+fn the_fast_path_refuses_data_beyond_the_window() {
+    let (_tx, mut rx) = pair(2);
+    assert!(feed(&mut rx, 0, &data(1, false, 4)));
+    // Window 2: taking 1 makes the ACK due (threshold 1), so the fast path stands aside; the
+    // general path takes 2 without the ACK written yet.
+    assert!(!feed(&mut rx, 1, &data(2, false, 4)));
+    // Seq 3 would be beyond the window counted from the last ACK transmitted (none): refused
+    // by both paths (the general one with DataBeyondWindow).
+    let mut general = rx.clone();
+    assert!(rx
+        .take_and_receive(1, &data(3, false, 4), 4 + DATA_HEADER_LEN)
+        .is_none());
+    assert!(general.handle_frame(data(3, false, 4)).is_err());
+}
