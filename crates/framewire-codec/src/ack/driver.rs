@@ -1123,10 +1123,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 Poll::Ready(Ok(_)) => read_any = true,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(FrameError::from(e).into())),
                 Poll::Pending => {
-                    if !self.input.holds_memory()
-                        && self.out.is_empty()
-                        && self.state.all_acked()
-                    {
+                    if !self.input.holds_memory() && self.out.is_empty() && self.state.all_acked() {
                         // The peer is quiet, no frame is half-read and nothing sent waits for
                         // its ACK: the reader gave its buffer back (keeping the read size it
                         // learned), so the write buffer goes too and an idle ack-mode
