@@ -12,9 +12,7 @@
 //!   writes in batches, woken once per batch.
 //! * [`AckSender::flush`] resolves when every message accepted so far has been acknowledged.
 //! * [`AckReceiver::recv`] polls the connection's receiving side itself and takes the next
-//!   message from the peer; only then is it acknowledged. The ACK itself is written by the
-//!   driver, which `recv` wakes for it: in one write with the messages sent meanwhile (a
-//!   pipelining client answers a batch of replies in one write, ACK included).
+//!   message from the peer; only then is it acknowledged.
 //! * [`AckSender::close`] is a half-close: once every receipt resolved, the sending direction
 //!   is shut, and the receiving half goes on delivering the peer's messages until the peer
 //!   closes its side. [`AckClient::close`] closes both halves.

@@ -100,7 +100,7 @@ impl AckReceiver {
         // The connection's receiving side writes nothing (see `Driver::install`): an ACK that
         // became due waits for the driver's next round, which writes it with whatever the
         // sending half queued meanwhile. Wake the driver for it (once per round, as a send
-        // does), marked as a wake for an ACK alone (see `Slot::ack_kick`).
+        // does), marked as a wake for an ACK (see `Slot::ack_kick`).
         if conn.wants_write() && !slot.kicked {
             slot.kicked = true;
             slot.ack_kick = true;

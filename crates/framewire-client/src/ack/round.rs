@@ -139,12 +139,12 @@ impl Driver {
         let mut guard = shared.slot();
         let slot = &mut *guard;
         if slot.ack_kick {
-            // Woken by the receiving half for an ACK, with nothing sent since: the task that
-            // took the messages has likely just woken the task that answers them (as a
-            // pipelining client does). Go to the back of the run queue once, so that what
-            // that task sends goes out in the same write as the ACK. Bounded: one pass of the
-            // scheduler; `kicked` stays set meanwhile (no wake per send, and no second yield
-            // before this round).
+            // Woken by the receiving half for an ACK: the task that took the messages has
+            // likely just woken the task that answers them (as a pipelining client does). Go
+            // to the back of the run queue once, so that what that task sends goes out in the
+            // same write as the ACK. Bounded: one pass of the scheduler; `kicked` stays set
+            // meanwhile (sends need not wake, and the receiving half cannot ask for a second
+            // yield before this round).
             slot.ack_kick = false;
             cx.waker().wake_by_ref();
             return Poll::Pending;

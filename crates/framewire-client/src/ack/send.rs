@@ -307,7 +307,6 @@ impl AckSender {
         }
         let wake = !slot.kicked;
         slot.kicked = true;
-        slot.ack_kick = false;
         drop(guard);
         if wake {
             shared.driver_task.wake();

@@ -213,8 +213,10 @@ pub(super) struct Slot {
     /// (one wake-up per round, not per message). Cleared by the driver under this lock at
     /// the start of each round, before it writes.
     pub(super) kicked: bool,
-    /// The receiving half woke the driver for an ACK alone (see `AckReceiver::poll_recv`)
-    /// and no send came since: the driver lets the tasks woken with it run first.
+    /// The receiving half woke the driver for an ACK (see `AckReceiver::poll_recv`): before
+    /// its round the driver lets the tasks woken with it run first, so that what they send
+    /// goes out in the ACK's write. The ACK itself is written by the driver (the receiving
+    /// half's polls write nothing), in one write with the messages sent meanwhile.
     pub(super) ack_kick: bool,
 }
 
