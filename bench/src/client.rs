@@ -525,9 +525,9 @@ impl FrameTx for FramewireAckTx {
             .as_ref()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "sending half closed"))?;
         for _ in 0..count {
-            // The receipt is not needed: `finish` waits for every acknowledgement, and the
-            // window holds back `send` meanwhile.
-            drop(tx.send(self.payload.clone()).await.map_err(to_io)?);
+            // No receipt: `finish` waits for every acknowledgement (`flush`), and the window
+            // holds back `feed` meanwhile.
+            tx.feed(self.payload.clone()).await.map_err(to_io)?;
             self.sent += 1;
         }
         Ok(())

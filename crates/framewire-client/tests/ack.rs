@@ -44,6 +44,37 @@ async fn receipts_resolve_in_order() {
 }
 
 #[tokio::test]
+async fn fed_messages_are_delivered_in_order_and_flush_waits_for_them() {
+    within(async {
+        let (addr, log) = spawn_ack_server(AckEcho {
+            window: 4,
+            echo: false,
+            greeting: None,
+        })
+        .await;
+        let client = ack_client(addr, None).await;
+        let sent = msgs(50);
+        // Fed and sent messages share one numbering and one window (4: most of these wait).
+        for (i, m) in sent.iter().enumerate() {
+            if i == 25 {
+                let receipt = client.send(m.clone()).await.unwrap();
+                assert_eq!(receipt.id().seq, 26);
+            } else {
+                client.feed(m.clone()).await.unwrap();
+            }
+        }
+        client.flush().await.unwrap();
+        // Flushed: the server's application took every one of them, in order, once.
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log.len(), 1);
+        let got: Vec<_> = log[0].iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(got, sent);
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn echo_call_greeting_and_flush() {
     within(async {
         let (addr, _log) = spawn_ack_server(AckEcho {

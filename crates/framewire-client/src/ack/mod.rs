@@ -260,6 +260,15 @@ impl AckClient {
         self.tx.send(payload).await
     }
 
+    /// See [`AckSender::feed`]: [`send`](Self::send) without a receipt.
+    ///
+    /// # Errors
+    ///
+    /// As [`AckSender::send`].
+    pub async fn feed(&self, payload: impl Into<Bytes>) -> Result<(), ClientError> {
+        self.tx.feed(payload).await
+    }
+
     /// See [`AckSender::flush`].
     ///
     /// # Errors
@@ -286,7 +295,7 @@ impl AckClient {
     /// As [`send`](Self::send) and [`recv`](Self::recv), and [`ClientError::ClosedByPeer`]
     /// if the peer closes cleanly before replying.
     pub async fn call(&mut self, payload: impl Into<Bytes>) -> Result<Delivery, ClientError> {
-        let _receipt = self.tx.send(payload).await?;
+        self.tx.feed(payload).await?;
         match self.rx.recv().await? {
             Some(reply) => Ok(reply),
             None => Err(ClientError::ClosedByPeer {
