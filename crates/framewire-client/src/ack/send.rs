@@ -205,7 +205,12 @@ impl AckSender {
     /// once yourself: `send(Bytes::copy_from_slice(buf))`. The plain senders copy into
     /// their write buffer anyway, and take a `Bytes` uncopied through `feed_bytes`.
     pub async fn send(&self, payload: impl Into<Bytes>) -> Result<Receipt, ClientError> {
-        let id = self.accept(payload.into()).await?;
+        // Not an await on a shared async helper: that future would be built and moved (a
+        // memcpy) on every call. The wait is a boxed future of its own for the same reason.
+        let id = match self.try_accept_checked(payload.into()) {
+            Ok(accepted) => accepted?,
+            Err(payload) => Box::pin(self.wait_for_room(payload)).await?,
+        };
         Ok(Receipt {
             id,
             shared: Arc::clone(&self.shared),
@@ -241,30 +246,29 @@ impl AckSender {
     ///
     /// As [`send`](Self::send).
     pub async fn feed(&self, payload: impl Into<Bytes>) -> Result<(), ClientError> {
-        self.accept(payload.into()).await.map(drop)
+        match self.try_accept_checked(payload.into()) {
+            Ok(accepted) => accepted.map(drop),
+            Err(payload) => Box::pin(self.wait_for_room(payload)).await.map(drop),
+        }
     }
 
-    /// [`send`](Self::send) and [`feed`](Self::feed): the message's client id once it was
-    /// accepted into the window.
-    async fn accept(&self, payload: Bytes) -> Result<u64, ClientError> {
+    /// The start of [`send`](Self::send) and [`feed`](Self::feed): refuses a payload over the
+    /// peer's limit, then [`try_accept`](Self::try_accept). Most sends find room: they try
+    /// before registering with `room` (registering and unregistering a waiter takes the
+    /// Notify's lock twice).
+    fn try_accept_checked(&self, payload: Bytes) -> Result<Result<u64, ClientError>, Bytes> {
         let max = self.shared.max_payload.load(Ordering::Relaxed);
         if payload.len() > max {
-            return Err(ClientError::Ack(AckError::PayloadTooLong {
+            return Ok(Err(ClientError::Ack(AckError::PayloadTooLong {
                 len: payload.len(),
                 max,
-            }));
+            })));
         }
-        // Most sends find room: try before registering with `room` (registering and
-        // unregistering a waiter takes the Notify's lock twice). The wait is a boxed future
-        // of its own, so this one stays small (it is moved on every call).
-        match self.try_accept(payload) {
-            Ok(accepted) => accepted,
-            Err(payload) => Box::pin(self.wait_for_room(payload)).await,
-        }
+        self.try_accept(payload)
     }
 
-    /// The rest of [`accept`](Self::accept) when the window was full: waits for room (or
-    /// for the deadlock check to fire), then queues `payload`.
+    /// The rest of [`send`](Self::send) and [`feed`](Self::feed) when the window was full:
+    /// waits for room (or for the deadlock check to fire), then queues `payload`.
     async fn wait_for_room(&self, payload: Bytes) -> Result<u64, ClientError> {
         let mut payload = payload;
         loop {
