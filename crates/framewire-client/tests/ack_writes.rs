@@ -96,6 +96,11 @@ type Peer = Framed<DuplexStream, FrameCodec>;
 /// A connected client (split) over a counting duplex, its write counter, and the raw peer
 /// after the HELLO exchange.
 async fn connect() -> (AckSender, AckReceiver, Arc<AtomicUsize>, Peer) {
+    connect_with(WINDOW).await
+}
+
+/// [`connect`] with both sides granting `window`.
+async fn connect_with(window: u32) -> (AckSender, AckReceiver, Arc<AtomicUsize>, Peer) {
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let writes = Arc::new(AtomicUsize::new(0));
     let io = CountingIo {
@@ -109,13 +114,13 @@ async fn connect() -> (AckSender, AckReceiver, Arc<AtomicUsize>, Peer) {
             AckFrame::parse(&hello).unwrap(),
             AckFrame::Hello(_)
         ));
-        let ours = Hello::new(WINDOW, 1 << 20, 1 << 20);
+        let ours = Hello::new(window, 1 << 20, 1 << 20);
         peer.send(Bytes::copy_from_slice(&ours.to_bytes()))
             .await
             .unwrap();
         peer
     };
-    let builder = Client::builder().ack_window(WINDOW);
+    let builder = Client::builder().ack_window(window);
     let (client, peer) = tokio::join!(builder.connect_ack_stream(io), peer);
     let (tx, rx) = client.unwrap().split();
     (tx, rx, writes, peer)
@@ -301,6 +306,61 @@ async fn an_answer_from_another_task_goes_out_with_the_ack() {
             1,
             "the ACK for a batch and the requests another task sent in answer go out in one write"
         );
+        drop((tx, rx));
+    })
+    .await;
+}
+
+/// Ping-pong at window 1 (loadgen's `ping`): the peer's reply comes with its ACK of the
+/// request, in one write; the application takes the reply, asks for the next one (the reply
+/// is done: its ACK is due) and sends the next request. The window has room again as soon as
+/// the send finds the request acknowledged (it settles it itself, not in the driver's next
+/// round), so the ACK of the reply and the next request go out in one write (they took two:
+/// the driver wrote the ACK alone, settled, and only then was the request accepted).
+#[tokio::test]
+async fn a_ping_pong_at_window_1_answers_with_one_write() {
+    within(async {
+        let (tx, mut rx, writes, mut peer) = connect_with(1).await;
+        let first = tx.send("request 1").now_or_never();
+        assert!(matches!(first, Some(Ok(_))), "an empty window: {first:?}");
+        assert_eq!(next_seen(&mut peer).await, Seen::Data(1));
+        for round in 1..=3u64 {
+            // The peer's ACK of the request and its reply, in one write.
+            peer.feed(AckFrame::<Bytes>::Ack { through: round }.to_bytes())
+                .await
+                .unwrap();
+            let reply = AckFrame::Data {
+                seq: round,
+                redelivery: false,
+                payload: Bytes::from(format!("reply {round}")),
+            };
+            peer.feed(reply.to_bytes()).await.unwrap();
+            peer.flush().await.unwrap();
+            // Nothing here yields to the driver task (this runtime has one thread): the
+            // receiving half reads the ACK and the reply itself.
+            let got = rx.recv().now_or_never();
+            assert!(
+                matches!(&got, Some(Ok(Some(d))) if d.seq == round),
+                "{got:?}"
+            );
+            assert!(
+                rx.recv().now_or_never().is_none(),
+                "nothing more is buffered"
+            );
+            let before = writes.load(Ordering::SeqCst);
+            let next = tx.send(format!("request {}", round + 1)).now_or_never();
+            assert!(
+                matches!(next, Some(Ok(_))),
+                "the request was acknowledged, so the window (1) has room: {next:?}"
+            );
+            assert_eq!(next_seen(&mut peer).await, Seen::Ack(round));
+            assert_eq!(next_seen(&mut peer).await, Seen::Data(round + 1));
+            assert_eq!(
+                writes.load(Ordering::SeqCst) - before,
+                1,
+                "the ACK of the reply and the next request go out in one write"
+            );
+        }
         drop((tx, rx));
     })
     .await;

@@ -31,28 +31,7 @@ impl Driver {
     /// Resolves the receipts of every message the current connection acknowledged
     /// (`tracked` is the slot's, whose lock the caller holds).
     pub(super) fn settle(&mut self, tracked: &mut VecDeque<Tracked>, conn: &Conn) -> bool {
-        let through = conn.acked_through();
-        let mut any = false;
-        let mut settled = 0;
-        let mut settled_bytes = 0;
-        let mut last = None;
-        while tracked.front().is_some_and(|t| t.seq <= through) {
-            if let Some(t) = tracked.pop_front() {
-                settled += 1;
-                settled_bytes += t.len as u64;
-                last = Some(t.id);
-            }
-        }
-        if let Some(id) = last {
-            self.shared.settled.fetch_add(settled, Ordering::Relaxed);
-            self.shared
-                .settled_bytes
-                .fetch_add(settled_bytes, Ordering::Relaxed);
-            self.shared.acked_id.store(id, Ordering::Release);
-            self.shared.room.notify_waiters();
-            self.shared.wake_receipts();
-            any = true;
-        }
+        let mut any = self.shared.settle_tracked(tracked, conn.acked_through());
         // A flush waiting for ids up to `target` completes once all of them are settled.
         let acked_id = self.shared.acked_id.load(Ordering::Acquire);
         let mut i = 0;
@@ -140,13 +119,19 @@ impl Driver {
         let slot = &mut *guard;
         if slot.ack_kick {
             // Woken by the receiving half for an ACK: the task that took the messages has
-            // likely just woken the task that answers them (as a pipelining client does). Go
-            // to the back of the run queue once, so that what that task sends goes out in the
+            // likely just woken the task that answers them (as a pipelining client does, or a
+            // ping-pong loop). Yield once, as `tokio::task::yield_now` does: the runtime wakes
+            // this task again once it has run what was already woken, the runtime's
+            // `block_on` future included (a wake-up of its own would put it back in the run
+            // queue ahead of that future: measured, loadgen's ping then wrote the ACK and the
+            // next request separately), so that what the answering task sends goes out in the
             // same write as the ACK. Bounded: one pass of the scheduler; `kicked` stays set
             // meanwhile (sends need not wake, and the receiving half cannot ask for a second
             // yield before this round).
             slot.ack_kick = false;
-            cx.waker().wake_by_ref();
+            drop(guard);
+            let yielded = std::pin::pin!(tokio::task::yield_now()).poll(cx);
+            debug_assert!(yielded.is_pending(), "a fresh yield_now is pending once");
             return Poll::Pending;
         }
         // This round writes whatever sends put into the engine so far: the next send after it

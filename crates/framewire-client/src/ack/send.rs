@@ -313,16 +313,34 @@ impl AckSender {
         // Only senders holding the slot's lock write `accepted*`: plain loads and stores.
         let accepted = shared.accepted.load(Ordering::Relaxed);
         let accepted_bytes = shared.accepted_bytes.load(Ordering::Relaxed);
-        let in_window = accepted.saturating_sub(shared.settled.load(Ordering::Relaxed));
-        let in_window_bytes =
-            accepted_bytes.saturating_sub(shared.settled_bytes.load(Ordering::Relaxed));
         // As on the wire: a message is accepted while fewer messages and fewer bytes than the
         // window are unacknowledged, so what the client holds is bounded by its byte cap plus
         // one message, whatever the server grants.
-        if in_window >= shared.window.load(Ordering::Relaxed)
-            || in_window_bytes >= shared.window_bytes.load(Ordering::Relaxed)
-        {
-            return Err(payload);
+        let full = || {
+            accepted.saturating_sub(shared.settled.load(Ordering::Relaxed))
+                >= shared.window.load(Ordering::Relaxed)
+                || accepted_bytes.saturating_sub(shared.settled_bytes.load(Ordering::Relaxed))
+                    >= shared.window_bytes.load(Ordering::Relaxed)
+        };
+        if full() {
+            // The connection may hold acks the driver has not settled yet (the receiving half
+            // read them with a reply): settle them here, or a ping-pong at window 1 would wait
+            // for the driver's round, which then writes the ACK of the reply alone and the
+            // next request in a second write.
+            let slot = &mut *guard;
+            let settled = slot
+                .conn
+                .as_ref()
+                .is_some_and(|conn| shared.settle_tracked(&mut slot.tracked, conn.acked_through()));
+            if !settled || full() {
+                if settled {
+                    // A flush waiting for what was just settled completes in the driver's
+                    // round.
+                    drop(guard);
+                    shared.driver_task.wake();
+                }
+                return Err(payload);
+            }
         }
         let len = payload.len();
         let slot = &mut *guard;

@@ -114,6 +114,33 @@ impl Shared {
     }
 
     /// Wakes every receipt waiting for the watermark (it moved, or the client stopped).
+    /// Resolves the receipts of the messages in `tracked` (the slot's, whose lock the caller
+    /// holds) that the connection acknowledged through seq `through`: counts them settled
+    /// (room in the client's window), moves the receipt watermark, wakes waiters. Returns
+    /// whether any was.
+    pub(super) fn settle_tracked(&self, tracked: &mut VecDeque<Tracked>, through: u64) -> bool {
+        let mut settled = 0;
+        let mut settled_bytes = 0;
+        let mut last = None;
+        while tracked.front().is_some_and(|t| t.seq <= through) {
+            if let Some(t) = tracked.pop_front() {
+                settled += 1;
+                settled_bytes += t.len as u64;
+                last = Some(t.id);
+            }
+        }
+        let Some(id) = last else {
+            return false;
+        };
+        self.settled.fetch_add(settled, Ordering::Relaxed);
+        self.settled_bytes
+            .fetch_add(settled_bytes, Ordering::Relaxed);
+        self.acked_id.store(id, Ordering::Release);
+        self.room.notify_waiters();
+        self.wake_receipts();
+        true
+    }
+
     pub(super) fn wake_receipts(&self) {
         let wakers = std::mem::take(
             &mut *self
