@@ -220,9 +220,9 @@ impl AckSender {
     /// [`send`](Self::send) without a [`Receipt`], for a stream of messages whose delivery
     /// is confirmed all at once by [`flush`](Self::flush) (or [`close`](Self::close)): the
     /// same window, backpressure, ordering, resends and errors, and the message is delivered
-    /// just the same. A receipt is a reference to the client's shared state; not making one
-    /// saves two atomic operations per message (measured in `bench/compare.sh`'s ack stream,
-    /// which feeds).
+    /// just the same. A receipt is a counted reference to the client's shared state; not
+    /// making one saves an atomic increment and decrement per message (`bench/compare.sh`'s
+    /// ack stream feeds).
     ///
     /// ```no_run
     /// use framewire_client::{Client, ClientError};

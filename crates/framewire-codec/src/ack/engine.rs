@@ -537,7 +537,7 @@ impl AckState {
                 return None;
             }
         }
-        let len = u32::try_from(frame_len - DATA_HEADER_LEN).ok()?;
+        let len = u32::try_from(frame_len.checked_sub(DATA_HEADER_LEN)?).ok()?;
         self.taken = self.taken.max(done);
         self.taken_unacked_bytes = taken_bytes;
         self.heard = true;

@@ -17,6 +17,10 @@ use crate::ack::wire::DATA_HEADER_LEN;
 use crate::ack::AckError;
 use crate::{EarlierError, FrameError};
 
+/// Unacknowledged bytes from which a quiet connection keeps its write buffer (16 KiB): a
+/// stream in flight between two ACKs, not an idle connection whose last reply is unacked.
+const KEEP_WRITE_BUFFER_IN_FLIGHT: u64 = 16 * 1024;
+
 impl<T> AckDriver<T> {
     /// The next received message if one is already buffered (in the inbox, or whole in the
     /// read buffer), without any I/O; counts the previous one as done, as
@@ -287,15 +291,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 Poll::Ready(Ok(_)) => read_any = true,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(FrameError::from(e).into())),
                 Poll::Pending => {
-                    if !self.input.holds_memory() && self.out.is_empty() && self.state.all_acked() {
-                        // The peer is quiet, no frame is half-read and nothing sent waits for
-                        // its ACK: the reader gave its buffer back (keeping the read size it
-                        // learned), so the write buffer goes too and an idle ack-mode
-                        // connection holds none (as the plain server's connections do). The
-                        // next read allocates again: once per burst. A sender with messages
-                        // in flight keeps its buffer: between two ACKs it is not idle, and
-                        // growing the buffer again (by reallocation, copying what is queued)
-                        // cost the streaming client ~90 instructions per message.
+                    if !self.input.holds_memory()
+                        && self.out.is_empty()
+                        && self.state.in_flight_bytes() < KEEP_WRITE_BUFFER_IN_FLIGHT
+                    {
+                        // The peer is quiet, no frame is half-read and little (if anything)
+                        // sent waits for its ACK: the reader gave its buffer back (keeping the
+                        // read size it learned), so the write buffer goes too and an idle
+                        // ack-mode connection holds none (as the plain server's connections
+                        // do). The next read allocates again: once per burst. A sender with a
+                        // stream in flight keeps its buffer: between two ACKs it is not idle,
+                        // and growing the buffer again (by reallocation, copying what is
+                        // queued) cost the streaming client ~90 instructions per message.
                         self.out.release();
                     }
                     break Poll::Pending;
