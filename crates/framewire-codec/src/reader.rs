@@ -215,9 +215,7 @@ impl FrameReader {
     /// without its first `skip` payload bytes.
     #[inline]
     pub(crate) fn take_peeked(&mut self, len: usize, skip: usize) -> Bytes {
-        let mut frame = self.buf.split_to(HEADER_LEN + len).freeze();
-        bytes::Buf::advance(&mut frame, HEADER_LEN + skip);
-        frame
+        crate::frame::split_frame_skipping(&mut self.buf, len, skip)
     }
 
     /// `true` if [`next_buffered`](Self::next_buffered) would return a frame.
