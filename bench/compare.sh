@@ -48,7 +48,7 @@ STREAM=${STREAM:-1}
 ROUNDS=${ROUNDS:-5}
 # Ack-mode windows (each both the client's and the server's --window), frame size, and the two
 # implementations compared.
-ACK_WINDOWS=(${ACK_WINDOWS-1 8 64 256})
+ACK_WINDOWS=(${ACK_WINDOWS-1 64 4096})
 ACK_SIZE=${ACK_SIZE:-64}
 PLAIN=framewire
 ACK=framewire-ack
