@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::AckState;
-use crate::ack::wire::{AckFrame, DATA_HEADER_LEN};
+use crate::ack::wire::{AckFrame, Hello, DATA_HEADER_LEN};
 
 /// Two established engines: `rx` (the side under test) has heard `tx`'s HELLO.
 fn pair(window: u32) -> (AckState, AckState) {
@@ -138,4 +138,27 @@ fn the_fast_path_refuses_data_beyond_the_window() {
         .take_and_receive(1, &data(3, false, 4), 4 + DATA_HEADER_LEN)
         .is_none());
     assert!(general.handle_frame(data(3, false, 4)).is_err());
+}
+
+#[test]
+fn the_fast_path_stands_aside_for_a_resumed_session() {
+    // An accepting side that no longer has the session the peer resumes: the peer's first
+    // DATA sets where its numbering is (the general path's baseline), not the fast path.
+    let mut rx = AckState::accepting(crate::ack::AckConfig::new().window(8), 1 << 20);
+    let mut hello = Hello::new(8, 1 << 20, 1 << 20);
+    hello.session = [7; 16];
+    hello.resume = true;
+    rx.handle_frame(Bytes::copy_from_slice(&hello.to_bytes()))
+        .expect("HELLO accepted");
+    // Unanswered: DATA must wait for the answer, whichever path.
+    assert!(rx
+        .take_and_receive(0, &data(1, false, 4), 4 + DATA_HEADER_LEN)
+        .is_none());
+    rx.start_session().expect("answered");
+    while rx.poll_transmit().is_some() {}
+    assert!(
+        !feed(&mut rx, 0, &data(1, false, 4)),
+        "the baseline is the general path's"
+    );
+    assert!(feed(&mut rx, 1, &data(2, false, 4)));
 }
