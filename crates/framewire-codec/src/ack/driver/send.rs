@@ -2,6 +2,7 @@
 //! room, writing, waiting for acks, and closing the sending direction; with the internals
 //! that encode the engine's frames into the write buffer and write it.
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -56,6 +57,27 @@ impl<T> AckDriver<T> {
             return Err((AckError::PayloadTooLong { len, max: ours }, payload));
         }
         self.state.try_send(payload, redelivery)
+    }
+    /// [`try_start_send`](Self::try_start_send) (not a redelivery) for the messages at the
+    /// front of `payloads`, in order, each popped once queued, while `admit(seq, len)` agrees
+    /// (it is told the seq the message gets; once it returned `true` the message is queued).
+    /// Stops at the first message `try_start_send` would refuse (window full, too long, the
+    /// driver failed or closed) or `admit` refuses, left at the front: a caller that must know
+    /// why calls `try_start_send` with it. Returns how many were queued. For a sender with
+    /// many messages at hand: the checks that do not depend on the message are made once.
+    pub fn start_send_from(
+        &mut self,
+        payloads: &mut VecDeque<Bytes>,
+        admit: impl FnMut(u64, usize) -> bool,
+    ) -> usize {
+        if self.failed.is_some()
+            || self.write_closed
+            || self.sessions.as_ref().is_some_and(Attached::is_superseded)
+        {
+            return 0;
+        }
+        let ours = self.codec.max_frame_len().saturating_sub(DATA_HEADER_LEN);
+        self.state.send_from(payloads, ours, admit)
     }
 }
 
