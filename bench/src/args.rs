@@ -245,6 +245,10 @@ pub struct RunOpts {
     pub threads: Option<usize>,
     /// Ack mode (`framewire-ack` client): the window the client grants the server.
     pub window: u32,
+    /// Ack mode (`framewire-ack` client): hand each message over as a clone of one
+    /// reference-counted `Bytes` (an atomic increment, and a decrement once acknowledged)
+    /// instead of a `'static` one (no count).
+    pub shared_payload: bool,
     /// `ping` only: pause between round trips (none: back to back).
     pub interval: Option<Duration>,
     /// `setup` only: start each connection with a PROXY protocol v2 header naming the
@@ -289,6 +293,7 @@ impl RunOpts {
             progress: true,
             threads: None,
             window: DEFAULT_WINDOW,
+            shared_payload: false,
             interval: None,
             proxy_v2: false,
             count: DEFAULT_BURST_COUNT,
@@ -407,6 +412,12 @@ struct RunArgs {
     /// stop-and-wait). Start the server with the same --window.
     #[arg(long, value_name = "N", value_parser = parse_window)]
     window: Option<u32>,
+    /// framewire-ack client only: send each message as a clone of one reference-counted
+    /// `Bytes` (two atomic operations per message: the clone and its release once
+    /// acknowledged). Default: a `'static` `Bytes`, which the client keeps until acknowledged
+    /// without a count, as the plain clients borrow one payload without a count.
+    #[arg(long)]
+    shared_payload: bool,
     /// ping only: pause between round trips (at most 1s).
     #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     interval: Option<Duration>,
@@ -625,6 +636,9 @@ impl RunArgs {
         if self.window.is_some() && client != ClientKind::FramewireAck {
             return refuse("--window", "--client framewire-ack", client.name());
         }
+        if self.shared_payload && client != ClientKind::FramewireAck {
+            return refuse("--shared-payload", "--client framewire-ack", client.name());
+        }
         if self.tls.is_some() && client != ClientKind::Raw {
             return refuse("--tls", "--client raw", client.name());
         }
@@ -638,6 +652,7 @@ impl RunArgs {
         o.sources = self.sources.unwrap_or(o.sources);
         o.announce = self.announce.unwrap_or(o.announce);
         o.window = self.window.unwrap_or(o.window);
+        o.shared_payload = self.shared_payload;
         o.interval = self.interval;
         o.proxy_v2 = self.proxy_v2;
         o.count = self.count.unwrap_or(o.count);

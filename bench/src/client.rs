@@ -89,6 +89,9 @@ pub struct ConnOpts {
     /// half-close cannot acknowledge later replies (`framewire-ack`) waits for every reply
     /// before closing.
     pub echo: bool,
+    /// [`FramewireAckClient`]: pass the payload as clones of one reference-counted `Bytes`
+    /// rather than as a `'static` one (see `--shared-payload`).
+    pub shared_payload: bool,
     /// [`RawTlsClient`]: the TLS client configuration (see [`tls`](super::tls)).
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -98,6 +101,7 @@ impl Default for ConnOpts {
         ConnOpts {
             window: super::args::DEFAULT_WINDOW,
             echo: true,
+            shared_payload: false,
             tls: None,
         }
     }
@@ -494,11 +498,20 @@ pub struct FramewireAckClient;
 #[derive(Debug)]
 pub struct FramewireAckTx {
     tx: Option<framewire_client::AckSender>,
-    payload: Bytes,
+    payload: AckPayload,
     /// Frames accepted by the client.
     sent: u64,
     /// Against an echo server: the receiving task's count, which `finish` waits on.
     replies: Option<tokio::sync::watch::Receiver<AckRxState>>,
+}
+
+/// The payload [`FramewireAckTx`] sends, in the form `--shared-payload` chose.
+#[derive(Debug)]
+enum AckPayload {
+    /// Each message a `Bytes::from_static` of it: no reference count (the default).
+    Static(&'static [u8]),
+    /// Each message a clone of this `Bytes`: counted.
+    Shared(Bytes),
 }
 
 /// What the receiving task of [`FramewireAckClient`] publishes.
@@ -524,12 +537,13 @@ impl FrameTx for FramewireAckTx {
             .tx
             .as_ref()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "sending half closed"))?;
-        for _ in 0..count {
-            // No receipt: `finish` waits for every acknowledgement (`flush`), and the window
-            // holds back `feed` meanwhile.
-            tx.feed(self.payload.clone()).await.map_err(to_io)?;
-            self.sent += 1;
+        // No receipts: `finish` waits for every acknowledgement (`flush`), and the window
+        // holds back `feed_all` meanwhile.
+        self.sent += match &self.payload {
+            AckPayload::Static(p) => tx.feed_all(std::iter::repeat_n(*p, count)).await,
+            AckPayload::Shared(p) => tx.feed_all(std::iter::repeat_n(p.clone(), count)).await,
         }
+        .map_err(to_io)?;
         Ok(())
     }
 
@@ -615,6 +629,27 @@ async fn ack_receive(
     });
 }
 
+/// `payload` as a `'static` slice, which becomes a [`Bytes`] that clones and drops without a
+/// reference count: the ack-mode client keeps every message until it is acknowledged, and a
+/// counted `Bytes` would cost two atomic operations per message that the plain clients, which
+/// borrow one payload, do not pay. Leaked once per distinct payload of the process (one per
+/// run).
+fn static_payload(payload: &Bytes) -> &'static [u8] {
+    static LEAKED: std::sync::Mutex<Vec<&'static [u8]>> = std::sync::Mutex::new(Vec::new());
+    let mut leaked = LEAKED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let kept = match leaked.iter().find(|p| **p == &payload[..]) {
+        Some(p) => *p,
+        None => {
+            let p: &'static [u8] = Box::leak(payload.to_vec().into_boxed_slice());
+            leaked.push(p);
+            p
+        }
+    };
+    kept
+}
+
 impl ClientImpl for FramewireAckClient {
     type Tx = FramewireAckTx;
     type Rx = FramewireAckRx;
@@ -633,7 +668,11 @@ impl ClientImpl for FramewireAckClient {
         Ok((
             FramewireAckTx {
                 tx: Some(tx),
-                payload: to.payload,
+                payload: if to.opts.shared_payload {
+                    AckPayload::Shared(to.payload)
+                } else {
+                    AckPayload::Static(static_payload(&to.payload))
+                },
                 sent: 0,
                 replies: to.opts.echo.then(|| state_rx.clone()),
             },

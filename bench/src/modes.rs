@@ -93,6 +93,7 @@ fn conn_opts(o: &RunOpts) -> Result<ConnOpts, LoadgenError> {
         window: o.window,
         // Only the one-way stream and burst run against a sink.
         echo: !matches!(o.mode, Mode::Stream | Mode::Burst) || o.echo,
+        shared_payload: o.shared_payload,
         tls: o
             .tls
             .as_deref()

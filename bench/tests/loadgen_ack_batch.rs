@@ -31,6 +31,7 @@ async fn an_ack_batch_returns_without_waiting_for_its_acknowledgements() {
     let opts = ConnOpts {
         window: 8,
         echo: false,
+        shared_payload: false,
         tls: None,
     };
     let (mut tx, _rx) = FramewireAckClient::open(Target {

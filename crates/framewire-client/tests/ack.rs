@@ -75,6 +75,75 @@ async fn fed_messages_are_delivered_in_order_and_flush_waits_for_them() {
 }
 
 #[tokio::test]
+async fn feed_all_delivers_every_message_in_order_through_a_full_window() {
+    within(async {
+        let (addr, log) = spawn_ack_server(AckEcho {
+            window: 4,
+            echo: false,
+            greeting: None,
+        })
+        .await;
+        let client = ack_client(addr, None).await;
+        // Runs of up to 64 meet the server's window of 4 again and again.
+        let sent = msgs(300);
+        assert_eq!(client.feed_all(sent[..150].to_vec()).await.unwrap(), 150);
+        // One numbering with `send` and `feed`.
+        let receipt = client.send(sent[150].clone()).await.unwrap();
+        assert_eq!(receipt.id().seq, 151);
+        assert_eq!(
+            client.feed_all(sent[151..].iter().cloned()).await.unwrap(),
+            149
+        );
+        assert_eq!(client.feed_all(Vec::<Bytes>::new()).await.unwrap(), 0);
+        client.flush().await.unwrap();
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log.len(), 1);
+        let got: Vec<_> = log[0].iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(got, sent);
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn feed_all_stops_at_a_payload_too_long_and_delivers_the_ones_before() {
+    within(async {
+        let (addr, log) = spawn_ack_server(AckEcho {
+            window: 4,
+            echo: false,
+            greeting: None,
+        })
+        .await;
+        let client = Client::builder()
+            .max_frame_len(100)
+            .connect_ack(addr)
+            .await
+            .unwrap();
+        let batch = vec![
+            Bytes::from("a"),
+            Bytes::from("b"),
+            Bytes::from(vec![0u8; 200]),
+            Bytes::from("never sent"),
+        ];
+        let err = client.feed_all(batch).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ClientError::Ack(AckError::PayloadTooLong { len: 200, .. })
+            ),
+            "{err:?}"
+        );
+        client.send("c").await.unwrap().await.unwrap();
+        let got: Vec<_> = log.lock().unwrap()[0]
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect();
+        assert_eq!(got, ["a", "b", "c"].map(Bytes::from));
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn echo_call_greeting_and_flush() {
     within(async {
         let (addr, _log) = spawn_ack_server(AckEcho {

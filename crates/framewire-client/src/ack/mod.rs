@@ -269,6 +269,20 @@ impl AckClient {
         self.tx.feed(payload).await
     }
 
+    /// See [`AckSender::feed_all`]: [`feed`](Self::feed) for many messages, in runs that
+    /// take the connection's lock once.
+    ///
+    /// # Errors
+    ///
+    /// As [`AckSender::feed_all`].
+    pub async fn feed_all<I>(&self, payloads: I) -> Result<u64, ClientError>
+    where
+        I: IntoIterator,
+        I::Item: Into<Bytes>,
+    {
+        self.tx.feed_all(payloads).await
+    }
+
     /// See [`AckSender::flush`].
     ///
     /// # Errors
