@@ -170,13 +170,18 @@ pub struct AckState {
     transmitted: u64,
     acked: u64,
     reported_acked: u64,
-    // Receiving side. `recv_lens` holds the payload lengths of seqs ack_sent+1 ..= received.
+    // Receiving side. `recv_lens` holds the payload lengths of the seqs received and not taken
+    // but the last, taken+1 ..= received-1 (empty when received <= taken + 1); `last_len` is
+    // the length of seq `received`. Taking through `received` needs no length (every byte
+    // received since the last ACK is taken then), nor does an ACK (it covers exactly the
+    // taken bytes): on a stream taken in order the lengths cost no queue operation at all.
     received: u64,
     taken: u64,
     ack_sent: u64,
     ack_pending: bool,
     ack_threshold: u64,
     recv_lens: VecDeque<u32>,
+    last_len: u32,
     recv_unacked_bytes: u64,
     taken_unacked_bytes: u64,
     // Control frames and events.
@@ -228,6 +233,7 @@ impl AckState {
             ack_pending: false,
             ack_threshold: 1,
             recv_lens: VecDeque::new(),
+            last_len: 0,
             recv_unacked_bytes: 0,
             taken_unacked_bytes: 0,
             pong_pending: None,
@@ -447,15 +453,25 @@ impl AckState {
         }
         // A frame is at most u32::MAX bytes long, so its payload length fits.
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        self.recv_lens.push_back(len);
-        self.recv_unacked_bytes += u64::from(len);
-        self.received = seq;
+        self.note_received(seq, len);
         Ok(Some(Delivery {
             session: self.local.session,
             seq,
             payload,
             redelivered: redelivery || self.seen_unfinished(seq),
         }))
+    }
+
+    /// Seq `seq` (the next one), `len` payload bytes, is received: its length is kept until
+    /// it is taken (see `recv_lens`).
+    #[inline]
+    fn note_received(&mut self, seq: u64, len: u32) {
+        if self.received > self.taken {
+            self.recv_lens.push_back(self.last_len);
+        }
+        self.last_len = len;
+        self.recv_unacked_bytes += u64::from(len);
+        self.received = seq;
     }
 
     /// The application is done with every received message up to and including `seq`.
@@ -475,11 +491,16 @@ impl AckState {
             });
         }
         if seq > self.taken {
-            // `recv_lens[i]` is the length of seq ack_sent + 1 + i.
-            for s in self.taken + 1..=seq {
-                let idx = usize::try_from(s - self.ack_sent - 1).unwrap_or(usize::MAX);
-                let len = self.recv_lens.get(idx).copied().unwrap_or(0);
-                self.taken_unacked_bytes += u64::from(len);
+            if seq == self.received {
+                // Everything received since the last ACK is taken.
+                self.taken_unacked_bytes = self.recv_unacked_bytes;
+                self.recv_lens.clear();
+            } else {
+                // `recv_lens` starts at seq taken + 1 and goes on past `seq`.
+                for _ in self.taken..seq {
+                    let len = self.recv_lens.pop_front().unwrap_or(0);
+                    self.taken_unacked_bytes += u64::from(len);
+                }
             }
             self.taken = seq;
             if self.taken - self.ack_sent >= self.ack_threshold

@@ -38,14 +38,17 @@ impl AckState {
         {
             return None;
         }
-        // `done` is the previous message at most: taking it must not make an ACK due.
+        // `done` is the previous message at most, and the last one received: taking it takes
+        // every byte received since the last ACK (see `recv_lens`), and must not make an ACK
+        // due.
+        let mut taken = self.taken;
         let mut taken_bytes = self.taken_unacked_bytes;
-        if done > self.taken {
-            if done != self.taken + 1 {
+        if done > taken {
+            if done != taken + 1 || done != self.received {
                 return None;
             }
-            let idx = usize::try_from(done - self.ack_sent - 1).ok()?;
-            taken_bytes += u64::from(*self.recv_lens.get(idx)?);
+            taken = done;
+            taken_bytes = self.recv_unacked_bytes;
             if done - self.ack_sent >= self.ack_threshold
                 || taken_bytes >= u64::from(self.local.window_bytes / 2).max(1)
             {
@@ -53,12 +56,10 @@ impl AckState {
             }
         }
         let len = u32::try_from(frame_len.checked_sub(DATA_HEADER_LEN)?).ok()?;
-        self.taken = self.taken.max(done);
+        self.taken = taken;
         self.taken_unacked_bytes = taken_bytes;
         self.heard = true;
-        self.recv_lens.push_back(len);
-        self.recv_unacked_bytes += u64::from(len);
-        self.received = seq;
+        self.note_received(seq, len);
         Some((
             seq,
             flags & FLAG_REDELIVERY != 0 || self.seen_unfinished(seq),

@@ -320,6 +320,7 @@ impl AckState {
         self.ack_sent = d;
         self.ack_pending = false;
         self.recv_lens.clear();
+        self.last_len = 0;
         self.recv_unacked_bytes = 0;
         self.taken_unacked_bytes = 0;
         self.session.sent_before = self.session.sent_before.max(self.transmitted);

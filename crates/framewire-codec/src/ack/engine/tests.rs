@@ -6,11 +6,17 @@ use bytes::Bytes;
 
 use super::AckState;
 use crate::ack::wire::{AckFrame, Hello, DATA_HEADER_LEN};
+use crate::ack::AckConfig;
 
 /// Two established engines: `rx` (the side under test) has heard `tx`'s HELLO.
 fn pair(window: u32) -> (AckState, AckState) {
-    let mut tx = AckState::new(window, 1 << 20);
-    let mut rx = AckState::new(window, 1 << 20);
+    pair_with(AckConfig::new().window(window))
+}
+
+/// [`pair`], both built with `config`.
+fn pair_with(config: AckConfig) -> (AckState, AckState) {
+    let mut tx = AckState::with_config(config, 1 << 20);
+    let mut rx = AckState::with_config(config, 1 << 20);
     let hello = tx.poll_transmit().expect("tx's HELLO");
     rx.handle_frame(hello.to_bytes()).expect("HELLO accepted");
     let hello = rx.poll_transmit().expect("rx's HELLO");
@@ -68,15 +74,22 @@ fn try_feed(rx: &mut AckState, done: u64, frame: &Bytes) -> Option<bool> {
 
 proptest::proptest! {
     /// Random traffic: in-order DATA mostly, sometimes out of order, a repeat, a PING or a
-    /// short frame; the application done with the previous message or not yet; ACKs written
-    /// now and then. At every step the fast path agrees with the general path or stands aside.
+    /// short frame; the application done with the previous message, with none since the last
+    /// step, or with some of those received before; ACKs written now and then; a byte window
+    /// that is sometimes what limits. At every step the fast path agrees with the general
+    /// path or stands aside, and the unacknowledged bytes are those of the messages received
+    /// since the last ACK (counted here from every length fed).
     #[test]
     fn the_fast_path_agrees_with_the_general_path_on_random_traffic(
         window in 1u32..16,
-        steps in proptest::collection::vec((0u8..10, proptest::bool::ANY, proptest::bool::ANY, 0usize..200), 1..300),
+        window_bytes in proptest::prop_oneof![1u32..600, proptest::strategy::Just(1 << 20)],
+        steps in proptest::collection::vec((0u8..10, 0u8..4, proptest::bool::ANY, 0usize..200), 1..300),
     ) {
-        let (_tx, mut rx) = pair(window);
-        for (kind, take_previous, write_acks, len) in steps {
+        let config = AckConfig::new().window(window).window_bytes(window_bytes);
+        let (_tx, mut rx) = pair_with(config);
+        // lens[s] is the payload length of seq s as received.
+        let mut lens = vec![0u64];
+        for (kind, take, write_acks, len) in steps {
             let next = rx.received_through() + 1;
             let frame = match kind {
                 0 => data(next + 1, false, len),
@@ -86,13 +99,26 @@ proptest::proptest! {
                 4 => data(next, true, len),
                 _ => data(next, false, len),
             };
-            let done = if take_previous { rx.received_through() } else { rx.taken_through() };
+            let (taken, received) = (rx.taken_through(), rx.received_through());
+            let done = match take {
+                0 => taken,
+                1 => taken + (received - taken) / 2,
+                _ => received,
+            };
             if try_feed(&mut rx, done, &frame).is_none() {
                 break;
+            }
+            if rx.received_through() == next {
+                lens.push(len as u64);
             }
             if write_acks {
                 while rx.poll_transmit().is_some() {}
             }
+            let acked = usize::try_from(rx.ack_sent_through()).expect("small");
+            proptest::prop_assert_eq!(
+                rx.received_unacked_bytes(),
+                lens[acked + 1..].iter().sum::<u64>()
+            );
         }
     }
 }

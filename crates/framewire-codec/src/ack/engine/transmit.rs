@@ -313,12 +313,9 @@ impl AckState {
         }
         if self.ack_pending {
             self.ack_pending = false;
-            // Forget the lengths the ACK covers: the peer may use that room again.
-            for _ in self.ack_sent..self.taken {
-                if let Some(len) = self.recv_lens.pop_front() {
-                    self.recv_unacked_bytes -= u64::from(len);
-                }
-            }
+            // The bytes the ACK covers (every byte taken since the last one) are room the
+            // peer may use again.
+            self.recv_unacked_bytes -= self.taken_unacked_bytes;
             self.taken_unacked_bytes = 0;
             self.ack_sent = self.taken;
             return Some(AckFrame::Ack {
