@@ -320,8 +320,8 @@ impl AckSender {
     fn accept_run(&self, run: &mut VecDeque<Bytes>) -> (u64, Option<Bytes>, Option<ClientError>) {
         let max = self.shared.max_payload.load(Ordering::Relaxed);
         let mut guard = self.shared.slot();
-        let mut accepted = 0;
-        let mut wake = false;
+        let mut accepted = self.accept_direct(&mut guard, run, max);
+        let mut wake = accepted > 0 && !std::mem::replace(&mut guard.kicked, true);
         let mut waiting = None;
         let mut failed = None;
         while let Some(payload) = run.pop_front() {
@@ -418,6 +418,58 @@ impl AckSender {
             self.shared.driver_task.wake();
         }
         outcome.map_err(|(payload, _)| payload)
+    }
+
+    /// The common case of [`accept_run`](Self::accept_run): a connection installed, nothing
+    /// queued before the run, room in both windows. Hands the messages at the front of `run`
+    /// straight to the connection's engine, as [`accept_locked`](Self::accept_locked) does
+    /// one by one, with its checks that do not depend on the message made once; stops (the
+    /// message left at the front, for `accept_locked` to deal with) wherever `accept_locked`
+    /// would do anything else: a full window, a message too long, the engine refusing.
+    fn accept_direct(&self, slot: &mut Slot, run: &mut VecDeque<Bytes>, max: usize) -> u64 {
+        let shared = &*self.shared;
+        if !slot.queue.is_empty() || slot.reported.is_some() || self.stopped_reason().is_some() {
+            return 0;
+        }
+        let Slot {
+            conn: Some(conn),
+            next_id,
+            tracked,
+            ..
+        } = slot
+        else {
+            return 0;
+        };
+        let mut accepted = shared.accepted.load(Ordering::Relaxed);
+        let mut accepted_bytes = shared.accepted_bytes.load(Ordering::Relaxed);
+        // `settled*` move only under the slot's lock, which this sender holds; the windows
+        // (set per connection) are read once per run.
+        let settled = shared.settled.load(Ordering::Relaxed);
+        let settled_bytes = shared.settled_bytes.load(Ordering::Relaxed);
+        let window = shared.window.load(Ordering::Relaxed);
+        let window_bytes = shared.window_bytes.load(Ordering::Relaxed);
+        let queued = conn.start_send_from(run, |seq, len| {
+            let full = accepted.saturating_sub(settled) >= window
+                || accepted_bytes.saturating_sub(settled_bytes) >= window_bytes;
+            if full || len > max {
+                return false;
+            }
+            tracked.push_back(Tracked {
+                id: *next_id,
+                seq,
+                len,
+                refused: false,
+            });
+            *next_id += 1;
+            accepted += 1;
+            accepted_bytes += len as u64;
+            true
+        });
+        shared.accepted.store(accepted, Ordering::Relaxed);
+        shared
+            .accepted_bytes
+            .store(accepted_bytes, Ordering::Relaxed);
+        queued as u64
     }
 
     /// [`try_accept`](Self::try_accept)'s work under the slot's lock, without waking the

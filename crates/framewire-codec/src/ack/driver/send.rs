@@ -2,6 +2,7 @@
 //! room, writing, waiting for acks, and closing the sending direction; with the internals
 //! that encode the engine's frames into the write buffer and write it.
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -11,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{AckDriver, Side};
 use crate::ack::session_hub::Attached;
-use crate::ack::wire::{Hello, DATA_HEADER_LEN};
+use crate::ack::wire::{AckFrame, Hello, DATA_HEADER_LEN};
 use crate::ack::AckError;
 use crate::FrameError;
 
@@ -56,6 +57,27 @@ impl<T> AckDriver<T> {
             return Err((AckError::PayloadTooLong { len, max: ours }, payload));
         }
         self.state.try_send(payload, redelivery)
+    }
+    /// [`try_start_send`](Self::try_start_send) (not a redelivery) for the messages at the
+    /// front of `payloads`, in order, each popped once queued, while `admit(seq, len)` agrees
+    /// (it is told the seq the message gets; once it returned `true` the message is queued).
+    /// Stops at the first message `try_start_send` would refuse (window full, too long, the
+    /// driver failed or closed) or `admit` refuses, left at the front: a caller that must know
+    /// why calls `try_start_send` with it. Returns how many were queued. For a sender with
+    /// many messages at hand: the checks that do not depend on the message are made once.
+    pub fn start_send_from(
+        &mut self,
+        payloads: &mut VecDeque<Bytes>,
+        admit: impl FnMut(u64, usize) -> bool,
+    ) -> usize {
+        if self.failed.is_some()
+            || self.write_closed
+            || self.sessions.as_ref().is_some_and(Attached::is_superseded)
+        {
+            return 0;
+        }
+        let ours = self.codec.max_frame_len().saturating_sub(DATA_HEADER_LEN);
+        self.state.send_from(payloads, ours, admit)
     }
 }
 
@@ -275,6 +297,27 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             return Ok(());
         }
         while self.out.len() < self.high_water {
+            // A stream's DATA frames in one pass over the engine's queue, up to the
+            // high-water mark; then whatever else is due (and the next round of DATA).
+            let (out, codec, high_water) = (&mut self.out, &self.codec, self.high_water);
+            let mut failed = None;
+            self.state.transmit_data_with(|seq, redelivery, payload| {
+                if out.len() >= high_water {
+                    return false;
+                }
+                let frame = AckFrame::Data {
+                    seq,
+                    redelivery,
+                    payload,
+                };
+                out.push(codec, frame).map_err(|e| failed = Some(e)).is_ok()
+            });
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            if self.out.len() >= self.high_water {
+                break;
+            }
             // Borrowed, not cloned: a small payload is copied into the write buffer right
             // away, only a large one is referenced.
             let Some(frame) = self.state.poll_transmit_shared() else {

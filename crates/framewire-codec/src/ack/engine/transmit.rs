@@ -1,5 +1,6 @@
 //! The engine's sending side, timers and output: what [`AckState`] transmits, and when.
 
+use std::collections::VecDeque;
 use std::ops::RangeInclusive;
 use std::time::Instant;
 
@@ -112,6 +113,46 @@ impl AckState {
             redelivery,
         });
         Ok(seq)
+    }
+
+    /// [`try_send`](Self::try_send) (not a redelivery) for the messages at the front of
+    /// `payloads`, in order, each popped once queued, while the window has room, the
+    /// message's length is at most `max` and [`max_payload_len`](Self::max_payload_len), and
+    /// `admit(seq, len)` agrees (it is told the seq the message gets; once it returned
+    /// `true` the message is queued). Stops at the first message it does not queue, left at
+    /// the front. Returns how many were queued. The same outcome as `try_send` one by one,
+    /// with the checks that do not depend on the message made once.
+    pub(crate) fn send_from(
+        &mut self,
+        payloads: &mut VecDeque<Bytes>,
+        max: usize,
+        mut admit: impl FnMut(u64, usize) -> bool,
+    ) -> usize {
+        let max = max.min(self.max_payload_len());
+        let mut room = self.room();
+        let mut queued = 0;
+        while room > 0 && self.unacked_bytes < u64::from(self.send_window_bytes) {
+            let Some(len) = payloads.front().map(Bytes::len) else {
+                break;
+            };
+            if len > max || !admit(self.next_seq, len) {
+                break;
+            }
+            let Some(payload) = payloads.pop_front() else {
+                break;
+            };
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.unacked_bytes += len as u64;
+            self.unacked.push_back(Outgoing {
+                seq,
+                payload,
+                redelivery: false,
+            });
+            room -= 1;
+            queued += 1;
+        }
+        queued
     }
 
     /// The highest seq accepted by [`send`](Self::send) (0 before the first).
@@ -306,10 +347,177 @@ impl AckState {
         })
     }
 
+    /// Hands the DATA frames [`poll_transmit`](Self::poll_transmit) would return next, when
+    /// nothing else comes before them, to `f` (seq, redelivery flag, payload) in order, each
+    /// counted as transmitted once `f` returned `true`, until `f` returns `false` or none is
+    /// left. Does nothing if another frame (HELLO, ACK, PONG, PING) must go first. The same
+    /// frames as `poll_transmit` one by one, without its checks per frame.
+    pub(crate) fn transmit_data_with(&mut self, mut f: impl FnMut(u64, bool, &Bytes) -> bool) {
+        let data_next = !self.hello_pending
+            && !self.hello_held()
+            && !self.ack_pending
+            && self.pong_pending.is_none()
+            && self.ping_pending.is_none()
+            && self.peer.is_some();
+        if !data_next {
+            return;
+        }
+        let Some(front) = self.unacked.front().map(|m| m.seq) else {
+            return;
+        };
+        let Some(start) = (self.transmitted + 1)
+            .checked_sub(front)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
+            return;
+        };
+        for m in self.unacked.range(start.min(self.unacked.len())..) {
+            if !f(m.seq, m.redelivery, &m.payload) {
+                break;
+            }
+            self.transmitted = m.seq;
+        }
+    }
+
     /// The unacked message `seq`, if it is still unacked.
     fn unacked_get(&self, seq: u64) -> Option<&Outgoing> {
         let front = self.unacked.front()?.seq;
         let idx = usize::try_from(seq.checked_sub(front)?).ok()?;
         self.unacked.get(idx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use bytes::Bytes;
+
+    use crate::ack::wire::AckFrame;
+    use crate::ack::{AckConfig, AckState};
+
+    /// A sender whose peer granted `window` messages and `window_bytes` bytes, with a frame
+    /// limit of `max_frame_len`, and `sent` messages of 10 bytes already in flight.
+    fn sender(window: u32, window_bytes: u32, max_frame_len: usize, sent: usize) -> AckState {
+        let config = AckConfig::new().window(window).window_bytes(window_bytes);
+        let mut tx = config.build(max_frame_len);
+        let mut rx = config.build(max_frame_len);
+        let hello = tx.poll_transmit().expect("tx's HELLO");
+        rx.handle_frame(hello.to_bytes()).expect("HELLO accepted");
+        let hello = rx.poll_transmit().expect("rx's HELLO");
+        tx.handle_frame(hello.to_bytes()).expect("HELLO accepted");
+        for _ in 0..sent {
+            tx.send(Bytes::from(vec![1u8; 10]), false).expect("room");
+        }
+        tx
+    }
+
+    /// `send_from` queues exactly what `try_send` one by one would, in the same state, and
+    /// leaves the first message it does not queue at the front.
+    #[test]
+    fn send_from_matches_try_send_one_by_one() {
+        let lens = [5usize, 0, 40, 7, 200, 3, 3, 3, 60, 1];
+        for (window, window_bytes, max_frame_len, sent, max, admit_until) in [
+            (64, 1 << 20, 1 << 20, 0, usize::MAX, u64::MAX), // everything fits
+            (4, 1 << 20, 1 << 20, 1, usize::MAX, u64::MAX),  // the message window fills
+            (64, 60, 1 << 20, 2, usize::MAX, u64::MAX),      // the byte window fills
+            (64, 1 << 20, 100, 0, usize::MAX, u64::MAX),     // 200 B is over the peer's limit
+            (64, 1 << 20, 1 << 20, 0, 100, u64::MAX),        // ... or over the caller's
+            (64, 1 << 20, 1 << 20, 3, usize::MAX, 6),        // `admit` refuses seq 6
+            (1, 1 << 20, 1 << 20, 1, usize::MAX, u64::MAX),  // no room at all
+        ] {
+            let case = (window, window_bytes, max_frame_len, sent, max, admit_until);
+            let base = sender(window, window_bytes, max_frame_len, sent);
+            let mut payloads: VecDeque<Bytes> =
+                lens.iter().map(|&n| Bytes::from(vec![2u8; n])).collect();
+
+            let mut one_by_one = base.clone();
+            let mut expected = Vec::new();
+            for p in &payloads {
+                let seq = one_by_one.last_sent() + 1;
+                if p.len() > max || seq > admit_until {
+                    break;
+                }
+                match one_by_one.try_send(p.clone(), false) {
+                    Ok(seq) => expected.push((seq, p.len())),
+                    Err(_) => break,
+                }
+            }
+
+            let mut run = base.clone();
+            let mut admitted = Vec::new();
+            let queued = run.send_from(&mut payloads, max, |seq, len| {
+                let ok = seq <= admit_until;
+                if ok {
+                    admitted.push((seq, len));
+                }
+                ok
+            });
+            assert_eq!(queued, expected.len(), "{case:?}");
+            assert_eq!(admitted, expected, "{case:?}");
+            assert_eq!(payloads.len(), lens.len() - queued, "{case:?}");
+            assert_eq!(format!("{run:?}"), format!("{one_by_one:?}"), "{case:?}");
+        }
+    }
+
+    /// `transmit_data_with` hands out the DATA frames `poll_transmit` would, in order, counts
+    /// as transmitted only those `f` accepted, and stands aside when another frame is due.
+    #[test]
+    fn transmit_data_with_matches_poll_transmit() {
+        for (sent, take_first, stop_after) in [(0, 0, 9), (5, 0, 9), (5, 2, 9), (8, 1, 3)] {
+            let case = (sent, take_first, stop_after);
+            let mut base = sender(64, 1 << 20, 1 << 20, sent);
+            for _ in 0..take_first {
+                base.poll_transmit().expect("a DATA frame");
+            }
+            let mut general = base.clone();
+            let mut expected = Vec::new();
+            while expected.len() < stop_after {
+                match general.poll_transmit() {
+                    Some(AckFrame::Data {
+                        seq,
+                        redelivery,
+                        payload,
+                    }) => expected.push((seq, redelivery, payload)),
+                    Some(other) => panic!("{case:?}: {other:?} before the DATA"),
+                    None => break,
+                }
+            }
+            let mut run = base.clone();
+            let mut got = Vec::new();
+            run.transmit_data_with(|seq, redelivery, payload| {
+                if got.len() == stop_after {
+                    return false;
+                }
+                got.push((seq, redelivery, payload.clone()));
+                true
+            });
+            assert_eq!(got, expected, "{case:?}");
+            assert_eq!(format!("{run:?}"), format!("{general:?}"), "{case:?}");
+        }
+        // An ACK due goes first: nothing is handed out.
+        let mut tx = sender(64, 1 << 20, 1 << 20, 3);
+        tx.handle_frame(
+            AckFrame::Data {
+                seq: 1,
+                redelivery: false,
+                payload: Bytes::from_static(b"x"),
+            }
+            .to_bytes(),
+        )
+        .expect("DATA accepted")
+        .expect("delivered");
+        tx.taken(1).expect("taken");
+        tx.reader_idle();
+        assert!(matches!(
+            tx.clone().poll_transmit(),
+            Some(AckFrame::Ack { .. })
+        ));
+        let mut called = false;
+        tx.transmit_data_with(|_, _, _| {
+            called = true;
+            true
+        });
+        assert!(!called, "DATA went before the ACK due");
     }
 }
