@@ -455,6 +455,66 @@ async fn the_handler_sees_which_messages_are_redeliveries() {
     .await;
 }
 
+/// Messages that arrive together (read at once, so `recv` takes all but the first straight
+/// from the read buffer) keep their own redelivery flags, and `frames_in` counts each.
+#[tokio::test]
+async fn a_burst_keeps_each_messages_redelivery_flag() {
+    within(async {
+        const N: usize = 24;
+        let gate = Arc::new(Semaphore::new(0));
+        let server = spawn(
+            Server::builder()
+                .ack_mode(N as u32)
+                .state(Arc::clone(&gate)),
+            {
+                |mut conn: Connection<Arc<Semaphore>>| async move {
+                    // Wait until the whole burst is written, so that it is read together.
+                    let _ = conn.state().acquire().await;
+                    let mut marks = Vec::new();
+                    for _ in 0..N {
+                        let Some(frame) = conn.recv().await? else {
+                            break;
+                        };
+                        marks.push(if conn.last_was_redelivery() {
+                            b'R'
+                        } else {
+                            b'N'
+                        });
+                        marks.extend_from_slice(&frame);
+                    }
+                    conn.send(marks).await?;
+                    conn.wait_acked().await?;
+                    Ok::<_, ServerError>(())
+                }
+            },
+        )
+        .await;
+        let mut c = ack_client(server.addr, N as u32).await;
+        let mut expected = Vec::new();
+        for i in 0..N {
+            // Redeliveries in runs of different lengths, between new messages.
+            let redelivery = matches!(i % 7, 1 | 3 | 4);
+            let payload = Bytes::from(vec![b'a' + (i % 26) as u8; i % 5]);
+            expected.push(if redelivery { b'R' } else { b'N' });
+            expected.extend_from_slice(&payload);
+            futures::future::poll_fn(|cx| c.poll_ready_unpin(cx))
+                .await
+                .unwrap();
+            c.start_send_flagged(payload, redelivery).unwrap();
+        }
+        // Written, not flushed: `flush` would wait for the ACKs.
+        futures::future::poll_fn(|cx| c.driver().poll_write(cx))
+            .await
+            .unwrap();
+        gate.add_permits(1);
+        assert_eq!(next_payload(&mut c).await.as_deref(), Some(&expected[..]));
+        c.acknowledge().await.unwrap();
+        let report = server.stop().await;
+        assert_eq!(report.stats.frames_in, N as u64);
+    })
+    .await;
+}
+
 /// A handler waiting for ACKs from a slow but steady consumer is making progress: every ACK
 /// starts the write timeout over, so `wait_acked` succeeds even though the whole batch takes
 /// longer than the timeout to be acknowledged.

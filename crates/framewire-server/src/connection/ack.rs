@@ -323,6 +323,43 @@ impl<S> Connection<S> {
         }
     }
 
+    /// Ack mode's `poll_recv` for the payload alone, in the common case: the next message
+    /// whole in the read buffer and nothing else to do (the driver's
+    /// [`recv_buffered_payload`](AckDriver::recv_buffered_payload)). Small and inlined, as
+    /// plain mode's `poll_frame` is; `None` whenever [`poll_recv_ack`](Self::poll_recv_ack)
+    /// has more to do (the first message, a closed stream, anything the driver's fast path
+    /// leaves to it). No byte is read here, so there is no read to account for.
+    #[inline]
+    pub(super) fn poll_recv_ack_buffered(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Option<Poll<Result<Option<Bytes>, ServerError>>> {
+        if self.read_closed || self.recv_ended {
+            return None;
+        }
+        let a = self.ack.as_deref_mut()?;
+        if !a.session_noted || a.driver.buffered_bytes() == 0 {
+            return None;
+        }
+        // One unit of the cooperative budget per message, as in `poll_recv_ack`.
+        let coop = match tokio::task::coop::poll_proceed(cx) {
+            Poll::Ready(coop) => coop,
+            Poll::Pending => return Some(Poll::Pending),
+        };
+        let (payload, redelivered) = a.driver.recv_buffered_payload()?;
+        coop.made_progress();
+        a.last_redelivered = redelivered;
+        // Nothing else is in the inbox (the fast path takes from the read buffer only).
+        let drained = a.driver.buffered_bytes() == 0;
+        self.idle_since = None;
+        self.frame_since = None;
+        self.frames_in_unpublished += 1;
+        if drained || self.frames_in_unpublished >= super::FRAMES_IN_BATCH {
+            self.publish_frames_in();
+        }
+        Some(Poll::Ready(Ok(Some(payload))))
+    }
+
     /// Ack mode's `try_recv`: a message already buffered, without I/O.
     pub(super) fn try_recv_ack(&mut self) -> Result<Option<Delivery>, ServerError> {
         if self.read_closed || self.recv_ended {

@@ -307,6 +307,9 @@ impl<S> Connection<S> {
             }
             return polled;
         }
+        if let Some(polled) = self.poll_recv_ack_buffered(cx) {
+            return polled;
+        }
         self.poll_recv_ack(cx).map_ok(|d| d.map(|d| d.payload))
     }
 

@@ -166,18 +166,51 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
     /// has not failed.
     #[inline]
     pub(super) fn recv_fast(&mut self) -> Option<Delivery> {
+        let (seq, payload, redelivered) = self.recv_fast_parts()?;
+        Some(Delivery {
+            session: self.state.delivery_session(),
+            seq,
+            payload,
+            redelivered,
+        })
+    }
+
+    /// [`recv_fast`](Self::recv_fast)'s delivery in parts: seq, payload, redelivery flag.
+    #[inline]
+    fn recv_fast_parts(&mut self) -> Option<(u64, Bytes, bool)> {
         if self.eof || !self.inbox.is_empty() {
             return None;
         }
         let (len, head) = self.input.peek_buffered::<DATA_HEADER_LEN>(&self.codec)?;
         let (seq, redelivered) = self.state.take_and_receive(self.yielded, head, len)?;
         self.yielded = seq;
-        Some(Delivery {
-            session: self.state.delivery_session(),
+        Some((
             seq,
-            payload: self.input.take_peeked(len, DATA_HEADER_LEN),
+            self.input.take_peeked(len, DATA_HEADER_LEN),
             redelivered,
-        })
+        ))
+    }
+
+    /// [`poll_recv`](Self::poll_recv)'s common case for a caller that wants the payload alone
+    /// (and its redelivery flag): the previous message counts as done and the next one is
+    /// taken whole from the read buffer, with no I/O unless it was the last one buffered and
+    /// that made an ACK due. `None`, with nothing changed, whenever anything else would
+    /// happen (a failure to report, a session to resolve, a frame not whole, an ACK due,
+    /// anything but an in-order DATA frame): `poll_recv` then does the rest.
+    #[inline]
+    pub fn recv_buffered_payload(&mut self) -> Option<(Bytes, bool)> {
+        if self.failed.is_some()
+            || self.pending.is_some()
+            || self.sessions.as_ref().is_some_and(Attached::is_superseded)
+        {
+            return None;
+        }
+        let (_, payload, redelivered) = self.recv_fast_parts()?;
+        if self.input.is_empty() {
+            // That was the last one buffered (see `after_take`).
+            self.with_io_cx(|this, cx| this.after_take(cx));
+        }
+        Some((payload, redelivered))
     }
 
     /// The next message if one is buffered (in the inbox, or whole in the read buffer),

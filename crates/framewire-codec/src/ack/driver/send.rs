@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{AckDriver, Side};
 use crate::ack::session_hub::Attached;
-use crate::ack::wire::{Hello, DATA_HEADER_LEN};
+use crate::ack::wire::{AckFrame, Hello, DATA_HEADER_LEN};
 use crate::ack::AckError;
 use crate::FrameError;
 
@@ -297,6 +297,27 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
             return Ok(());
         }
         while self.out.len() < self.high_water {
+            // A stream's DATA frames in one pass over the engine's queue, up to the
+            // high-water mark; then whatever else is due (and the next round of DATA).
+            let (out, codec, high_water) = (&mut self.out, &self.codec, self.high_water);
+            let mut failed = None;
+            self.state.transmit_data_with(|seq, redelivery, payload| {
+                if out.len() >= high_water {
+                    return false;
+                }
+                let frame = AckFrame::Data {
+                    seq,
+                    redelivery,
+                    payload,
+                };
+                out.push(codec, frame).map_err(|e| failed = Some(e)).is_ok()
+            });
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            if self.out.len() >= self.high_water {
+                break;
+            }
             // Borrowed, not cloned: a small payload is copied into the write buffer right
             // away, only a large one is referenced.
             let Some(frame) = self.state.poll_transmit_shared() else {

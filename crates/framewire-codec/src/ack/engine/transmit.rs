@@ -347,6 +347,38 @@ impl AckState {
         })
     }
 
+    /// Hands the DATA frames [`poll_transmit`](Self::poll_transmit) would return next, when
+    /// nothing else comes before them, to `f` (seq, redelivery flag, payload) in order, each
+    /// counted as transmitted once `f` returned `true`, until `f` returns `false` or none is
+    /// left. Does nothing if another frame (HELLO, ACK, PONG, PING) must go first. The same
+    /// frames as `poll_transmit` one by one, without its checks per frame.
+    pub(crate) fn transmit_data_with(&mut self, mut f: impl FnMut(u64, bool, &Bytes) -> bool) {
+        let data_next = !self.hello_pending
+            && !self.hello_held()
+            && !self.ack_pending
+            && self.pong_pending.is_none()
+            && self.ping_pending.is_none()
+            && self.peer.is_some();
+        if !data_next {
+            return;
+        }
+        let Some(front) = self.unacked.front().map(|m| m.seq) else {
+            return;
+        };
+        let Some(start) = (self.transmitted + 1)
+            .checked_sub(front)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
+            return;
+        };
+        for m in self.unacked.range(start.min(self.unacked.len())..) {
+            if !f(m.seq, m.redelivery, &m.payload) {
+                break;
+            }
+            self.transmitted = m.seq;
+        }
+    }
+
     /// The unacked message `seq`, if it is still unacked.
     fn unacked_get(&self, seq: u64) -> Option<&Outgoing> {
         let front = self.unacked.front()?.seq;
@@ -361,6 +393,7 @@ mod tests {
 
     use bytes::Bytes;
 
+    use crate::ack::wire::AckFrame;
     use crate::ack::{AckConfig, AckState};
 
     /// A sender whose peer granted `window` messages and `window_bytes` bytes, with a frame
@@ -425,5 +458,66 @@ mod tests {
             assert_eq!(payloads.len(), lens.len() - queued, "{case:?}");
             assert_eq!(format!("{run:?}"), format!("{one_by_one:?}"), "{case:?}");
         }
+    }
+
+    /// `transmit_data_with` hands out the DATA frames `poll_transmit` would, in order, counts
+    /// as transmitted only those `f` accepted, and stands aside when another frame is due.
+    #[test]
+    fn transmit_data_with_matches_poll_transmit() {
+        for (sent, take_first, stop_after) in [(0, 0, 9), (5, 0, 9), (5, 2, 9), (8, 1, 3)] {
+            let case = (sent, take_first, stop_after);
+            let mut base = sender(64, 1 << 20, 1 << 20, sent);
+            for _ in 0..take_first {
+                base.poll_transmit().expect("a DATA frame");
+            }
+            let mut general = base.clone();
+            let mut expected = Vec::new();
+            while expected.len() < stop_after {
+                match general.poll_transmit() {
+                    Some(AckFrame::Data {
+                        seq,
+                        redelivery,
+                        payload,
+                    }) => expected.push((seq, redelivery, payload)),
+                    Some(other) => panic!("{case:?}: {other:?} before the DATA"),
+                    None => break,
+                }
+            }
+            let mut run = base.clone();
+            let mut got = Vec::new();
+            run.transmit_data_with(|seq, redelivery, payload| {
+                if got.len() == stop_after {
+                    return false;
+                }
+                got.push((seq, redelivery, payload.clone()));
+                true
+            });
+            assert_eq!(got, expected, "{case:?}");
+            assert_eq!(format!("{run:?}"), format!("{general:?}"), "{case:?}");
+        }
+        // An ACK due goes first: nothing is handed out.
+        let mut tx = sender(64, 1 << 20, 1 << 20, 3);
+        tx.handle_frame(
+            AckFrame::Data {
+                seq: 1,
+                redelivery: false,
+                payload: Bytes::from_static(b"x"),
+            }
+            .to_bytes(),
+        )
+        .expect("DATA accepted")
+        .expect("delivered");
+        tx.taken(1).expect("taken");
+        tx.reader_idle();
+        assert!(matches!(
+            tx.clone().poll_transmit(),
+            Some(AckFrame::Ack { .. })
+        ));
+        let mut called = false;
+        tx.transmit_data_with(|_, _, _| {
+            called = true;
+            true
+        });
+        assert!(!called, "DATA went before the ACK due");
     }
 }
