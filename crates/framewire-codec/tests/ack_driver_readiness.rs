@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use framewire_codec::ack::{AckDriver, AckFramedBuilder};
+use framewire_codec::ack::AckFramedBuilder;
 use framewire_codec::{FrameCodec, ReadReady};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
