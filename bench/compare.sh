@@ -49,6 +49,11 @@ ROUNDS=${ROUNDS:-5}
 # Ack-mode windows (each both the client's and the server's --window), frame size, and the two
 # implementations compared.
 ACK_WINDOWS=(${ACK_WINDOWS-1 64 4096})
+# Ack-mode client variants, each run at the default window (4096) as a row of its own: loadgen
+# flags without their dashes. By default the client hands each batch over with `feed_all` and a
+# 'static payload; "feed-each" calls `feed` per message, "shared-payload" passes a counted
+# `Bytes` (two atomic operations per message). ACK_VARIANTS="" (the default) runs none.
+ACK_VARIANTS=(${ACK_VARIANTS-})
 ACK_SIZE=${ACK_SIZE:-64}
 PLAIN=framewire
 ACK=framewire-ack
@@ -106,12 +111,19 @@ for round in $(seq "$ROUNDS"); do
                 --label "$ACK"
             stop_server
         done
+        for variant in "${ACK_VARIANTS[@]}"; do
+            start_server "$ACK" sink --window 4096
+            echo "stream   server=$ACK client=$ACK size=$ACK_SIZE window=4096 --$variant" >&2
+            client stream --addr "$ADDR" --client "$ACK" --window 4096 --size "$ACK_SIZE" \
+                --"$variant" --label "$ACK $variant"
+            stop_server
+        done
     fi
 done
 
 {
     echo "# framewire side-by-side run, $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "# command: IMPLS=\"${IMPLS[*]}\" PIPE_SIZES=\"${PIPE_SIZES[*]}\" STREAM=$STREAM SERVER_ONLY=\"${SERVER_ONLY[*]}\" ACK_WINDOWS=\"${ACK_WINDOWS[*]}\" DURATION=$DURATION ROUNDS=$ROUNDS bench/compare.sh (median of $ROUNDS rounds per cell)"
+    echo "# command: IMPLS=\"${IMPLS[*]}\" PIPE_SIZES=\"${PIPE_SIZES[*]}\" STREAM=$STREAM SERVER_ONLY=\"${SERVER_ONLY[*]}\" ACK_WINDOWS=\"${ACK_WINDOWS[*]}\" ACK_VARIANTS=\"${ACK_VARIANTS[*]}\" DURATION=$DURATION ROUNDS=$ROUNDS bench/compare.sh (median of $ROUNDS rounds per cell)"
     echo "$LOAD_BEFORE"
     python3 bench/report.py table "$OUT.csv" --baseline "$BASELINE" --physical "$PHYSICAL" \
         --plain "$PLAIN" --ack "$ACK"

@@ -227,8 +227,10 @@ def ack_table(rows, plain, ack):
         at = [r for r in stream if int(r["frame_size"]) == size]
         base = find([r for r in at if not is_ack(r)], label=plain, client=plain)
         cells = ([("plain", base)] if base else []) + [
-            (f"ack, window {r['window']}", r)
-            for r in sorted((r for r in at if is_ack(r)), key=lambda r: int(r["window"]))
+            (f"ack, window {r['window']}"
+             + (f" ({r['label'][len(ack):].strip()})" if r["label"].startswith(ack + " ") else ""), r)
+            for r in sorted((r for r in at if is_ack(r)),
+                            key=lambda r: (int(r["window"]), r["label"]))
         ]
         for name, r in cells:
             fps = num(r, "frames_per_s")

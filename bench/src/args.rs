@@ -249,6 +249,9 @@ pub struct RunOpts {
     /// reference-counted `Bytes` (an atomic increment, and a decrement once acknowledged)
     /// instead of a `'static` one (no count).
     pub shared_payload: bool,
+    /// Ack mode (`framewire-ack` client): one `feed` call per message instead of
+    /// `feed_all` per batch.
+    pub feed_each: bool,
     /// `ping` only: pause between round trips (none: back to back).
     pub interval: Option<Duration>,
     /// `setup` only: start each connection with a PROXY protocol v2 header naming the
@@ -294,6 +297,7 @@ impl RunOpts {
             threads: None,
             window: DEFAULT_WINDOW,
             shared_payload: false,
+            feed_each: false,
             interval: None,
             proxy_v2: false,
             count: DEFAULT_BURST_COUNT,
@@ -418,6 +422,10 @@ struct RunArgs {
     /// without a count, as the plain clients borrow one payload without a count.
     #[arg(long)]
     shared_payload: bool,
+    /// framewire-ack client only: hand messages over with one `feed` call each (default:
+    /// `feed_all` for each batch, which takes the connection's lock once per run of 64).
+    #[arg(long)]
+    feed_each: bool,
     /// ping only: pause between round trips (at most 1s).
     #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     interval: Option<Duration>,
@@ -639,6 +647,9 @@ impl RunArgs {
         if self.shared_payload && client != ClientKind::FramewireAck {
             return refuse("--shared-payload", "--client framewire-ack", client.name());
         }
+        if self.feed_each && client != ClientKind::FramewireAck {
+            return refuse("--feed-each", "--client framewire-ack", client.name());
+        }
         if self.tls.is_some() && client != ClientKind::Raw {
             return refuse("--tls", "--client raw", client.name());
         }
@@ -653,6 +664,7 @@ impl RunArgs {
         o.announce = self.announce.unwrap_or(o.announce);
         o.window = self.window.unwrap_or(o.window);
         o.shared_payload = self.shared_payload;
+        o.feed_each = self.feed_each;
         o.interval = self.interval;
         o.proxy_v2 = self.proxy_v2;
         o.count = self.count.unwrap_or(o.count);

@@ -92,6 +92,9 @@ pub struct ConnOpts {
     /// [`FramewireAckClient`]: pass the payload as clones of one reference-counted `Bytes`
     /// rather than as a `'static` one (see `--shared-payload`).
     pub shared_payload: bool,
+    /// [`FramewireAckClient`]: one `feed` per message rather than `feed_all` per batch (see
+    /// `--feed-each`).
+    pub feed_each: bool,
     /// [`RawTlsClient`]: the TLS client configuration (see [`tls`](super::tls)).
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -102,6 +105,7 @@ impl Default for ConnOpts {
             window: super::args::DEFAULT_WINDOW,
             echo: true,
             shared_payload: false,
+            feed_each: false,
             tls: None,
         }
     }
@@ -499,6 +503,8 @@ pub struct FramewireAckClient;
 pub struct FramewireAckTx {
     tx: Option<framewire_client::AckSender>,
     payload: AckPayload,
+    /// One `feed` per message instead of `feed_all` (`--feed-each`).
+    feed_each: bool,
     /// Frames accepted by the client.
     sent: u64,
     /// Against an echo server: the receiving task's count, which `finish` waits on.
@@ -539,6 +545,17 @@ impl FrameTx for FramewireAckTx {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "sending half closed"))?;
         // No receipts: `finish` waits for every acknowledgement (`flush`), and the window
         // holds back `feed_all` meanwhile.
+        if self.feed_each {
+            for _ in 0..count {
+                match &self.payload {
+                    AckPayload::Static(p) => tx.feed(*p).await,
+                    AckPayload::Shared(p) => tx.feed(p.clone()).await,
+                }
+                .map_err(to_io)?;
+                self.sent += 1;
+            }
+            return Ok(());
+        }
         self.sent += match &self.payload {
             AckPayload::Static(p) => tx.feed_all(std::iter::repeat_n(*p, count)).await,
             AckPayload::Shared(p) => tx.feed_all(std::iter::repeat_n(p.clone(), count)).await,
@@ -673,6 +690,7 @@ impl ClientImpl for FramewireAckClient {
                 } else {
                     AckPayload::Static(static_payload(&to.payload))
                 },
+                feed_each: to.opts.feed_each,
                 sent: 0,
                 replies: to.opts.echo.then(|| state_rx.clone()),
             },

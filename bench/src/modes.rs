@@ -94,6 +94,7 @@ fn conn_opts(o: &RunOpts) -> Result<ConnOpts, LoadgenError> {
         // Only the one-way stream and burst run against a sink.
         echo: !matches!(o.mode, Mode::Stream | Mode::Burst) || o.echo,
         shared_payload: o.shared_payload,
+        feed_each: o.feed_each,
         tls: o
             .tls
             .as_deref()

@@ -32,6 +32,7 @@ async fn an_ack_batch_returns_without_waiting_for_its_acknowledgements() {
         window: 8,
         echo: false,
         shared_payload: false,
+        feed_each: false,
         tls: None,
     };
     let (mut tx, _rx) = FramewireAckClient::open(Target {
