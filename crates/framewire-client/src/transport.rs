@@ -304,6 +304,19 @@ impl framewire_codec::ReadReady for ReadHalf {
         }
     }
 }
+/// The ack driver's read path asks this before it reads into a released buffer
+/// ([`framewire_codec::ack::AckDriver::wait_readable`]).
+impl framewire_codec::ReadReady for ByteStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            ByteStream::Tcp(s) => s.poll_read_ready(cx),
+            #[cfg(unix)]
+            ByteStream::Unix(s) => s.poll_read_ready(cx),
+            // A boxed stream (TLS, a caller's own) cannot tell: the reader reads to find out.
+            ByteStream::Boxed(_) => Poll::Ready(Ok(())),
+        }
+    }
+}
 impl_async_read!(ByteStream);
 impl_async_write!(WriteHalf);
 impl_async_write!(ByteStream);

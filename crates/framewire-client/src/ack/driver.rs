@@ -199,6 +199,9 @@ impl Driver {
         // task's next round (the receiving half wakes it), where it goes out in one write
         // with the messages sent meanwhile.
         conn.defer_receiver_writes(true);
+        // Both this task and the receiving half poll the read path, mostly finding nothing:
+        // those polls ask the socket first instead of allocating the read buffer to try.
+        conn.wait_readable();
         {
             let mut slot = self.shared.slot();
             slot.conn = Some(conn);

@@ -33,7 +33,7 @@ use super::session_hub::Attached;
 use super::session_hub::SessionHub;
 use super::wire::{GoAwayReason, DATA_HEADER_LEN};
 use super::AckError;
-use crate::{EarlierError, FrameCodec, FrameReader, DEFAULT_READ_SIZE};
+use crate::{EarlierError, FrameCodec, FrameReader, ReadReady, DEFAULT_READ_SIZE};
 
 mod io;
 mod recv;
@@ -122,7 +122,14 @@ pub struct AckDriver<T> {
     /// The receiving side's polls do not write (see
     /// [`defer_receiver_writes`](Self::defer_receiver_writes)).
     defer_recv_writes: bool,
+    /// The transport's readiness probe, if it has one (see
+    /// [`wait_readable`](Self::wait_readable)).
+    read_ready: Option<ReadyProbe<T>>,
 }
+
+/// [`ReadReady::poll_read_ready`] for the transport type, kept as a function pointer so that
+/// `AckDriver<T>` asks nothing more of `T` unless [`AckDriver::wait_readable`] is called.
+type ReadyProbe<T> = fn(&T, &mut Context<'_>) -> Poll<std::io::Result<()>>;
 
 impl<T> AckDriver<T> {
     /// A driver over `io`, framing with `codec` (whose maximum frame length goes into this
@@ -159,7 +166,22 @@ impl<T> AckDriver<T> {
             io_waker: Waker::from(wakers),
             sessions: None,
             defer_recv_writes: false,
+            read_ready: None,
         }
+    }
+
+    /// For a transport that can tell whether a read would find bytes ([`ReadReady`]): while
+    /// the read buffer is released (nothing of a frame buffered), a poll of the read path
+    /// first asks the transport, and reads (allocating the buffer) only if it may find bytes.
+    /// Without it, every poll that finds nothing allocates the buffer for the read and
+    /// releases it again; with two callers polling the read path (the client's receiving
+    /// half and its driver task), that was three allocations of the read buffer per ping-pong
+    /// round trip. Off by default (any [`AsyncRead`](tokio::io::AsyncRead) transport).
+    pub fn wait_readable(&mut self)
+    where
+        T: ReadReady,
+    {
+        self.read_ready = Some(<T as ReadReady>::poll_read_ready);
     }
 
     /// The protocol state (windows, counters, the peer's HELLO).

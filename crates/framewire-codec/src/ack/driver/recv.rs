@@ -315,11 +315,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                 self.read_closed = true;
                 break Poll::Ready(Ok(()));
             }
+            // While the buffer is released, a transport that can tell (see `wait_readable`)
+            // is asked first: a poll that finds nothing then allocates nothing.
+            let probe = match self.read_ready {
+                Some(ready) if !self.input.holds_memory() => ready(&self.io, cx),
+                _ => Poll::Ready(Ok(())),
+            };
             // One read, sized and grown by the one read path's policy (see `FrameReader`).
-            match self
-                .input
-                .poll_fill(&self.codec, Pin::new(&mut self.io), cx)
-            {
+            let filled = match probe {
+                Poll::Ready(Ok(())) => {
+                    self.input
+                        .poll_fill(&self.codec, Pin::new(&mut self.io), cx)
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            };
+            match filled {
                 Poll::Ready(Ok(0)) => self.eof = true,
                 Poll::Ready(Ok(_)) => read_any = true,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(FrameError::from(e).into())),
