@@ -144,7 +144,6 @@ async fn recv_keeps_its_registration_until_the_driver_takes_it() {
         registered(&shared),
         "not registered again after the driver took it"
     );
-    drop(poll);
     client.close().await.expect("close");
     server.await.expect("server task");
 }
