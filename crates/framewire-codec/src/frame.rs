@@ -421,7 +421,7 @@ fn split_frame(src: &mut BytesMut, len: usize) -> Bytes {
 
 /// [`split_frame`] without the payload's first `skip` bytes (a protocol header the caller has
 /// already read), dropped in the same pointer bump as the length prefix.
-#[inline]
+#[inline(always)]
 pub(crate) fn split_frame_skipping(src: &mut BytesMut, len: usize, skip: usize) -> Bytes {
     let mut frame = src.split_to(HEADER_LEN + len).freeze();
     frame.advance(HEADER_LEN + skip);

@@ -213,7 +213,7 @@ impl FrameReader {
 
     /// Takes the frame [`peek_buffered`](Self::peek_buffered) saw (payload length `len`),
     /// without its first `skip` payload bytes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_peeked(&mut self, len: usize, skip: usize) -> Bytes {
         crate::frame::split_frame_skipping(&mut self.buf, len, skip)
     }
