@@ -85,16 +85,21 @@ async fn feed_all_delivers_every_message_in_order_through_a_full_window() {
         .await;
         let client = ack_client(addr, None).await;
         // Runs of up to 64 meet the server's window of 4 again and again.
-        let sent = msgs(300);
+        let sent = msgs(301);
         assert_eq!(client.feed_all(sent[..150].to_vec()).await.unwrap(), 150);
         // One numbering with `send` and `feed`.
         let receipt = client.send(sent[150].clone()).await.unwrap();
         assert_eq!(receipt.id().seq, 151);
         assert_eq!(
-            client.feed_all(sent[151..].iter().cloned()).await.unwrap(),
+            client
+                .feed_all(sent[151..300].iter().cloned())
+                .await
+                .unwrap(),
             149
         );
         assert_eq!(client.feed_all(Vec::<Bytes>::new()).await.unwrap(), 0);
+        // A batch of one takes `feed`'s path.
+        assert_eq!(client.feed_all([sent[300].clone()]).await.unwrap(), 1);
         client.flush().await.unwrap();
         let log = log.lock().unwrap().clone();
         assert_eq!(log.len(), 1);

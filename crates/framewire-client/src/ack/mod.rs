@@ -241,6 +241,8 @@ impl AckClient {
             rx: AckReceiver {
                 shared,
                 ended: false,
+                registered: None,
+                waiting: false,
             },
         })
     }

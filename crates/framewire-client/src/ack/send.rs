@@ -294,10 +294,20 @@ impl AckSender {
     {
         const RUN: usize = 64;
         let mut payloads = payloads.into_iter();
-        let mut run: VecDeque<Bytes> = VecDeque::with_capacity(RUN);
+        // One message (a ping-pong's batch): `feed`'s path, without the run's allocation.
+        let Some(first) = payloads.next() else {
+            return Ok(0);
+        };
+        let Some(second) = payloads.next() else {
+            return self.feed(first).await.map(|()| 1);
+        };
+        let room = payloads.size_hint().0.saturating_add(2).min(RUN);
+        let mut run: VecDeque<Bytes> = VecDeque::with_capacity(room);
+        run.extend([first.into(), second.into()]);
         let mut fed = 0;
         loop {
-            run.extend(payloads.by_ref().take(RUN).map(Into::into));
+            let more = RUN - run.len();
+            run.extend(payloads.by_ref().take(more).map(Into::into));
             if run.is_empty() {
                 return Ok(fed);
             }
