@@ -116,8 +116,13 @@ impl Driver {
                         // Messages received and not yet taken are still delivered, first.
                         let inbox = conn.take_buffered();
                         if !inbox.is_empty() {
-                            self.shared.carry().extend(inbox);
-                            if let Some(w) = self.shared.inbox().recv_waker.take() {
+                            {
+                                let mut carry = self.shared.carry();
+                                carry.extend(inbox);
+                                self.shared.carried.store(true, Ordering::Release);
+                            }
+                            let waker = self.shared.take_recv_waker(&mut self.shared.inbox());
+                            if let Some(w) = waker {
                                 w.wake();
                             }
                             // No new connection (and no new window of the peer's messages)
@@ -207,7 +212,8 @@ impl Driver {
             slot.conn = Some(conn);
             slot.reported = None;
         }
-        if let Some(w) = self.shared.inbox().recv_waker.take() {
+        let waker = self.shared.take_recv_waker(&mut self.shared.inbox());
+        if let Some(w) = waker {
             w.wake();
         }
     }
@@ -298,7 +304,8 @@ impl Driver {
         {
             let mut inbox = self.shared.inbox();
             inbox.end = Some(stop.clone());
-            if let Some(w) = inbox.recv_waker.take() {
+            self.shared.ended.store(true, Ordering::Release);
+            if let Some(w) = self.shared.take_recv_waker(&mut inbox) {
                 w.wake();
             }
         }

@@ -243,6 +243,8 @@ impl AckClient {
             rx: AckReceiver {
                 shared,
                 ended: false,
+                registered: None,
+                waiting: false,
             },
         })
     }

@@ -6,7 +6,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use framewire_codec::ack::Delivery;
 use futures_util::Stream;
@@ -26,6 +26,10 @@ pub struct AckReceiver {
     pub(super) shared: Arc<Shared>,
     /// The stream yielded its end (or its error) already.
     pub(super) ended: bool,
+    /// The waker this half last put in `Inbox::recv_waker` (see `register`).
+    pub(super) registered: Option<Waker>,
+    /// What this half last stored in `Shared::receiving`.
+    pub(super) waiting: bool,
 }
 
 impl AckReceiver {
@@ -52,10 +56,42 @@ impl AckReceiver {
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Delivery>, ClientError>> {
         let r = self.poll_recv_inner(cx);
-        self.shared
-            .receiving
-            .store(r.is_pending(), Ordering::SeqCst);
+        let waiting = r.is_pending();
+        if waiting != self.waiting {
+            self.waiting = waiting;
+            self.shared.receiving.store(waiting, Ordering::SeqCst);
+        }
         r
+    }
+
+    /// Registers `cx`'s waker in the inbox, where the driver wakes the receiving half when
+    /// what it waits for changes (a connection installed, messages carried, the end), unless
+    /// it is there already (the common case: one atomic load, no lock) or a no-op (a poll
+    /// that does not wait must not displace the waker of one that does).
+    fn register(&mut self, cx: &Context<'_>) {
+        let waker = cx.waker();
+        if waker.will_wake(Waker::noop()) {
+            return;
+        }
+        // Only this half registers, and the driver clears `recv_registered` whenever it takes
+        // the waker (to wake it): while the flag is set, the inbox holds `self.registered`.
+        // A waker taken just after this check is woken after the change that took it.
+        if self.shared.recv_registered.load(Ordering::Acquire)
+            && self.registered.as_ref().is_some_and(|w| w.will_wake(waker))
+        {
+            return;
+        }
+        let mut inbox = self.shared.inbox();
+        inbox.recv_waker = Some(waker.clone());
+        self.shared.recv_registered.store(true, Ordering::Release);
+        drop(inbox);
+        self.registered = Some(waker.clone());
+    }
+
+    /// Counts one message taken (only this half writes the counter: no read-modify-write).
+    fn count_received(&self) {
+        let received = &self.shared.received;
+        received.store(received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
     fn poll_recv_inner(
@@ -63,29 +99,31 @@ impl AckReceiver {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Delivery>, ClientError>> {
         // Register first: a connection installed (or a stop) after the checks below wakes us.
-        {
-            let mut inbox = self.shared.inbox();
-            if let Some(end) = &inbox.end {
+        self.register(cx);
+        if self.shared.ended.load(Ordering::Acquire) {
+            if let Some(end) = &self.shared.inbox().end {
                 return Poll::Ready(end.recv_result());
             }
-            match &inbox.recv_waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => inbox.recv_waker = Some(cx.waker().clone()),
-            }
         }
-        let carried = {
-            let mut carry = self.shared.carry();
-            carry.pop_front().map(|d| (d, carry.is_empty()))
-        };
-        if let Some((d, now_empty)) = carried {
-            self.shared.received.fetch_add(1, Ordering::Relaxed);
-            if now_empty {
-                // The driver waits for this before reconnecting.
-                if let Some(w) = self.shared.inbox().driver_waker.take() {
-                    w.wake();
+        if self.shared.carried.load(Ordering::Acquire) {
+            let carried = {
+                let mut carry = self.shared.carry();
+                let d = carry.pop_front();
+                if carry.is_empty() {
+                    self.shared.carried.store(false, Ordering::Release);
                 }
+                d.map(|d| (d, carry.is_empty()))
+            };
+            if let Some((d, now_empty)) = carried {
+                self.count_received();
+                if now_empty {
+                    // The driver waits for this before reconnecting.
+                    if let Some(w) = self.shared.inbox().driver_waker.take() {
+                        w.wake();
+                    }
+                }
+                return Poll::Ready(Ok(Some(d)));
             }
-            return Poll::Ready(Ok(Some(d)));
         }
         let mut slot = self.shared.slot();
         if slot.reported.is_some() {
@@ -108,7 +146,8 @@ impl AckReceiver {
         }
         let outcome = match polled {
             Poll::Ready(Ok(Some(delivery))) => {
-                self.shared.received.fetch_add(1, Ordering::Relaxed);
+                drop(slot);
+                self.count_received();
                 return Poll::Ready(Ok(Some(delivery)));
             }
             Poll::Ready(Err(e)) => classify(e),

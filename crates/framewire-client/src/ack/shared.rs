@@ -5,7 +5,7 @@
 //! travel between them ([`SendCmd`], [`Cmd`], [`Tracked`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Duration;
@@ -71,6 +71,17 @@ pub(super) struct Shared {
     pub(super) driver_task: AtomicWaker,
     /// The client's session; all zero with a server that does not keep sessions.
     pub(super) session: Mutex<SessionId>,
+    /// Mirrors `Inbox::end.is_some()` (set under the inbox lock with it), so that `recv`
+    /// checks it without taking the lock.
+    pub(super) ended: AtomicBool,
+    /// `true` while `carry` holds messages (changed under the carry lock), so that `recv`
+    /// looks there only when it does.
+    pub(super) carried: AtomicBool,
+    /// `true` while `Inbox::recv_waker` holds the waker the receiving half registered last
+    /// (set under the inbox lock by the receiving half, cleared by
+    /// [`take_recv_waker`](Self::take_recv_waker)): a `recv` polled again with the same waker
+    /// need not register it again.
+    pub(super) recv_registered: AtomicBool,
 }
 
 impl Default for Shared {
@@ -99,6 +110,9 @@ impl Default for Shared {
             refused: Mutex::default(),
             driver_task: AtomicWaker::new(),
             session: Mutex::new([0; 16]),
+            ended: AtomicBool::new(false),
+            carried: AtomicBool::new(false),
+            recv_registered: AtomicBool::new(false),
         }
     }
 }
@@ -151,6 +165,14 @@ impl Shared {
         for w in wakers {
             w.wake();
         }
+    }
+
+    /// Takes the receiving half's waker out of `inbox` (this `Shared`'s, locked by the
+    /// caller) to wake it: whoever changes what `recv` waits for (a connection installed,
+    /// messages carried, the end) wakes the receiving half through this, after the change.
+    pub(super) fn take_recv_waker(&self, inbox: &mut Inbox) -> Option<Waker> {
+        self.recv_registered.store(false, Ordering::Release);
+        inbox.recv_waker.take()
     }
 
     pub(super) fn carry(&self) -> MutexGuard<'_, VecDeque<Delivery>> {
