@@ -54,6 +54,7 @@
 mod connect;
 mod driver;
 mod end;
+mod receipt;
 mod recv;
 mod round;
 mod send;
@@ -74,8 +75,9 @@ use tokio::sync::mpsc;
 pub(crate) use connect::AckSettings;
 use connect::{hello, session_state};
 use driver::Driver;
+pub use receipt::Receipt;
 pub use recv::AckReceiver;
-pub use send::{AckSender, Receipt};
+pub use send::AckSender;
 use shared::Shared;
 
 use crate::transport::ByteStream;

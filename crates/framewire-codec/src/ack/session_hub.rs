@@ -194,7 +194,8 @@ impl Attached {
     }
 
     /// `true` once a newer connection wants this driver's session (one atomic load; no
-    /// waker registered).
+    /// waker registered). Inlined: the receive and send fast paths check it per message.
+    #[inline]
     pub(super) fn is_superseded(&self) -> bool {
         self.held
             .as_ref()
