@@ -111,6 +111,37 @@ async fn feed_all_delivers_every_message_in_order_through_a_full_window() {
 }
 
 #[tokio::test]
+async fn feed_all_stops_at_the_iterators_first_end() {
+    within(async {
+        let (addr, log) = spawn_ack_server(AckEcho {
+            window: 4,
+            echo: false,
+            greeting: None,
+        })
+        .await;
+        let client = ack_client(addr, None).await;
+        // Ten messages, `None`, then more: an iterator that is not fused. The window of 4
+        // makes runs wait for room, after which `feed_all` takes up the iterator again.
+        let mut n = 0;
+        let unfused = std::iter::from_fn(move || {
+            n += 1;
+            (n != 11).then(|| Bytes::from(format!("m{n}")))
+        })
+        .take(14);
+        assert_eq!(client.feed_all(unfused).await.unwrap(), 10);
+        client.flush().await.unwrap();
+        let got: Vec<_> = log.lock().unwrap()[0]
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect();
+        let expected: Vec<_> = (1..=10).map(|i| Bytes::from(format!("m{i}"))).collect();
+        assert_eq!(got, expected);
+        client.close().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn feed_all_stops_at_a_payload_too_long_and_delivers_the_ones_before() {
     within(async {
         let (addr, log) = spawn_ack_server(AckEcho {

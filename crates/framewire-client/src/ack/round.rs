@@ -94,7 +94,9 @@ impl Driver {
             }
             if inbox.receiver_dropped {
                 drop(inbox);
-                self.shared.carry().clear();
+                let mut carry = self.shared.carry();
+                carry.clear();
+                self.shared.carried.store(false, Ordering::Release);
                 return Poll::Ready(());
             }
         }

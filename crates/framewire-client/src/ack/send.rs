@@ -148,7 +148,10 @@ impl AckSender {
     ///
     /// As [`feed`](Self::feed), for the first message that fails: the messages before it
     /// were accepted (and are delivered, as with `feed`), that one and the rest of the
-    /// iterator were not (`NotSent` carries the one that failed).
+    /// iterator were not (`NotSent` carries the one that failed). The error does not say how
+    /// many were accepted: after the client stopped, [`flush`](Self::flush)'s `GaveUp` or
+    /// `Protocol` error hands back every accepted message not acknowledged, these included;
+    /// a caller that must know the exact point of failure feeds one message at a time.
     ///
     /// # Cancellation safety
     ///
@@ -161,7 +164,9 @@ impl AckSender {
         I::Item: Into<Bytes>,
     {
         const RUN: usize = 64;
-        let mut payloads = payloads.into_iter();
+        // Fused: once the iterator said it is done, it is not asked again (a run that waited
+        // for room would otherwise ask it once more, and an iterator may yield after `None`).
+        let mut payloads = payloads.into_iter().fuse();
         // One message (a ping-pong's batch): `feed`'s path, without the run's allocation.
         let Some(first) = payloads.next() else {
             return Ok(0);

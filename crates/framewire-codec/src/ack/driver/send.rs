@@ -310,6 +310,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AckDriver<T> {
                     redelivery,
                     payload,
                 };
+                // A frame the writer refuses is not counted as transmitted (`poll_transmit`
+                // counts it first): the same to the peer, as the driver fails either way.
                 out.push(codec, frame).map_err(|e| failed = Some(e)).is_ok()
             });
             if let Some(e) = failed {
