@@ -17,12 +17,7 @@ use tokio_util::codec::Encoder;
 #[tokio::test]
 async fn receipts_resolve_in_order() {
     within(async {
-        let (addr, log) = spawn_ack_server(AckEcho {
-            window: 4,
-            echo: false,
-            greeting: None,
-        })
-        .await;
+        let (addr, log) = sink_server(4).await;
         let client = ack_client(addr, None).await;
         let sent = msgs(20);
         let mut receipts = Vec::new();
@@ -46,12 +41,7 @@ async fn receipts_resolve_in_order() {
 #[tokio::test]
 async fn fed_messages_are_delivered_in_order_and_flush_waits_for_them() {
     within(async {
-        let (addr, log) = spawn_ack_server(AckEcho {
-            window: 4,
-            echo: false,
-            greeting: None,
-        })
-        .await;
+        let (addr, log) = sink_server(4).await;
         let client = ack_client(addr, None).await;
         let sent = msgs(50);
         // Fed and sent messages share one numbering and one window (4: most of these wait).
@@ -77,12 +67,7 @@ async fn fed_messages_are_delivered_in_order_and_flush_waits_for_them() {
 #[tokio::test]
 async fn feed_all_delivers_every_message_in_order_through_a_full_window() {
     within(async {
-        let (addr, log) = spawn_ack_server(AckEcho {
-            window: 4,
-            echo: false,
-            greeting: None,
-        })
-        .await;
+        let (addr, log) = sink_server(4).await;
         let client = ack_client(addr, None).await;
         // Runs of up to 64 meet the server's window of 4 again and again.
         let sent = msgs(301);
@@ -113,12 +98,7 @@ async fn feed_all_delivers_every_message_in_order_through_a_full_window() {
 #[tokio::test]
 async fn feed_all_stops_at_the_iterators_first_end() {
     within(async {
-        let (addr, log) = spawn_ack_server(AckEcho {
-            window: 4,
-            echo: false,
-            greeting: None,
-        })
-        .await;
+        let (addr, log) = sink_server(4).await;
         let client = ack_client(addr, None).await;
         // Ten messages, `None`, then more: an iterator that is not fused. The window of 4
         // makes runs wait for room, after which `feed_all` takes up the iterator again.
@@ -137,44 +117,6 @@ async fn feed_all_stops_at_the_iterators_first_end() {
         let expected: Vec<_> = (1..=10).map(|i| Bytes::from(format!("m{i}"))).collect();
         assert_eq!(got, expected);
         client.close().await.unwrap();
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn feed_all_stops_at_a_payload_too_long_and_delivers_the_ones_before() {
-    within(async {
-        let (addr, log) = spawn_ack_server(AckEcho {
-            window: 4,
-            echo: false,
-            greeting: None,
-        })
-        .await;
-        let client = Client::builder()
-            .max_frame_len(100)
-            .connect_ack(addr)
-            .await
-            .unwrap();
-        let batch = vec![
-            Bytes::from("a"),
-            Bytes::from("b"),
-            Bytes::from(vec![0u8; 200]),
-            Bytes::from("never sent"),
-        ];
-        let err = client.feed_all(batch).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ClientError::Ack(AckError::PayloadTooLong { len: 200, .. })
-            ),
-            "{err:?}"
-        );
-        client.send("c").await.unwrap().await.unwrap();
-        let got: Vec<_> = log.lock().unwrap()[0]
-            .iter()
-            .map(|(p, _)| p.clone())
-            .collect();
-        assert_eq!(got, ["a", "b", "c"].map(Bytes::from));
     })
     .await;
 }
@@ -280,29 +222,48 @@ async fn full_window_is_backpressure() {
 #[tokio::test]
 async fn payload_too_long_is_refused_and_connection_survives() {
     within(async {
-        let (addr, log) = spawn_ack_server(AckEcho {
-            window: 4,
-            echo: false,
-            greeting: None,
-        })
-        .await;
+        let (addr, log) = sink_server(4).await;
         let client = Client::builder()
             .max_frame_len(100)
             .connect_ack(addr)
             .await
             .unwrap();
-        let err = client.send(vec![0u8; 200]).await.unwrap_err();
-        assert!(
+        let too_long = |err: &ClientError| {
             matches!(
                 err,
                 ClientError::Ack(AckError::PayloadTooLong { len: 200, .. })
-            ),
-            "{err:?}"
-        );
+            )
+        };
+        let err = client.send(vec![0u8; 200]).await.unwrap_err();
+        assert!(too_long(&err), "{err:?}");
         client.send("fine").await.unwrap().await.unwrap();
-        assert_eq!(log.lock().unwrap()[0].len(), 1);
+        // `feed_all` stops at it: the messages before it are delivered, the rest not sent.
+        let batch = [
+            Bytes::from("a"),
+            Bytes::from("b"),
+            Bytes::from(vec![0u8; 200]),
+            Bytes::from("never sent"),
+        ];
+        let err = client.feed_all(batch).await.unwrap_err();
+        assert!(too_long(&err), "{err:?}");
+        client.send("c").await.unwrap().await.unwrap();
+        let got: Vec<_> = log.lock().unwrap()[0]
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect();
+        assert_eq!(got, ["fine", "a", "b", "c"].map(Bytes::from));
     })
     .await;
+}
+
+/// An ack-mode server granting `window` that takes every message and answers none.
+async fn sink_server(window: u32) -> (std::net::SocketAddr, common::AckLog) {
+    spawn_ack_server(AckEcho {
+        window,
+        echo: false,
+        greeting: None,
+    })
+    .await
 }
 
 // ------------------------------------------------------------ scripted raw peers
