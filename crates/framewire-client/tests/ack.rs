@@ -28,11 +28,10 @@ async fn receipts_resolve_in_order() {
             assert_eq!(r.id().seq, i as u64 + 1);
             assert_eq!(r.await.unwrap().seq, i as u64 + 1);
         }
-        let log = log.lock().unwrap().clone();
-        assert_eq!(log.len(), 1);
-        let got: Vec<_> = log[0].iter().map(|(p, _)| p.clone()).collect();
+        let got = taken_on_one_connection(&log);
         assert_eq!(got, sent);
-        assert!(log[0].iter().all(|(_, r)| !r), "nothing was redelivered");
+        let redelivered = log.lock().unwrap()[0].iter().any(|(_, r)| *r);
+        assert!(!redelivered, "nothing was redelivered");
         client.close().await.unwrap();
     })
     .await;
@@ -55,9 +54,7 @@ async fn fed_messages_are_delivered_in_order_and_flush_waits_for_them() {
         }
         client.flush().await.unwrap();
         // Flushed: the server's application took every one of them, in order, once.
-        let log = log.lock().unwrap().clone();
-        assert_eq!(log.len(), 1);
-        let got: Vec<_> = log[0].iter().map(|(p, _)| p.clone()).collect();
+        let got = taken_on_one_connection(&log);
         assert_eq!(got, sent);
         client.close().await.unwrap();
     })
@@ -86,9 +83,7 @@ async fn feed_all_delivers_every_message_in_order_through_a_full_window() {
         // A batch of one takes `feed`'s path.
         assert_eq!(client.feed_all([sent[300].clone()]).await.unwrap(), 1);
         client.flush().await.unwrap();
-        let log = log.lock().unwrap().clone();
-        assert_eq!(log.len(), 1);
-        let got: Vec<_> = log[0].iter().map(|(p, _)| p.clone()).collect();
+        let got = taken_on_one_connection(&log);
         assert_eq!(got, sent);
         client.close().await.unwrap();
     })
@@ -110,10 +105,7 @@ async fn feed_all_stops_at_the_iterators_first_end() {
         .take(14);
         assert_eq!(client.feed_all(unfused).await.unwrap(), 10);
         client.flush().await.unwrap();
-        let got: Vec<_> = log.lock().unwrap()[0]
-            .iter()
-            .map(|(p, _)| p.clone())
-            .collect();
+        let got = taken_on_one_connection(&log);
         let expected: Vec<_> = (1..=10).map(|i| Bytes::from(format!("m{i}"))).collect();
         assert_eq!(got, expected);
         client.close().await.unwrap();
@@ -247,13 +239,18 @@ async fn payload_too_long_is_refused_and_connection_survives() {
         let err = client.feed_all(batch).await.unwrap_err();
         assert!(too_long(&err), "{err:?}");
         client.send("c").await.unwrap().await.unwrap();
-        let got: Vec<_> = log.lock().unwrap()[0]
-            .iter()
-            .map(|(p, _)| p.clone())
-            .collect();
+        let got = taken_on_one_connection(&log);
         assert_eq!(got, ["fine", "a", "b", "c"].map(Bytes::from));
     })
     .await;
+}
+
+/// The payloads `sink_server`'s application took, in order, checking that they all came on
+/// one connection.
+fn taken_on_one_connection(log: &common::AckLog) -> Vec<Bytes> {
+    let log = log.lock().expect("the server's log");
+    assert_eq!(log.len(), 1, "one connection");
+    log[0].iter().map(|(p, _)| p.clone()).collect()
 }
 
 /// An ack-mode server granting `window` that takes every message and answers none.
